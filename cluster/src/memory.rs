@@ -1,0 +1,574 @@
+//! In-memory backends for a single node.
+//!
+//! Each backend keeps its data behind one `std::sync::Mutex`; no lock is held across an `.await`
+//! (the trait methods do their work synchronously inside the lock).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::state::*;
+use crate::stats::{NodeRegistry, NodeStats};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-written in a way that matters
+    // more than losing the whole node, so a poisoned lock is taken over rather than propagated.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds the full set of in-memory backends.
+pub fn backends(history_capacity: usize) -> StateBackends {
+    StateBackends {
+        rooms: Arc::new(MemoryRooms::default()),
+        presence: Arc::new(MemoryPresence::default()),
+        bans: Arc::new(MemoryBans::default()),
+        history: Arc::new(MemoryHistory::new(history_capacity)),
+        games: Arc::new(MemoryGames::default()),
+        nodes: Arc::new(MemoryNodes::default()),
+    }
+}
+
+#[derive(Debug)]
+struct RoomEntry {
+    record: RoomRecord,
+    members: Vec<Member>,
+}
+
+/// Room registry of a single node.
+#[derive(Debug, Default)]
+pub struct MemoryRooms {
+    // Vec keeps creation order for `list`; room counts are small enough for linear lookups to be
+    // cheaper than keeping a second index in step.
+    rooms: Mutex<Vec<RoomEntry>>,
+}
+
+#[async_trait]
+impl RoomRegistry for MemoryRooms {
+    async fn create(&self, room: RoomRecord) -> StateResult<bool> {
+        let mut rooms = lock(&self.rooms);
+        if rooms.iter().any(|r| r.record.id == room.id) {
+            return Ok(false);
+        }
+        rooms.push(RoomEntry {
+            record: room,
+            members: Vec::new(),
+        });
+        Ok(true)
+    }
+
+    async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>> {
+        Ok(lock(&self.rooms)
+            .iter()
+            .find(|r| r.record.id == room_id)
+            .map(|r| r.record.clone()))
+    }
+
+    async fn list(&self) -> StateResult<Vec<RoomRecord>> {
+        Ok(lock(&self.rooms).iter().map(|r| r.record.clone()).collect())
+    }
+
+    async fn join(&self, room_id: &str, member: Member) -> StateResult<JoinOutcome> {
+        let mut rooms = lock(&self.rooms);
+        let Some(room) = rooms.iter_mut().find(|r| r.record.id == room_id) else {
+            return Ok(JoinOutcome::NoSuchRoom);
+        };
+        if room.members.iter().any(|m| m.socket_id == member.socket_id) {
+            return Ok(JoinOutcome::AlreadyMember {
+                user_count: room.members.len(),
+            });
+        }
+        if room.members.len() >= room.record.max_users as usize {
+            return Ok(JoinOutcome::Full);
+        }
+        room.members.push(member);
+        Ok(JoinOutcome::Joined {
+            user_count: room.members.len(),
+        })
+    }
+
+    async fn leave(&self, room_id: &str, socket_id: &str) -> StateResult<LeaveOutcome> {
+        let mut rooms = lock(&self.rooms);
+        let Some(idx) = rooms.iter().position(|r| r.record.id == room_id) else {
+            return Ok(LeaveOutcome::NotMember);
+        };
+        let room = &mut rooms[idx];
+        let before = room.members.len();
+        room.members.retain(|m| m.socket_id != socket_id);
+        if room.members.len() == before {
+            return Ok(LeaveOutcome::NotMember);
+        }
+        let user_count = room.members.len();
+        let room_deleted = user_count == 0;
+        if room_deleted {
+            rooms.remove(idx);
+        }
+        Ok(LeaveOutcome::Left {
+            user_count,
+            room_deleted,
+        })
+    }
+
+    async fn members(&self, room_id: &str) -> StateResult<Vec<Member>> {
+        Ok(lock(&self.rooms)
+            .iter()
+            .find(|r| r.record.id == room_id)
+            .map(|r| r.members.clone())
+            .unwrap_or_default())
+    }
+
+    async fn member_count(&self, room_id: &str) -> StateResult<usize> {
+        Ok(lock(&self.rooms)
+            .iter()
+            .find(|r| r.record.id == room_id)
+            .map_or(0, |r| r.members.len()))
+    }
+
+    async fn purge_node(&self, node_id: &str) -> StateResult<Vec<PurgedMembership>> {
+        let mut rooms = lock(&self.rooms);
+        let mut purged = Vec::new();
+        for room in rooms.iter_mut() {
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                room.members.drain(..).partition(|m| m.node_id == node_id);
+            room.members = kept;
+            let user_count = room.members.len();
+            for member in gone {
+                purged.push(PurgedMembership {
+                    room_id: room.record.id.clone(),
+                    member,
+                    user_count,
+                    room_deleted: user_count == 0,
+                });
+            }
+        }
+        rooms
+            .retain(|r| !(r.members.is_empty() && purged.iter().any(|p| p.room_id == r.record.id)));
+        Ok(purged)
+    }
+}
+
+/// Presence of a single node.
+#[derive(Debug, Default)]
+pub struct MemoryPresence {
+    sockets: Mutex<Vec<OnlineSocket>>,
+}
+
+#[async_trait]
+impl Presence for MemoryPresence {
+    async fn socket_connected(&self, socket: OnlineSocket) -> StateResult<bool> {
+        let mut sockets = lock(&self.sockets);
+        let first = !sockets.iter().any(|s| s.user_id == socket.user_id);
+        sockets.retain(|s| s.socket_id != socket.socket_id);
+        sockets.push(socket);
+        Ok(first)
+    }
+
+    async fn socket_disconnected(&self, user_id: &str, socket_id: &str) -> StateResult<bool> {
+        let mut sockets = lock(&self.sockets);
+        let before = sockets.len();
+        sockets.retain(|s| s.socket_id != socket_id);
+        let removed = sockets.len() != before;
+        Ok(removed && !sockets.iter().any(|s| s.user_id == user_id))
+    }
+
+    async fn set_username(
+        &self,
+        user_id: &str,
+        socket_id: &str,
+        username: &str,
+    ) -> StateResult<()> {
+        let mut sockets = lock(&self.sockets);
+        if let Some(s) = sockets
+            .iter_mut()
+            .find(|s| s.socket_id == socket_id && s.user_id == user_id)
+        {
+            username.clone_into(&mut s.username);
+        }
+        Ok(())
+    }
+
+    async fn online(&self) -> StateResult<Vec<OnlineSocket>> {
+        Ok(lock(&self.sockets).clone())
+    }
+
+    async fn sockets_of(&self, user_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        Ok(lock(&self.sockets)
+            .iter()
+            .filter(|s| s.user_id == user_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn find_socket(&self, socket_id: &str) -> StateResult<Option<OnlineSocket>> {
+        Ok(lock(&self.sockets)
+            .iter()
+            .find(|s| s.socket_id == socket_id)
+            .cloned())
+    }
+
+    async fn purge_node(&self, node_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        let mut sockets = lock(&self.sockets);
+        let (gone, kept): (Vec<_>, Vec<_>) = sockets.drain(..).partition(|s| s.node_id == node_id);
+        *sockets = kept;
+        let mut offline: Vec<OnlineSocket> = Vec::new();
+        for s in gone {
+            let still_online = sockets.iter().any(|k| k.user_id == s.user_id);
+            if !still_online && !offline.iter().any(|o| o.user_id == s.user_id) {
+                offline.push(s);
+            }
+        }
+        Ok(offline)
+    }
+}
+
+/// Bans of a single node.
+#[derive(Debug, Default)]
+pub struct MemoryBans {
+    bans: Mutex<HashMap<String, Ban>>,
+}
+
+#[async_trait]
+impl BanList for MemoryBans {
+    async fn ban(&self, ban: Ban) -> StateResult<()> {
+        lock(&self.bans).insert(ban.user_id.clone(), ban);
+        Ok(())
+    }
+
+    async fn unban(&self, user_id: &str) -> StateResult<bool> {
+        let removed = lock(&self.bans).remove(user_id);
+        Ok(removed.is_some_and(|b| b.is_active_at(Utc::now())))
+    }
+
+    async fn active(&self, user_id: &str) -> StateResult<Option<Ban>> {
+        let mut bans = lock(&self.bans);
+        let now = Utc::now();
+        match bans.get(user_id) {
+            Some(b) if b.is_active_at(now) => Ok(Some(b.clone())),
+            Some(_) => {
+                bans.remove(user_id);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Bounded history of a single node: a ring of `capacity` messages per scope.
+#[derive(Debug)]
+pub struct MemoryHistory {
+    capacity: usize,
+    scopes: Mutex<HashMap<HistoryScope, VecDeque<serde_json::Value>>>,
+}
+
+impl MemoryHistory {
+    /// A history keeping at most `capacity` messages per scope (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            scopes: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl History for MemoryHistory {
+    async fn append(&self, scope: &HistoryScope, message: serde_json::Value) -> StateResult<()> {
+        let mut scopes = lock(&self.scopes);
+        let ring = scopes.entry(scope.clone()).or_default();
+        if ring.len() >= self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(message);
+        Ok(())
+    }
+
+    async fn recent(
+        &self,
+        scope: &HistoryScope,
+        limit: usize,
+    ) -> StateResult<Vec<serde_json::Value>> {
+        let scopes = lock(&self.scopes);
+        Ok(scopes
+            .get(scope)
+            .map(|ring| {
+                let skip = ring.len().saturating_sub(limit);
+                ring.iter().skip(skip).cloned().collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Game sequence numbers of a single node.
+#[derive(Debug, Default)]
+pub struct MemoryGames {
+    seqs: Mutex<HashMap<String, u64>>,
+}
+
+#[async_trait]
+impl GameSequence for MemoryGames {
+    async fn next(&self, game_id: &str) -> StateResult<u64> {
+        let mut seqs = lock(&self.seqs);
+        let seq = seqs.entry(game_id.to_owned()).or_insert(0);
+        *seq += 1;
+        Ok(*seq)
+    }
+}
+
+/// Node registry of a single node: it only ever knows itself.
+#[derive(Debug, Default)]
+pub struct MemoryNodes {
+    nodes: Mutex<HashMap<String, NodeStats>>,
+}
+
+#[async_trait]
+impl NodeRegistry for MemoryNodes {
+    async fn publish(&self, stats: &NodeStats) -> StateResult<()> {
+        lock(&self.nodes).insert(stats.server_id.clone(), stats.clone());
+        Ok(())
+    }
+
+    async fn withdraw(&self, server_id: &str) -> StateResult<()> {
+        lock(&self.nodes).remove(server_id);
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> StateResult<Vec<NodeStats>> {
+        let mut nodes: Vec<_> = lock(&self.nodes).values().cloned().collect();
+        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        Ok(nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::Duration;
+
+    fn room(id: &str, max: u32) -> RoomRecord {
+        RoomRecord {
+            id: id.into(),
+            name: format!("Room {id}"),
+            is_private: false,
+            password_hash: None,
+            max_users: max,
+            created_at: Utc::now(),
+            created_by: "u1".into(),
+        }
+    }
+
+    fn member(sid: &str, node: &str) -> Member {
+        Member {
+            socket_id: sid.into(),
+            user_id: format!("user-{sid}"),
+            username: sid.into(),
+            node_id: node.into(),
+        }
+    }
+
+    fn online(uid: &str, sid: &str, node: &str) -> OnlineSocket {
+        OnlineSocket {
+            user_id: uid.into(),
+            username: uid.into(),
+            socket_id: sid.into(),
+            node_id: node.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn rooms_refuse_duplicates_and_keep_order() {
+        let rooms = MemoryRooms::default();
+        assert!(rooms.create(room("a", 10)).await.unwrap());
+        assert!(rooms.create(room("b", 10)).await.unwrap());
+        assert!(!rooms.create(room("a", 5)).await.unwrap());
+        let ids: Vec<_> = rooms
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(rooms.get("a").await.unwrap().unwrap().max_users, 10);
+    }
+
+    #[tokio::test]
+    async fn join_enforces_capacity_and_existence() {
+        let rooms = MemoryRooms::default();
+        rooms.create(room("r", 2)).await.unwrap();
+        assert_eq!(
+            rooms.join("nope", member("s1", "n")).await.unwrap(),
+            JoinOutcome::NoSuchRoom
+        );
+        assert_eq!(
+            rooms.join("r", member("s1", "n")).await.unwrap(),
+            JoinOutcome::Joined { user_count: 1 }
+        );
+        assert_eq!(
+            rooms.join("r", member("s1", "n")).await.unwrap(),
+            JoinOutcome::AlreadyMember { user_count: 1 }
+        );
+        assert_eq!(
+            rooms.join("r", member("s2", "n")).await.unwrap(),
+            JoinOutcome::Joined { user_count: 2 }
+        );
+        assert_eq!(
+            rooms.join("r", member("s3", "n")).await.unwrap(),
+            JoinOutcome::Full
+        );
+    }
+
+    #[tokio::test]
+    async fn last_leave_deletes_the_room() {
+        let rooms = MemoryRooms::default();
+        rooms.create(room("r", 5)).await.unwrap();
+        rooms.join("r", member("s1", "n")).await.unwrap();
+        rooms.join("r", member("s2", "n")).await.unwrap();
+        assert_eq!(
+            rooms.leave("r", "s9").await.unwrap(),
+            LeaveOutcome::NotMember
+        );
+        assert_eq!(
+            rooms.leave("r", "s1").await.unwrap(),
+            LeaveOutcome::Left {
+                user_count: 1,
+                room_deleted: false
+            }
+        );
+        assert_eq!(
+            rooms.leave("r", "s2").await.unwrap(),
+            LeaveOutcome::Left {
+                user_count: 0,
+                room_deleted: true
+            }
+        );
+        assert!(rooms.get("r").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn purge_node_removes_only_that_nodes_members() {
+        let rooms = MemoryRooms::default();
+        rooms.create(room("r", 5)).await.unwrap();
+        rooms.create(room("q", 5)).await.unwrap();
+        rooms.join("r", member("s1", "dead")).await.unwrap();
+        rooms.join("r", member("s2", "alive")).await.unwrap();
+        rooms.join("q", member("s3", "dead")).await.unwrap();
+        let purged = rooms.purge_node("dead").await.unwrap();
+        assert_eq!(purged.len(), 2);
+        assert_eq!(rooms.member_count("r").await.unwrap(), 1);
+        assert!(
+            rooms.get("q").await.unwrap().is_none(),
+            "emptied room is deleted"
+        );
+        assert!(purged.iter().any(|p| p.room_id == "q" && p.room_deleted));
+    }
+
+    #[tokio::test]
+    async fn presence_reports_first_and_last_socket() {
+        let p = MemoryPresence::default();
+        assert!(p.socket_connected(online("u", "s1", "n")).await.unwrap());
+        assert!(!p.socket_connected(online("u", "s2", "n")).await.unwrap());
+        assert!(!p.socket_disconnected("u", "s1").await.unwrap());
+        assert!(p.socket_disconnected("u", "s2").await.unwrap());
+        assert!(
+            !p.socket_disconnected("u", "s2").await.unwrap(),
+            "a second disconnect of the same socket is not a second offline"
+        );
+    }
+
+    #[tokio::test]
+    async fn presence_purge_reports_users_who_went_offline() {
+        let p = MemoryPresence::default();
+        p.socket_connected(online("a", "s1", "dead")).await.unwrap();
+        p.socket_connected(online("a", "s2", "dead")).await.unwrap();
+        p.socket_connected(online("b", "s3", "dead")).await.unwrap();
+        p.socket_connected(online("b", "s4", "alive"))
+            .await
+            .unwrap();
+        let offline = p.purge_node("dead").await.unwrap();
+        assert_eq!(offline.len(), 1);
+        assert_eq!(offline[0].user_id, "a");
+        assert_eq!(p.online().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bans_expire() {
+        let bans = MemoryBans::default();
+        let now = Utc::now();
+        bans.ban(Ban {
+            user_id: "u".into(),
+            reason: "r".into(),
+            banned_by: "admin".into(),
+            created_at: now,
+            expires_at: Some(now - Duration::seconds(1)),
+        })
+        .await
+        .unwrap();
+        assert!(bans.active("u").await.unwrap().is_none());
+        bans.ban(Ban {
+            user_id: "u".into(),
+            reason: "r".into(),
+            banned_by: "admin".into(),
+            created_at: now,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+        assert!(bans.active("u").await.unwrap().is_some());
+        assert!(bans.unban("u").await.unwrap());
+        assert!(bans.active("u").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn history_is_bounded_and_oldest_first() {
+        let h = MemoryHistory::new(3);
+        let scope = HistoryScope::Room("r".into());
+        for i in 0..5 {
+            h.append(&scope, serde_json::json!({ "i": i }))
+                .await
+                .unwrap();
+        }
+        let got = h.recent(&scope, 10).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                serde_json::json!({"i":2}),
+                serde_json::json!({"i":3}),
+                serde_json::json!({"i":4})
+            ]
+        );
+        let got = h.recent(&scope, 2).await.unwrap();
+        assert_eq!(
+            got,
+            vec![serde_json::json!({"i":3}), serde_json::json!({"i":4})]
+        );
+        assert_eq!(
+            HistoryScope::private("b", "a"),
+            HistoryScope::private("a", "b")
+        );
+    }
+
+    #[tokio::test]
+    async fn game_sequence_has_no_gaps() {
+        let g = Arc::new(MemoryGames::default());
+        let mut handles = Vec::new();
+        for _ in 0..8 {
+            let g = g.clone();
+            handles.push(tokio::spawn(async move {
+                let mut v = Vec::new();
+                for _ in 0..100 {
+                    v.push(g.next("g").await.unwrap());
+                }
+                v
+            }));
+        }
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=800).collect::<Vec<u64>>());
+        assert_eq!(g.next("other").await.unwrap(), 1);
+    }
+}

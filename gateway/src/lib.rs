@@ -1,0 +1,2 @@
+//! The gateway library: configuration, HTTP routes, Socket.IO namespaces, auth, validation, rate
+//! limits, metrics and shutdown. `main.rs` is a thin shell over [`run`].
