@@ -1,0 +1,82 @@
+//! The state every part of a node shares: configuration, cluster-wide state backends, metrics,
+//! token verifier and the node's lifecycle.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use cluster::StateBackends;
+use tokio::sync::watch;
+
+use crate::auth::{KeyError, TokenVerifier};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Where a node is in its life; `/ready` answers 200 only in `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Namespaces and routes are being set up.
+    Starting,
+    /// Accepting traffic.
+    Ready,
+    /// Shutting down: no new work, sockets being told and closed.
+    Draining,
+}
+
+/// Shared node state, behind an `Arc`, given to socket handlers (socketioxide state) and HTTP
+/// handlers (axum state).
+#[derive(Debug)]
+pub struct App {
+    /// Validated configuration.
+    pub config: Config,
+    /// This node's id in the cluster.
+    pub server_id: String,
+    /// Cluster-wide state (in-memory on a single node, Redis in cluster mode).
+    pub backends: StateBackends,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// JWT verifier (and minter for `--dev`).
+    pub verifier: TokenVerifier,
+    /// Wall-clock start time.
+    pub started_at: DateTime<Utc>,
+    /// Monotonic start time, for uptime.
+    pub started: Instant,
+    lifecycle: watch::Sender<Lifecycle>,
+}
+
+impl App {
+    /// Builds the shared state of a node.
+    pub fn new(config: Config, backends: StateBackends) -> Result<Arc<Self>, KeyError> {
+        let verifier = TokenVerifier::new(&config.jwt_key, config.jwt_algorithm)?;
+        Ok(Arc::new(Self {
+            server_id: config.server_id.clone(),
+            config,
+            backends,
+            metrics: Metrics::new(),
+            verifier,
+            started_at: Utc::now(),
+            started: Instant::now(),
+            lifecycle: watch::channel(Lifecycle::Starting).0,
+        }))
+    }
+
+    /// Current lifecycle stage.
+    pub fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.borrow()
+    }
+
+    /// Moves to another lifecycle stage.
+    pub fn set_lifecycle(&self, stage: Lifecycle) {
+        self.lifecycle.send_replace(stage);
+    }
+
+    /// A receiver that sees every lifecycle change.
+    pub fn watch_lifecycle(&self) -> watch::Receiver<Lifecycle> {
+        self.lifecycle.subscribe()
+    }
+
+    /// Seconds since the node started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}

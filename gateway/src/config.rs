@@ -1,0 +1,447 @@
+//! Command line and environment configuration.
+//!
+//! Every setting is a flag and an environment variable; the variable names are part of the
+//! contract (PROTOCOL.md section 10): compose files, Kubernetes manifests and operators use them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+/// Secret used in `--dev` mode only.
+pub const DEV_SECRET: &str = "dev-secret-do-not-use-in-production";
+
+/// The gateway's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Horizontally scalable Socket.IO gateway"
+)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of `serve` when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway node (the default).
+    Serve(ServeArgs),
+    /// Print a JWT signed with the configured key.
+    Token(TokenArgs),
+    /// Exit 0 when the URL answers 200 (for container health checks).
+    Healthcheck(HealthcheckArgs),
+    /// Print aggregate statistics of every live node of a cluster.
+    ClusterStats(ClusterStatsArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// JWT verification algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 and a shared secret.
+    #[default]
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256 and a public key.
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 with SHA-256 and a public key.
+    #[value(name = "ES256")]
+    Es256,
+}
+
+/// Where the JWT verification key comes from.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeyArgs {
+    /// Dev mode: built-in dev secret and `GET /dev/token`. Never use in production.
+    #[arg(long, env = "DEV_MODE", global = true)]
+    pub dev: bool,
+    /// HS256 secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256/ES256 verification.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", global = true)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm tokens must be signed with; any other is rejected.
+    #[arg(
+        long,
+        env = "JWT_ALGORITHM",
+        value_enum,
+        default_value = "HS256",
+        global = true
+    )]
+    pub jwt_algorithm: JwtAlgorithm,
+}
+
+/// Settings of a gateway node.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// JWT key settings (and `--dev`).
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Port to listen on (0: an ephemeral port).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// This node's id in the cluster (default: the host name).
+    #[arg(long, env = "SERVER_ID")]
+    pub server_id: Option<String>,
+    /// Redis URL (`redis://`, `redis-sentinel://`, `redis-cluster://`); cluster mode when set.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// CORS allow-list, comma separated.
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:3000"
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Addresses or CIDRs of proxies whose `X-Real-IP` / `X-Forwarded-For` is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Connection attempts per client address per minute.
+    #[arg(long, env = "CONNECTION_RATE_LIMIT", default_value_t = 50)]
+    pub connection_rate_limit: u32,
+    /// Events per second per socket (token bucket refill rate).
+    #[arg(long, env = "EVENT_RATE_LIMIT", default_value_t = 20)]
+    pub event_rate_limit: u32,
+    /// Token bucket size per socket.
+    #[arg(long, env = "EVENT_RATE_BURST", default_value_t = 40)]
+    pub event_rate_burst: u32,
+    /// Words replaced by `***` in message content, comma separated.
+    #[arg(
+        long,
+        env = "BANNED_WORDS",
+        value_delimiter = ',',
+        default_value = "spam,abuse,inappropriate"
+    )]
+    pub banned_words: Vec<String>,
+    /// Engine.IO ping interval, milliseconds.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// Engine.IO ping timeout, milliseconds.
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 60_000)]
+    pub ping_timeout_ms: u64,
+    /// Largest accepted message (`maxHttpBufferSize`), bytes.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1_000_000)]
+    pub max_payload_bytes: u64,
+    /// TTL of this node's `cluster:stats:<serverId>` key, seconds.
+    #[arg(long, env = "STATS_TTL_SECS", default_value_t = 60)]
+    pub stats_ttl_secs: u64,
+    /// Time between the shutdown notice and closing sockets, seconds.
+    #[arg(long, env = "DRAIN_SECS", default_value_t = 5)]
+    pub drain_secs: u64,
+    /// Longest a shutdown may take before the process exits anyway, seconds.
+    #[arg(long, env = "GRACE_SECS", default_value_t = 30)]
+    pub grace_secs: u64,
+    /// Static files served for unknown routes (the demo page by default).
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// OTLP endpoint for trace export (off when unset).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// Accept Engine.IO v3 (socket.io-client 2.x) clients.
+    #[arg(long, env = "ALLOW_EIO3")]
+    pub allow_eio3: bool,
+    /// Messages kept per room, per user pair and per namespace.
+    #[arg(long, env = "HISTORY_SIZE", default_value_t = 100)]
+    pub history_size: usize,
+}
+
+/// Settings of `gateway token`.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Key settings; only HS256 secrets (or `--dev`) can sign.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// `userId` claim.
+    #[arg(long)]
+    pub user_id: String,
+    /// `username` claim.
+    #[arg(long)]
+    pub username: String,
+    /// `role` claim.
+    #[arg(long, default_value = "user")]
+    pub role: String,
+    /// Lifetime of the token, seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub expires_in_secs: u64,
+}
+
+/// Settings of `gateway healthcheck`.
+#[derive(Args, Debug, Clone)]
+pub struct HealthcheckArgs {
+    /// URL that must answer 200.
+    #[arg(long, default_value = "http://127.0.0.1:3000/ready")]
+    pub url: String,
+}
+
+/// Settings of `gateway cluster-stats`.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterStatsArgs {
+    /// Redis URL of the cluster.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is neither an IP address nor a CIDR"))
+}
+
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No way to verify tokens.
+    #[error(
+        "no JWT key configured: set JWT_SECRET (or --jwt-secret), or JWT_PUBLIC_KEY_FILE for RS256/ES256, or run with --dev for local development"
+    )]
+    NoKey,
+    /// The public key file cannot be read.
+    #[error("cannot read JWT_PUBLIC_KEY_FILE {path}: {source}")]
+    KeyFile {
+        /// The file named.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// HS256 needs a secret, RS256/ES256 a public key file.
+    #[error("JWT_ALGORITHM {0:?} needs {1}")]
+    KeyMismatch(JwtAlgorithm, &'static str),
+    /// A setting is out of range.
+    #[error("invalid setting {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// The verification key material, resolved from [`KeyArgs`].
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 shared secret.
+    Secret(Vec<u8>),
+    /// PEM public key for RS256/ES256.
+    PublicPem(Vec<u8>),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret(_) => f.write_str("JwtKey::Secret(<redacted>)"),
+            Self::PublicPem(_) => f.write_str("JwtKey::PublicPem(..)"),
+        }
+    }
+}
+
+impl KeyArgs {
+    /// Resolves the key; a missing key is an error unless `--dev`.
+    pub fn resolve(&self) -> Result<(JwtKey, JwtAlgorithm), ConfigError> {
+        match self.jwt_algorithm {
+            JwtAlgorithm::Hs256 => {
+                if let Some(secret) = self.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+                    Ok((
+                        JwtKey::Secret(secret.as_bytes().to_vec()),
+                        JwtAlgorithm::Hs256,
+                    ))
+                } else if self.dev {
+                    Ok((
+                        JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
+                        JwtAlgorithm::Hs256,
+                    ))
+                } else if self.jwt_public_key_file.is_some() {
+                    Err(ConfigError::KeyMismatch(
+                        JwtAlgorithm::Hs256,
+                        "JWT_SECRET; set JWT_ALGORITHM=RS256 or ES256 to use JWT_PUBLIC_KEY_FILE",
+                    ))
+                } else {
+                    Err(ConfigError::NoKey)
+                }
+            }
+            alg @ (JwtAlgorithm::Rs256 | JwtAlgorithm::Es256) => {
+                let path = self
+                    .jwt_public_key_file
+                    .as_ref()
+                    .ok_or(ConfigError::KeyMismatch(alg, "JWT_PUBLIC_KEY_FILE"))?;
+                let pem = std::fs::read(path).map_err(|source| ConfigError::KeyFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok((JwtKey::PublicPem(pem), alg))
+            }
+        }
+    }
+}
+
+/// A node's validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The raw settings.
+    pub args: ServeArgs,
+    /// This node's id.
+    pub server_id: String,
+    /// Verification key.
+    pub jwt_key: JwtKey,
+    /// Verification algorithm.
+    pub jwt_algorithm: JwtAlgorithm,
+    /// Static files root.
+    pub static_dir: PathBuf,
+}
+
+impl Config {
+    /// Validates the settings of a node.
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let (jwt_key, jwt_algorithm) = args.key.resolve()?;
+        if args.event_rate_limit == 0 || args.event_rate_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "EVENT_RATE_LIMIT / EVENT_RATE_BURST",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.connection_rate_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "CONNECTION_RATE_LIMIT",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.max_payload_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "MAX_PAYLOAD_BYTES",
+                "must be at least 1".into(),
+            ));
+        }
+        let server_id = args
+            .server_id
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| {
+                hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "gateway".to_owned())
+            });
+        let static_dir = args
+            .static_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")));
+        Ok(Self {
+            args,
+            server_id,
+            jwt_key,
+            jwt_algorithm,
+            static_dir,
+        })
+    }
+
+    /// Whether dev mode is on.
+    pub fn dev(&self) -> bool {
+        self.args.key.dev
+    }
+
+    /// Engine.IO ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.args.ping_interval_ms)
+    }
+
+    /// Engine.IO ping timeout.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.args.ping_timeout_ms)
+    }
+
+    /// Drain period of a graceful shutdown.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.args.drain_secs)
+    }
+
+    /// Longest a graceful shutdown may take.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.args.grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("gateway").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let cli = parse(&["--dev"]);
+        let c = Config::from_args(cli.serve).unwrap();
+        assert_eq!(c.args.port, 3000);
+        assert_eq!(c.args.ping_interval_ms, 25_000);
+        assert_eq!(c.args.ping_timeout_ms, 60_000);
+        assert_eq!(c.args.max_payload_bytes, 1_000_000);
+        assert_eq!(c.args.allowed_origins, ["http://localhost:3000"]);
+        assert_eq!(c.args.banned_words, ["spam", "abuse", "inappropriate"]);
+        assert_eq!((c.args.event_rate_limit, c.args.event_rate_burst), (20, 40));
+        assert_eq!(c.args.connection_rate_limit, 50);
+        assert_eq!((c.args.drain_secs, c.args.grace_secs), (5, 30));
+        assert_eq!(c.args.stats_ttl_secs, 60);
+        assert!(c.dev());
+    }
+
+    #[test]
+    fn no_key_without_dev_is_refused_with_a_clear_message() {
+        let cli = parse(&[]);
+        let err = Config::from_args(cli.serve).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn lists_and_proxies_parse() {
+        let cli = parse(&[
+            "serve",
+            "--jwt-secret",
+            "s",
+            "--allowed-origins",
+            "http://a,http://b",
+            "--trusted-proxies",
+            "10.0.0.0/8,127.0.0.1",
+        ]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!(args.allowed_origins, ["http://a", "http://b"]);
+        assert_eq!(args.trusted_proxies.len(), 2);
+        assert!(args.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn public_key_algorithms_need_a_key_file() {
+        let cli = parse(&["--jwt-algorithm", "RS256", "--jwt-secret", "s"]);
+        assert!(matches!(
+            Config::from_args(cli.serve),
+            Err(ConfigError::KeyMismatch(JwtAlgorithm::Rs256, _))
+        ));
+    }
+}
