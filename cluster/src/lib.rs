@@ -2,13 +2,22 @@
 //!
 //! The gateway's handlers see rooms, presence, bans, history, game sequence numbers and node
 //! statistics only through the traits in [`state`]. Which backend sits behind them is decided once,
-//! at start-up: [`memory`] for a single node, Redis (see the cluster issue) for many nodes sharing
-//! one Redis. The handlers are written once and never know which one they talk to.
+//! at start-up: [`memory`] for a single node, [`redis`] for many nodes sharing one Redis (see
+//! [`redis::connect`]). The handlers are written once and never know which one they talk to.
+//!
+//! Besides the state, the Redis side carries the control bus ([`bus`], on `cluster:message`), the
+//! per-node stats keys with their heartbeat, the dead-node monitor, and the re-registration of a
+//! node's state after a Redis outage. Every Redis key and channel name is built in [`keys`].
 
+pub mod aggregate;
+pub mod bus;
+pub mod keys;
 pub mod memory;
+pub mod redis;
 pub mod state;
 pub mod stats;
 
+pub use aggregate::{ClusterStats, ClusterTotals, cluster_stats};
 pub use state::{
     Ban, BanList, GameSequence, History, HistoryScope, JoinOutcome, LeaveOutcome, Member,
     OnlineSocket, Presence, PurgedMembership, RoomRecord, RoomRegistry, StateBackends, StateError,

@@ -1,0 +1,418 @@
+//! The control bus on `cluster:message`: typed events between nodes.
+//!
+//! Wire shape (kept from the original Node.js design so its nodes can listen too):
+//! `{ "serverId": "...", "event": "user_banned" | "system_announcement" | "server_shutdown",
+//!    "data": {...}, "timestamp": "<RFC 3339>" }`.
+//! A node ignores its own messages; an unknown event or a malformed message is logged and
+//! counted, never fatal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+/// Event name of a ban.
+pub const EVENT_USER_BANNED: &str = "user_banned";
+/// Event name of an announcement.
+pub const EVENT_SYSTEM_ANNOUNCEMENT: &str = "system_announcement";
+/// Event name of a node shutting down.
+pub const EVENT_SERVER_SHUTDOWN: &str = "server_shutdown";
+
+/// `data` of `user_banned`: every node disconnects that user's sockets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserBanned {
+    /// The banned user.
+    pub user_id: String,
+    /// Why (shown to the user).
+    #[serde(default)]
+    pub reason: String,
+    /// Who banned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banned_by: Option<String>,
+    /// When the ban lapses; `None` is permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `data` of `system_announcement`: every node tells its `/` sockets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SystemAnnouncement {
+    /// The text.
+    pub message: String,
+    /// Any further fields a sender included, passed on to clients unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `data` of `server_shutdown`: the sending node is going away; peers treat it as gone at once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerShutdown {
+    /// Optional human-readable text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Any further fields a sender included.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One control event, typed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ControlEvent {
+    /// `user_banned`.
+    UserBanned(UserBanned),
+    /// `system_announcement`.
+    SystemAnnouncement(SystemAnnouncement),
+    /// `server_shutdown`.
+    ServerShutdown(ServerShutdown),
+}
+
+impl ControlEvent {
+    /// The wire name of the event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::UserBanned(_) => EVENT_USER_BANNED,
+            Self::SystemAnnouncement(_) => EVENT_SYSTEM_ANNOUNCEMENT,
+            Self::ServerShutdown(_) => EVENT_SERVER_SHUTDOWN,
+        }
+    }
+
+    fn data(&self) -> serde_json::Result<Value> {
+        match self {
+            Self::UserBanned(d) => serde_json::to_value(d),
+            Self::SystemAnnouncement(d) => serde_json::to_value(d),
+            Self::ServerShutdown(d) => serde_json::to_value(d),
+        }
+    }
+}
+
+/// The JSON envelope on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    server_id: String,
+    event: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    timestamp: Value,
+}
+
+/// Encodes an event from `server_id` as the JSON published on `cluster:message`.
+pub fn encode_message(
+    server_id: &str,
+    event: &ControlEvent,
+    at: DateTime<Utc>,
+) -> serde_json::Result<String> {
+    serde_json::to_string(&Envelope {
+        server_id: server_id.to_owned(),
+        event: event.name().to_owned(),
+        data: event.data()?,
+        timestamp: Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    })
+}
+
+/// A control event received from another node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedControl {
+    /// The sending node.
+    pub server_id: String,
+    /// When it was sent (RFC 3339 string or epoch milliseconds on the wire), if readable.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The event.
+    pub event: ControlEvent,
+}
+
+/// What one raw message on the control channel turned out to be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    /// A known event from another node.
+    Event(ReceivedControl),
+    /// This node's own message (ignored).
+    Own,
+    /// A well-formed envelope with an event this node does not know.
+    Unknown {
+        /// The sender.
+        server_id: String,
+        /// The unknown event name.
+        event: String,
+    },
+    /// Not a readable envelope, or a known event with unreadable data.
+    Malformed(String),
+}
+
+fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+        _ => None,
+    }
+}
+
+/// Decodes one raw message received on the control channel by node `own_id`.
+pub fn decode_message(raw: &str, own_id: &str) -> Decoded {
+    let env: Envelope = match serde_json::from_str(raw) {
+        Ok(env) => env,
+        Err(e) => return Decoded::Malformed(format!("not a control envelope: {e}")),
+    };
+    if env.server_id == own_id {
+        return Decoded::Own;
+    }
+    let data = if env.data.is_null() {
+        Value::Object(Map::new())
+    } else {
+        env.data
+    };
+    let event = match env.event.as_str() {
+        EVENT_USER_BANNED => serde_json::from_value(data).map(ControlEvent::UserBanned),
+        EVENT_SYSTEM_ANNOUNCEMENT => {
+            serde_json::from_value(data).map(ControlEvent::SystemAnnouncement)
+        }
+        EVENT_SERVER_SHUTDOWN => serde_json::from_value(data).map(ControlEvent::ServerShutdown),
+        _ => {
+            return Decoded::Unknown {
+                server_id: env.server_id,
+                event: env.event,
+            };
+        }
+    };
+    match event {
+        Ok(event) => Decoded::Event(ReceivedControl {
+            server_id: env.server_id,
+            timestamp: parse_timestamp(&env.timestamp),
+            event,
+        }),
+        Err(e) => Decoded::Malformed(format!("bad data for `{}`: {e}", env.event)),
+    }
+}
+
+/// Counters of the control bus, shared by its reader and every subscription.
+#[derive(Debug, Default)]
+pub struct BusCounters {
+    /// Messages published by this node.
+    pub published: AtomicU64,
+    /// Known events received from other nodes.
+    pub received: AtomicU64,
+    /// This node's own messages, ignored.
+    pub ignored_own: AtomicU64,
+    /// Envelopes with an unknown event.
+    pub unknown_events: AtomicU64,
+    /// Messages that could not be decoded.
+    pub malformed: AtomicU64,
+    /// Events a slow subscription missed (its queue overflowed; oldest dropped first).
+    pub subscriber_lagged: AtomicU64,
+    /// Pub/sub messages fred's own hand-off queue dropped before this crate saw them.
+    pub transport_lagged: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BusCountersSnapshot {
+    /// See [`BusCounters::published`].
+    pub published: u64,
+    /// See [`BusCounters::received`].
+    pub received: u64,
+    /// See [`BusCounters::ignored_own`].
+    pub ignored_own: u64,
+    /// See [`BusCounters::unknown_events`].
+    pub unknown_events: u64,
+    /// See [`BusCounters::malformed`].
+    pub malformed: u64,
+    /// See [`BusCounters::subscriber_lagged`].
+    pub subscriber_lagged: u64,
+    /// See [`BusCounters::transport_lagged`].
+    pub transport_lagged: u64,
+}
+
+impl BusCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> BusCountersSnapshot {
+        BusCountersSnapshot {
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            ignored_own: self.ignored_own.load(Ordering::Relaxed),
+            unknown_events: self.unknown_events.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            subscriber_lagged: self.subscriber_lagged.load(Ordering::Relaxed),
+            transport_lagged: self.transport_lagged.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one raw message after decoding, logs what is not an event, and returns the event.
+    pub(crate) fn account(&self, decoded: Decoded) -> Option<ReceivedControl> {
+        match decoded {
+            Decoded::Event(ev) => {
+                self.received.fetch_add(1, Ordering::Relaxed);
+                Some(ev)
+            }
+            Decoded::Own => {
+                self.ignored_own.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Decoded::Unknown { server_id, event } => {
+                self.unknown_events.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%server_id, %event, "unknown control event ignored");
+                None
+            }
+            Decoded::Malformed(why) => {
+                self.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%why, "malformed control message ignored");
+                None
+            }
+        }
+    }
+}
+
+/// A receiver of control events from other nodes.
+///
+/// Queue: a bounded broadcast queue per subscription (capacity set in the configuration).
+/// Overflow policy: a subscription that falls behind loses the oldest events; the loss is counted
+/// in [`BusCounters::subscriber_lagged`] and logged, and receiving continues.
+#[derive(Debug)]
+pub struct ControlSubscription {
+    pub(crate) rx: broadcast::Receiver<ReceivedControl>,
+    pub(crate) counters: Arc<BusCounters>,
+}
+
+impl ControlSubscription {
+    /// The next event; `None` once the bus is shut down.
+    pub async fn recv(&mut self) -> Option<ReceivedControl> {
+        loop {
+            match self.rx.recv().await {
+                Ok(ev) => return Some(ev),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.counters
+                        .subscriber_lagged
+                        .fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(missed = n, "control subscription fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// Typed handling of control events; every method defaults to doing nothing.
+#[async_trait::async_trait]
+pub trait ControlHandler: Send + Sync {
+    /// Another node banned a user.
+    async fn user_banned(&self, _from: &str, _ban: UserBanned) {}
+    /// Another node published an announcement.
+    async fn system_announcement(&self, _from: &str, _announcement: SystemAnnouncement) {}
+    /// Another node is shutting down.
+    async fn server_shutdown(&self, _from: &str, _shutdown: ServerShutdown) {}
+}
+
+/// Calls the handler's method for each event of the subscription until the bus shuts down.
+pub async fn dispatch(mut subscription: ControlSubscription, handler: Arc<dyn ControlHandler>) {
+    while let Some(msg) = subscription.recv().await {
+        match msg.event {
+            ControlEvent::UserBanned(d) => handler.user_banned(&msg.server_id, d).await,
+            ControlEvent::SystemAnnouncement(d) => {
+                handler.system_announcement(&msg.server_id, d).await;
+            }
+            ControlEvent::ServerShutdown(d) => handler.server_shutdown(&msg.server_id, d).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn round_trip_of_each_event() {
+        let at = Utc::now();
+        let events = [
+            ControlEvent::UserBanned(UserBanned {
+                user_id: "u1".into(),
+                reason: "spam".into(),
+                banned_by: Some("admin".into()),
+                expires_at: None,
+            }),
+            ControlEvent::SystemAnnouncement(SystemAnnouncement {
+                message: "hello".into(),
+                extra: Map::new(),
+            }),
+            ControlEvent::ServerShutdown(ServerShutdown::default()),
+        ];
+        for ev in events {
+            let raw = encode_message("a", &ev, at).unwrap();
+            let v: Value = serde_json::from_str(&raw).unwrap();
+            assert_eq!(v["serverId"], "a");
+            assert_eq!(v["event"], ev.name());
+            assert!(v["timestamp"].is_string());
+            assert_eq!(decode_message(&raw, "a"), Decoded::Own);
+            match decode_message(&raw, "b") {
+                Decoded::Event(got) => {
+                    assert_eq!(got.server_id, "a");
+                    assert_eq!(got.event, ev);
+                    let ts = got.timestamp.unwrap();
+                    assert!((ts - at).num_milliseconds().abs() <= 1);
+                }
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn node_js_shapes_are_accepted() {
+        let raw = r#"{"serverId":"node-js-1","event":"system_announcement",
+            "data":{"message":"hi","priority":"high"},"timestamp":1764100000000}"#;
+        let Decoded::Event(got) = decode_message(raw, "me") else {
+            panic!("not decoded")
+        };
+        let ControlEvent::SystemAnnouncement(a) = got.event else {
+            panic!("wrong event")
+        };
+        assert_eq!(a.message, "hi");
+        assert_eq!(a.extra["priority"], "high");
+        assert!(got.timestamp.is_some());
+        let raw = r#"{"serverId":"n","event":"server_shutdown","timestamp":"x"}"#;
+        assert!(matches!(
+            decode_message(raw, "me"),
+            Decoded::Event(ReceivedControl {
+                event: ControlEvent::ServerShutdown(_),
+                timestamp: None,
+                ..
+            })
+        ));
+        let raw = r#"{"serverId":"n","event":"user_banned","data":{"userId":"u","reason":"r"}}"#;
+        assert!(matches!(decode_message(raw, "me"), Decoded::Event(_)));
+    }
+
+    #[test]
+    fn unknown_and_malformed_are_reported_not_fatal() {
+        let raw = r#"{"serverId":"n","event":"reboot_everything","data":{}}"#;
+        assert_eq!(
+            decode_message(raw, "me"),
+            Decoded::Unknown {
+                server_id: "n".into(),
+                event: "reboot_everything".into()
+            }
+        );
+        assert!(matches!(
+            decode_message("not json", "me"),
+            Decoded::Malformed(_)
+        ));
+        assert!(matches!(
+            decode_message(r#"{"serverId":"n","event":"user_banned","data":{}}"#, "me"),
+            Decoded::Malformed(_)
+        ));
+        let counters = BusCounters::default();
+        assert!(counters.account(decode_message(raw, "me")).is_none());
+        assert!(counters.account(Decoded::Own).is_none());
+        assert!(counters.account(Decoded::Malformed("x".into())).is_none());
+        let s = counters.snapshot();
+        assert_eq!((s.unknown_events, s.ignored_own, s.malformed), (1, 1, 1));
+    }
+}

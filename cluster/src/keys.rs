@@ -1,0 +1,206 @@
+//! Every Redis key and channel name the cluster crate uses, built in this one module.
+//!
+//! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (PROTOCOL.md
+//! section 8) so that Node.js nodes of the original design can share the cluster. Everything else
+//! lives under one configurable prefix (default `gateway:`). On a Redis Cluster the prefix should
+//! carry a hash tag (for example `{gateway}:`) so that the multi-key scripts stay in one slot.
+
+use crate::state::HistoryScope;
+
+/// The control channel every node publishes to and subscribes to.
+pub const CONTROL_CHANNEL: &str = "cluster:message";
+
+/// Prefix of the per-node stats keys.
+pub const STATS_KEY_PREFIX: &str = "cluster:stats:";
+
+/// `SCAN MATCH` pattern for every node's stats key.
+pub const STATS_KEY_PATTERN: &str = "cluster:stats:*";
+
+/// Default prefix of every other key.
+pub const DEFAULT_PREFIX: &str = "gateway:";
+
+/// The stats key of one node: `cluster:stats:<serverId>`.
+pub fn stats_key(server_id: &str) -> String {
+    format!("{STATS_KEY_PREFIX}{server_id}")
+}
+
+/// The server id a stats key belongs to, `None` for any other key.
+pub fn server_id_of_stats_key(key: &str) -> Option<&str> {
+    key.strip_prefix(STATS_KEY_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// Names of the prefixed keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Keys {
+    /// Keys under `prefix` (used verbatim, so include the separator: `gateway:`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix itself (Lua scripts build per-node and per-user keys from it).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Hash of one room: fields `record` (JSON [`crate::RoomRecord`]) and `max` (capacity).
+    pub fn room(&self, room_id: &str) -> String {
+        format!("{}room:{room_id}", self.prefix)
+    }
+
+    /// Sorted set of a room's socket ids, scored by joining order.
+    pub fn room_members(&self, room_id: &str) -> String {
+        format!("{}room:{room_id}:members", self.prefix)
+    }
+
+    /// Hash of a room's members: socket id to JSON [`crate::Member`].
+    pub fn room_member_records(&self, room_id: &str) -> String {
+        format!("{}room:{room_id}:member", self.prefix)
+    }
+
+    /// Sorted set of every room id, scored by creation order.
+    pub fn rooms_index(&self) -> String {
+        format!("{}rooms", self.prefix)
+    }
+
+    /// Counter giving rooms and memberships a cluster-wide order.
+    pub fn order_counter(&self) -> String {
+        format!("{}seq", self.prefix)
+    }
+
+    /// Hash of every online socket: socket id to JSON [`crate::OnlineSocket`].
+    pub fn presence_sockets(&self) -> String {
+        format!("{}presence:sockets", self.prefix)
+    }
+
+    /// Set of one user's socket ids.
+    pub fn presence_user(&self, user_id: &str) -> String {
+        format!("{}presence:user:{user_id}", self.prefix)
+    }
+
+    /// Set of the socket ids a node holds.
+    pub fn node_sockets(&self, node_id: &str) -> String {
+        format!("{}node:{node_id}:sockets", self.prefix)
+    }
+
+    /// Set of a node's memberships, each a JSON array `[roomId, socketId]`.
+    pub fn node_memberships(&self, node_id: &str) -> String {
+        format!("{}node:{node_id}:memberships", self.prefix)
+    }
+
+    /// `SCAN MATCH` pattern for every per-node key (to find nodes that hold state).
+    pub fn node_pattern(&self) -> String {
+        format!("{}node:*", self.prefix)
+    }
+
+    /// The node id of a per-node key, `None` for any other key.
+    pub fn node_id_of_key<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("node:")?;
+        rest.strip_suffix(":sockets")
+            .or_else(|| rest.strip_suffix(":memberships"))
+            .filter(|id| !id.is_empty())
+    }
+
+    /// The claim a node takes (`SET NX PX`) before purging a dead node, so only one does.
+    pub fn purge_claim(&self, node_id: &str) -> String {
+        format!("{}purge:{node_id}", self.prefix)
+    }
+
+    /// A user's ban (JSON [`crate::Ban`]), with a Redis TTL when it expires.
+    pub fn ban(&self, user_id: &str) -> String {
+        format!("{}ban:{user_id}", self.prefix)
+    }
+
+    /// The stream holding a scope's history.
+    pub fn history(&self, scope: &HistoryScope) -> String {
+        match scope {
+            HistoryScope::Room(id) => format!("{}history:room:{id}", self.prefix),
+            // The length of the first id keeps `a:b`+`c` apart from `a`+`b:c`.
+            HistoryScope::Private(a, b) => {
+                format!("{}history:private:{}:{a}:{b}", self.prefix, a.len())
+            }
+            HistoryScope::Namespace(ns) => format!("{}history:ns:{ns}", self.prefix),
+        }
+    }
+
+    /// A game's sequence counter.
+    pub fn game_seq(&self, game_id: &str) -> String {
+        format!("{}game:{game_id}:seq", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_names_are_fixed() {
+        assert_eq!(CONTROL_CHANNEL, "cluster:message");
+        assert_eq!(stats_key("node-1"), "cluster:stats:node-1");
+        assert_eq!(STATS_KEY_PATTERN, "cluster:stats:*");
+        assert_eq!(
+            server_id_of_stats_key("cluster:stats:node-1"),
+            Some("node-1")
+        );
+        assert_eq!(server_id_of_stats_key("cluster:stats:"), None);
+        assert_eq!(server_id_of_stats_key("gateway:node:x:sockets"), None);
+    }
+
+    #[test]
+    fn prefixed_names() {
+        let k = Keys::default();
+        assert_eq!(k.prefix(), "gateway:");
+        assert_eq!(k.room("r1"), "gateway:room:r1");
+        assert_eq!(k.room_members("r1"), "gateway:room:r1:members");
+        assert_eq!(k.room_member_records("r1"), "gateway:room:r1:member");
+        assert_eq!(k.rooms_index(), "gateway:rooms");
+        assert_eq!(k.order_counter(), "gateway:seq");
+        assert_eq!(k.presence_sockets(), "gateway:presence:sockets");
+        assert_eq!(k.presence_user("u1"), "gateway:presence:user:u1");
+        assert_eq!(k.node_sockets("n1"), "gateway:node:n1:sockets");
+        assert_eq!(k.node_memberships("n1"), "gateway:node:n1:memberships");
+        assert_eq!(k.node_pattern(), "gateway:node:*");
+        assert_eq!(k.purge_claim("n1"), "gateway:purge:n1");
+        assert_eq!(k.ban("u1"), "gateway:ban:u1");
+        assert_eq!(k.game_seq("g1"), "gateway:game:g1:seq");
+        assert_eq!(
+            k.history(&HistoryScope::Room("r1".into())),
+            "gateway:history:room:r1"
+        );
+        assert_eq!(
+            k.history(&HistoryScope::Namespace("/chat".into())),
+            "gateway:history:ns:/chat"
+        );
+        assert_eq!(
+            k.history(&HistoryScope::private("bob", "al")),
+            "gateway:history:private:2:al:bob"
+        );
+        assert_ne!(
+            k.history(&HistoryScope::private("a:b", "c")),
+            k.history(&HistoryScope::private("a", "b:c"))
+        );
+        assert_eq!(Keys::new("{t}:").room("x"), "{t}:room:x");
+    }
+
+    #[test]
+    fn node_ids_are_read_back_from_node_keys() {
+        let k = Keys::default();
+        assert_eq!(k.node_id_of_key(&k.node_sockets("n-1")), Some("n-1"));
+        assert_eq!(k.node_id_of_key(&k.node_memberships("a:b")), Some("a:b"));
+        assert_eq!(k.node_id_of_key("gateway:node::sockets"), None);
+        assert_eq!(k.node_id_of_key("other:node:n:sockets"), None);
+        assert_eq!(k.node_id_of_key("gateway:room:r"), None);
+    }
+}

@@ -1,0 +1,635 @@
+//! Redis implementations of the state traits.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use fred::prelude::*;
+use futures_util::TryStreamExt;
+use serde::de::DeserializeOwned;
+
+use super::scripts::{self, membership_token};
+use crate::keys::{self, Keys};
+use crate::state::*;
+use crate::stats::{NodeRegistry, NodeStats};
+
+/// The shared command connection and key names every backend uses.
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) keys: Keys,
+}
+
+/// Maps a fred error: anything that means "Redis did not answer" is `Unavailable`.
+pub(crate) fn state_error(e: &Error) -> StateError {
+    match e.kind() {
+        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Routing => {
+            StateError::Unavailable(e.to_string())
+        }
+        _ => StateError::Backend(e.to_string()),
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(json: &str) -> StateResult<T> {
+    serde_json::from_str(json).map_err(|e| StateError::Corrupt(format!("{e}: {json}")))
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> StateResult<String> {
+    serde_json::to_string(value).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+impl Conn {
+    /// Fails at once while the client is reconnecting, rather than queueing a command behind an
+    /// outage; the command timeout covers a connection that looks up but does not answer.
+    pub(crate) fn ensure_connected(&self) -> StateResult<()> {
+        if self.client.is_connected() {
+            Ok(())
+        } else {
+            Err(StateError::Unavailable(format!(
+                "not connected to Redis (state: {:?})",
+                self.client.state()
+            )))
+        }
+    }
+
+    pub(crate) async fn eval<R: FromValue>(
+        &self,
+        script: &'static str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> StateResult<R> {
+        self.ensure_connected()?;
+        let keys: Vec<Key> = keys.into_iter().map(Key::from).collect();
+        let args: Vec<Value> = args.into_iter().map(Value::from).collect();
+        self.client
+            .eval(script, keys, args)
+            .await
+            .map_err(|e| state_error(&e))
+    }
+
+    /// Every key matching `pattern`, found with `SCAN` (on each primary of a Redis Cluster).
+    pub(crate) async fn scan_keys(&self, pattern: &str) -> StateResult<Vec<String>> {
+        self.ensure_connected()?;
+        let keys: Vec<Key> = if self.client.is_clustered() {
+            self.client
+                .scan_cluster_buffered(pattern.to_owned(), Some(100), None)
+                .try_collect()
+                .await
+        } else {
+            self.client
+                .scan_buffered(pattern.to_owned(), Some(100), None)
+                .try_collect()
+                .await
+        }
+        .map_err(|e| state_error(&e))?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.into_string())
+            .collect::<Vec<_>>())
+    }
+}
+
+/// Room registry on Redis.
+#[derive(Debug)]
+pub struct RedisRooms {
+    pub(crate) conn: Conn,
+}
+
+fn pair(v: &[i64], i: usize) -> i64 {
+    v.get(i).copied().unwrap_or_default()
+}
+
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or_default()
+}
+
+#[async_trait]
+impl RoomRegistry for RedisRooms {
+    async fn create(&self, room: RoomRecord) -> StateResult<bool> {
+        let k = &self.conn.keys;
+        let created: i64 = self
+            .conn
+            .eval(
+                scripts::CREATE_ROOM,
+                vec![k.room(&room.id), k.rooms_index(), k.order_counter()],
+                vec![encode(&room)?, room.max_users.to_string(), room.id.clone()],
+            )
+            .await?;
+        Ok(created == 1)
+    }
+
+    async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>> {
+        self.conn.ensure_connected()?;
+        let json: Option<String> = self
+            .conn
+            .client
+            .hget(self.conn.keys.room(room_id), "record")
+            .await
+            .map_err(|e| state_error(&e))?;
+        json.as_deref().map(decode).transpose()
+    }
+
+    async fn list(&self) -> StateResult<Vec<RoomRecord>> {
+        let k = &self.conn.keys;
+        let jsons: Vec<String> = self
+            .conn
+            .eval(
+                scripts::LIST_ROOMS,
+                vec![k.rooms_index()],
+                vec![k.prefix().to_owned()],
+            )
+            .await?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+
+    async fn join(&self, room_id: &str, member: Member) -> StateResult<JoinOutcome> {
+        let k = &self.conn.keys;
+        let r: Vec<i64> = self
+            .conn
+            .eval(
+                scripts::JOIN_ROOM,
+                vec![
+                    k.room(room_id),
+                    k.room_members(room_id),
+                    k.room_member_records(room_id),
+                    k.order_counter(),
+                    k.node_memberships(&member.node_id),
+                ],
+                vec![
+                    member.socket_id.clone(),
+                    encode(&member)?,
+                    membership_token(room_id, &member.socket_id),
+                ],
+            )
+            .await?;
+        let user_count = count(pair(&r, 1));
+        Ok(match pair(&r, 0) {
+            1 => JoinOutcome::Joined { user_count },
+            2 => JoinOutcome::AlreadyMember { user_count },
+            -2 => JoinOutcome::Full,
+            _ => JoinOutcome::NoSuchRoom,
+        })
+    }
+
+    async fn leave(&self, room_id: &str, socket_id: &str) -> StateResult<LeaveOutcome> {
+        let k = &self.conn.keys;
+        let r: Vec<i64> = self
+            .conn
+            .eval(
+                scripts::LEAVE_ROOM,
+                vec![
+                    k.room(room_id),
+                    k.room_members(room_id),
+                    k.room_member_records(room_id),
+                    k.rooms_index(),
+                ],
+                vec![
+                    socket_id.to_owned(),
+                    room_id.to_owned(),
+                    k.prefix().to_owned(),
+                ],
+            )
+            .await?;
+        Ok(if pair(&r, 0) == 1 {
+            LeaveOutcome::Left {
+                user_count: count(pair(&r, 1)),
+                room_deleted: pair(&r, 2) == 1,
+            }
+        } else {
+            LeaveOutcome::NotMember
+        })
+    }
+
+    async fn members(&self, room_id: &str) -> StateResult<Vec<Member>> {
+        let k = &self.conn.keys;
+        let jsons: Vec<String> = self
+            .conn
+            .eval(
+                scripts::ROOM_MEMBERS,
+                vec![k.room_members(room_id), k.room_member_records(room_id)],
+                vec![],
+            )
+            .await?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+
+    async fn member_count(&self, room_id: &str) -> StateResult<usize> {
+        self.conn.ensure_connected()?;
+        let n: i64 = self
+            .conn
+            .client
+            .zcard(self.conn.keys.room_members(room_id))
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(count(n))
+    }
+
+    async fn purge_node(&self, node_id: &str) -> StateResult<Vec<PurgedMembership>> {
+        let k = &self.conn.keys;
+        let flat: Vec<Value> = self
+            .conn
+            .eval(
+                scripts::PURGE_NODE_ROOMS,
+                vec![k.node_memberships(node_id), k.rooms_index()],
+                vec![k.prefix().to_owned()],
+            )
+            .await?;
+        let mut purged = Vec::with_capacity(flat.len() / 4);
+        for chunk in flat.chunks_exact(4) {
+            let room_id = chunk[0].as_string().unwrap_or_default();
+            let member_json = chunk[1].as_string().unwrap_or_default();
+            purged.push(PurgedMembership {
+                room_id,
+                member: decode(&member_json)?,
+                user_count: count(chunk[2].as_i64().unwrap_or_default()),
+                room_deleted: chunk[3].as_i64() == Some(1),
+            });
+        }
+        Ok(purged)
+    }
+}
+
+/// Presence on Redis.
+#[derive(Debug)]
+pub struct RedisPresence {
+    pub(crate) conn: Conn,
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn socket_connected(&self, socket: OnlineSocket) -> StateResult<bool> {
+        let k = &self.conn.keys;
+        let first: i64 = self
+            .conn
+            .eval(
+                scripts::SOCKET_CONNECTED,
+                vec![
+                    k.presence_sockets(),
+                    k.presence_user(&socket.user_id),
+                    k.node_sockets(&socket.node_id),
+                ],
+                vec![
+                    socket.socket_id.clone(),
+                    encode(&socket)?,
+                    k.prefix().to_owned(),
+                ],
+            )
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn socket_disconnected(&self, user_id: &str, socket_id: &str) -> StateResult<bool> {
+        let k = &self.conn.keys;
+        let last: i64 = self
+            .conn
+            .eval(
+                scripts::SOCKET_DISCONNECTED,
+                vec![k.presence_sockets(), k.presence_user(user_id)],
+                vec![socket_id.to_owned(), k.prefix().to_owned()],
+            )
+            .await?;
+        Ok(last == 1)
+    }
+
+    async fn set_username(
+        &self,
+        user_id: &str,
+        socket_id: &str,
+        username: &str,
+    ) -> StateResult<()> {
+        let _: i64 = self
+            .conn
+            .eval(
+                scripts::SET_USERNAME,
+                vec![self.conn.keys.presence_sockets()],
+                vec![
+                    socket_id.to_owned(),
+                    user_id.to_owned(),
+                    username.to_owned(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn online(&self) -> StateResult<Vec<OnlineSocket>> {
+        self.conn.ensure_connected()?;
+        let jsons: Vec<String> = self
+            .conn
+            .client
+            .hvals(self.conn.keys.presence_sockets())
+            .await
+            .map_err(|e| state_error(&e))?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+
+    async fn sockets_of(&self, user_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        let k = &self.conn.keys;
+        let jsons: Vec<String> = self
+            .conn
+            .eval(
+                scripts::SOCKETS_OF,
+                vec![k.presence_sockets(), k.presence_user(user_id)],
+                vec![],
+            )
+            .await?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+
+    async fn find_socket(&self, socket_id: &str) -> StateResult<Option<OnlineSocket>> {
+        self.conn.ensure_connected()?;
+        let json: Option<String> = self
+            .conn
+            .client
+            .hget(self.conn.keys.presence_sockets(), socket_id)
+            .await
+            .map_err(|e| state_error(&e))?;
+        json.as_deref().map(decode).transpose()
+    }
+
+    async fn purge_node(&self, node_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        let k = &self.conn.keys;
+        let jsons: Vec<String> = self
+            .conn
+            .eval(
+                scripts::PURGE_NODE_PRESENCE,
+                vec![k.node_sockets(node_id), k.presence_sockets()],
+                vec![k.prefix().to_owned()],
+            )
+            .await?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+}
+
+/// Bans on Redis; a ban with an expiry is stored with a matching Redis TTL.
+#[derive(Debug)]
+pub struct RedisBans {
+    pub(crate) conn: Conn,
+}
+
+#[async_trait]
+impl BanList for RedisBans {
+    async fn ban(&self, ban: Ban) -> StateResult<()> {
+        self.conn.ensure_connected()?;
+        let key = self.conn.keys.ban(&ban.user_id);
+        let expiry = match ban.expires_at {
+            None => None,
+            Some(at) => {
+                let ms = (at - Utc::now()).num_milliseconds();
+                if ms <= 0 {
+                    // Already lapsed: storing it would only shadow nothing, but it must replace
+                    // (lift) any earlier ban, as the in-memory backend does.
+                    let _: i64 = self
+                        .conn
+                        .client
+                        .del(key)
+                        .await
+                        .map_err(|e| state_error(&e))?;
+                    return Ok(());
+                }
+                Some(Expiration::PX(ms))
+            }
+        };
+        let _: Value = self
+            .conn
+            .client
+            .set(key, encode(&ban)?, expiry, None, false)
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(())
+    }
+
+    async fn unban(&self, user_id: &str) -> StateResult<bool> {
+        self.conn.ensure_connected()?;
+        let removed: i64 = self
+            .conn
+            .client
+            .del(self.conn.keys.ban(user_id))
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(removed > 0)
+    }
+
+    async fn active(&self, user_id: &str) -> StateResult<Option<Ban>> {
+        self.conn.ensure_connected()?;
+        let json: Option<String> = self
+            .conn
+            .client
+            .get(self.conn.keys.ban(user_id))
+            .await
+            .map_err(|e| state_error(&e))?;
+        let ban: Option<Ban> = json.as_deref().map(decode).transpose()?;
+        // The TTL has millisecond precision; the record decides at the boundary.
+        Ok(ban.filter(|b| b.is_active_at(Utc::now())))
+    }
+}
+
+/// History on Redis: one stream per scope, trimmed to `capacity` entries on every append.
+#[derive(Debug)]
+pub struct RedisHistory {
+    pub(crate) conn: Conn,
+    pub(crate) capacity: usize,
+}
+
+#[async_trait]
+impl History for RedisHistory {
+    async fn append(&self, scope: &HistoryScope, message: serde_json::Value) -> StateResult<()> {
+        self.conn.ensure_connected()?;
+        let cap = i64::try_from(self.capacity.max(1)).unwrap_or(i64::MAX);
+        let _: Value = self
+            .conn
+            .client
+            .xadd(
+                self.conn.keys.history(scope),
+                false,
+                ("MAXLEN", "=", cap, None),
+                "*",
+                vec![("m", encode(&message)?)],
+            )
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(())
+    }
+
+    async fn recent(
+        &self,
+        scope: &HistoryScope,
+        limit: usize,
+    ) -> StateResult<Vec<serde_json::Value>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.conn.ensure_connected()?;
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .conn
+            .client
+            .xrevrange(
+                self.conn.keys.history(scope),
+                "+",
+                "-",
+                Some(u64::try_from(limit).unwrap_or(u64::MAX)),
+            )
+            .await
+            .map_err(|e| state_error(&e))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (_, fields) in entries.into_iter().rev() {
+            if let Some((_, json)) = fields.into_iter().find(|(f, _)| f == "m") {
+                out.push(decode(&json)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Game sequence numbers on Redis (`INCR`).
+#[derive(Debug)]
+pub struct RedisGames {
+    pub(crate) conn: Conn,
+}
+
+#[async_trait]
+impl GameSequence for RedisGames {
+    async fn next(&self, game_id: &str) -> StateResult<u64> {
+        self.conn.ensure_connected()?;
+        let n: i64 = self
+            .conn
+            .client
+            .incr(self.conn.keys.game_seq(game_id))
+            .await
+            .map_err(|e| state_error(&e))?;
+        u64::try_from(n).map_err(|_| StateError::Corrupt(format!("game sequence {n}")))
+    }
+}
+
+/// Node registry on Redis: `cluster:stats:<serverId>` keys with a TTL, listed with `SCAN`.
+#[derive(Debug)]
+pub struct RedisNodes {
+    pub(crate) conn: Conn,
+    pub(crate) ttl: Duration,
+    /// The last record this process published, republished by a resync.
+    pub(crate) last_published: Mutex<Option<NodeStats>>,
+}
+
+impl RedisNodes {
+    pub(crate) fn new(conn: Conn, ttl: Duration) -> Self {
+        Self {
+            conn,
+            ttl,
+            last_published: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn last_published(&self) -> Option<NodeStats> {
+        self.last_published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl NodeRegistry for RedisNodes {
+    async fn publish(&self, stats: &NodeStats) -> StateResult<()> {
+        self.conn.ensure_connected()?;
+        let ttl_ms = i64::try_from(self.ttl.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let _: Value = self
+            .conn
+            .client
+            .set(
+                keys::stats_key(&stats.server_id),
+                encode(stats)?,
+                Some(Expiration::PX(ttl_ms)),
+                None,
+                false,
+            )
+            .await
+            .map_err(|e| state_error(&e))?;
+        *self
+            .last_published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
+        Ok(())
+    }
+
+    async fn withdraw(&self, server_id: &str) -> StateResult<()> {
+        self.conn.ensure_connected()?;
+        let _: i64 = self
+            .conn
+            .client
+            .del(keys::stats_key(server_id))
+            .await
+            .map_err(|e| state_error(&e))?;
+        let mut last = self
+            .last_published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.as_ref().is_some_and(|s| s.server_id == server_id) {
+            *last = None;
+        }
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> StateResult<Vec<NodeStats>> {
+        let keys = self.conn.scan_keys(keys::STATS_KEY_PATTERN).await?;
+        let mut nodes = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A key can expire between SCAN and GET; that node is simply gone.
+            let json: Option<String> = self
+                .conn
+                .client
+                .get(&key)
+                .await
+                .map_err(|e| state_error(&e))?;
+            let Some(json) = json else { continue };
+            match decode::<NodeStats>(&json) {
+                Ok(stats) => nodes.push(stats),
+                Err(e) => {
+                    // A Node.js node of the original design may write a different record; it is
+                    // alive all the same, but this list only carries records it can read.
+                    tracing::debug!(%key, error = %e, "skipping unreadable stats record");
+                }
+            }
+        }
+        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        nodes.dedup_by(|a, b| a.server_id == b.server_id);
+        Ok(nodes)
+    }
+}
+
+/// The backends sharing one connection, as [`StateBackends`] and as their concrete types (the
+/// monitor and resync need the latter).
+#[derive(Clone, Debug)]
+pub(crate) struct RedisBackends {
+    pub(crate) rooms: Arc<RedisRooms>,
+    pub(crate) presence: Arc<RedisPresence>,
+    pub(crate) nodes: Arc<RedisNodes>,
+    pub(crate) state: StateBackends,
+}
+
+impl RedisBackends {
+    pub(crate) fn new(conn: Conn, history_capacity: usize, stats_ttl: Duration) -> Self {
+        let rooms = Arc::new(RedisRooms { conn: conn.clone() });
+        let presence = Arc::new(RedisPresence { conn: conn.clone() });
+        let nodes = Arc::new(RedisNodes::new(conn.clone(), stats_ttl));
+        let state = StateBackends {
+            rooms: rooms.clone(),
+            presence: presence.clone(),
+            bans: Arc::new(RedisBans { conn: conn.clone() }),
+            history: Arc::new(RedisHistory {
+                conn: conn.clone(),
+                capacity: history_capacity,
+            }),
+            games: Arc::new(RedisGames { conn }),
+            nodes: nodes.clone(),
+        };
+        Self {
+            rooms,
+            presence,
+            nodes,
+            state,
+        }
+    }
+}

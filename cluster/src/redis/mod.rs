@@ -1,0 +1,627 @@
+//! The Redis side of the cluster: state backends, control bus, node stats heartbeat, dead-node
+//! monitor, and re-registration after a Redis outage.
+//!
+//! The gateway calls [`connect`] once and takes everything from the returned [`RedisCluster`].
+
+mod backends;
+mod monitor;
+mod scripts;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use fred::types::config::UnresponsiveConfig;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use backends::{RedisBans, RedisGames, RedisHistory, RedisNodes, RedisPresence, RedisRooms};
+pub use monitor::{MonitorConfig, NodeEvent, NodeLeft, NodeMonitor};
+
+use crate::aggregate::ClusterStats;
+use crate::bus::{
+    BusCounters, BusCountersSnapshot, ControlEvent, ControlSubscription, ReceivedControl,
+    ServerShutdown, SystemAnnouncement, UserBanned, decode_message, encode_message,
+};
+use crate::keys::{self, Keys};
+use crate::state::{Member, OnlineSocket, RoomRecord, StateBackends, StateError, StateResult};
+use crate::stats::{NodeRegistry, NodeStats};
+use backends::{Conn, RedisBackends, encode, state_error};
+
+/// Failures setting up the Redis side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The URL is not one fred understands (`redis://`, `rediss://`, `redis-sentinel://`,
+    /// `redis-cluster://`).
+    #[error("invalid Redis URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid cluster configuration: {0}")]
+    InvalidConfig(String),
+    /// The first connection failed (nothing is retried before the first success).
+    #[error("cannot connect to Redis at {url}: {reason}")]
+    Connect {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Subscribing to the control channel failed.
+    #[error("cannot subscribe to `{channel}`: {reason}")]
+    Subscribe {
+        /// The channel.
+        channel: String,
+        /// Why.
+        reason: String,
+    },
+    /// A state operation failed during setup (for example reading stats for the CLI).
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Settings of the Redis side.
+#[derive(Clone, Debug)]
+pub struct RedisStateConfig {
+    /// This node's `serverId`.
+    pub node_id: String,
+    /// Prefix of every key except the contract's fixed ones (default `gateway:`).
+    pub key_prefix: String,
+    /// Messages kept per history scope (default 100).
+    pub history_capacity: usize,
+    /// TTL of `cluster:stats:<serverId>` (default 60 s).
+    pub stats_ttl: Duration,
+    /// How often the heartbeat rewrites the stats key (default a third of the TTL).
+    pub stats_refresh: Duration,
+    /// Longest a command may take before it fails with `Unavailable` (default 2 s).
+    pub command_timeout: Duration,
+    /// Capacity of each control-bus subscription queue (default 1024; oldest dropped, counted).
+    pub control_queue: usize,
+    /// Capacity of fred's pub/sub hand-off queue (default 4096; lag is counted).
+    pub pubsub_queue: usize,
+    /// Dead-node monitor settings.
+    pub monitor: MonitorConfig,
+}
+
+impl RedisStateConfig {
+    /// Defaults for the node `node_id`.
+    pub fn new(node_id: impl Into<String>) -> Self {
+        let stats_ttl = Duration::from_secs(60);
+        Self {
+            node_id: node_id.into(),
+            key_prefix: keys::DEFAULT_PREFIX.to_owned(),
+            history_capacity: 100,
+            stats_ttl,
+            stats_refresh: stats_ttl / 3,
+            command_timeout: Duration::from_secs(2),
+            control_queue: 1024,
+            pubsub_queue: 4096,
+            monitor: MonitorConfig::default(),
+        }
+    }
+
+    /// Sets the stats TTL and a refresh interval of a third of it.
+    pub fn with_stats_ttl(mut self, ttl: Duration) -> Self {
+        self.stats_ttl = ttl;
+        self.stats_refresh = ttl / 3;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ClusterError> {
+        let bad = |m: &str| Err(ClusterError::InvalidConfig(m.to_owned()));
+        if self.node_id.is_empty() {
+            return bad("node_id is empty");
+        }
+        if self.stats_ttl < Duration::from_millis(100) {
+            return bad("stats_ttl must be at least 100 ms");
+        }
+        if self.stats_refresh.is_zero() || self.stats_refresh >= self.stats_ttl {
+            return bad("stats_refresh must be shorter than stats_ttl");
+        }
+        if self.command_timeout.is_zero() {
+            return bad("command_timeout must not be zero");
+        }
+        if self.control_queue == 0 || self.pubsub_queue == 0 {
+            return bad("queue capacities must not be zero");
+        }
+        if self.monitor.interval.is_zero() {
+            return bad("monitor.interval must not be zero");
+        }
+        Ok(())
+    }
+}
+
+fn builder(
+    url: &str,
+    command_timeout: Duration,
+    pubsub_queue: usize,
+) -> Result<Builder, ClusterError> {
+    let config = Config::from_url(url).map_err(|e| ClusterError::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.details().to_owned(),
+    })?;
+    let mut b = Builder::from_config(config);
+    // Retry forever (0 attempts = unlimited), backing off from 100 ms to 2 s.
+    b.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    b.with_performance_config(|p| {
+        p.default_command_timeout = command_timeout;
+        p.broadcast_channel_capacity = pubsub_queue;
+    });
+    b.with_connection_config(|c| {
+        c.connection_timeout = command_timeout;
+        c.internal_command_timeout = command_timeout;
+        c.max_command_attempts = 1;
+        c.unresponsive = UnresponsiveConfig {
+            max_timeout: Some(command_timeout * 2),
+            interval: Duration::from_millis(500),
+        };
+    });
+    Ok(b)
+}
+
+fn connect_error(url: &str, e: &Error) -> ClusterError {
+    ClusterError::Connect {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Connects to Redis and starts the control-bus reader and the reconnect watchers.
+///
+/// The first connection must succeed (so a wrong URL fails start-up); after that, connections are
+/// retried forever and state calls fail fast with [`StateError::Unavailable`] meanwhile.
+pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster, ClusterError> {
+    config.validate()?;
+    let b = builder(url, config.command_timeout, config.pubsub_queue)?;
+    let client = b.build().map_err(|e| connect_error(url, &e))?;
+    let subscriber = b
+        .build_subscriber_client()
+        .map_err(|e| connect_error(url, &e))?;
+    client.init().await.map_err(|e| connect_error(url, &e))?;
+    if let Err(e) = subscriber.init().await {
+        let _ = client.quit().await;
+        return Err(connect_error(url, &e));
+    }
+
+    let conn = Conn {
+        client: client.clone(),
+        keys: Keys::new(config.key_prefix.clone()),
+    };
+    let backends = RedisBackends::new(conn.clone(), config.history_capacity, config.stats_ttl);
+    let counters = Arc::new(BusCounters::default());
+    let (events_tx, _) = broadcast::channel(config.control_queue);
+    let bus = ControlBus {
+        client: client.clone(),
+        node_id: config.node_id.clone(),
+        events: events_tx.clone(),
+        counters: counters.clone(),
+    };
+
+    let mut tasks = Vec::new();
+    // Listen before subscribing so that nothing published right after subscribe is missed.
+    tasks.push(tokio::spawn(read_control_channel(
+        subscriber.message_rx(),
+        config.node_id.clone(),
+        events_tx,
+        counters,
+    )));
+    subscriber
+        .subscribe(keys::CONTROL_CHANNEL)
+        .await
+        .map_err(|e| ClusterError::Subscribe {
+            channel: keys::CONTROL_CHANNEL.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let (resubscribed_tx, resubscribed_rx) = watch::channel(0u64);
+    tasks.push(tokio::spawn(resubscribe_on_reconnect(
+        subscriber.clone(),
+        resubscribed_tx,
+    )));
+    let (reconnects_tx, reconnects_rx) = watch::channel(0u64);
+    tasks.push(tokio::spawn(count_reconnects(
+        client.clone(),
+        reconnects_tx,
+    )));
+    tracing::info!(node_id = %config.node_id, %url, "connected to Redis");
+
+    Ok(RedisCluster {
+        config,
+        conn,
+        subscriber,
+        backends,
+        bus,
+        reconnects: reconnects_rx,
+        resubscribed: resubscribed_rx,
+        tasks,
+    })
+}
+
+/// Hands each control message from fred's queue to the bus; does nothing else, so it keeps up.
+async fn read_control_channel(
+    mut rx: broadcast::Receiver<fred::types::Message>,
+    node_id: String,
+    events: broadcast::Sender<ReceivedControl>,
+    counters: Arc<BusCounters>,
+) {
+    loop {
+        let msg = match rx.recv().await {
+            Ok(msg) => msg,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                counters.transport_lagged.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(
+                    missed = n,
+                    "control channel reader fell behind fred's queue"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if &*msg.channel != keys::CONTROL_CHANNEL {
+            continue;
+        }
+        let Some(raw) = msg.value.as_str() else {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if let Some(ev) = counters.account(decode_message(&raw, &node_id)) {
+            // No subscriber yet is not an error: the event simply has no listener.
+            let _ = events.send(ev);
+        }
+    }
+}
+
+/// fred 10.1's own resubscription is broken (it sends empty SUBSCRIBE lists), so the control
+/// channel is subscribed again by hand after every reconnect.
+async fn resubscribe_on_reconnect(subscriber: SubscriberClient, done: watch::Sender<u64>) {
+    let mut rx = subscriber.reconnect_rx();
+    loop {
+        match rx.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        match subscriber.subscribe(keys::CONTROL_CHANNEL).await {
+            Ok(()) => {
+                tracing::info!("resubscribed to the control channel after a reconnect");
+                done.send_modify(|n| *n += 1);
+            }
+            Err(e) => tracing::error!(error = %e, "resubscribing to the control channel failed"),
+        }
+    }
+}
+
+async fn count_reconnects(client: Client, tx: watch::Sender<u64>) {
+    let mut rx = client.reconnect_rx();
+    loop {
+        match rx.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                tracing::info!("reconnected to Redis");
+                tx.send_modify(|n| *n += 1);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Publishing and receiving control events on `cluster:message`.
+#[derive(Clone, Debug)]
+pub struct ControlBus {
+    client: Client,
+    node_id: String,
+    events: broadcast::Sender<ReceivedControl>,
+    counters: Arc<BusCounters>,
+}
+
+impl ControlBus {
+    /// Publishes an event as this node. Returns how many subscribers (nodes) Redis delivered it to.
+    pub async fn publish(&self, event: &ControlEvent) -> StateResult<u64> {
+        if !self.client.is_connected() {
+            return Err(StateError::Unavailable("not connected to Redis".into()));
+        }
+        let raw = encode_message(&self.node_id, event, chrono::Utc::now())
+            .map_err(|e| StateError::Corrupt(e.to_string()))?;
+        let receivers: i64 = self
+            .client
+            .publish(keys::CONTROL_CHANNEL, raw)
+            .await
+            .map_err(|e| state_error(&e))?;
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        Ok(u64::try_from(receivers).unwrap_or_default())
+    }
+
+    /// Publishes `user_banned`.
+    pub async fn publish_user_banned(&self, ban: UserBanned) -> StateResult<u64> {
+        self.publish(&ControlEvent::UserBanned(ban)).await
+    }
+
+    /// Publishes `system_announcement`.
+    pub async fn publish_announcement(&self, announcement: SystemAnnouncement) -> StateResult<u64> {
+        self.publish(&ControlEvent::SystemAnnouncement(announcement))
+            .await
+    }
+
+    /// Publishes `server_shutdown` (peers then treat this node as gone at once).
+    pub async fn publish_server_shutdown(&self, shutdown: ServerShutdown) -> StateResult<u64> {
+        self.publish(&ControlEvent::ServerShutdown(shutdown)).await
+    }
+
+    /// A new receiver of events from other nodes (see [`ControlSubscription`] for the overflow
+    /// policy). Events published before this call are not delivered to it.
+    pub fn subscribe(&self) -> ControlSubscription {
+        ControlSubscription {
+            rx: self.events.subscribe(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Spawns a task calling `handler` for every event until the bus shuts down.
+    pub fn spawn_handler(&self, handler: Arc<dyn crate::bus::ControlHandler>) -> JoinHandle<()> {
+        tokio::spawn(crate::bus::dispatch(self.subscribe(), handler))
+    }
+
+    /// The bus counters.
+    pub fn counters(&self) -> BusCountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// This node's id (the `serverId` of its messages).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+}
+
+/// One room membership a node holds, for [`RedisCluster::resync`].
+#[derive(Clone, Debug)]
+pub struct LocalMembership {
+    /// The room as this node knows it (recreated from this when Redis lost it).
+    pub room: RoomRecord,
+    /// The member (its `node_id` is replaced by the resyncing node's id).
+    pub member: Member,
+}
+
+/// What a node holds locally: its connected sockets of `/` and their room memberships.
+#[derive(Clone, Debug, Default)]
+pub struct LocalSnapshot {
+    /// Sockets connected to this node (`node_id` is replaced by the resyncing node's id).
+    pub sockets: Vec<OnlineSocket>,
+    /// Room memberships of those sockets.
+    pub memberships: Vec<LocalMembership>,
+}
+
+/// What a resync wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResyncReport {
+    /// Sockets registered in presence.
+    pub sockets: usize,
+    /// Memberships registered.
+    pub memberships: usize,
+    /// Rooms that Redis no longer had and that were recreated from the node's records.
+    pub rooms_recreated: usize,
+    /// Whether the node's stats record was republished.
+    pub stats_republished: bool,
+}
+
+/// Everything the gateway needs from Redis, from one [`connect`].
+#[derive(Debug)]
+pub struct RedisCluster {
+    config: RedisStateConfig,
+    conn: Conn,
+    subscriber: SubscriberClient,
+    backends: RedisBackends,
+    bus: ControlBus,
+    reconnects: watch::Receiver<u64>,
+    resubscribed: watch::Receiver<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl RedisCluster {
+    /// The state backends (rooms, presence, bans, history, games, nodes) on this Redis.
+    pub fn backends(&self) -> StateBackends {
+        self.backends.state.clone()
+    }
+
+    /// The control bus.
+    pub fn bus(&self) -> ControlBus {
+        self.bus.clone()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RedisStateConfig {
+        &self.config
+    }
+
+    /// Whether both the command and the pub/sub connection are up (for `/ready`).
+    pub fn is_connected(&self) -> bool {
+        self.conn.client.is_connected() && self.subscriber.is_connected()
+    }
+
+    /// A counter that increases each time the command connection comes back after a loss.
+    /// The gateway waits on `changed()` and then calls [`RedisCluster::resync`] with what it holds.
+    pub fn reconnects(&self) -> watch::Receiver<u64> {
+        self.reconnects.clone()
+    }
+
+    /// A counter that increases each time the control channel has been subscribed again after a
+    /// reconnect of the pub/sub connection.
+    pub fn control_resubscriptions(&self) -> watch::Receiver<u64> {
+        self.resubscribed.clone()
+    }
+
+    /// Makes Redis hold exactly what this node holds: republishes the last stats record, then
+    /// replaces this node's presence and memberships with `snapshot` in one atomic script
+    /// (recreating rooms Redis lost, deleting rooms left empty). Call it after every reconnect
+    /// and once at start-up (with an empty snapshot it clears a previous run's leftovers).
+    pub async fn resync(&self, snapshot: &LocalSnapshot) -> StateResult<ResyncReport> {
+        let node = &self.config.node_id;
+        let mut stats_republished = false;
+        if let Some(mut stats) = self.backends.nodes.last_published() {
+            stats.last_seen = chrono::Utc::now();
+            self.backends.nodes.publish(&stats).await?;
+            stats_republished = true;
+        }
+        let k = &self.conn.keys;
+        let mut args = vec![
+            k.prefix().to_owned(),
+            node.clone(),
+            snapshot.sockets.len().to_string(),
+        ];
+        for s in &snapshot.sockets {
+            let mut s = s.clone();
+            s.node_id.clone_from(node);
+            args.push(s.socket_id.clone());
+            args.push(s.user_id.clone());
+            args.push(encode(&s)?);
+        }
+        for m in &snapshot.memberships {
+            let mut member = m.member.clone();
+            member.node_id.clone_from(node);
+            args.push(m.room.id.clone());
+            args.push(encode(&m.room)?);
+            args.push(m.room.max_users.to_string());
+            args.push(member.socket_id.clone());
+            args.push(encode(&member)?);
+        }
+        let r: Vec<i64> = self
+            .conn
+            .eval(
+                scripts::RESYNC_NODE,
+                vec![
+                    k.presence_sockets(),
+                    k.node_sockets(node),
+                    k.node_memberships(node),
+                    k.rooms_index(),
+                    k.order_counter(),
+                ],
+                args,
+            )
+            .await?;
+        let at =
+            |i: usize| usize::try_from(r.get(i).copied().unwrap_or_default()).unwrap_or_default();
+        let report = ResyncReport {
+            sockets: at(0),
+            memberships: at(1),
+            rooms_recreated: at(2),
+            stats_republished,
+        };
+        tracing::info!(?report, "re-registered this node's state in Redis");
+        Ok(report)
+    }
+
+    /// Starts writing this node's stats record every `stats_refresh` (TTL `stats_ttl`), taking
+    /// each record from `source`. Stops when the handle is dropped or stopped.
+    pub fn spawn_heartbeat<F>(&self, source: F) -> Heartbeat
+    where
+        F: Fn() -> NodeStats + Send + Sync + 'static,
+    {
+        let nodes = self.backends.nodes.clone();
+        let every = self.config.stats_refresh;
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = nodes.publish(&source()).await {
+                    tracing::warn!(error = %e, "could not refresh this node's stats key");
+                }
+            }
+        });
+        Heartbeat {
+            task,
+            nodes: self.backends.nodes.clone(),
+            node_id: self.config.node_id.clone(),
+        }
+    }
+
+    /// Starts the dead-node monitor. Its events arrive on the returned receiver (bounded; when it
+    /// is full the monitor waits, so no event is lost and purges pause until the gateway reads).
+    pub fn start_monitor(&self) -> (NodeMonitor, tokio::sync::mpsc::Receiver<NodeEvent>) {
+        NodeMonitor::start(
+            self.config.node_id.clone(),
+            self.config.monitor.clone(),
+            self.config.stats_ttl,
+            self.conn.clone(),
+            self.backends.clone(),
+            self.bus.subscribe(),
+            self.reconnects.clone(),
+        )
+    }
+
+    /// Closes both connections.
+    pub async fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.subscriber.quit().await;
+        let _ = self.conn.client.quit().await;
+    }
+}
+
+/// The running stats heartbeat of [`RedisCluster::spawn_heartbeat`].
+#[derive(Debug)]
+pub struct Heartbeat {
+    task: JoinHandle<()>,
+    nodes: Arc<RedisNodes>,
+    node_id: String,
+}
+
+impl Heartbeat {
+    /// Stops refreshing and removes this node's stats key (graceful shutdown).
+    pub async fn stop_and_withdraw(self) -> StateResult<()> {
+        self.task.abort();
+        self.nodes.withdraw(&self.node_id).await
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads the cluster's stats once, for `gateway cluster-stats --redis-url URL`.
+pub async fn fetch_cluster_stats(
+    url: &str,
+    timeout: Duration,
+) -> Result<ClusterStats, ClusterError> {
+    let b = builder(url, timeout, 16)?;
+    let client = b.build().map_err(|e| connect_error(url, &e))?;
+    let init = tokio::time::timeout(timeout, client.init()).await;
+    match init {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(connect_error(url, &e)),
+        Err(_) => {
+            return Err(ClusterError::Connect {
+                url: url.to_owned(),
+                reason: format!("no connection within {timeout:?}"),
+            });
+        }
+    }
+    let nodes = RedisNodes::new(
+        Conn {
+            client: client.clone(),
+            keys: Keys::default(),
+        },
+        Duration::from_secs(60),
+    );
+    let stats = crate::aggregate::cluster_stats(&nodes).await;
+    let _ = client.quit().await;
+    Ok(stats?)
+}

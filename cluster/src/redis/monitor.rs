@@ -1,0 +1,309 @@
+//! The dead-node monitor: which peers are alive, and the clean-up after one dies.
+//!
+//! Every `interval` the monitor lists the live nodes from their stats keys (plus nodes heard on the
+//! control bus within one TTL). A node that was alive and is no longer, or that announced
+//! `server_shutdown`, is gone: the monitor takes the purge claim (`SET NX PX`) and, only if it won,
+//! removes the node's presence and memberships and reports what it removed. Nodes that hold state
+//! in Redis without a stats key (they died while this node was not watching) are purged the same
+//! way once they have been seen so on two consecutive rounds, which leaves a just-started node
+//! time to write its stats key.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fred::prelude::*;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::backends::{Conn, RedisBackends, state_error};
+use crate::bus::{ControlEvent, ControlSubscription};
+use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry, StateResult};
+use crate::stats::NodeRegistry;
+
+/// Settings of the monitor.
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// How often the live nodes are listed (default 5 s).
+    pub interval: Duration,
+    /// How long a purge claim stays (default 60 s); another node may purge the same id again only
+    /// after it lapses.
+    pub claim_ttl: Duration,
+    /// Capacity of the event queue (default 256).
+    pub queue: usize,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            claim_ttl: Duration::from_secs(60),
+            queue: 256,
+        }
+    }
+}
+
+/// A node that is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLeft {
+    /// Its `serverId`.
+    pub server_id: String,
+    /// Whether this node won the claim and purged it. Only then are the lists filled, and only
+    /// then should the gateway emit `user offline` / `user left` (exactly one node does).
+    pub purged_here: bool,
+    /// One socket per user who went offline with it (their last socket was there).
+    pub went_offline: Vec<OnlineSocket>,
+    /// Memberships removed from rooms (for `user left`).
+    pub purged: Vec<PurgedMembership>,
+}
+
+/// What the monitor reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A peer appeared.
+    NodeJoined {
+        /// Its `serverId`.
+        server_id: String,
+    },
+    /// A peer is gone.
+    NodeLeft(NodeLeft),
+}
+
+/// Handle of the running monitor; the monitor stops when it is dropped.
+#[derive(Debug)]
+pub struct NodeMonitor {
+    task: JoinHandle<()>,
+    peers: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Drop for NodeMonitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl NodeMonitor {
+    pub(crate) fn start(
+        self_id: String,
+        config: MonitorConfig,
+        stats_ttl: Duration,
+        conn: Conn,
+        backends: RedisBackends,
+        bus: ControlSubscription,
+        reconnects: watch::Receiver<u64>,
+    ) -> (Self, mpsc::Receiver<NodeEvent>) {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let peers = Arc::new(Mutex::new(BTreeSet::new()));
+        let worker = Worker {
+            self_id,
+            config,
+            stats_ttl,
+            conn,
+            backends,
+            events: tx,
+            peers: peers.clone(),
+            known: HashSet::new(),
+            departed: HashMap::new(),
+            heard: HashMap::new(),
+            orphan_candidates: HashSet::new(),
+            settled: false,
+        };
+        let task = tokio::spawn(worker.run(bus, reconnects));
+        (Self { task, peers }, rx)
+    }
+
+    /// The peers (other nodes) the monitor currently believes alive, sorted.
+    pub fn live_peers(&self) -> Vec<String> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+struct Worker {
+    self_id: String,
+    config: MonitorConfig,
+    stats_ttl: Duration,
+    conn: Conn,
+    backends: RedisBackends,
+    events: mpsc::Sender<NodeEvent>,
+    peers: Arc<Mutex<BTreeSet<String>>>,
+    /// Live peers.
+    known: HashSet<String>,
+    /// Peers that announced shutdown, with when: a record of that id started before then is the
+    /// old process's leftover key, not a return.
+    departed: HashMap<String, DateTime<Utc>>,
+    /// When each peer was last heard on the control bus.
+    heard: HashMap<String, Instant>,
+    /// Nodes seen holding state without a stats key on the previous round.
+    orphan_candidates: HashSet<String>,
+    /// False until the first round after start or after a reconnect: that round only learns.
+    settled: bool,
+}
+
+impl Worker {
+    async fn run(mut self, mut bus: ControlSubscription, mut reconnects: watch::Receiver<u64>) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bus_open = true;
+        let mut reconnects_open = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.round().await {
+                        tracing::warn!(error = %e, "node monitor round failed");
+                    }
+                }
+                msg = bus.recv(), if bus_open => match msg {
+                    Some(msg) => {
+                        let from = msg.server_id.clone();
+                        if let ControlEvent::ServerShutdown(_) = msg.event {
+                            tracing::info!(server_id = %from, "peer announced shutdown");
+                            self.known.remove(&from);
+                            self.departed.insert(from.clone(), Utc::now());
+                            self.heard.remove(&from);
+                            self.publish_peers();
+                            if let Err(e) = self.node_gone(&from).await {
+                                tracing::warn!(server_id = %from, error = %e, "purge after shutdown failed");
+                            }
+                        } else {
+                            self.heard.insert(from.clone(), Instant::now());
+                            if !self.departed.contains_key(&from) && self.known.insert(from.clone()) {
+                                self.publish_peers();
+                                self.emit(NodeEvent::NodeJoined { server_id: from }).await;
+                            }
+                        }
+                    }
+                    None => bus_open = false,
+                },
+                changed = reconnects.changed(), if reconnects_open => {
+                    if changed.is_err() {
+                        reconnects_open = false;
+                    } else {
+                        // Redis may have lost every key: relearn quietly before judging anyone.
+                        self.settled = false;
+                        self.orphan_candidates.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish_peers(&self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        *peers = self.known.iter().cloned().collect();
+    }
+
+    async fn emit(&self, event: NodeEvent) {
+        // Back-pressure, not loss: when the gateway is slow the monitor waits. A dropped receiver
+        // means nobody listens any more; purging goes on regardless.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn round(&mut self) -> StateResult<()> {
+        let records = self.backends.nodes.live_nodes().await?;
+        let now = Instant::now();
+        let present: HashSet<&str> = records.iter().map(|r| r.server_id.as_str()).collect();
+        // A departed node's entry is kept while its old key lingers, then forgotten.
+        self.departed.retain(|id, _| present.contains(id.as_str()));
+        let mut live: HashSet<String> = HashSet::new();
+        for r in &records {
+            if r.server_id == self.self_id {
+                continue;
+            }
+            if let Some(announced) = self.departed.get(&r.server_id) {
+                if r.started_at <= *announced {
+                    continue;
+                }
+                // A new process under the same id.
+                self.departed.remove(&r.server_id);
+            }
+            live.insert(r.server_id.clone());
+        }
+        let ttl = self.stats_ttl;
+        self.heard.retain(|_, at| now.duration_since(*at) < ttl);
+        live.extend(self.heard.keys().cloned());
+
+        let joined: Vec<String> = live.difference(&self.known).cloned().collect();
+        let left: Vec<String> = self.known.difference(&live).cloned().collect();
+        let settled = self.settled;
+        self.known = live;
+        self.settled = true;
+        self.publish_peers();
+        for id in joined {
+            self.emit(NodeEvent::NodeJoined { server_id: id }).await;
+        }
+        if settled {
+            for id in left {
+                tracing::info!(server_id = %id, "peer's stats key is gone");
+                self.node_gone(&id).await?;
+            }
+        }
+        self.sweep_orphans(settled).await
+    }
+
+    async fn sweep_orphans(&mut self, settled: bool) -> StateResult<()> {
+        let keys = self.conn.scan_keys(&self.conn.keys.node_pattern()).await?;
+        let holders: HashSet<String> = keys
+            .iter()
+            .filter_map(|k| self.conn.keys.node_id_of_key(k))
+            .filter(|id| *id != self.self_id && !self.known.contains(*id))
+            .map(str::to_owned)
+            .collect();
+        if settled {
+            let orphans: Vec<String> = holders
+                .intersection(&self.orphan_candidates)
+                .cloned()
+                .collect();
+            for id in orphans {
+                tracing::info!(server_id = %id, "node holds state but has no stats key");
+                self.node_gone(&id).await?;
+            }
+        }
+        self.orphan_candidates = holders;
+        Ok(())
+    }
+
+    /// Purges a gone node if this node wins the claim, and reports it either way.
+    async fn node_gone(&mut self, server_id: &str) -> StateResult<()> {
+        self.conn.ensure_connected()?;
+        let claim_ms = i64::try_from(self.config.claim_ttl.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let claimed: Option<String> = self
+            .conn
+            .client
+            .set(
+                self.conn.keys.purge_claim(server_id),
+                self.self_id.clone(),
+                Some(Expiration::PX(claim_ms)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(|e| state_error(&e))?;
+        let mut left = NodeLeft {
+            server_id: server_id.to_owned(),
+            purged_here: claimed.is_some(),
+            went_offline: Vec::new(),
+            purged: Vec::new(),
+        };
+        if left.purged_here {
+            left.purged = self.backends.rooms.purge_node(server_id).await?;
+            left.went_offline = self.backends.presence.purge_node(server_id).await?;
+            tracing::info!(
+                server_id,
+                offline = left.went_offline.len(),
+                memberships = left.purged.len(),
+                "purged a dead node"
+            );
+        }
+        self.emit(NodeEvent::NodeLeft(left)).await;
+        Ok(())
+    }
+}

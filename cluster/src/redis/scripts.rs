@@ -1,0 +1,297 @@
+//! Lua scripts for every multi-step change that must be atomic cluster-wide.
+//!
+//! Redis runs a script without interleaving any other command, so a capacity check and the insert,
+//! a removal and the "was that the last one?" check, or a whole purge, are each one step.
+//! Keys that depend on stored data (a member's node, a socket's user) are built inside the script
+//! from the prefix passed as an argument; their layout must match [`crate::keys::Keys`].
+//!
+//! A membership token is `<byte length of roomId>:<roomId><socketId>`, unambiguous whatever
+//! characters the ids contain, and built identically here and in Rust ([`membership_token`]).
+
+/// Builds the token stored in a node's membership set.
+pub(crate) fn membership_token(room_id: &str, socket_id: &str) -> String {
+    format!("{}:{room_id}{socket_id}", room_id.len())
+}
+
+/// KEYS: room, rooms index, order counter. ARGV: record JSON, capacity, room id.
+/// Returns 1 when created, 0 when the id is taken.
+pub(crate) const CREATE_ROOM: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local order = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'max', ARGV[2])
+redis.call('ZADD', KEYS[2], order, ARGV[3])
+return 1
+"#;
+
+/// KEYS: rooms index. ARGV: prefix. Returns every room record in creation order.
+pub(crate) const LIST_ROOMS: &str = r#"
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local record = redis.call('HGET', ARGV[1] .. 'room:' .. id, 'record')
+  if record then table.insert(out, record) end
+end
+return out
+"#;
+
+/// KEYS: room, members, member records, order counter, node memberships.
+/// ARGV: socket id, member JSON, membership token.
+/// Returns {code, count}: 1 joined, 2 already a member, -1 no such room, -2 full.
+pub(crate) const JOIN_ROOM: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+local count = redis.call('ZCARD', KEYS[2])
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {2, count} end
+local max = tonumber(redis.call('HGET', KEYS[1], 'max')) or 0
+if count >= max then return {-2, count} end
+local order = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[2], order, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[3])
+return {1, count + 1}
+"#;
+
+/// KEYS: room, members, member records, rooms index. ARGV: socket id, room id, prefix.
+/// Returns {code, count, deleted}: 1 left, -1 not a member.
+pub(crate) const LEAVE_ROOM: &str = r#"
+local json = redis.call('HGET', KEYS[3], ARGV[1])
+if not json then return {-1, 0, 0} end
+local member = cjson.decode(json)
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', ARGV[3] .. 'node:' .. member.nodeId .. ':memberships',
+  string.len(ARGV[2]) .. ':' .. ARGV[2] .. ARGV[1])
+local count = redis.call('ZCARD', KEYS[2])
+if count == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  return {1, 0, 1}
+end
+return {1, count, 0}
+"#;
+
+/// KEYS: members, member records. Returns the member JSONs in joining order.
+pub(crate) const ROOM_MEMBERS: &str = r#"
+local out = {}
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local json = redis.call('HGET', KEYS[2], sid)
+  if json then table.insert(out, json) end
+end
+return out
+"#;
+
+/// KEYS: node memberships, rooms index. ARGV: prefix.
+/// Returns a flat list: room id, member JSON, remaining count, deleted (0/1), repeated.
+pub(crate) const PURGE_NODE_ROOMS: &str = r#"
+local p = ARGV[1]
+local removed = {}
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local c = string.find(t, ':', 1, true)
+  if c then
+    local n = tonumber(string.sub(t, 1, c - 1))
+    local room = string.sub(t, c + 1, c + n)
+    local sid = string.sub(t, c + n + 1)
+    local rk = p .. 'room:' .. room
+    local json = redis.call('HGET', rk .. ':member', sid)
+    if json then
+      redis.call('HDEL', rk .. ':member', sid)
+      redis.call('ZREM', rk .. ':members', sid)
+      table.insert(removed, {room, json})
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+local out = {}
+local deleted = {}
+for _, e in ipairs(removed) do
+  local rk = p .. 'room:' .. e[1]
+  local count = redis.call('ZCARD', rk .. ':members')
+  local gone = 0
+  if count == 0 then
+    gone = 1
+    if not deleted[e[1]] then
+      deleted[e[1]] = true
+      redis.call('DEL', rk, rk .. ':members', rk .. ':member')
+      redis.call('ZREM', KEYS[2], e[1])
+    end
+  end
+  table.insert(out, e[1])
+  table.insert(out, e[2])
+  table.insert(out, count)
+  table.insert(out, gone)
+end
+return out
+"#;
+
+/// KEYS: presence sockets, the user's socket set, the node's socket set.
+/// ARGV: socket id, socket JSON, prefix. Returns 1 when it is the user's first socket.
+pub(crate) const SOCKET_CONNECTED: &str = r#"
+local first = redis.call('SCARD', KEYS[2]) == 0
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local o = cjson.decode(old)
+  redis.call('SREM', ARGV[3] .. 'presence:user:' .. o.userId, ARGV[1])
+  redis.call('SREM', ARGV[3] .. 'node:' .. o.nodeId .. ':sockets', ARGV[1])
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+if first then return 1 end
+return 0
+"#;
+
+/// KEYS: presence sockets, the user's socket set. ARGV: socket id, prefix.
+/// Returns 1 when the socket was known and the user has no socket left.
+pub(crate) const SOCKET_DISCONNECTED: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local o = cjson.decode(old)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', ARGV[2] .. 'presence:user:' .. o.userId, ARGV[1])
+redis.call('SREM', ARGV[2] .. 'node:' .. o.nodeId .. ':sockets', ARGV[1])
+if redis.call('SCARD', KEYS[2]) == 0 then return 1 end
+return 0
+"#;
+
+/// KEYS: presence sockets. ARGV: socket id, user id, new username.
+pub(crate) const SET_USERNAME: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local o = cjson.decode(old)
+if o.userId ~= ARGV[2] then return 0 end
+o.username = ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(o))
+return 1
+"#;
+
+/// KEYS: presence sockets, the user's socket set. Returns the user's socket JSONs.
+pub(crate) const SOCKETS_OF: &str = r#"
+local out = {}
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local json = redis.call('HGET', KEYS[1], sid)
+  if json then table.insert(out, json) end
+end
+return out
+"#;
+
+/// KEYS: the node's socket set, presence sockets. ARGV: prefix.
+/// Returns one socket JSON per user who has no socket left after the purge.
+pub(crate) const PURGE_NODE_PRESENCE: &str = r#"
+local p = ARGV[1]
+local first_seen = {}
+local order = {}
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local json = redis.call('HGET', KEYS[2], sid)
+  if json then
+    local o = cjson.decode(json)
+    redis.call('HDEL', KEYS[2], sid)
+    redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+    if not first_seen[o.userId] then
+      first_seen[o.userId] = json
+      table.insert(order, o.userId)
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+local out = {}
+for _, uid in ipairs(order) do
+  if redis.call('SCARD', p .. 'presence:user:' .. uid) == 0 then
+    table.insert(out, first_seen[uid])
+  end
+end
+return out
+"#;
+
+/// Makes Redis hold exactly what one node reports it holds (after a Redis restart, or at start-up
+/// to clear a previous incarnation's leftovers).
+///
+/// KEYS: presence sockets, node sockets, node memberships, rooms index, order counter.
+/// ARGV: prefix, node id, socket count N, then N × (socket id, user id, socket JSON), then per
+/// membership (room id, record JSON, capacity, socket id, member JSON).
+/// Returns {sockets registered, memberships registered, rooms recreated}.
+pub(crate) const RESYNC_NODE: &str = r#"
+local p = ARGV[1]
+local node = ARGV[2]
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local json = redis.call('HGET', KEYS[1], sid)
+  if json then
+    local o = cjson.decode(json)
+    if o.nodeId == node then
+      redis.call('HDEL', KEYS[1], sid)
+      redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+    end
+  end
+end
+redis.call('DEL', KEYS[2])
+local touched = {}
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local c = string.find(t, ':', 1, true)
+  if c then
+    local n = tonumber(string.sub(t, 1, c - 1))
+    local room = string.sub(t, c + 1, c + n)
+    local sid = string.sub(t, c + n + 1)
+    local rk = p .. 'room:' .. room
+    redis.call('HDEL', rk .. ':member', sid)
+    redis.call('ZREM', rk .. ':members', sid)
+    touched[room] = true
+  end
+end
+redis.call('DEL', KEYS[3])
+local nsockets = tonumber(ARGV[3])
+local i = 4
+for _ = 1, nsockets do
+  local sid, uid, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local old = redis.call('HGET', KEYS[1], sid)
+  if old then
+    local o = cjson.decode(old)
+    redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+    redis.call('SREM', p .. 'node:' .. o.nodeId .. ':sockets', sid)
+  end
+  redis.call('HSET', KEYS[1], sid, json)
+  redis.call('SADD', p .. 'presence:user:' .. uid, sid)
+  redis.call('SADD', KEYS[2], sid)
+end
+local memberships = 0
+local recreated = 0
+while i + 4 <= #ARGV do
+  local room, record, max, sid, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
+  local rk = p .. 'room:' .. room
+  if redis.call('EXISTS', rk) == 0 then
+    local order = redis.call('INCR', KEYS[5])
+    redis.call('HSET', rk, 'record', record, 'max', max)
+    redis.call('ZADD', KEYS[4], order, room)
+    recreated = recreated + 1
+  end
+  if not redis.call('ZSCORE', rk .. ':members', sid) then
+    redis.call('ZADD', rk .. ':members', redis.call('INCR', KEYS[5]), sid)
+  end
+  redis.call('HSET', rk .. ':member', sid, json)
+  redis.call('SADD', KEYS[3], string.len(room) .. ':' .. room .. sid)
+  memberships = memberships + 1
+  touched[room] = nil
+end
+for room, _ in pairs(touched) do
+  local rk = p .. 'room:' .. room
+  if redis.call('ZCARD', rk .. ':members') == 0 then
+    redis.call('DEL', rk, rk .. ':members', rk .. ':member')
+    redis.call('ZREM', KEYS[4], room)
+  end
+end
+return {nsockets, memberships, recreated}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_tokens_keep_ids_apart() {
+        assert_eq!(membership_token("room", "sock"), "4:roomsock");
+        assert_ne!(membership_token("ab", "c"), membership_token("a", "bc"));
+        assert_eq!(
+            membership_token("é", "s"),
+            "2:és",
+            "byte length, as Lua counts"
+        );
+    }
+}

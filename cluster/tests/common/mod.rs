@@ -1,0 +1,114 @@
+//! Shared helpers of the Redis integration tests: a real redis-server per test, nodes with short
+//! timings, and waiting for a condition with a deadline.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use cluster::redis::{MonitorConfig, RedisCluster, RedisStateConfig};
+use cluster::{Member, NamespaceConnections, NodeStats, OnlineSocket, RoomRecord};
+use fred::prelude::*;
+use testkit::RedisServer;
+
+pub fn redis() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn config(node: &str) -> RedisStateConfig {
+    let mut c = RedisStateConfig::new(node).with_stats_ttl(Duration::from_millis(1500));
+    c.history_capacity = 5;
+    c.monitor = MonitorConfig {
+        interval: Duration::from_millis(200),
+        claim_ttl: Duration::from_secs(30),
+        queue: 64,
+    };
+    c
+}
+
+pub async fn node(url: &str, id: &str) -> RedisCluster {
+    cluster::redis::connect(url, config(id))
+        .await
+        .unwrap_or_else(|e| panic!("connect {id}: {e}"))
+}
+
+/// A plain client for looking at Redis directly.
+pub async fn raw_client(url: &str) -> Client {
+    let client = Builder::from_config(Config::from_url(url).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    client
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn room(id: &str, max: u32) -> RoomRecord {
+    RoomRecord {
+        id: id.into(),
+        name: format!("Room {id}"),
+        is_private: false,
+        password_hash: None,
+        max_users: max,
+        created_at: Utc::now(),
+        created_by: "creator".into(),
+    }
+}
+
+pub fn member(sid: &str, node: &str) -> Member {
+    Member {
+        socket_id: sid.into(),
+        user_id: format!("user-{sid}"),
+        username: format!("name-{sid}"),
+        node_id: node.into(),
+    }
+}
+
+pub fn online(uid: &str, sid: &str, node: &str) -> OnlineSocket {
+    OnlineSocket {
+        user_id: uid.into(),
+        username: format!("name-{uid}"),
+        socket_id: sid.into(),
+        node_id: node.into(),
+    }
+}
+
+pub fn stats(id: &str, main: u64) -> NodeStats {
+    let connections = NamespaceConnections {
+        main,
+        chat: 1,
+        game: 0,
+        admin: 0,
+    };
+    NodeStats {
+        server_id: id.into(),
+        hostname: "test-host".into(),
+        version: "0.1.0".into(),
+        uptime_secs: 1,
+        total_connections: connections.total(),
+        connections,
+        rooms: 1,
+        messages_in: 2,
+        messages_out: 3,
+        rss_bytes: 1024,
+        started_at: Utc::now(),
+        last_seen: Utc::now(),
+    }
+}

@@ -1,0 +1,446 @@
+//! Every method of the Redis state backends, against a real redis-server, including races between
+//! two nodes sharing one Redis.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use cluster::{Ban, HistoryScope, JoinOutcome, LeaveOutcome, StateBackends};
+use common::*;
+use fred::prelude::*;
+
+#[tokio::test]
+async fn rooms_create_get_list_and_refuse_duplicates() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let rooms = a.backends().rooms;
+    let mut private = room("second", 3);
+    private.is_private = true;
+    private.password_hash = Some("$argon2id$v=19$hash".into());
+    assert!(rooms.create(room("first", 10)).await.unwrap());
+    assert!(rooms.create(private.clone()).await.unwrap());
+    assert!(rooms.create(room("third", 10)).await.unwrap());
+    assert!(!rooms.create(room("first", 99)).await.unwrap());
+    assert_eq!(rooms.get("first").await.unwrap().unwrap().max_users, 10);
+    assert_eq!(rooms.get("second").await.unwrap().unwrap(), private);
+    assert!(rooms.get("missing").await.unwrap().is_none());
+    let ids: Vec<String> = rooms
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["first", "second", "third"], "creation order");
+}
+
+#[tokio::test]
+async fn join_leave_members_and_counts() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let rooms = a.backends().rooms;
+    rooms.create(room("r", 2)).await.unwrap();
+    assert_eq!(
+        rooms.join("nope", member("s0", "a")).await.unwrap(),
+        JoinOutcome::NoSuchRoom
+    );
+    assert_eq!(
+        rooms.join("r", member("s1", "a")).await.unwrap(),
+        JoinOutcome::Joined { user_count: 1 }
+    );
+    assert_eq!(
+        rooms.join("r", member("s1", "a")).await.unwrap(),
+        JoinOutcome::AlreadyMember { user_count: 1 }
+    );
+    assert_eq!(
+        rooms.join("r", member("s2", "b")).await.unwrap(),
+        JoinOutcome::Joined { user_count: 2 }
+    );
+    assert_eq!(
+        rooms.join("r", member("s3", "a")).await.unwrap(),
+        JoinOutcome::Full
+    );
+    assert_eq!(
+        rooms.members("r").await.unwrap(),
+        vec![member("s1", "a"), member("s2", "b")],
+        "joining order"
+    );
+    assert_eq!(rooms.member_count("r").await.unwrap(), 2);
+    assert_eq!(rooms.member_count("nope").await.unwrap(), 0);
+    assert!(rooms.members("nope").await.unwrap().is_empty());
+    assert_eq!(
+        rooms.leave("r", "s9").await.unwrap(),
+        LeaveOutcome::NotMember
+    );
+    assert_eq!(
+        rooms.leave("nope", "s1").await.unwrap(),
+        LeaveOutcome::NotMember
+    );
+    assert_eq!(
+        rooms.leave("r", "s1").await.unwrap(),
+        LeaveOutcome::Left {
+            user_count: 1,
+            room_deleted: false
+        }
+    );
+    assert_eq!(
+        rooms.leave("r", "s2").await.unwrap(),
+        LeaveOutcome::Left {
+            user_count: 0,
+            room_deleted: true
+        }
+    );
+    assert!(rooms.get("r").await.unwrap().is_none());
+    assert!(rooms.list().await.unwrap().is_empty());
+    // The id is free again, and nothing of the old room's members is left behind.
+    assert!(rooms.create(room("r", 2)).await.unwrap());
+    assert_eq!(rooms.member_count("r").await.unwrap(), 0);
+    let raw = raw_client(&server.url()).await;
+    let left: i64 = raw.scard("gateway:node:a:memberships").await.unwrap();
+    assert_eq!(left, 0, "leaving also clears the node's membership index");
+}
+
+#[tokio::test]
+async fn purge_node_removes_only_that_nodes_members() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let rooms = a.backends().rooms;
+    rooms.create(room("r", 5)).await.unwrap();
+    rooms.create(room("q", 5)).await.unwrap();
+    rooms.create(room("weird:id", 5)).await.unwrap();
+    rooms.join("r", member("s1", "dead")).await.unwrap();
+    rooms.join("r", member("s2", "alive")).await.unwrap();
+    rooms.join("q", member("s3", "dead")).await.unwrap();
+    rooms.join("weird:id", member("s:4", "dead")).await.unwrap();
+    let mut purged = rooms.purge_node("dead").await.unwrap();
+    purged.sort_by(|x, y| x.room_id.cmp(&y.room_id));
+    assert_eq!(purged.len(), 3);
+    assert_eq!(purged[0].room_id, "q");
+    assert!(purged[0].room_deleted);
+    assert_eq!(purged[0].user_count, 0);
+    assert_eq!(purged[1].room_id, "r");
+    assert_eq!(purged[1].member, member("s1", "dead"));
+    assert_eq!((purged[1].user_count, purged[1].room_deleted), (1, false));
+    assert_eq!(purged[2].room_id, "weird:id");
+    assert_eq!(purged[2].member.socket_id, "s:4");
+    assert_eq!(
+        rooms.members("r").await.unwrap(),
+        vec![member("s2", "alive")]
+    );
+    assert!(rooms.get("q").await.unwrap().is_none());
+    assert!(rooms.get("weird:id").await.unwrap().is_none());
+    assert!(
+        rooms.purge_node("dead").await.unwrap().is_empty(),
+        "a second purge finds nothing"
+    );
+}
+
+#[tokio::test]
+async fn two_nodes_racing_joins_never_exceed_capacity() {
+    const CAPACITY: usize = 7;
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    a.backends()
+        .rooms
+        .create(room("hot", CAPACITY as u32))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (backends, id) in [(a.backends(), "a"), (b.backends(), "b")] {
+        for i in 0..20 {
+            let rooms = backends.rooms.clone();
+            tasks.push(tokio::spawn(async move {
+                rooms
+                    .join("hot", member(&format!("{id}-{i}"), id))
+                    .await
+                    .unwrap()
+            }));
+        }
+    }
+    let mut joined = 0;
+    let mut counts = HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            JoinOutcome::Joined { user_count } => {
+                joined += 1;
+                assert!(counts.insert(user_count), "count {user_count} given twice");
+            }
+            JoinOutcome::Full => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(joined, CAPACITY);
+    assert_eq!(counts, (1..=CAPACITY).collect());
+    assert_eq!(
+        b.backends().rooms.member_count("hot").await.unwrap(),
+        CAPACITY
+    );
+}
+
+#[tokio::test]
+async fn presence_first_last_lookup_rename_and_purge() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    let pa = a.backends().presence;
+    let pb = b.backends().presence;
+    assert!(pa.socket_connected(online("u", "s1", "a")).await.unwrap());
+    assert!(
+        !pb.socket_connected(online("u", "s2", "b")).await.unwrap(),
+        "second socket on another node is not a first"
+    );
+    assert!(pb.socket_connected(online("v", "s3", "b")).await.unwrap());
+    assert!(
+        !pa.socket_connected(online("u", "s1", "a")).await.unwrap(),
+        "re-registering a socket is not a first"
+    );
+    let mut all = pa.online().await.unwrap();
+    all.sort_by(|x, y| x.socket_id.cmp(&y.socket_id));
+    assert_eq!(
+        all,
+        vec![
+            online("u", "s1", "a"),
+            online("u", "s2", "b"),
+            online("v", "s3", "b")
+        ]
+    );
+    let mut of_u = pb.sockets_of("u").await.unwrap();
+    of_u.sort_by(|x, y| x.socket_id.cmp(&y.socket_id));
+    assert_eq!(of_u, vec![online("u", "s1", "a"), online("u", "s2", "b")]);
+    assert!(pa.sockets_of("nobody").await.unwrap().is_empty());
+    assert_eq!(
+        pb.find_socket("s1").await.unwrap(),
+        Some(online("u", "s1", "a"))
+    );
+    assert!(pb.find_socket("zz").await.unwrap().is_none());
+
+    pa.set_username("u", "s1", "Renamed \"quoted\" / é")
+        .await
+        .unwrap();
+    pa.set_username("other-user", "s2", "ignored")
+        .await
+        .unwrap();
+    let s1 = pb.find_socket("s1").await.unwrap().unwrap();
+    assert_eq!(s1.username, "Renamed \"quoted\" / é");
+    assert_eq!(
+        pb.find_socket("s2").await.unwrap().unwrap().username,
+        "name-u"
+    );
+
+    assert!(!pa.socket_disconnected("u", "s1").await.unwrap());
+    assert!(
+        pb.socket_disconnected("u", "s2").await.unwrap(),
+        "last socket"
+    );
+    assert!(
+        !pb.socket_disconnected("u", "s2").await.unwrap(),
+        "a second disconnect is not a second offline"
+    );
+
+    // Purge: w has sockets on both nodes (stays online), x only on the dead one.
+    pa.socket_connected(online("w", "w1", "dead"))
+        .await
+        .unwrap();
+    pa.socket_connected(online("w", "w2", "a")).await.unwrap();
+    pa.socket_connected(online("x", "x1", "dead"))
+        .await
+        .unwrap();
+    pa.socket_connected(online("x", "x2", "dead"))
+        .await
+        .unwrap();
+    let offline = pb.purge_node("dead").await.unwrap();
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(offline[0].user_id, "x");
+    assert_eq!(offline[0].node_id, "dead");
+    assert!(pa.find_socket("w1").await.unwrap().is_none());
+    assert_eq!(
+        pa.sockets_of("w").await.unwrap(),
+        vec![online("w", "w2", "a")]
+    );
+    assert!(pa.sockets_of("x").await.unwrap().is_empty());
+    assert!(pb.purge_node("dead").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bans_store_lift_and_expire() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    let now = Utc::now();
+    let permanent = Ban {
+        user_id: "u1".into(),
+        reason: "spam".into(),
+        banned_by: "admin".into(),
+        created_at: now,
+        expires_at: None,
+    };
+    a.backends().bans.ban(permanent.clone()).await.unwrap();
+    assert_eq!(
+        b.backends().bans.active("u1").await.unwrap(),
+        Some(permanent)
+    );
+    assert!(b.backends().bans.unban("u1").await.unwrap());
+    assert!(!b.backends().bans.unban("u1").await.unwrap());
+    assert!(a.backends().bans.active("u1").await.unwrap().is_none());
+
+    let lapsed = Ban {
+        user_id: "u2".into(),
+        reason: "old".into(),
+        banned_by: "admin".into(),
+        created_at: now,
+        expires_at: Some(now - chrono::Duration::seconds(1)),
+    };
+    a.backends().bans.ban(lapsed).await.unwrap();
+    assert!(a.backends().bans.active("u2").await.unwrap().is_none());
+
+    let short = Ban {
+        user_id: "u3".into(),
+        reason: "short".into(),
+        banned_by: "admin".into(),
+        created_at: now,
+        expires_at: Some(Utc::now() + chrono::Duration::milliseconds(600)),
+    };
+    a.backends().bans.ban(short.clone()).await.unwrap();
+    assert_eq!(b.backends().bans.active("u3").await.unwrap(), Some(short));
+    let raw = raw_client(&server.url()).await;
+    let ttl: i64 = raw.pttl("gateway:ban:u3").await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 600,
+        "ban key carries the expiry as TTL: {ttl}"
+    );
+    let bans = b.backends().bans;
+    wait_for("the ban to lapse", Duration::from_secs(5), || {
+        let bans = bans.clone();
+        async move { bans.active("u3").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    wait_for("the ban key to expire", Duration::from_secs(5), || {
+        let raw = raw.clone();
+        async move {
+            let n: i64 = raw.exists("gateway:ban:u3").await.unwrap();
+            (n == 0).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_is_bounded_per_scope_and_oldest_first() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    let room = HistoryScope::Room("r".into());
+    let private = HistoryScope::private("bob", "alice");
+    for i in 0..8 {
+        let h = if i % 2 == 0 {
+            a.backends()
+        } else {
+            b.backends()
+        }
+        .history;
+        h.append(&room, serde_json::json!({ "i": i, "text": "<b>x</b> é" }))
+            .await
+            .unwrap();
+    }
+    a.backends()
+        .history
+        .append(&private, serde_json::json!({ "p": 1 }))
+        .await
+        .unwrap();
+    let h = b.backends().history;
+    let got: Vec<i64> = h
+        .recent(&room, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, [3, 4, 5, 6, 7], "capacity 5, oldest first");
+    let got: Vec<i64> = h
+        .recent(&room, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, [6, 7]);
+    assert_eq!(h.recent(&room, 1).await.unwrap()[0]["text"], "<b>x</b> é");
+    assert!(h.recent(&room, 0).await.unwrap().is_empty());
+    assert_eq!(
+        h.recent(&HistoryScope::private("alice", "bob"), 10)
+            .await
+            .unwrap(),
+        vec![serde_json::json!({ "p": 1 })]
+    );
+    assert!(
+        h.recent(&HistoryScope::Namespace("/chat".into()), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let raw = raw_client(&server.url()).await;
+    let len: i64 = raw.xlen("gateway:history:room:r").await.unwrap();
+    assert_eq!(len, 5, "the stream itself is trimmed");
+}
+
+#[tokio::test]
+async fn game_sequence_from_two_nodes_has_no_gaps_or_repeats() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    let mut tasks = Vec::new();
+    for backends in [a.backends(), b.backends()] {
+        for _ in 0..4 {
+            let games = backends.games.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..50 {
+                    got.push(games.next("g").await.unwrap());
+                }
+                got
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<u64>>());
+    assert_eq!(a.backends().games.next("other").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn keys_live_under_the_configured_prefix() {
+    let server = redis();
+    let mut cfg = config("a");
+    cfg.key_prefix = "custom:".into();
+    let a = cluster::redis::connect(&server.url(), cfg).await.unwrap();
+    let StateBackends {
+        rooms,
+        presence,
+        games,
+        ..
+    } = a.backends();
+    rooms.create(room("r", 2)).await.unwrap();
+    rooms.join("r", member("s1", "a")).await.unwrap();
+    presence
+        .socket_connected(online("u", "s1", "a"))
+        .await
+        .unwrap();
+    games.next("g").await.unwrap();
+    let raw = raw_client(&server.url()).await;
+    let keys: Vec<String> = raw.custom(fred::cmd!("KEYS"), vec!["*"]).await.unwrap();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert!(k.starts_with("custom:"), "key outside the prefix: {k}");
+    }
+    assert!(
+        keys.contains(&"custom:node:a:sockets".to_owned()),
+        "{keys:?}"
+    );
+}
