@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The single test command of the repository: `bash tests/run.sh`.
+#
+# Installs what is missing (Debian packages, the Python venv, npm packages), builds the workspace
+# once, then runs every check: rustfmt, clippy, the Rust tests, deploy/verify.sh (when present),
+# the Node end-to-end and browser suites against the real gateway binary, and the python-socketio
+# tests. Runs non-interactively as root on a fresh machine (CI) or as a developer.
+#
+# Every stage runs even when an earlier one failed (stages that need the gateway binary are marked
+# failed when the build failed). The last line is `stages: N passed, M failed`, counting STAGES
+# (each stage is one command such as "clippy" or "e2e"; the per-test counts are printed by each
+# runner above it). Exit status: 0 only when every stage passed.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export DEBIAN_FRONTEND=noninteractive
+export GATEWAY_BIN="$REPO/target/debug/gateway"
+export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
+VENV="$REPO/.venv"
+
+RUN_START=$(date +%s)
+PASSED=()
+FAILED=()
+SUMMARY=()
+
+log() { printf '\n=== %s\n' "$*"; }
+
+record() {
+    local name=$1 rc=$2 secs=$3 note=${4:-}
+    if [ "$rc" -eq 0 ]; then
+        PASSED+=("$name")
+        SUMMARY+=("$(printf 'PASS  %-22s %5ss %s' "$name" "$secs" "$note")")
+    else
+        FAILED+=("$name")
+        SUMMARY+=("$(printf 'FAIL  %-22s %5ss exit %s %s' "$name" "$secs" "$rc" "$note")")
+    fi
+    printf '=== stage %s: %s in %ss\n' "$name" "$([ "$rc" -eq 0 ] && echo passed || echo "FAILED (exit $rc)")" "$secs"
+}
+
+# stage NAME TIMEOUT_SECS COMMAND... : runs the command with no stdin and a time limit.
+stage() {
+    local name=$1 limit=$2
+    shift 2
+    log "stage $name: $*"
+    local start rc
+    start=$(date +%s)
+    timeout --kill-after=30 "$limit" "$@" </dev/null
+    rc=$?
+    [ "$rc" -eq 124 ] && echo "stage $name: timed out after ${limit}s"
+    record "$name" "$rc" "$(($(date +%s) - start))"
+}
+
+# skip NAME REASON: a stage that could not run counts as failed, never as passed.
+skip() {
+    log "stage $1: not run: $2"
+    record "$1" 1 0 "(not run: $2)"
+}
+
+# ok NAME: prints 1 when stage NAME passed, 0 otherwise.
+ok() {
+    local s
+    for s in "${PASSED[@]}"; do [ "$s" = "$1" ] && { echo 1; return; }; done
+    echo 0
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+install_system_packages() {
+    local missing=()
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    [ -x "$CHROMIUM_BIN" ] || missing+=(chromium)
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "system packages present: redis-server nginx chromium python3-venv"
+        return 0
+    fi
+    echo "installing missing Debian packages: ${missing[*]}"
+    as_root apt-get update -q || return 1
+    as_root apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+}
+
+check_node() {
+    command -v node >/dev/null 2>&1 || { echo "node is not installed: Node.js >= 20 is required (node --test)"; return 1; }
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    [ "$major" -ge 20 ] || { echo "node $(node --version) is too old: Node.js >= 20 is required"; return 1; }
+    command -v npm >/dev/null 2>&1 || { echo "npm is not installed"; return 1; }
+}
+
+install_node_packages() {
+    check_node || return 1
+    (cd "$REPO/tests" && npm ci --no-audit --no-fund) || return 1
+    if [ -f "$REPO/adapter-redis/tests/node/package.json" ]; then
+        (cd "$REPO/adapter-redis/tests/node" && npm ci --no-audit --no-fund) || return 1
+    fi
+}
+
+install_python_packages() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV" || return 1
+    fi
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REPO/tests/python/requirements.txt" || return 1
+}
+
+rust_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --no-fail-fast
+    else
+        echo "cargo-nextest not installed: using cargo test"
+        cargo test --workspace --no-fail-fast
+    fi
+}
+
+export -f rust_tests install_system_packages install_node_packages install_python_packages check_node as_root
+export VENV REPO
+
+log "gateway tests: repository $REPO, $(nproc) cores, started $(date -u +%FT%TZ)"
+
+stage install-system 1200 bash -c install_system_packages
+stage install-node 600 bash -c install_node_packages
+NODE_OK=$(ok install-node)
+stage install-python 600 bash -c install_python_packages
+PY_OK=$(ok install-python)
+
+stage build 1800 cargo build --workspace --all-targets
+BUILD_OK=$(ok build)
+[ -x "$GATEWAY_BIN" ] || BUILD_OK=0
+
+stage fmt 300 cargo fmt --all -- --check
+stage clippy 1800 cargo clippy --workspace --all-targets -- -D warnings
+if [ "$BUILD_OK" -eq 1 ]; then
+    stage rust-tests 1500 bash -c rust_tests
+    stage rust-doctests 900 cargo test --workspace --doc
+else
+    skip rust-tests "the build failed"
+    skip rust-doctests "the build failed"
+fi
+
+if [ -f "$REPO/deploy/verify.sh" ]; then
+    stage deploy-verify 900 bash "$REPO/deploy/verify.sh"
+fi
+
+if [ "$BUILD_OK" -eq 1 ] && [ "$NODE_OK" -eq 1 ]; then
+    stage e2e 1200 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=2 e2e/*.test.mjs'
+    stage browser 600 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 browser/*.test.mjs'
+else
+    skip e2e "the build or npm ci failed"
+    skip browser "the build or npm ci failed"
+fi
+
+if [ "$BUILD_OK" -eq 1 ] && [ "$PY_OK" -eq 1 ]; then
+    stage python 600 bash -c 'cd "$REPO/tests/python" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider'
+else
+    skip python "the build or the Python venv failed"
+fi
+
+log "summary (total $(($(date +%s) - RUN_START))s)"
+printf '%s\n' "${SUMMARY[@]}"
+echo
+echo "stages: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
+[ ${#FAILED[@]} -eq 0 ]
