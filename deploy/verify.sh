@@ -127,6 +127,7 @@ with_compose_hosts() {
     printf '127.0.0.1 localhost\n127.0.0.1 gateway gateway-1 gateway-2 gateway-3 redis\n' >"$hosts"
     local unshare_flags=(-m)
     [ "$(id -u)" -eq 0 ] || unshare_flags=(-r -m)
+    # shellcheck disable=SC2016 # $1 and $@ belong to the inner sh
     unshare "${unshare_flags[@]}" sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$hosts" "$@"
 }
 
@@ -168,6 +169,17 @@ check_compose_rejects_sample() {
     expect_rejected 'depends_on.*condition' compose_config -f "$REPO/deploy/tests/compose-bad-depends-on.yaml"
 }
 
+# The image builds with `cargo build --release --locked -p gateway` and copies gateway/static: both
+# must hold for the checked-in tree, or `docker build` fails although every linter is happy.
+check_image_inputs() {
+    command -v cargo >/dev/null 2>&1 || { echo "cargo missing (install Rust): needed to check Cargo.lock"; return 1; }
+    [ -d "$REPO/gateway/static" ] || { echo "gateway/static missing: the Dockerfile copies it into the image"; return 1; }
+    (cd "$REPO" && cargo metadata --locked --format-version 1 >/dev/null) || {
+        echo "Cargo.lock does not match the Cargo.toml files, so the image build (--locked) would fail:"
+        echo "run cargo build and commit Cargo.lock together with the manifests"
+        return 1
+    }
+}
 check_hadolint() { "$VENV/bin/hadolint" --no-color --failure-threshold style "$REPO/deploy/Dockerfile"; }
 check_hadolint_rejects_sample() {
     expect_rejected 'DL3000' "$VENV/bin/hadolint" --no-color --failure-threshold error "$REPO/deploy/tests/Dockerfile.bad"
@@ -232,6 +244,7 @@ run_check "compose: config -q with deploy/compose.scale.yml --profile scale" che
 run_check "compose: refuses to start without a shared JWT_SECRET" check_compose_needs_secret
 run_check "compose: rejects deploy/tests/compose-bad-depends-on.yaml" check_compose_rejects_sample
 run_check "hadolint: deploy/Dockerfile (every severity fails)" check_hadolint
+run_check "image inputs: Cargo.lock current for --locked, gateway/static present" check_image_inputs
 run_check "hadolint: rejects deploy/tests/Dockerfile.bad" check_hadolint_rejects_sample
 run_check "kustomize: render deploy/k8s" check_render
 run_check "kubernetes-validate --strict: rendered deploy/k8s (${K8S_VERSIONS[*]})" check_k8s
