@@ -68,7 +68,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         await waitFor(async () => {
           const a = await ask(adm.socket, 'get stats');
           return (a?.stats ?? a).gameConnections === 0;
-        }, 5000, { what: 'gameConnections back to 0' });
+        }, 5000, { interval: 250, what: 'gameConnections back to 0' });
       } finally {
         closeAll(adm.socket, m1.socket, m2.socket, c1.socket, g1.socket);
       }

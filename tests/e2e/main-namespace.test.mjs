@@ -655,6 +655,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           }
           b.socket.disconnect();
           await waitFor(async () => !(await ask(a.socket, 'get online users')).users.some((u) => u.id === b.welcome.userId), 5000, {
+            interval: 250,
             what: 'the disconnected user to leave the online list',
           });
         } finally {
