@@ -137,11 +137,33 @@ impl RedisStateConfig {
     }
 }
 
+/// Base URL schemes fred understands; each may carry `-sentinel` or `-cluster`.
+const URL_SCHEMES: [&str; 4] = ["redis", "rediss", "valkey", "valkeys"];
+
+fn scheme_is_known(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        let base = scheme
+            .strip_suffix("-sentinel")
+            .or_else(|| scheme.strip_suffix("-cluster"))
+            .unwrap_or(scheme);
+        URL_SCHEMES.contains(&base)
+    })
+}
+
 fn builder(
     url: &str,
     command_timeout: Duration,
     pubsub_queue: usize,
 ) -> Result<Builder, ClusterError> {
+    if !scheme_is_known(url) {
+        return Err(ClusterError::InvalidUrl {
+            url: url.to_owned(),
+            reason: format!(
+                "the scheme must be one of {}, optionally with -sentinel or -cluster",
+                URL_SCHEMES.join(", ")
+            ),
+        });
+    }
     let config = Config::from_url(url).map_err(|e| ClusterError::InvalidUrl {
         url: url.to_owned(),
         reason: e.details().to_owned(),
@@ -624,4 +646,35 @@ pub async fn fetch_cluster_stats(
     let stats = crate::aggregate::cluster_stats(&nodes).await;
     let _ = client.quit().await;
     Ok(stats?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_schemes() {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "rediss://h:1",
+            "redis-sentinel://h:26379/0?sentinelServiceName=m",
+            "redis-cluster://h:30001?node=h2:30002",
+        ] {
+            assert!(scheme_is_known(ok), "{ok}");
+        }
+        for bad in ["http://x", "redis:/x", "127.0.0.1:6379", "redis-foo://h"] {
+            assert!(!scheme_is_known(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_is_checked() {
+        assert!(RedisStateConfig::new("n").validate().is_ok());
+        assert!(RedisStateConfig::new("").validate().is_err());
+        let mut c = RedisStateConfig::new("n");
+        c.stats_refresh = c.stats_ttl;
+        assert!(c.validate().is_err());
+        let c = RedisStateConfig::new("n").with_stats_ttl(Duration::from_secs(3));
+        assert_eq!(c.stats_refresh, Duration::from_secs(1));
+    }
 }

@@ -168,7 +168,7 @@ impl Worker {
                             self.departed.insert(from.clone(), Utc::now());
                             self.heard.remove(&from);
                             self.publish_peers();
-                            if let Err(e) = self.node_gone(&from).await {
+                            if let Err(e) = self.node_gone(&from, true).await {
                                 tracing::warn!(server_id = %from, error = %e, "purge after shutdown failed");
                             }
                         } else {
@@ -241,7 +241,7 @@ impl Worker {
         if settled {
             for id in left {
                 tracing::info!(server_id = %id, "peer's stats key is gone");
-                self.node_gone(&id).await?;
+                self.node_gone(&id, true).await?;
             }
         }
         self.sweep_orphans(settled).await
@@ -262,15 +262,16 @@ impl Worker {
                 .collect();
             for id in orphans {
                 tracing::info!(server_id = %id, "node holds state but has no stats key");
-                self.node_gone(&id).await?;
+                self.node_gone(&id, false).await?;
             }
         }
         self.orphan_candidates = holders;
         Ok(())
     }
 
-    /// Purges a gone node if this node wins the claim, and reports it either way.
-    async fn node_gone(&mut self, server_id: &str) -> StateResult<()> {
+    /// Purges a gone node if this node wins the claim. A peer this node knew is reported either
+    /// way; leftovers of a node it never knew only when it purged them.
+    async fn node_gone(&mut self, server_id: &str, was_peer: bool) -> StateResult<()> {
         self.conn.ensure_connected()?;
         let claim_ms = i64::try_from(self.config.claim_ttl.as_millis())
             .unwrap_or(i64::MAX)
@@ -303,7 +304,9 @@ impl Worker {
                 "purged a dead node"
             );
         }
-        self.emit(NodeEvent::NodeLeft(left)).await;
+        if was_peer || left.purged_here {
+            self.emit(NodeEvent::NodeLeft(left)).await;
+        }
         Ok(())
     }
 }
