@@ -1,0 +1,63 @@
+//! Adapter configuration.
+
+use std::time::Duration;
+
+/// Settings of a connected adapter. Every queue and map the adapter keeps is bounded by one of
+/// these numbers.
+#[derive(Debug, Clone)]
+pub struct RedisAdapterConfig {
+    /// Channel prefix, `opts.key` of the Node adapter. All nodes of a cluster must agree.
+    /// Default `socket.io`.
+    pub key: String,
+    /// How long `fetch_sockets`, `rooms`, `server_side_emit_with_ack` wait for other nodes,
+    /// and the extra grace on top of the ack timeout for broadcasts with acks. Default 5 s
+    /// (the Node adapter's `requestsTimeout`).
+    pub request_timeout: Duration,
+    /// Messages from Redis waiting to be handled, per namespace. When full, new messages are
+    /// dropped and counted in `dropped`. Default 4096.
+    pub inbound_queue: usize,
+    /// Messages waiting to be published. When full, broadcasts are dropped and counted in
+    /// `dropped`; requests fail with [`crate::AdapterError::QueueFull`]. Default 4096.
+    pub publish_queue: usize,
+    /// Publishes in flight at once on the publishing connection (order is kept). Default 64.
+    pub publish_concurrency: usize,
+    /// Capacity of fred's pub/sub broadcast channel (fred's default is 32, which loses
+    /// messages under load). Lagged messages are counted in `dropped`. Default 8192.
+    pub fred_broadcast_capacity: usize,
+    /// Requests of one namespace waiting for answers at once; more fail with
+    /// [`crate::AdapterError::TooManyPendingRequests`]. Default 1024.
+    pub max_pending_requests: usize,
+    /// Answers buffered per waiting request; extra answers are dropped and counted. Default 4096.
+    pub max_responses_per_request: usize,
+    /// How often each namespace compares the rooms its sockets hold with its room-channel
+    /// subscriptions (`socket.join` is local and does not notify the adapter). Default 20 ms.
+    pub room_sync_interval: Duration,
+    /// Longest wait between reconnection attempts after Redis goes away. Default 500 ms.
+    pub reconnect_max_delay: Duration,
+    /// Ids of sockets held by other nodes that are remembered so `RemoteSocket` operations
+    /// can target them (Node socket ids do not fit socketioxide's `Sid`). Oldest are
+    /// forgotten first. Default 65536.
+    pub foreign_id_capacity: usize,
+    /// Server-side events waiting for the application, per namespace; when full, events are
+    /// dropped and counted. Default 1024.
+    pub server_side_event_queue: usize,
+}
+
+impl Default for RedisAdapterConfig {
+    fn default() -> Self {
+        Self {
+            key: "socket.io".to_owned(),
+            request_timeout: Duration::from_secs(5),
+            inbound_queue: 4096,
+            publish_queue: 4096,
+            publish_concurrency: 64,
+            fred_broadcast_capacity: 8192,
+            max_pending_requests: 1024,
+            max_responses_per_request: 4096,
+            room_sync_interval: Duration::from_millis(20),
+            reconnect_max_delay: Duration::from_millis(500),
+            foreign_id_capacity: 65536,
+            server_side_event_queue: 1024,
+        }
+    }
+}

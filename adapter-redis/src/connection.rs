@@ -1,0 +1,408 @@
+//! The Redis side: one subscriber connection and one publishing connection shared by every
+//! namespace of one `SocketIo`, the dispatcher that hands messages to namespaces, the ordered
+//! publish queue, resubscription after reconnects and the connected/disconnected status.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::prelude::{Builder, Config, ReconnectPolicy};
+use fred::types::{RespVersion, Value as RedisValue};
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::ServerSideEvent;
+use crate::channels::namespace_of;
+use crate::config::RedisAdapterConfig;
+use crate::error::AdapterError;
+use crate::ids::ForeignIds;
+use crate::metrics::{Metrics, add, inc};
+use crate::namespace::NsCore;
+
+/// A message from Redis for one namespace.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub channel: String,
+    pub payload: Bytes,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    channel: String,
+    payload: Bytes,
+    done: Option<oneshot::Sender<Result<(), AdapterError>>>,
+}
+
+#[derive(Debug, Default)]
+struct Wanted {
+    channels: HashSet<String>,
+    patterns: HashSet<String>,
+}
+
+/// State shared by every namespace adapter built from one connected `RedisAdapterCtr`.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: RedisAdapterConfig,
+    pub metrics: Metrics,
+    pub foreign: ForeignIds,
+    pub routes: RwLock<HashMap<String, mpsc::Sender<Inbound>>>,
+    pub namespaces: RwLock<HashMap<String, Arc<NsCore>>>,
+    pub sse_sinks: Mutex<HashMap<String, mpsc::Sender<ServerSideEvent>>>,
+    pub connected: watch::Sender<bool>,
+    sub: SubscriberClient,
+    publisher: Client,
+    wanted: Mutex<Wanted>,
+    out_tx: mpsc::Sender<Outgoing>,
+    shutdown: watch::Sender<bool>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) async fn connect(
+        url: &str,
+        config: RedisAdapterConfig,
+    ) -> Result<Arc<Shared>, AdapterError> {
+        let mut fred_config = Config::from_url(url)?;
+        // RESP3 lets the subscriber connection also answer PING; classic PUBLISH/SUBSCRIBE
+        // is used either way, as the Node adapter does.
+        fred_config.version = RespVersion::RESP3;
+        fred_config.fail_fast = true;
+        let mut builder = Builder::from_config(fred_config);
+        let max_delay = u32::try_from(config.reconnect_max_delay.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(20);
+        builder.set_policy(ReconnectPolicy::new_exponential(0, 20, max_delay, 2));
+        let capacity = config.fred_broadcast_capacity.max(32);
+        let command_timeout = config.request_timeout;
+        builder.with_performance_config(|perf| {
+            perf.broadcast_channel_capacity = capacity;
+            perf.default_command_timeout = command_timeout;
+        });
+        builder.with_connection_config(|conn| {
+            conn.connection_timeout = Duration::from_secs(2);
+            conn.internal_command_timeout = Duration::from_secs(2);
+            conn.max_command_attempts = 1;
+        });
+        let sub = builder.build_subscriber_client()?;
+        let publisher = builder.build()?;
+        let messages = sub.message_rx();
+        let sub_reconnects = sub.reconnect_rx();
+        sub.init().await?;
+        publisher.init().await?;
+
+        let (out_tx, out_rx) = mpsc::channel(config.publish_queue.max(1));
+        let (connected, _) = watch::channel(true);
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            foreign: ForeignIds::new(config.foreign_id_capacity),
+            config,
+            metrics: Metrics::default(),
+            routes: RwLock::default(),
+            namespaces: RwLock::default(),
+            sse_sinks: Mutex::default(),
+            connected,
+            sub,
+            publisher,
+            wanted: Mutex::default(),
+            out_tx,
+            shutdown,
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(dispatch(shared.clone(), messages));
+        tokio::spawn(publish_loop(shared.clone(), out_rx));
+        tokio::spawn(resubscribe_loop(shared.clone(), sub_reconnects));
+        tokio::spawn(status_loop(shared.clone()));
+        Ok(shared)
+    }
+
+    /// Both connections are up.
+    pub(crate) fn redis_up(&self) -> bool {
+        self.sub.is_connected() && self.publisher.is_connected()
+    }
+
+    pub(crate) fn subscription_count(&self) -> u64 {
+        self.wanted
+            .lock()
+            .map(|w| (w.channels.len() + w.patterns.len()) as u64)
+            .unwrap_or(0)
+    }
+
+    /// Queues a message without waiting; a full queue drops it (counted in `dropped`).
+    pub(crate) fn publish_nowait(&self, channel: String, payload: Vec<u8>) {
+        let msg = Outgoing {
+            channel,
+            payload: Bytes::from(payload),
+            done: None,
+        };
+        if self.out_tx.try_send(msg).is_err() {
+            inc(&self.metrics.dropped);
+            tracing::warn!("adapter publish queue full: message dropped");
+        }
+    }
+
+    /// Queues a message and waits until Redis took it.
+    pub(crate) async fn publish(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), AdapterError> {
+        let (tx, rx) = oneshot::channel();
+        let msg = Outgoing {
+            channel,
+            payload: Bytes::from(payload),
+            done: Some(tx),
+        };
+        self.out_tx.try_send(msg).map_err(|_| {
+            inc(&self.metrics.dropped);
+            AdapterError::QueueFull
+        })?;
+        rx.await.map_err(|_| AdapterError::Closed)?
+    }
+
+    async fn publish_now(&self, msg: Outgoing) {
+        let result = if !self.publisher.is_connected() {
+            Err(AdapterError::NotConnected)
+        } else {
+            let fut = self
+                .publisher
+                .publish::<RedisValue, _, _>(msg.channel, RedisValue::Bytes(msg.payload));
+            match tokio::time::timeout(self.config.request_timeout, fut).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(AdapterError::Redis(e)),
+                Err(_) => Err(AdapterError::NotConnected),
+            }
+        };
+        match &result {
+            Ok(()) => inc(&self.metrics.published),
+            Err(e) => {
+                inc(&self.metrics.publish_failures);
+                tracing::debug!(error = %e, "adapter publish failed");
+            }
+        }
+        if let Some(done) = msg.done {
+            let _ = done.send(result);
+        }
+    }
+
+    /// Subscribes to channels, remembering them for resubscription after a reconnect.
+    pub(crate) async fn subscribe(&self, channels: Vec<String>) {
+        if channels.is_empty() {
+            return;
+        }
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.channels.extend(channels.iter().cloned());
+        }
+        if let Err(e) = self.sub.subscribe(channels).await {
+            inc(&self.metrics.subscribe_failures);
+            tracing::warn!(error = %e, "SUBSCRIBE failed; retried on reconnect");
+        }
+    }
+
+    pub(crate) async fn unsubscribe(&self, channels: Vec<String>) {
+        if channels.is_empty() {
+            return;
+        }
+        if let Ok(mut wanted) = self.wanted.lock() {
+            for c in &channels {
+                wanted.channels.remove(c);
+            }
+        }
+        if let Err(e) = self.sub.unsubscribe(channels).await {
+            inc(&self.metrics.subscribe_failures);
+            tracing::debug!(error = %e, "UNSUBSCRIBE failed");
+        }
+    }
+
+    pub(crate) async fn psubscribe(&self, pattern: String) {
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.patterns.insert(pattern.clone());
+        }
+        if let Err(e) = self.sub.psubscribe(pattern).await {
+            inc(&self.metrics.subscribe_failures);
+            tracing::warn!(error = %e, "PSUBSCRIBE failed; retried on reconnect");
+        }
+    }
+
+    pub(crate) async fn punsubscribe(&self, pattern: String) {
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.patterns.remove(&pattern);
+        }
+        if let Err(e) = self.sub.punsubscribe(pattern).await {
+            tracing::debug!(error = %e, "PUNSUBSCRIBE failed");
+        }
+    }
+
+    async fn resubscribe_all(&self) -> bool {
+        let (channels, patterns): (Vec<String>, Vec<String>) = match self.wanted.lock() {
+            Ok(w) => (
+                w.channels.iter().cloned().collect(),
+                w.patterns.iter().cloned().collect(),
+            ),
+            Err(_) => return false,
+        };
+        let mut ok = true;
+        // fred 10.1's own resubscribe sends empty SUBSCRIBE lists; only ever send non-empty ones.
+        for chunk in channels.chunks(256) {
+            if let Err(e) = self.sub.subscribe(chunk.to_vec()).await {
+                ok = false;
+                inc(&self.metrics.subscribe_failures);
+                tracing::warn!(error = %e, "resubscribe failed");
+            }
+        }
+        if !patterns.is_empty()
+            && let Err(e) = self.sub.psubscribe(patterns).await
+        {
+            ok = false;
+            inc(&self.metrics.subscribe_failures);
+            tracing::warn!(error = %e, "re-psubscribe failed");
+        }
+        tracing::info!(
+            channels = channels.len(),
+            ok,
+            "adapter resubscribed after reconnect"
+        );
+        ok
+    }
+
+    /// `PUBSUB NUMSUB <channel>`: connections subscribed to it.
+    pub(crate) async fn numsub(&self, channel: &str) -> Result<u64, AdapterError> {
+        let value: RedisValue = self.publisher.pubsub_numsub(channel.to_owned()).await?;
+        Ok(numsub_count(&value))
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.shutdown.send(true);
+        let _ = self.sub.quit().await;
+        let _ = self.publisher.quit().await;
+        self.connected.send_replace(false);
+    }
+}
+
+fn numsub_count(value: &RedisValue) -> u64 {
+    let as_u64 = |v: &RedisValue| match v {
+        RedisValue::Integer(i) => u64::try_from(*i).ok(),
+        RedisValue::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    match value {
+        RedisValue::Array(items) => items.get(1).and_then(as_u64).unwrap_or(0),
+        RedisValue::Map(map) => map
+            .clone()
+            .inner()
+            .values()
+            .next()
+            .and_then(as_u64)
+            .unwrap_or(0),
+        other => as_u64(other).unwrap_or(0),
+    }
+}
+
+/// Reads fred's pub/sub channel and does nothing but hand each message to its namespace.
+async fn dispatch(shared: Arc<Shared>, mut messages: broadcast::Receiver<fred::types::Message>) {
+    let key = shared.config.key.clone();
+    loop {
+        match messages.recv().await {
+            Ok(msg) => {
+                inc(&shared.metrics.received);
+                let channel: &str = &msg.channel;
+                let Some(nsp) = namespace_of(&key, channel) else {
+                    continue;
+                };
+                let payload = match msg.value {
+                    RedisValue::Bytes(b) => b,
+                    RedisValue::String(s) => Bytes::from(s),
+                    _ => {
+                        inc(&shared.metrics.decode_errors);
+                        tracing::warn!(channel, "pub/sub message that is not a string");
+                        continue;
+                    }
+                };
+                let route = shared.routes.read().ok().and_then(|r| r.get(nsp).cloned());
+                if let Some(tx) = route {
+                    let inbound = Inbound {
+                        channel: channel.to_owned(),
+                        payload,
+                    };
+                    if tx.try_send(inbound).is_err() {
+                        inc(&shared.metrics.dropped);
+                        tracing::warn!(nsp, "namespace inbound queue full: message dropped");
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                add(&shared.metrics.dropped, n);
+                tracing::warn!(lost = n, "fred pub/sub channel lagged");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+async fn publish_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Outgoing>) {
+    let concurrency = shared.config.publish_concurrency.max(1);
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    stream
+        .for_each_concurrent(concurrency, |msg| {
+            let shared = shared.clone();
+            async move { shared.publish_now(msg).await }
+        })
+        .await;
+}
+
+async fn resubscribe_loop(
+    shared: Arc<Shared>,
+    mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            event = reconnects.recv() => match event {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    for _ in 0..20 {
+                        if shared.resubscribe_all().await {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn status_loop(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut was_up = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let up = shared.redis_up();
+        if up != was_up {
+            if up {
+                inc(&shared.metrics.reconnects);
+                tracing::info!("adapter reconnected to redis");
+            } else {
+                tracing::warn!("adapter lost its redis connection");
+            }
+            was_up = up;
+        }
+        shared.connected.send_if_modified(|c| {
+            let changed = *c != up;
+            *c = up;
+            changed
+        });
+    }
+}

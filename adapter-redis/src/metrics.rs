@@ -1,0 +1,64 @@
+//! Counters of one adapter connection (shared by all its namespaces).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub request_timeouts: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub publish_failures: AtomicU64,
+    pub subscribe_failures: AtomicU64,
+}
+
+pub(crate) fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub(crate) fn snapshot(&self, subscriptions: u64) -> AdapterMetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        AdapterMetricsSnapshot {
+            published: get(&self.published),
+            received: get(&self.received),
+            dropped: get(&self.dropped),
+            decode_errors: get(&self.decode_errors),
+            request_timeouts: get(&self.request_timeouts),
+            reconnects: get(&self.reconnects),
+            publish_failures: get(&self.publish_failures),
+            subscribe_failures: get(&self.subscribe_failures),
+            subscriptions,
+        }
+    }
+}
+
+/// A copy of the adapter's counters. The gateway exports each field as
+/// `socketio_adapter_<field>` (counters get a `_total` suffix, `subscriptions` is a gauge).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdapterMetricsSnapshot {
+    /// Messages published to Redis (broadcasts, requests, responses).
+    pub published: u64,
+    /// Messages received from Redis on any subscribed channel or pattern.
+    pub received: u64,
+    /// Messages lost to a full bounded queue or to fred's broadcast channel lagging.
+    pub dropped: u64,
+    /// Messages from Redis that could not be decoded (malformed or hostile); each is logged.
+    pub decode_errors: u64,
+    /// Requests that ended at their deadline without every expected answer.
+    pub request_timeouts: u64,
+    /// Times the connection to Redis came back after being lost.
+    pub reconnects: u64,
+    /// Messages that could not be published (Redis unreachable, command error or timeout).
+    pub publish_failures: u64,
+    /// SUBSCRIBE/UNSUBSCRIBE commands that failed (they are retried on reconnect).
+    pub subscribe_failures: u64,
+    /// Channels and patterns currently wanted (gauge).
+    pub subscriptions: u64,
+}

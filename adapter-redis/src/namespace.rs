@@ -1,0 +1,197 @@
+//! Per-namespace state that does not depend on socketioxide's emitter type: channel names,
+//! pending requests, peers seen, and the cluster-wide request/answer collection.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socketioxide_core::Sid;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::Gathered;
+use crate::channels::NamespaceChannels;
+use crate::connection::Shared;
+use crate::error::{AdapterError, MissingResponses};
+use crate::metrics::inc;
+use crate::wire::Response;
+
+const MAX_PEERS: usize = 1024;
+const PEER_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub(crate) struct NsCore {
+    pub nsp: String,
+    pub channels: NamespaceChannels,
+    pub uid: String,
+    pub own_response: String,
+    pub pending: Mutex<HashMap<String, mpsc::Sender<Response>>>,
+    pub peers: Mutex<HashMap<String, Instant>>,
+    pub subscribed_rooms: Mutex<HashSet<String>>,
+    pub sync_now: Notify,
+    pub sync_waiters: mpsc::Sender<oneshot::Sender<()>>,
+    pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<oneshot::Sender<()>>>>,
+}
+
+/// Removes a pending request when the waiter goes away (done, timed out or cancelled).
+#[derive(Debug)]
+pub(crate) struct PendingGuard {
+    core: Arc<NsCore>,
+    pub id: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.core.pending.lock() {
+            pending.remove(&self.id);
+        }
+    }
+}
+
+impl NsCore {
+    pub(crate) fn new(key: &str, nsp: &str, uid: String) -> Self {
+        let channels = NamespaceChannels::new(key, nsp);
+        let own_response = channels.response_for(&uid);
+        let (sync_waiters, rx) = mpsc::channel(64);
+        Self {
+            nsp: nsp.to_owned(),
+            channels,
+            uid,
+            own_response,
+            pending: Mutex::default(),
+            peers: Mutex::default(),
+            subscribed_rooms: Mutex::default(),
+            sync_now: Notify::new(),
+            sync_waiters,
+            sync_waiters_rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// Remembers a peer uid seen in traffic (bounded; stale entries are pruned when full).
+    pub(crate) fn saw_peer(&self, uid: &str) {
+        if uid == self.uid || uid == "emitter" || uid.is_empty() {
+            return;
+        }
+        if let Ok(mut peers) = self.peers.lock() {
+            if peers.len() >= MAX_PEERS && !peers.contains_key(uid) {
+                let now = Instant::now();
+                peers.retain(|_, seen| now.duration_since(*seen) < PEER_TTL);
+                if peers.len() >= MAX_PEERS {
+                    return;
+                }
+            }
+            peers.insert(uid.to_owned(), Instant::now());
+        }
+    }
+
+    fn recent_rust_peers(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.peers
+            .lock()
+            .map(|p| {
+                p.iter()
+                    // Peers of this adapter always sign their answers; Node peers never do, so
+                    // only the former can be named when silent.
+                    .filter(|(uid, seen)| uid.len() == 16 && now.duration_since(**seen) < PEER_TTL)
+                    .map(|(uid, _)| uid.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The response channel for answering a request from `uid` (its own channel, as Node's
+    /// `publishOnSpecificResponseChannel` does; the shared one when the requester is unknown).
+    pub(crate) fn response_channel_for(&self, uid: Option<&str>) -> String {
+        match uid {
+            Some(uid) if !uid.is_empty() => self.channels.response_for(uid),
+            _ => self.channels.response.clone(),
+        }
+    }
+
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        shared: &Shared,
+    ) -> Result<(PendingGuard, mpsc::Receiver<Response>), AdapterError> {
+        let (tx, rx) = mpsc::channel(shared.config.max_responses_per_request.max(1));
+        let id = Sid::new().to_string();
+        let mut pending = self.pending.lock().map_err(|_| AdapterError::Closed)?;
+        if pending.len() >= shared.config.max_pending_requests {
+            return Err(AdapterError::TooManyPendingRequests(pending.len()));
+        }
+        pending.insert(id.clone(), tx);
+        drop(pending);
+        Ok((
+            PendingGuard {
+                core: self.clone(),
+                id,
+            },
+            rx,
+        ))
+    }
+
+    /// Other nodes subscribed to this namespace's request channel.
+    pub(crate) async fn remote_server_count(&self, shared: &Shared) -> Result<usize, AdapterError> {
+        let n = shared.numsub(&self.channels.request).await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(1))
+    }
+
+    /// Publishes a request built from its request id and collects one answer per other node,
+    /// de-duplicated per responder uid, until all arrived or `timeout` passed.
+    pub(crate) async fn gather(
+        self: &Arc<Self>,
+        shared: &Shared,
+        operation: &'static str,
+        timeout: Duration,
+        build: impl FnOnce(String) -> Vec<u8>,
+    ) -> Result<Gathered<Vec<Response>>, AdapterError> {
+        let expected = self.remote_server_count(shared).await?;
+        if expected == 0 {
+            return Ok(Gathered {
+                value: Vec::new(),
+                missing: None,
+            });
+        }
+        let (guard, mut rx) = self.register(shared)?;
+        shared
+            .publish(self.channels.request.clone(), build(guard.id.clone()))
+            .await?;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut answers = Vec::with_capacity(expected);
+        let mut answered: HashSet<String> = HashSet::new();
+        while answers.len() < expected {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(resp)) => {
+                    if let Some(uid) = &resp.uid
+                        && !answered.insert(uid.clone())
+                    {
+                        continue;
+                    }
+                    answers.push(resp);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        drop(guard);
+        let missing = (answers.len() < expected).then(|| {
+            inc(&shared.metrics.request_timeouts);
+            let silent_peers: Vec<String> = self
+                .recent_rust_peers()
+                .into_iter()
+                .filter(|p| !answered.contains(p))
+                .collect();
+            let missing = MissingResponses {
+                operation,
+                expected,
+                received: answers.len(),
+                silent_peers,
+                waited: started.elapsed(),
+            };
+            tracing::warn!(nsp = %self.nsp, %missing, "cluster request incomplete");
+            missing
+        });
+        Ok(Gathered {
+            value: answers,
+            missing,
+        })
+    }
+}
