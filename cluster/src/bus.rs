@@ -298,6 +298,22 @@ impl ControlSubscription {
             }
         }
     }
+
+    /// The next event if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<ReceivedControl> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(ev) => return Some(ev),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.counters
+                        .subscriber_lagged
+                        .fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(missed = n, "control subscription fell behind");
+                }
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 /// Typed handling of control events; every method defaults to doing nothing.
