@@ -1,9 +1,16 @@
 //! The gateway library: configuration, HTTP routes, Socket.IO namespaces, auth, validation, rate
 //! limits, metrics and shutdown. `main.rs` is a thin shell over [`run`].
 
+pub mod actions;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod client_addr;
+pub mod connection_limit;
+pub mod event_limit;
+pub mod passwords;
+pub mod sanitize;
+pub mod validation;
 pub mod http;
 pub mod metrics;
 pub mod namespaces;

@@ -1,16 +1,387 @@
-//! Socket.IO namespaces: `/`, `/chat`, `/game`, `/admin`.
+//! Socket.IO namespaces: `/`, `/chat`, `/game`, `/admin` (PROTOCOL.md sections 2 to 6).
+//!
+//! Every namespace shares the admission middleware ([`admission`]), which also registers the
+//! socket's event handlers: socketioxide awaits middlewares before it sends the CONNECT ack,
+//! so a client's first event right after `connect` always finds its handler.
+//!
+//! Events of one socket are handled one after another, in arrival order (see [`Session`]), and
+//! every event goes through [`dispatch`]: metrics, the per-socket token bucket, the handler,
+//! then exactly one ack (when the client asked for one) and an `error` event on rejection.
 
+pub mod admin;
+pub mod admission;
+pub mod chat;
+pub mod emit;
+pub mod game;
+pub mod main_ns;
+
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use crate::Io;
+use serde_json::{Map, Value, json};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+use tokio::sync::oneshot;
+
 use crate::app::App;
+use crate::auth::Identity;
+use crate::connection_limit::ConnectionLimiter;
+use crate::event_limit::{EventLimiter, Verdict};
+use crate::sanitize::Sanitizer;
+use crate::validation::Invalid;
+use crate::{Adapter, Io};
+
+/// Namespace paths.
+pub const MAIN: &str = "/";
+/// Chat namespace.
+pub const CHAT: &str = "/chat";
+/// Game namespace.
+pub const GAME: &str = "/game";
+/// Admin namespace.
+pub const ADMIN: &str = "/admin";
+/// Every namespace the gateway serves.
+pub const ALL: [&str; 4] = [MAIN, CHAT, GAME, ADMIN];
+
+/// The text of a rate-limited event or connection.
+pub const RATE_LIMITED: &str = "Rate limit exceeded";
 
 /// Why namespaces could not be registered.
 #[derive(Debug, thiserror::Error)]
 #[error("namespace setup failed: {0}")]
 pub struct NamespaceError(pub String);
 
+/// What every handler of every namespace shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Node state.
+    pub app: Arc<App>,
+    /// The Socket.IO server.
+    pub io: Io,
+    /// Content sanitiser from `BANNED_WORDS`.
+    pub sanitizer: Sanitizer,
+    /// Per-address connection limiter.
+    pub connections: ConnectionLimiter,
+}
+
 /// Registers every namespace on `io`.
-pub async fn register(_io: &Io, _app: &Arc<App>) -> Result<(), NamespaceError> {
+pub async fn register(io: &Io, app: &Arc<App>) -> Result<(), NamespaceError> {
+    let shared = Arc::new(Shared {
+        app: Arc::clone(app),
+        io: io.clone(),
+        sanitizer: Sanitizer::new(&app.config.args.banned_words),
+        connections: ConnectionLimiter::new(app.config.args.connection_rate_limit),
+    });
+    for ns in ALL {
+        admission::register(&shared, ns)
+            .await
+            .map_err(|e| NamespaceError(format!("{ns}: {e}")))?;
+    }
     Ok(())
+}
+
+/// Per-socket state, kept in the socket's extensions.
+#[derive(Debug, Clone)]
+pub struct Session(Arc<SessionInner>);
+
+#[derive(Debug)]
+struct SessionInner {
+    identity: Identity,
+    username: Mutex<String>,
+    limiter: Mutex<EventLimiter>,
+    /// Completion of the event handled last; the next event waits for it (arrival order).
+    tail: Mutex<Option<oneshot::Receiver<()>>>,
+    slow: AtomicBool,
+    games: Mutex<Vec<String>>,
+}
+
+impl Session {
+    /// A session for an admitted socket.
+    pub fn new(identity: Identity, app: &App) -> Self {
+        let args = &app.config.args;
+        Self(Arc::new(SessionInner {
+            username: Mutex::new(identity.username.clone()),
+            identity,
+            limiter: Mutex::new(EventLimiter::new(
+                args.event_rate_limit,
+                args.event_rate_burst,
+                Instant::now(),
+            )),
+            tail: Mutex::new(None),
+            slow: AtomicBool::new(false),
+            games: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The session of a socket (admitted sockets always have one).
+    pub fn of(socket: &Socket<Adapter>) -> Option<Self> {
+        socket.extensions.get::<Self>()
+    }
+
+    /// The authenticated identity.
+    pub fn identity(&self) -> &Identity {
+        &self.0.identity
+    }
+
+    /// The user id.
+    pub fn user_id(&self) -> &str {
+        &self.0.identity.user_id
+    }
+
+    /// Current display name of this socket.
+    pub fn username(&self) -> String {
+        lock(&self.0.username).clone()
+    }
+
+    /// Changes the display name of this socket.
+    pub fn set_username(&self, name: String) {
+        *lock(&self.0.username) = name;
+    }
+
+    /// Marks the socket as a slow client; `true` the first time.
+    pub fn mark_slow(&self) -> bool {
+        !self.0.slow.swap(true, Ordering::SeqCst)
+    }
+
+    /// Remembers a game joined (for `player disconnected`).
+    pub fn add_game(&self, game: &str) -> bool {
+        let mut games = lock(&self.0.games);
+        if games.iter().any(|g| g == game) {
+            return false;
+        }
+        games.push(game.to_owned());
+        true
+    }
+
+    /// Forgets a game; `true` when it was joined.
+    pub fn remove_game(&self, game: &str) -> bool {
+        let mut games = lock(&self.0.games);
+        let before = games.len();
+        games.retain(|g| g != game);
+        games.len() != before
+    }
+
+    /// Whether the socket is in this game.
+    pub fn in_game(&self, game: &str) -> bool {
+        lock(&self.0.games).iter().any(|g| g == game)
+    }
+
+    /// The games joined.
+    pub fn games(&self) -> Vec<String> {
+        lock(&self.0.games).clone()
+    }
+
+    fn check_rate(&self) -> Verdict {
+        lock(&self.0.limiter).check(Instant::now())
+    }
+
+    /// Takes this event's place in the socket's queue: returns what to wait for and the guard
+    /// that lets the next event run when dropped.
+    fn enqueue(&self) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (tx, rx) = oneshot::channel();
+        let previous = lock(&self.0.tail).replace(rx);
+        (previous, tx)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the client asked for an ack (extractor).
+#[derive(Debug, Clone, Copy)]
+pub struct AckWanted(pub bool);
+
+impl FromMessageParts<Adapter> for AckWanted {
+    type Error = Infallible;
+    fn from_message_parts(
+        _: &Arc<Socket<Adapter>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
+
+/// A rejected event: the text goes into the ack's `error` and the `error` event's `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject(pub String);
+
+impl From<Invalid> for Reject {
+    fn from(e: Invalid) -> Self {
+        Self(e.0)
+    }
+}
+
+impl From<cluster::StateError> for Reject {
+    fn from(e: cluster::StateError) -> Self {
+        tracing::warn!(error = %e, "cluster state unavailable while handling an event");
+        Self("Service temporarily unavailable, please retry".to_owned())
+    }
+}
+
+/// What a handler answers: extra ack fields on success, or a rejection.
+pub type Outcome = Result<Map<String, Value>, Reject>;
+
+/// What a handler gets about the event it handles.
+#[derive(Debug, Clone)]
+pub struct Cx {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// The sender.
+    pub socket: SocketRef<Adapter>,
+    /// The sender's session.
+    pub session: Session,
+    /// Whether the sender wants an ack.
+    pub ack_wanted: bool,
+    /// The event name.
+    pub event: &'static str,
+}
+
+impl Cx {
+    /// The node state.
+    pub fn app(&self) -> &App {
+        &self.shared.app
+    }
+}
+
+/// Builds an ack map from pairs.
+pub fn fields<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The current time as an RFC 3339 UTC string.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The payload of an event: its first argument, `Null` when it has none, an error when it cannot
+/// be read as JSON (binary attachments, for instance).
+fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, Reject> {
+    match data {
+        Ok(v) => Ok(v),
+        Err(e) if e.to_string().contains("first element not found") => Ok(Value::Null),
+        Err(e) => {
+            tracing::debug!(error = %e, "undecodable event payload");
+            Err(Reject("Invalid payload: expected JSON data".to_owned()))
+        }
+    }
+}
+
+/// Registers `handler` for `event` on a socket, through [`dispatch`].
+pub fn on<F, Fut>(
+    socket: &SocketRef<Adapter>,
+    shared: &Arc<Shared>,
+    event: &'static str,
+    handler: F,
+) where
+    F: Fn(Cx, Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let shared = Arc::clone(shared);
+    socket.on(
+        event,
+        move |s: SocketRef<Adapter>,
+              AckWanted(ack_wanted): AckWanted,
+              ack: AckSender<Adapter>,
+              TryData(data): TryData<Value>| {
+            // This part runs synchronously in arrival order; the rest is spawned.
+            let shared = Arc::clone(&shared);
+            let handler = handler.clone();
+            let session = Session::of(&s);
+            shared.app.metrics.messages_received.inc();
+            let verdict = session.as_ref().map(Session::check_rate);
+            let order = session.as_ref().map(Session::enqueue);
+            async move {
+                let Some(session) = session else {
+                    // Never happens for admitted sockets; refuse rather than panic.
+                    reply_rejected(&shared, &s, ack, ack_wanted, event, "Not authenticated");
+                    return;
+                };
+                match verdict {
+                    Some(Verdict::Allowed) => {}
+                    Some(Verdict::Flooding) => {
+                        reply_rejected(&shared, &s, ack, ack_wanted, event, RATE_LIMITED);
+                        tracing::warn!(socket = %s.id, user = session.user_id(), "flooding socket disconnected");
+                        emit::disconnect(&shared, &s);
+                        return;
+                    }
+                    _ => {
+                        reply_rejected(&shared, &s, ack, ack_wanted, event, RATE_LIMITED);
+                        return;
+                    }
+                }
+                let (previous, _done) = order.unzip();
+                if let Some(Some(previous)) = previous {
+                    let _ = previous.await;
+                }
+                let cx = Cx {
+                    shared: Arc::clone(&shared),
+                    socket: s.clone(),
+                    session,
+                    ack_wanted,
+                    event,
+                };
+                let outcome = match payload(data) {
+                    Ok(value) => handler(cx, value).await,
+                    Err(reject) => Err(reject),
+                };
+                match outcome {
+                    Ok(mut extra) => {
+                        if ack_wanted {
+                            let mut body = Map::new();
+                            body.insert("success".into(), Value::Bool(true));
+                            body.append(&mut extra);
+                            emit::ack(&shared, &s, ack, &Value::Object(body));
+                        }
+                    }
+                    Err(Reject(message)) => {
+                        reply_rejected(&shared, &s, ack, ack_wanted, event, &message);
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// Answers a rejected event: `error` `{ event, message }`, and the ack `{ success: false, error }`.
+fn reply_rejected(
+    shared: &Shared,
+    socket: &SocketRef<Adapter>,
+    ack: AckSender<Adapter>,
+    ack_wanted: bool,
+    event: &str,
+    message: &str,
+) {
+    shared.app.metrics.message_errors.inc();
+    emit::to_socket(
+        shared,
+        socket,
+        "error",
+        &json!({ "event": event, "message": message }),
+    );
+    if ack_wanted {
+        emit::ack(
+            shared,
+            socket,
+            ack,
+            &json!({ "success": false, "error": message }),
+        );
+    }
+}
+
+/// A disconnect handler that only keeps `socketio_connections_active` right (namespaces with no
+/// other cleanup).
+pub fn on_disconnect_count(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
+    let shared = Arc::clone(shared);
+    s.on_disconnect(move || {
+        let shared = Arc::clone(&shared);
+        async move {
+            shared.app.metrics.connections_active.dec();
+        }
+    });
 }

@@ -1,0 +1,239 @@
+//! Admin actions shared by the `/admin` namespace and the `/api/*` routes (PROTOCOL.md sections
+//! 6 and 7). Every action goes through `io.of(ns)` broadcasts, which a cluster adapter carries
+//! to every node.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::namespaces::admission::user_room;
+use crate::namespaces::{ALL, MAIN, emit};
+use crate::validation::{MAX_CONTENT, MAX_ID, MAX_REASON};
+use crate::{Adapter, Io};
+
+/// Why an admin action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The request is malformed (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such namespace (HTTP 400).
+    #[error("unknown namespace {0}")]
+    UnknownNamespace(String),
+    /// Cluster state unavailable (HTTP 503).
+    #[error(transparent)]
+    State(#[from] cluster::StateError),
+    /// The broadcast failed (HTTP 500).
+    #[error("broadcast failed: {0}")]
+    Broadcast(String),
+}
+
+/// Reason given when a ban names none.
+pub const DEFAULT_BAN_REASON: &str = "Banned by admin";
+
+/// Events a client library reserves; emitting them would confuse clients.
+const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+fn now() -> String {
+    crate::namespaces::now()
+}
+
+fn check_len(field: &str, s: &str, max: usize) -> Result<(), ActionError> {
+    let n = s.chars().count();
+    if n == 0 || n > max {
+        return Err(ActionError::Invalid(format!(
+            "\"{field}\" must be 1 to {max} characters long"
+        )));
+    }
+    Ok(())
+}
+
+fn operator(
+    io: &Io,
+    ns: &str,
+) -> Result<socketioxide::operators::BroadcastOperators<Adapter>, ActionError> {
+    io.of(ns)
+        .ok_or_else(|| ActionError::UnknownNamespace(ns.to_owned()))
+}
+
+/// Every `/` socket on every node gets `system message`
+/// `{ type: "announcement", content, from: "system", timestamp }`.
+pub async fn announce(app: &App, io: &Io, message: &str) -> Result<(), ActionError> {
+    let message = message.trim();
+    check_len("message", message, MAX_CONTENT)?;
+    let payload = json!({
+        "type": "announcement",
+        "content": message,
+        "from": "system",
+        "timestamp": now(),
+    });
+    emit::broadcast(
+        &(app, io),
+        operator(io, MAIN)?.broadcast(),
+        "system message",
+        &payload,
+    )
+    .await
+    .map_err(|e| ActionError::Broadcast(e.to_string()))
+}
+
+/// Bans a user: stores the ban (for `duration_secs`, permanent when `None`), then every socket of
+/// the user, in every namespace, gets `banned` `{ reason }` and is disconnected.
+pub async fn ban_user(
+    app: &App,
+    io: &Io,
+    user_id: &str,
+    reason: Option<&str>,
+    duration_secs: Option<u64>,
+    by: &str,
+) -> Result<cluster::Ban, ActionError> {
+    check_len("userId", user_id, MAX_ID)?;
+    let reason = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(DEFAULT_BAN_REASON);
+    if reason.chars().count() > MAX_REASON {
+        return Err(ActionError::Invalid(format!(
+            "\"reason\" must be at most {MAX_REASON} characters long"
+        )));
+    }
+    let created_at = Utc::now();
+    let expires_at = match duration_secs {
+        None => None,
+        Some(0) => {
+            return Err(ActionError::Invalid(
+                "\"durationSecs\" must be at least 1".into(),
+            ));
+        }
+        Some(secs) => {
+            let secs = i64::try_from(secs)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .ok_or_else(|| ActionError::Invalid("\"durationSecs\" is too large".into()))?;
+            Some(
+                created_at
+                    .checked_add_signed(secs)
+                    .ok_or_else(|| ActionError::Invalid("\"durationSecs\" is too large".into()))?,
+            )
+        }
+    };
+    let ban = cluster::Ban {
+        user_id: user_id.to_owned(),
+        reason: reason.to_owned(),
+        banned_by: by.to_owned(),
+        created_at,
+        expires_at,
+    };
+    app.backends.bans.ban(ban.clone()).await?;
+    tracing::info!(user = user_id, by, ?expires_at, "user banned");
+    let room = user_room(user_id);
+    for ns in ALL {
+        notify_and_disconnect(app, io, ns, &room, "banned", &json!({ "reason": reason })).await?;
+    }
+    Ok(ban)
+}
+
+/// Emits `event` to `room` of `ns`, then disconnects the sockets in it.
+async fn notify_and_disconnect(
+    app: &App,
+    io: &Io,
+    ns: &str,
+    room: &str,
+    event: &str,
+    data: &Value,
+) -> Result<(), ActionError> {
+    let sink = (app, io);
+    let op = operator(io, ns)?;
+    emit::broadcast(&sink, op.clone().to(room.to_owned()), event, data)
+        .await
+        .map_err(|e| ActionError::Broadcast(e.to_string()))?;
+    if let Err(e) = op.clone().to(room.to_owned()).disconnect().await {
+        // Sockets whose queue is full cannot take the DISCONNECT packet yet: retry them.
+        tracing::debug!(ns, room, error = %e, "disconnect hit full queues; retrying locally");
+        for socket in op.local().to(room.to_owned()).sockets() {
+            emit::disconnect(&sink, &socket);
+        }
+    }
+    Ok(())
+}
+
+/// Lifts a ban; `true` when there was one.
+pub async fn unban_user(app: &App, user_id: &str) -> Result<bool, ActionError> {
+    check_len("userId", user_id, MAX_ID)?;
+    let lifted = app.backends.bans.unban(user_id).await?;
+    tracing::info!(user = user_id, lifted, "user unbanned");
+    Ok(lifted)
+}
+
+/// The socket `socket_id` (any namespace, any node) gets `kicked` `{ reason }` and is
+/// disconnected. `false` when no such socket is known.
+pub async fn kick(app: &App, io: &Io, socket_id: &str, reason: &str) -> Result<bool, ActionError> {
+    check_len("socketId", socket_id, MAX_ID)?;
+    let mut found = app
+        .backends
+        .presence
+        .find_socket(socket_id)
+        .await?
+        .is_some();
+    for ns in ALL {
+        let op = operator(io, ns)?;
+        if !found {
+            found = op
+                .clone()
+                .within(socket_id.to_owned())
+                .fetch_sockets()
+                .await
+                .map(|s| !s.is_empty())
+                .unwrap_or(false);
+        }
+    }
+    if !found {
+        return Ok(false);
+    }
+    for ns in ALL {
+        notify_and_disconnect(
+            app,
+            io,
+            ns,
+            socket_id,
+            "kicked",
+            &json!({ "reason": reason }),
+        )
+        .await?;
+    }
+    tracing::info!(socket = socket_id, reason, "socket kicked");
+    Ok(true)
+}
+
+/// Emits `event` with `data` to a namespace (default `/`), or to one room of it.
+pub async fn emit(
+    app: &App,
+    io: &Io,
+    namespace: Option<&str>,
+    room: Option<&str>,
+    event: &str,
+    data: Value,
+) -> Result<(), ActionError> {
+    check_len("event", event, 200)?;
+    if RESERVED_EVENTS.contains(&event) {
+        return Err(ActionError::Invalid(format!(
+            "\"{event}\" is a reserved event name"
+        )));
+    }
+    let ns = namespace.filter(|n| !n.is_empty()).unwrap_or(MAIN);
+    let op = operator(io, ns)?;
+    let op = match room.filter(|r| !r.is_empty()) {
+        Some(room) => op.to(room.to_owned()),
+        None => op.broadcast(),
+    };
+    emit::broadcast(&(app, io), op, event, &data)
+        .await
+        .map_err(|e| ActionError::Broadcast(e.to_string()))
+}
