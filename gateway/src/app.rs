@@ -2,6 +2,7 @@
 //! token verifier and the node's lifecycle.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,9 @@ pub struct App {
     pub started_at: DateTime<Utc>,
     /// Monotonic start time, for uptime.
     pub started: Instant,
+    /// Latest measured scheduling delay of the async runtime, milliseconds (see
+    /// `http::health::LagMonitor`).
+    pub runtime_lag_ms: AtomicU64,
     lifecycle: watch::Sender<Lifecycle>,
 }
 
@@ -56,6 +60,7 @@ impl App {
             verifier,
             started_at: Utc::now(),
             started: Instant::now(),
+            runtime_lag_ms: AtomicU64::new(0),
             lifecycle: watch::channel(Lifecycle::Starting).0,
         }))
     }

@@ -335,6 +335,31 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if args.grace_secs == 0 || args.drain_secs >= args.grace_secs {
+            return Err(ConfigError::Invalid(
+                "DRAIN_SECS / GRACE_SECS",
+                format!(
+                    "the drain period ({} s) must be shorter than the grace period ({} s)",
+                    args.drain_secs, args.grace_secs
+                ),
+            ));
+        }
+        if args.stats_ttl_secs < 3 {
+            return Err(ConfigError::Invalid(
+                "STATS_TTL_SECS",
+                "must be at least 3 (the record is refreshed every third of it)".into(),
+            ));
+        }
+        if let Some(bad) = args
+            .allowed_origins
+            .iter()
+            .find(|o| o.trim().is_empty() || http::HeaderValue::from_str(o.trim()).is_err())
+        {
+            return Err(ConfigError::Invalid(
+                "ALLOWED_ORIGINS",
+                format!("`{bad}` is not a valid origin"),
+            ));
+        }
         let server_id = args
             .server_id
             .clone()
@@ -434,6 +459,24 @@ mod tests {
         assert_eq!(args.allowed_origins, ["http://a", "http://b"]);
         assert_eq!(args.trusted_proxies.len(), 2);
         assert!(args.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn drain_must_fit_in_the_grace_period() {
+        let err = Config::from_args(parse(&["--dev", "--drain-secs", "30"]).serve).unwrap_err();
+        assert!(err.to_string().contains("GRACE_SECS"), "{err}");
+        assert!(Config::from_args(parse(&["--dev", "--grace-secs", "0"]).serve).is_err());
+        let ok =
+            Config::from_args(parse(&["--dev", "--drain-secs", "0", "--grace-secs", "1"]).serve);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn stats_ttl_and_origins_are_checked() {
+        assert!(Config::from_args(parse(&["--dev", "--stats-ttl-secs", "2"]).serve).is_err());
+        let err = Config::from_args(parse(&["--dev", "--allowed-origins", "http://a,"]).serve)
+            .unwrap_err();
+        assert!(err.to_string().contains("ALLOWED_ORIGINS"), "{err}");
     }
 
     #[test]

@@ -1,23 +1,20 @@
 //! The gateway library: configuration, HTTP routes, Socket.IO namespaces, auth, validation, rate
 //! limits, metrics and shutdown. `main.rs` is a thin shell over [`run`].
 
-pub mod actions;
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod client_addr;
-pub mod connection_limit;
-pub mod event_limit;
-pub mod passwords;
-pub mod sanitize;
-pub mod validation;
 pub mod http;
 pub mod metrics;
 pub mod namespaces;
+pub mod node_stats;
+pub mod shutdown;
+pub mod telemetry;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -31,6 +28,10 @@ pub type Adapter = socketioxide::adapter::LocalAdapter;
 /// The Socket.IO server handle of the gateway.
 pub type Io = SocketIo<Adapter>;
 
+/// How long a client may take to join a namespace after the Engine.IO handshake
+/// (PROTOCOL.md section 1).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// Why a node could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -43,9 +44,16 @@ pub enum GatewayError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// The HTTP server task panicked or was cancelled.
+    #[error("HTTP server task failed: {0}")]
+    ServerTask(String),
 }
 
-/// Runs a node on `listener` until `shutdown` completes, then shuts down gracefully.
+/// Runs a node on `listener` until `shutdown` completes, then shuts down gracefully
+/// (PROTOCOL.md section 9, see [`shutdown::drain_and_stop`]) and returns.
+///
+/// Returns `Ok(())` after a graceful shutdown and also when the grace period ran out (that is
+/// logged); the caller then exits the process.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -57,18 +65,54 @@ pub async fn run(
         .ping_interval(app.config.ping_interval())
         .ping_timeout(app.config.ping_timeout())
         .max_payload(app.config.args.max_payload_bytes)
+        .connect_timeout(CONNECT_TIMEOUT)
         .with_state(Arc::clone(&app))
         .build_layer();
     namespaces::register(&io, &app)
         .await
         .map_err(|e| GatewayError::Namespaces(e.to_string()))?;
-    let router = http::router(Arc::clone(&app), io.clone()).layer(layer);
-    app.set_lifecycle(Lifecycle::Ready);
-    axum::serve(
+    let router = http::with_layers(
+        http::router(Arc::clone(&app), io.clone()),
+        &app.config,
+        layer,
+    );
+
+    let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app));
+    let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone());
+
+    let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    .with_graceful_shutdown(async move {
+        let _ = stop_http_rx.await;
+    });
+    let mut server = tokio::spawn(server.into_future());
+    app.set_lifecycle(Lifecycle::Ready);
+    tracing::info!(server_id = %app.server_id, "node ready");
+
+    tokio::select! {
+        () = shutdown => {}
+        ended = &mut server => {
+            publisher.abort();
+            lag_monitor.abort();
+            return match ended {
+                Ok(result) => result.map_err(GatewayError::from),
+                Err(e) => Err(GatewayError::ServerTask(e.to_string())),
+            };
+        }
+    }
+    shutdown::drain_and_stop(
+        &app,
+        &io,
+        shutdown::Running {
+            server,
+            stop_http,
+            publisher,
+            lag_monitor,
+        },
+    )
+    .await;
     Ok(())
 }

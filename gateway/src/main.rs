@@ -1,52 +1,172 @@
-//! The gateway binary: parses the command line, installs logging, and runs a node until a signal.
+//! The gateway binary: parses the command line, installs logging, and runs a node until SIGTERM
+//! or SIGINT; also mints tokens and probes health for operators.
 
-use std::process::ExitCode;
+use std::io::Write as _;
+use std::time::Duration;
 
 use clap::Parser;
-use gateway::config::{Cli, Command, Config};
+use gateway::auth::{Identity, TokenVerifier};
+use gateway::config::{Cli, Command, Config, HealthcheckArgs, ServeArgs, TokenArgs};
+use gateway::telemetry::Telemetry;
+
+/// Exit code for a configuration or usage error.
+const EXIT_CONFIG: i32 = 2;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
-        Some(_) => {
-            eprintln!("not implemented yet");
-            ExitCode::FAILURE
+        Some(Command::Token(args)) => token(&args),
+        Some(Command::Healthcheck(args)) => healthcheck(&args).await,
+        Some(Command::ClusterStats(_)) => {
+            eprintln!(
+                "gateway cluster-stats: cluster mode is not available in this build yet; \
+                 use GET /cluster/stats on a node instead"
+            );
+            EXIT_CONFIG
         }
-    }
+    };
+    let _ = std::io::stdout().flush();
+    // Exit here rather than by dropping the runtime, which would wait for any blocking task
+    // still running; the node has already shut down gracefully (or given up after its grace).
+    std::process::exit(code);
 }
 
-async fn serve(args: gateway::config::ServeArgs) -> ExitCode {
+async fn serve(args: ServeArgs) -> i32 {
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gateway: {e}");
-            return ExitCode::from(2);
+            return EXIT_CONFIG;
         }
     };
-    let listener = match tokio::net::TcpListener::bind((config.args.host, config.args.port)).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "gateway: cannot listen on {}:{}: {e}",
-                config.args.host, config.args.port
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Ok(addr) = listener.local_addr() {
-        println!("listening on http://{addr}");
-    }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match gateway::run(listener, config, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let telemetry = match Telemetry::install(
+        config.args.log_format,
+        config.args.otel_exporter_otlp_endpoint.as_deref(),
+        "gateway",
+        &config.server_id,
+    ) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("gateway: {e}");
-            ExitCode::FAILURE
+            return EXIT_CONFIG;
+        }
+    };
+    let addr = (config.args.host, config.args.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gateway: cannot listen on {}:{}: {e}", addr.0, addr.1);
+            telemetry.shutdown();
+            return 1;
+        }
+    };
+    match listener.local_addr() {
+        Ok(local) => {
+            println!("listening on http://{local}");
+            let _ = std::io::stdout().flush();
+        }
+        Err(e) => {
+            eprintln!("gateway: cannot read the bound address: {e}");
+            telemetry.shutdown();
+            return 1;
+        }
+    }
+    let code = match gateway::run(listener, config, termination_signal()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway stopped with an error");
+            eprintln!("gateway: {e}");
+            1
+        }
+    };
+    telemetry.shutdown();
+    code
+}
+
+/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn token(args: &TokenArgs) -> i32 {
+    let minted = args
+        .key
+        .resolve()
+        .map_err(|e| e.to_string())
+        .and_then(|(key, alg)| TokenVerifier::new(&key, alg).map_err(|e| e.to_string()))
+        .and_then(|verifier| {
+            let identity = Identity {
+                user_id: args.user_id.clone(),
+                username: args.username.clone(),
+                role: args.role.clone(),
+            };
+            verifier
+                .mint(&identity, args.expires_in_secs)
+                .map_err(|e| e.to_string())
+        });
+    match minted {
+        Ok(jwt) => {
+            println!("{jwt}");
+            0
+        }
+        Err(e) => {
+            eprintln!("gateway token: {e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+async fn healthcheck(args: &HealthcheckArgs) -> i32 {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway healthcheck: {e}");
+            return 1;
+        }
+    };
+    match client.get(&args.url).send().await {
+        Ok(res) if res.status() == reqwest::StatusCode::OK => 0,
+        Ok(res) => {
+            eprintln!(
+                "gateway healthcheck: {} answered {}",
+                args.url,
+                res.status()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("gateway healthcheck: {}: {e}", args.url);
+            1
         }
     }
 }

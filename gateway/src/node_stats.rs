@@ -1,0 +1,310 @@
+//! This node's statistics, the cluster overview built from every live node's record, and the
+//! background task that keeps this node's record fresh in the node registry.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use cluster::{NamespaceConnections, NodeStats, StateError};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::Io;
+use crate::app::App;
+
+/// The namespaces of the gateway, in the order of [`NamespaceConnections`].
+pub const NAMESPACES: [&str; 4] = ["/", "/chat", "/game", "/admin"];
+
+/// Cluster-wide figures, as the admin `get stats` event answers them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterOverview {
+    /// Sockets in every namespace on every live node.
+    pub total_connections: u64,
+    /// Sockets on `/chat`, cluster-wide.
+    pub chat_connections: u64,
+    /// Sockets on `/game`, cluster-wide.
+    pub game_connections: u64,
+    /// Sockets on `/admin`, cluster-wide.
+    pub admin_connections: u64,
+    /// Names of the registered rooms of the main namespace.
+    pub rooms: Vec<String>,
+    /// One record per live node, sorted by `serverId`.
+    pub nodes: Vec<NodeStats>,
+}
+
+/// Sums over every live node, the `totals` of `GET /cluster/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTotals {
+    /// Live nodes.
+    pub nodes: u64,
+    /// Sockets per namespace, cluster-wide.
+    pub connections: NamespaceConnections,
+    /// All sockets, cluster-wide.
+    pub total_connections: u64,
+    /// Sum of the nodes' local Socket.IO room counts.
+    pub rooms: u64,
+    /// Events received from clients.
+    pub messages_in: u64,
+    /// Events sent to clients.
+    pub messages_out: u64,
+    /// Resident memory of all nodes, bytes.
+    pub rss_bytes: u64,
+}
+
+/// `{ nodes: [...], totals: {...} }`, the body of `GET /cluster/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStats {
+    /// One record per live node, sorted by `serverId`.
+    pub nodes: Vec<NodeStats>,
+    /// Sums over `nodes`.
+    pub totals: ClusterTotals,
+}
+
+impl ClusterStats {
+    /// Sorts the records and adds them up.
+    pub fn from_nodes(mut nodes: Vec<NodeStats>) -> Self {
+        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        let mut totals = ClusterTotals {
+            nodes: nodes.len() as u64,
+            ..ClusterTotals::default()
+        };
+        for n in &nodes {
+            totals.connections.main += n.connections.main;
+            totals.connections.chat += n.connections.chat;
+            totals.connections.game += n.connections.game;
+            totals.connections.admin += n.connections.admin;
+            totals.total_connections += n.total_connections;
+            totals.rooms += n.rooms;
+            totals.messages_in += n.messages_in;
+            totals.messages_out += n.messages_out;
+            totals.rss_bytes += n.rss_bytes;
+        }
+        Self { nodes, totals }
+    }
+}
+
+fn local_sockets(io: &Io, path: &str) -> Vec<socketioxide::extract::SocketRef<crate::Adapter>> {
+    io.of(path)
+        .map(|ns| ns.local().sockets())
+        .unwrap_or_default()
+}
+
+/// This node's figures: sockets per namespace, Socket.IO rooms with a local member, events in
+/// and out, resident memory.
+pub fn local_stats(app: &App, io: &Io) -> NodeStats {
+    let mut counts = [0u64; 4];
+    let mut rooms = HashSet::new();
+    for (i, path) in NAMESPACES.iter().enumerate() {
+        let sockets = local_sockets(io, path);
+        counts[i] = sockets.len() as u64;
+        for socket in sockets {
+            for room in socket.rooms() {
+                rooms.insert((*path, room));
+            }
+        }
+    }
+    let connections = NamespaceConnections {
+        main: counts[0],
+        chat: counts[1],
+        game: counts[2],
+        admin: counts[3],
+    };
+    NodeStats {
+        server_id: app.server_id.clone(),
+        hostname: hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: app.uptime_secs(),
+        total_connections: connections.total(),
+        connections,
+        rooms: rooms.len() as u64,
+        messages_in: app.metrics.messages_received.get(),
+        messages_out: app.metrics.messages_sent.get(),
+        rss_bytes: rss_bytes().unwrap_or(0),
+        started_at: app.started_at,
+        last_seen: Utc::now(),
+    }
+}
+
+/// Every live node's record, this node's replaced by fresh figures (the registry may hold one up
+/// to a third of the TTL old, or none yet right after start).
+pub async fn live_nodes(app: &App, io: &Io) -> Result<Vec<NodeStats>, StateError> {
+    let mut nodes = app.backends.nodes.live_nodes().await?;
+    nodes.retain(|n| n.server_id != app.server_id);
+    nodes.push(local_stats(app, io));
+    nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+    Ok(nodes)
+}
+
+/// Cluster-wide connections, registered room names and per-node records.
+pub async fn cluster_overview(app: &App, io: &Io) -> Result<ClusterOverview, StateError> {
+    let nodes = live_nodes(app, io).await?;
+    let rooms = app
+        .backends
+        .rooms
+        .list()
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    Ok(ClusterOverview {
+        total_connections: nodes.iter().map(|n| n.total_connections).sum(),
+        chat_connections: nodes.iter().map(|n| n.connections.chat).sum(),
+        game_connections: nodes.iter().map(|n| n.connections.game).sum(),
+        admin_connections: nodes.iter().map(|n| n.connections.admin).sum(),
+        rooms,
+        nodes,
+    })
+}
+
+/// `{ nodes, totals }` over every live node.
+pub async fn cluster_stats(app: &App, io: &Io) -> Result<ClusterStats, StateError> {
+    Ok(ClusterStats::from_nodes(live_nodes(app, io).await?))
+}
+
+/// Sets the gauges that mirror current state (`socketio_connections_active`,
+/// `socketio_rooms_total`) from the sockets this node holds and the room registry.
+pub async fn refresh_gauges(app: &App, io: &Io) {
+    let active: usize = NAMESPACES.iter().map(|p| local_sockets(io, p).len()).sum();
+    app.metrics
+        .connections_active
+        .set(i64::try_from(active).unwrap_or(i64::MAX));
+    match app.backends.rooms.list().await {
+        Ok(rooms) => {
+            app.metrics
+                .rooms_total
+                .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+        }
+        Err(e) => tracing::debug!(error = %e, "room registry unavailable for socketio_rooms_total"),
+    }
+}
+
+/// How often this node's record is refreshed: a third of its TTL, so two refreshes can fail
+/// before the record expires.
+pub fn publish_interval(stats_ttl_secs: u64) -> Duration {
+    Duration::from_millis((stats_ttl_secs.saturating_mul(1000) / 3).max(1000))
+}
+
+/// Starts the task that publishes this node's record every [`publish_interval`] (the first
+/// time at once). Abort the handle to stop it; the shutdown does, before withdrawing the record.
+pub fn spawn_publisher(app: Arc<App>, io: Io) -> JoinHandle<()> {
+    let every = publish_interval(app.config.args.stats_ttl_secs);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            refresh_gauges(&app, &io).await;
+            let stats = local_stats(&app, &io);
+            if let Err(e) = app.backends.nodes.publish(&stats).await {
+                tracing::warn!(error = %e, "cannot publish this node's stats record");
+            }
+        }
+    })
+}
+
+/// Resident memory of this process in bytes, from `/proc/self/status` (`None` off Linux).
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn node(id: &str, main: u64, chat: u64) -> NodeStats {
+        let connections = NamespaceConnections {
+            main,
+            chat,
+            game: 1,
+            admin: 0,
+        };
+        NodeStats {
+            server_id: id.into(),
+            hostname: "h".into(),
+            version: "0".into(),
+            uptime_secs: 1,
+            total_connections: connections.total(),
+            connections,
+            rooms: 2,
+            messages_in: 3,
+            messages_out: 4,
+            rss_bytes: 5,
+            started_at: Utc::now(),
+            last_seen: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn cluster_stats_sum_and_sort() {
+        let s = ClusterStats::from_nodes(vec![node("b", 2, 1), node("a", 3, 0)]);
+        assert_eq!(s.nodes[0].server_id, "a");
+        assert_eq!(s.totals.nodes, 2);
+        assert_eq!(s.totals.connections.main, 5);
+        assert_eq!(s.totals.total_connections, 5 + 1 + 2);
+        assert_eq!((s.totals.rooms, s.totals.messages_in), (4, 6));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["nodes"][0]["serverId"], "a");
+        assert_eq!(json["totals"]["totalConnections"], 8);
+        assert_eq!(json["totals"]["connections"]["chat"], 1);
+    }
+
+    #[test]
+    fn overview_serialises_with_the_contract_names() {
+        let o = ClusterOverview {
+            total_connections: 3,
+            chat_connections: 1,
+            game_connections: 1,
+            admin_connections: 0,
+            rooms: vec!["lobby".into()],
+            nodes: vec![node("a", 1, 1)],
+        };
+        let json = serde_json::to_value(&o).unwrap();
+        for key in [
+            "totalConnections",
+            "chatConnections",
+            "gameConnections",
+            "adminConnections",
+            "rooms",
+            "nodes",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing in {json}");
+        }
+        assert_eq!(json["nodes"][0]["serverId"], "a");
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tgateway\nVmRSS:\t   12345 kB\nThreads: 4\n";
+        assert_eq!(parse_vm_rss(status), Some(12345 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        assert!(rss_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn publish_interval_is_a_third_of_the_ttl() {
+        assert_eq!(publish_interval(60), Duration::from_secs(20));
+        assert_eq!(publish_interval(3), Duration::from_secs(1));
+        assert_eq!(publish_interval(1), Duration::from_secs(1));
+    }
+}
