@@ -240,6 +240,16 @@ impl RedisAdapterCtr {
         }
     }
 
+    /// Nodes subscribed to namespace `nsp`'s request channel (`PUBSUB NUMSUB`, as Node's
+    /// `serverCount()`); 1 for a local adapter.
+    pub async fn server_count(&self, nsp: &str) -> Result<u64, AdapterError> {
+        if self.shared.is_none() {
+            return Ok(1);
+        }
+        let (shared, core) = self.namespace(nsp)?;
+        Ok(shared.numsub(&core.channels.request).await?.max(1))
+    }
+
     /// `io.serverSideEmit(event, ...args)`: every other node's listener gets the event.
     pub async fn server_side_emit(
         &self,

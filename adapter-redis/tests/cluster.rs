@@ -1,0 +1,326 @@
+//! Several socketioxide servers in one process over one real redis-server.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use adapter_redis::RedisAdapterCtr;
+use bytes::Bytes;
+use common::{client, eventually, node, server};
+use fred::interfaces::{ClientLike, PubsubInterface};
+use serde_json::json;
+use testkit::RedisServer;
+
+async fn numsub(url: &str, channel: &str) -> i64 {
+    let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(url).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    let v: Vec<fred::types::Value> = client.pubsub_numsub(channel).await.unwrap();
+    let _ = client.quit().await;
+    v.get(1).and_then(|v| v.as_i64()).unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_reach_other_nodes_with_rooms_except_local_volatile_and_binary() {
+    let redis = RedisServer::start().unwrap();
+    let (a, _ctr_a) = node(&redis.url()).await;
+    let (b, ctr_b) = node(&redis.url()).await;
+    let mut a1 = client(&a, &["r1"]).await;
+    let mut b1 = client(&b, &["r1"]).await;
+    let mut b2 = client(&b, &["r2"]).await;
+    ctr_b.sync_rooms("/").await;
+
+    a.emit("all", &1).await.unwrap();
+    for c in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(c.expect("all").await.args, vec![json!(1)]);
+    }
+
+    a.to("r1").emit("room", &"x").await.unwrap();
+    a.except("r2").emit("except", &"y").await.unwrap();
+    a.local().emit("local-only", &()).await.unwrap();
+    a.volatile().emit("volatile", &1.5).await.unwrap();
+    a.emit("bin", &Bytes::from_static(&[1, 2, 3]))
+        .await
+        .unwrap();
+    a.emit("end", &()).await.unwrap();
+
+    // Volatile packets go through engineioxide's volatile slot, which socketioxide's dummy
+    // sockets do not read; the Node interop test checks them with real clients.
+    b1.expect("room").await;
+    b1.expect("except").await;
+    let bin = b1.expect("bin").await;
+    assert_eq!(bin.bins, vec![Bytes::from_static(&[1, 2, 3])]);
+    b1.expect("end").await;
+    // b2 is neither in r1 nor outside r2: the first thing it sees is `bin`.
+    b2.expect("bin").await;
+    b2.expect("end").await;
+    a1.expect("room").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_subscribe_only_to_rooms_they_hold() {
+    let redis = RedisServer::start().unwrap();
+    let url = redis.url();
+    let (a, ctr_a) = node(&url).await;
+    let (b, ctr_b) = node(&url).await;
+    let _a1 = client(&a, &["only-a"]).await;
+    let mut b1 = client(&b, &["shared"]).await;
+    let _a2 = client(&a, &["shared"]).await;
+    ctr_a.sync_rooms("/").await;
+    ctr_b.sync_rooms("/").await;
+    assert_eq!(numsub(&url, "socket.io#/#only-a#").await, 1);
+    assert_eq!(numsub(&url, "socket.io#/#shared#").await, 2);
+    assert_eq!(numsub(&url, "socket.io#/#").await, 2);
+
+    let received_before = ctr_b.metrics().received;
+    for _ in 0..50 {
+        a.to("only-a").emit("not-for-b", &()).await.unwrap();
+    }
+    a.to("shared").emit("for-b", &()).await.unwrap();
+    b1.expect("for-b").await;
+    assert!(
+        ctr_b.metrics().received - received_before < 5,
+        "node b received traffic of a room it does not hold: {:?}",
+        ctr_b.metrics()
+    );
+
+    // Leaving drops the subscription.
+    a.to("only-a").leave("only-a").await.unwrap();
+    eventually("unsubscribed from only-a", async || {
+        numsub(&url, "socket.io#/#only-a#").await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_work_across_nodes() {
+    let redis = RedisServer::start().unwrap();
+    let (a, ctr_a) = node(&redis.url()).await;
+    let (b, ctr_b) = node(&redis.url()).await;
+    let mut a1 = client(&a, &["r1"]).await;
+    let mut b1 = client(&b, &["r1"]).await;
+    let mut b2 = client(&b, &["r2"]).await;
+    ctr_b.sync_rooms("/").await;
+
+    assert_eq!(
+        a.of("/")
+            .unwrap()
+            .broadcast()
+            .fetch_sockets()
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(ctr_a.server_count("/").await.unwrap(), 2);
+    let in_r1 = a.to("r1").fetch_sockets().await.unwrap();
+    let mut ids: Vec<String> = in_r1.iter().map(|s| s.data().id.to_string()).collect();
+    ids.sort();
+    let mut want = vec![a1.sid.clone(), b1.sid.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+
+    let mut rooms: Vec<String> = a
+        .rooms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect();
+    rooms.sort();
+    assert_eq!(rooms, ["r1", "r2"]);
+
+    // socketsJoin / socketsLeave across nodes.
+    a.to("r2").join("r9").await.unwrap();
+    eventually("b2 joined r9", async || {
+        b.to("r9")
+            .fetch_sockets()
+            .await
+            .map(|s| s.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    ctr_b.sync_rooms("/").await;
+    a.to("r9").emit("in-r9", &()).await.unwrap();
+    b2.expect("in-r9").await;
+    a.to("r2").leave("r9").await.unwrap();
+    eventually("b2 left r9", async || {
+        b.to("r9")
+            .fetch_sockets()
+            .await
+            .map(|s| s.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+
+    // RemoteSocket operations on a socket of the other node.
+    let remote = a
+        .of("/")
+        .unwrap()
+        .broadcast()
+        .fetch_sockets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.data().id.to_string() == b1.sid)
+        .unwrap();
+    remote.emit("direct", &"hi").await.unwrap();
+    assert_eq!(b1.expect("direct").await.args, vec![json!("hi")]);
+    remote.join("solo").await.unwrap();
+    eventually("b1 joined solo", async || {
+        b.to("solo")
+            .fetch_sockets()
+            .await
+            .map(|s| s.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+
+    // Broadcast with acks: local and remote acks, counted.
+    let acks = a
+        .to("r1")
+        .timeout(Duration::from_secs(2))
+        .emit_with_ack::<_, String>("ask", &1)
+        .await
+        .unwrap();
+    let results: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(acks).await;
+    let ok: Vec<String> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
+    assert_eq!(ok, vec!["ack-ask".to_owned(), "ack-ask".to_owned()]);
+    a1.expect("ask").await;
+    b1.expect("ask").await;
+
+    // disconnectSockets across nodes.
+    a.to("r2").disconnect().await.unwrap();
+    b2.expect_disconnect().await;
+    assert_eq!(ctr_a.metrics().request_timeouts, 0, "{:?}", ctr_a.metrics());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_emit_with_ack_between_rust_nodes() {
+    let redis = RedisServer::start().unwrap();
+    let (_a, ctr_a) = node(&redis.url()).await;
+    let (_b, ctr_b) = node(&redis.url()).await;
+    let mut events = ctr_b.server_side_events("/").unwrap();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Some(ack) = event.ack {
+                ack.send(json!(format!("pong-{}", event.args[0])));
+            }
+        }
+    });
+    let answers = ctr_a
+        .server_side_emit_with_ack("/", "ping", vec![json!("x")])
+        .await
+        .unwrap();
+    assert_eq!(answers.value, vec![json!("pong-\"x\"")]);
+    assert!(answers.missing.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_does_not_stall_requests_past_the_timeout() {
+    let redis = RedisServer::start().unwrap();
+    let (a, ctr_a) = node(&redis.url()).await;
+    let (b, _ctr_b) = node(&redis.url()).await;
+    let _b1 = client(&b, &["r1"]).await;
+    // A subscriber that never answers: counted by NUMSUB like a dead node.
+    let silent =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis.url()).unwrap())
+            .build_subscriber_client()
+            .unwrap();
+    silent.init().await.unwrap();
+    silent.subscribe("socket.io-request#/#").await.unwrap();
+
+    let started = std::time::Instant::now();
+    let sockets = a
+        .of("/")
+        .unwrap()
+        .broadcast()
+        .fetch_sockets()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(sockets.len(), 1, "the live peer's answer is kept");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
+        "{waited:?}"
+    );
+    assert_eq!(ctr_a.metrics().request_timeouts, 1);
+
+    let gathered = ctr_a
+        .server_side_emit_with_ack("/", "nobody-listens", vec![])
+        .await
+        .unwrap();
+    let missing = gathered.missing.expect("answers are missing");
+    assert_eq!((missing.expected, missing.received), (2, 0));
+    assert_eq!(missing.operation, "server_side_emit_with_ack");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_behaves_as_a_local_adapter() {
+    let ctr = RedisAdapterCtr::local();
+    let io = server(ctr.clone()).await;
+    let mut c1 = client(&io, &["r1"]).await;
+    let mut c2 = client(&io, &["r2"]).await;
+    io.to("r1").emit("room", &()).await.unwrap();
+    io.emit("all", &()).await.unwrap();
+    c1.expect("room").await;
+    c1.expect("all").await;
+    c2.expect("all").await;
+    assert_eq!(ctr.server_count("/").await.unwrap(), 1);
+    assert_eq!(
+        io.of("/")
+            .unwrap()
+            .broadcast()
+            .fetch_sockets()
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let acks = io
+        .timeout(Duration::from_secs(1))
+        .emit_with_ack::<_, String>("ask", &())
+        .await
+        .unwrap();
+    assert_eq!(
+        futures_util::StreamExt::collect::<Vec<_>>(acks).await.len(),
+        2
+    );
+    assert!(!ctr.is_connected());
+    assert!(ctr.is_local());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_counted_not_fatal() {
+    let redis = RedisServer::start().unwrap();
+    let (a, ctr_a) = node(&redis.url()).await;
+    let (b, _ctr_b) = node(&redis.url()).await;
+    let mut a1 = client(&a, &[]).await;
+    let raw =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis.url()).unwrap())
+            .build()
+            .unwrap();
+    raw.init().await.unwrap();
+    for payload in [
+        &b"\x93\xc1"[..],
+        b"{not json",
+        b"\xdd\xff\xff\xff\xff",
+        b"{\"type\":5}",
+        b"",
+    ] {
+        let _: i64 = raw.publish("socket.io#/#", payload.to_vec()).await.unwrap();
+        let _: i64 = raw
+            .publish("socket.io-request#/#", payload.to_vec())
+            .await
+            .unwrap();
+        let _: i64 = raw
+            .publish("socket.io-response#/#", payload.to_vec())
+            .await
+            .unwrap();
+    }
+    b.emit("after", &()).await.unwrap();
+    a1.expect("after").await;
+    assert!(ctr_a.metrics().decode_errors >= 10, "{:?}", ctr_a.metrics());
+}

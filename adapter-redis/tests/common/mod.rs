@@ -1,0 +1,186 @@
+//! Shared helpers of the integration tests: socketioxide servers on the Redis adapter and
+//! in-process dummy clients that answer acks.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use adapter_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use engineioxide_core::Packet as EioPacket;
+use serde_json::Value as Json;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Emitter;
+use socketioxide::extract::{AckSender, Data, SocketRef};
+use tokio::sync::mpsc;
+
+pub type Adapter = RedisAdapter<Emitter>;
+pub type Io = SocketIo<Adapter>;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn test_config() -> RedisAdapterConfig {
+    RedisAdapterConfig {
+        request_timeout: Duration::from_millis(1500),
+        ..RedisAdapterConfig::default()
+    }
+}
+
+/// A server: sockets join the rooms listed in their auth `{"rooms": [...]}`; event `echo`
+/// acks its first argument.
+pub async fn server(ctr: RedisAdapterCtr) -> Io {
+    let (_svc, io) = SocketIo::builder().with_adapter::<Adapter>(ctr).build_svc();
+    io.ns("/", on_connect).await.unwrap();
+    io
+}
+
+async fn on_connect(socket: SocketRef<Adapter>, Data(auth): Data<Json>) {
+    if let Some(rooms) = auth.get("rooms").and_then(Json::as_array) {
+        for room in rooms.iter().filter_map(Json::as_str) {
+            socket.join(room.to_owned());
+        }
+    }
+    socket.on(
+        "echo",
+        async |Data(v): Data<Json>, ack: AckSender<Adapter>| {
+            let _ = ack.send(&v);
+        },
+    );
+}
+
+pub async fn node(url: &str) -> (Io, RedisAdapterCtr) {
+    let ctr = RedisAdapterCtr::connect(url, test_config()).await.unwrap();
+    (server(ctr.clone()).await, ctr)
+}
+
+/// A received socket.io event: name, arguments, binary attachments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub args: Vec<Json>,
+    pub bins: Vec<bytes::Bytes>,
+}
+
+/// An in-process client (socketioxide's dummy socket) that answers every ack request with
+/// `"ack-<event>"` and forwards events and disconnects.
+pub struct Client {
+    pub sid: String,
+    pub events: mpsc::Receiver<Option<Event>>,
+    pub tx: mpsc::Sender<EioPacket>,
+}
+
+pub async fn client(io: &Io, rooms: &[&str]) -> Client {
+    let (tx, mut rx) = io
+        .new_dummy_sock("/", serde_json::json!({ "rooms": rooms }))
+        .await;
+    let (events_tx, events) = mpsc::channel(1024);
+    let (sid_tx, sid_rx) = tokio::sync::oneshot::channel();
+    let reply = tx.clone();
+    tokio::spawn(async move {
+        let mut sid_tx = Some(sid_tx);
+        let mut pending: Option<(String, Option<i64>, usize, Vec<bytes::Bytes>)> = None;
+        while let Some(packet) = rx.recv().await {
+            match packet {
+                EioPacket::Message(msg) => {
+                    let msg = msg.to_string();
+                    if let Some(rest) = msg.strip_prefix('0') {
+                        let v: Json = serde_json::from_str(rest).unwrap();
+                        if let Some(tx) = sid_tx.take() {
+                            let _ = tx.send(v["sid"].as_str().unwrap().to_owned());
+                        }
+                    } else if msg.starts_with('1') {
+                        let _ = events_tx.send(None).await;
+                    } else if let Some(rest) = msg.strip_prefix('2') {
+                        let (id, body) = split_ack_id(rest);
+                        forward(&events_tx, &reply, body, id, Vec::new()).await;
+                    } else if let Some(rest) = msg.strip_prefix('5') {
+                        let (count, rest) = rest.split_once('-').unwrap();
+                        let (id, body) = split_ack_id(rest);
+                        pending = Some((body.to_owned(), id, count.parse().unwrap(), Vec::new()));
+                    }
+                }
+                EioPacket::Binary(bin) => {
+                    if let Some((body, id, count, mut bins)) = pending.take() {
+                        bins.push(bin);
+                        if bins.len() == count {
+                            forward(&events_tx, &reply, &body, id, bins).await;
+                        } else {
+                            pending = Some((body, id, count, bins));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let sid = tokio::time::timeout(WAIT, sid_rx).await.unwrap().unwrap();
+    Client { sid, events, tx }
+}
+
+fn split_ack_id(rest: &str) -> (Option<i64>, &str) {
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    (rest[..digits].parse().ok(), &rest[digits..])
+}
+
+async fn forward(
+    events: &mpsc::Sender<Option<Event>>,
+    reply: &mpsc::Sender<EioPacket>,
+    body: &str,
+    id: Option<i64>,
+    bins: Vec<bytes::Bytes>,
+) {
+    let mut items: Vec<Json> = serde_json::from_str(body).unwrap();
+    let name = items.remove(0).as_str().unwrap().to_owned();
+    if let Some(id) = id {
+        let answer = format!("3{id}[\"ack-{name}\"]");
+        let _ = reply.send(EioPacket::Message(answer.into())).await;
+    }
+    let _ = events
+        .send(Some(Event {
+            name,
+            args: items,
+            bins,
+        }))
+        .await;
+}
+
+impl Client {
+    /// The next event (panics after [`WAIT`]).
+    pub async fn next(&mut self) -> Event {
+        match tokio::time::timeout(WAIT, self.events.recv()).await {
+            Ok(Some(Some(event))) => event,
+            Ok(Some(None)) => panic!("client {} was disconnected", self.sid),
+            other => panic!(
+                "client {} got no event within {WAIT:?}: {other:?}",
+                self.sid
+            ),
+        }
+    }
+
+    /// The next event must be `name` (so nothing else came before it).
+    pub async fn expect(&mut self, name: &str) -> Event {
+        let event = self.next().await;
+        assert_eq!(event.name, name, "client {} got {event:?}", self.sid);
+        event
+    }
+
+    /// Waits until the server disconnects this client.
+    pub async fn expect_disconnect(&mut self) {
+        match tokio::time::timeout(WAIT, self.events.recv()).await {
+            Ok(Some(None)) => {}
+            other => panic!("client {} was not disconnected: {other:?}", self.sid),
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `WAIT` passes.
+pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within {WAIT:?}: {what}");
+}
