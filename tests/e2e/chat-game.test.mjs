@@ -108,35 +108,40 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
     const gw = suiteGateway();
     const player = (name) => connectUser(gw(), newUser(name), { namespace: '/game', transport });
 
-    /** p1 then p2 join; p1 seeing `player joined` proves both are in the game. */
+    /**
+     * `socket` joins `gameId` and proves it: its own probe action comes back as a game update
+     * (events of one socket are handled in order, as on a socket.io server).
+     */
+    async function joinAndProbe(socket, gameId) {
+      socket.emit('join game', gameId);
+      const update = once(socket, 'game update', 5000);
+      socket.emit('game action', { gameId, probe: socket.id });
+      const u = await update;
+      assert.equal(u.gameId, gameId, `probe answered for another game: ${JSON.stringify(u)}`);
+      return u;
+    }
+
+    /** p1 joins (proved by its probe), then p2 joins (proved by p1's player joined). */
     async function twoPlayers(gameId) {
       const p1 = await player('p1');
       const p2 = await player('p2');
-      p1.socket.emit('join game', gameId);
-      await waitFor(async () => {
-        const joined = once(p1.socket, 'player joined', 1000).catch(() => null);
-        p2.socket.emit('join game', gameId);
-        const ev = await joined;
-        return ev?.playerId === p2.socket.id;
-      }, 8000, { what: 'player joined for the second player' });
+      await joinAndProbe(p1.socket, gameId);
+      const joined = once(p1.socket, 'player joined', 5000);
+      p2.socket.emit('join game', gameId);
+      assert.deepEqual(await joined, { playerId: p2.socket.id, gameId });
       return [p1, p2];
     }
 
     test('join game: others get player joined { playerId: socketId, gameId }', async () => {
       const gameId = newGameId();
-      const p1 = await player('pj1');
-      const p2 = await player('pj2');
+      const [p1, p2] = await twoPlayers(gameId);
+      const p3 = await player('pj3');
       try {
-        p1.socket.emit('join game', gameId);
-        const seen = collect(p1.socket, 'player joined');
-        // p1's join is processed before p2's if p1 gets notified; retry p2 until then.
-        await waitFor(() => {
-          if (!seen.length) p2.socket.emit('join game', gameId);
-          return seen.length > 0;
-        }, 8000, { interval: 300, what: 'player joined' });
-        assert.deepEqual(seen[0], { playerId: p2.socket.id, gameId });
+        const seen = [once(p1.socket, 'player joined', 5000), once(p2.socket, 'player joined', 5000)];
+        p3.socket.emit('join game', gameId);
+        for (const ev of await Promise.all(seen)) assert.deepEqual(ev, { playerId: p3.socket.id, gameId });
       } finally {
-        closeAll(p1.socket, p2.socket);
+        closeAll(p1.socket, p2.socket, p3.socket);
       }
     });
 
@@ -220,12 +225,10 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       try {
         p2.socket.emit('leave game', gameId);
         p2.socket.emit('game action', { gameId, n: 'after leave' });
-        // p2 rejoins later; p1 seeing player joined proves the leave and the refused action were processed.
-        await waitFor(async () => {
-          const joined = once(p1.socket, 'player joined', 1000).catch(() => null);
-          p2.socket.emit('join game', gameId);
-          return (await joined)?.playerId === p2.socket.id;
-        }, 8000, { what: 'p2 to rejoin' });
+        // p2 rejoins; p1 seeing that proves the leave and the refused action were handled before.
+        const rejoined = once(p1.socket, 'player joined', 5000);
+        p2.socket.emit('join game', gameId);
+        assert.equal((await rejoined).playerId, p2.socket.id);
         p1.socket.emit('game action', { gameId, n: 'final' });
         await waitFor(() => seen2.length >= 1 && seen1.length >= 1, 5000, { what: 'the final update' });
         assert.deepEqual(seen1.map((u) => u.action.n), ['final'], 'an action sent after leave game was delivered');
@@ -240,13 +243,10 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const g2 = newGameId();
       const [p1, p2] = await twoPlayers(g1);
       try {
-        await waitFor(async () => {
-          const joined = once(p1.socket, 'player joined', 1000).catch(() => null);
-          p1.socket.emit('join game', g2);
-          p2.socket.emit('join game', g2);
-          const ev = await joined;
-          return ev?.gameId === g2;
-        }, 8000, { what: 'both players in the second game' });
+        await joinAndProbe(p1.socket, g2);
+        const joined = once(p1.socket, 'player joined', 5000);
+        p2.socket.emit('join game', g2);
+        assert.equal((await joined).gameId, g2);
         const gone = collect(p1.socket, 'player disconnected');
         const p2id = p2.socket.id;
         p2.socket.disconnect();
@@ -262,22 +262,17 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
 
     test('join game validation: an empty or 51-char gameId joins nothing', async () => {
       const p1 = await player('gv1');
-      const p2 = await player('gv2');
-      const seen = collect(p1.socket, 'player joined');
+      const updates = collect(p1.socket, 'game update');
       try {
         for (const bad of ['', 'g'.repeat(51)]) {
           p1.socket.emit('join game', bad);
-          p2.socket.emit('join game', bad);
+          p1.socket.emit('game action', { gameId: bad, probe: 'invalid' });
         }
         const good = newGameId();
-        p1.socket.emit('join game', good);
-        await waitFor(() => {
-          if (!seen.some((e) => e.gameId === good)) p2.socket.emit('join game', good);
-          return seen.some((e) => e.gameId === good);
-        }, 8000, { interval: 300, what: 'the valid join' });
-        assert.deepEqual(seen.filter((e) => e.gameId !== good), [], 'a join with an invalid gameId succeeded');
+        await joinAndProbe(p1.socket, good);
+        assert.deepEqual(updates.map((u) => u.gameId), [good], 'a join with an invalid gameId succeeded');
       } finally {
-        closeAll(p1.socket, p2.socket);
+        closeAll(p1.socket);
       }
     });
   });

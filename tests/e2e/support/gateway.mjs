@@ -192,7 +192,7 @@ export function test(name, optionsOrFn, maybeFn) {
 
 /** Resolves with the first argument of the next `event` (or all arguments with `{ all: true }`). */
 export function once(emitter, event, ms = 5000, { all = false } = {}) {
-  return new Promise((res, rej) => {
+  const waiting = new Promise((res, rej) => {
     const timer = setTimeout(() => {
       emitter.off(event, handler);
       rej(new Error(`timed out after ${ms} ms waiting for "${event}"`));
@@ -204,6 +204,9 @@ export function once(emitter, event, ms = 5000, { all = false } = {}) {
     }
     emitter.on(event, handler);
   });
+  // Marked handled so a test that fails before awaiting it reports its own error, not this one.
+  waiting.catch(() => {});
+  return waiting;
 }
 
 /** Polls `fn` until it returns a truthy value (which is returned); rejects after `ms`. */
