@@ -20,6 +20,7 @@ import {
   test,
   waitFor,
 } from './support/gateway.mjs';
+import { rawWebSocket } from './support/raw.mjs';
 import { assertNoSecrets, expectAccepted, expectRejected } from './support/rules.mjs';
 
 for (const { name: tname, opts: transport } of TRANSPORTS) {
@@ -747,6 +748,38 @@ describe('section 3: per-socket event rate limit', () => {
       await expectAccepted(calm.socket, 'chat message', { content: 'still fine' });
     } finally {
       closeAll(flooder.socket, calm.socket);
+    }
+  });
+});
+
+describe('section 3: exactly one ack per event (raw Socket.IO frames)', () => {
+  const gw = suiteGateway();
+  test('success and failure paths each answer one ACK packet with the event id', async () => {
+    const raw = await rawWebSocket(gw(), { token: gw().token(newUser('rawack')) });
+    const sent = {
+      1: ['get online users'],
+      2: ['chat message', { content: '' }],
+      3: ['chat message', { content: 'one ack please' }],
+      4: ['join room', { roomId: newRoomId('missing') }],
+      5: ['create room', { roomId: newRoomId('ack'), roomName: 'Ack' }],
+    };
+    try {
+      for (const [id, args] of Object.entries(sent)) raw.send(`42${id}${JSON.stringify(args)}`);
+      const ackIds = () => raw.frames.filter((f) => typeof f === 'string').map((f) => f.match(/^43(\d+)\[/)?.[1]).filter(Boolean);
+      await waitFor(() => ['1', '2', '3', '4', '5'].every((id) => ackIds().includes(id)), 5000, { what: `acks 1-5; frames ${JSON.stringify(raw.frames)}` });
+      raw.send('426["get online users"]');
+      await waitFor(() => ackIds().includes('6'), 5000, { what: 'the barrier ack' });
+      for (const id of ['1', '2', '3', '4', '5']) {
+        assert.equal(ackIds().filter((x) => x === id).length, 1, `event ${id} (${sent[id][0]}) was acked ${ackIds().filter((x) => x === id).length} times`);
+      }
+      const ack = (id) => JSON.parse(raw.frames.find((f) => typeof f === 'string' && f.startsWith(`43${id}[`)).slice(`43${id}`.length))[0];
+      assert.equal(ack(1).success, true);
+      assert.equal(ack(2).success, false);
+      assert.equal(ack(3).success, true);
+      assert.equal(ack(4).success, false);
+      assert.equal(ack(5).success, true);
+    } finally {
+      raw.ws.terminate();
     }
   });
 });

@@ -16,11 +16,11 @@ process.on('exit', () => {
 });
 
 /** Starts redis-server (no persistence) and registers `t.after` to kill it. */
-export async function startRedis(t) {
+export async function startRedis(t, { port: wanted } = {}) {
   if (spawnSync('redis-server', ['--version']).status !== 0) {
     throw new Error('redis-server is not installed: apt-get install -y redis-server');
   }
-  const port = await freePort();
+  const port = wanted ?? (await freePort());
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
