@@ -1,5 +1,6 @@
 //! Redis implementations of the state traits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use crate::stats::{NodeRegistry, NodeStats};
 pub(crate) struct Conn {
     pub(crate) client: Client,
     pub(crate) keys: Keys,
+    /// False from the moment fred reports the connection lost until it is back (fred's own state
+    /// still says "connected" while it waits before the first reconnection attempt).
+    pub(crate) link_up: Arc<AtomicBool>,
 }
 
 /// Maps a fred error: anything that means "Redis did not answer" is `Unavailable`.
@@ -43,7 +47,7 @@ impl Conn {
     /// Fails at once while the client is reconnecting, rather than queueing a command behind an
     /// outage; the command timeout covers a connection that looks up but does not answer.
     pub(crate) fn ensure_connected(&self) -> StateResult<()> {
-        if self.client.is_connected() {
+        if self.client.is_connected() && self.link_up.load(Ordering::Acquire) {
             Ok(())
         } else {
             Err(StateError::Unavailable(format!(

@@ -8,7 +8,7 @@ mod monitor;
 mod scripts;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
@@ -214,12 +214,14 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
     let conn = Conn {
         client: client.clone(),
         keys: Keys::new(config.key_prefix.clone()),
+        link_up: Arc::new(AtomicBool::new(true)),
     };
+    let subscriber_up = Arc::new(AtomicBool::new(true));
     let backends = RedisBackends::new(conn.clone(), config.history_capacity, config.stats_ttl);
     let counters = Arc::new(BusCounters::default());
     let (events_tx, _) = broadcast::channel(config.control_queue);
     let bus = ControlBus {
-        client: client.clone(),
+        conn: conn.clone(),
         node_id: config.node_id.clone(),
         events: events_tx.clone(),
         counters: counters.clone(),
@@ -241,13 +243,21 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
             reason: e.to_string(),
         })?;
     let (resubscribed_tx, resubscribed_rx) = watch::channel(0u64);
+    let (subscriber_reconnects_tx, subscriber_reconnects_rx) = watch::channel(0u64);
     tasks.push(tokio::spawn(resubscribe_on_reconnect(
         subscriber.clone(),
+        subscriber_reconnects_rx,
         resubscribed_tx,
     )));
+    tasks.push(tokio::spawn(track_link(
+        subscriber.clone(),
+        subscriber_up.clone(),
+        subscriber_reconnects_tx,
+    )));
     let (reconnects_tx, reconnects_rx) = watch::channel(0u64);
-    tasks.push(tokio::spawn(count_reconnects(
+    tasks.push(tokio::spawn(track_link(
         client.clone(),
+        conn.link_up.clone(),
         reconnects_tx,
     )));
     tracing::info!(node_id = %config.node_id, %url, "connected to Redis");
@@ -256,6 +266,7 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         config,
         conn,
         subscriber,
+        subscriber_up,
         backends,
         bus,
         reconnects: reconnects_rx,
@@ -300,13 +311,12 @@ async fn read_control_channel(
 
 /// fred 10.1's own resubscription is broken (it sends empty SUBSCRIBE lists), so the control
 /// channel is subscribed again by hand after every reconnect.
-async fn resubscribe_on_reconnect(subscriber: SubscriberClient, done: watch::Sender<u64>) {
-    let mut rx = subscriber.reconnect_rx();
-    loop {
-        match rx.recv().await {
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
+async fn resubscribe_on_reconnect(
+    subscriber: SubscriberClient,
+    mut reconnects: watch::Receiver<u64>,
+    done: watch::Sender<u64>,
+) {
+    while reconnects.changed().await.is_ok() {
         match subscriber.subscribe(keys::CONTROL_CHANNEL).await {
             Ok(()) => {
                 tracing::info!("resubscribed to the control channel after a reconnect");
@@ -317,15 +327,56 @@ async fn resubscribe_on_reconnect(subscriber: SubscriberClient, done: watch::Sen
     }
 }
 
-async fn count_reconnects(client: Client, tx: watch::Sender<u64>) {
-    let mut rx = client.reconnect_rx();
+/// Keeps `up` in step with one fred connection and counts its reconnections.
+///
+/// fred reports a lost connection on its error channel at once, but its client state stays
+/// "connected" until the first reconnection attempt (after the policy's delay); commands sent in
+/// between would wait for the full command timeout. So `up` drops on the error and rises again
+/// when fred's state has visibly left "connected" (from then on fred's state is accurate), on a
+/// reconnect, or after a short grace when the error did not cost the connection.
+async fn track_link<C>(client: C, up: Arc<AtomicBool>, reconnects: watch::Sender<u64>)
+where
+    C: ClientLike + EventInterface,
+{
+    let mut errors = client.error_rx();
+    let mut reconnected = client.reconnect_rx();
     loop {
-        match rx.recv().await {
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                tracing::info!("reconnected to Redis");
-                tx.send_modify(|n| *n += 1);
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+        tokio::select! {
+            err = errors.recv() => match err {
+                Ok((e, _)) => {
+                    tracing::warn!(error = %e, "Redis connection error");
+                    up.store(false, Ordering::Release);
+                    let grace = tokio::time::sleep(Duration::from_millis(500));
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            () = &mut grace => break,
+                            r = reconnected.recv() => {
+                                if !matches!(r, Err(broadcast::error::RecvError::Closed)) {
+                                    tracing::info!("reconnected to Redis");
+                                    reconnects.send_modify(|n| *n += 1);
+                                }
+                                break;
+                            }
+                            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                                if !client.is_connected() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    up.store(true, Ordering::Release);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            r = reconnected.recv() => match r {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    tracing::info!("reconnected to Redis");
+                    reconnects.send_modify(|n| *n += 1);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
         }
     }
 }
@@ -333,7 +384,7 @@ async fn count_reconnects(client: Client, tx: watch::Sender<u64>) {
 /// Publishing and receiving control events on `cluster:message`.
 #[derive(Clone, Debug)]
 pub struct ControlBus {
-    client: Client,
+    conn: Conn,
     node_id: String,
     events: broadcast::Sender<ReceivedControl>,
     counters: Arc<BusCounters>,
@@ -342,12 +393,11 @@ pub struct ControlBus {
 impl ControlBus {
     /// Publishes an event as this node. Returns how many subscribers (nodes) Redis delivered it to.
     pub async fn publish(&self, event: &ControlEvent) -> StateResult<u64> {
-        if !self.client.is_connected() {
-            return Err(StateError::Unavailable("not connected to Redis".into()));
-        }
+        self.conn.ensure_connected()?;
         let raw = encode_message(&self.node_id, event, chrono::Utc::now())
             .map_err(|e| StateError::Corrupt(e.to_string()))?;
         let receivers: i64 = self
+            .conn
             .client
             .publish(keys::CONTROL_CHANNEL, raw)
             .await
@@ -434,6 +484,7 @@ pub struct RedisCluster {
     config: RedisStateConfig,
     conn: Conn,
     subscriber: SubscriberClient,
+    subscriber_up: Arc<AtomicBool>,
     backends: RedisBackends,
     bus: ControlBus,
     reconnects: watch::Receiver<u64>,
@@ -472,7 +523,10 @@ impl RedisCluster {
 
     /// Whether both the command and the pub/sub connection are up (for `/ready`).
     pub fn is_connected(&self) -> bool {
-        self.conn.client.is_connected() && self.subscriber.is_connected()
+        self.conn.client.is_connected()
+            && self.conn.link_up.load(Ordering::Acquire)
+            && self.subscriber.is_connected()
+            && self.subscriber_up.load(Ordering::Acquire)
     }
 
     /// A counter that increases each time the command connection comes back after a loss.
@@ -640,6 +694,7 @@ pub async fn fetch_cluster_stats(
         Conn {
             client: client.clone(),
             keys: Keys::default(),
+            link_up: Arc::new(AtomicBool::new(true)),
         },
         Duration::from_secs(60),
     );

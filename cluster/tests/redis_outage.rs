@@ -1,0 +1,213 @@
+//! Redis killed and restarted empty: state calls fail fast meanwhile, the control subscription
+//! comes back, and a resync restores what each node holds.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cluster::bus::{ControlEvent, SystemAnnouncement};
+use cluster::redis::{ClusterError, LocalMembership, LocalSnapshot};
+use cluster::{JoinOutcome, StateError};
+use common::*;
+use testkit::RedisServer;
+
+#[tokio::test]
+async fn first_connection_must_succeed() {
+    let url = format!("redis://127.0.0.1:{}", testkit::free_port());
+    let err = cluster::redis::connect(&url, config("a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::Connect { .. }), "{err}");
+    let err = cluster::redis::connect("http://nowhere", config("a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::InvalidUrl { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
+    let mut server = redis();
+    let port = server.port();
+    let url = server.url();
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
+    let sa = a.backends();
+    let sb = b.backends();
+
+    // a holds two sockets of one user and a membership; b holds one socket in the same room.
+    sa.nodes.publish(&stats("a", 2)).await.unwrap();
+    let lobby = room("lobby", 10);
+    sa.rooms.create(lobby.clone()).await.unwrap();
+    sa.presence
+        .socket_connected(online("alice", "a1", "a"))
+        .await
+        .unwrap();
+    sa.presence
+        .socket_connected(online("alice", "a2", "a"))
+        .await
+        .unwrap();
+    sa.rooms.join("lobby", member("a1", "a")).await.unwrap();
+    sb.presence
+        .socket_connected(online("bob", "b1", "b"))
+        .await
+        .unwrap();
+    sb.rooms.join("lobby", member("b1", "b")).await.unwrap();
+    let mut reconnects = a.reconnects();
+    let mut resubscribed_b = b.control_resubscriptions();
+
+    server.kill();
+    wait_for("a to notice the outage", Duration::from_secs(5), || async {
+        (!a.is_connected()).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let err = sa.rooms.get("lobby").await.unwrap_err();
+    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    let err = sa
+        .presence
+        .socket_connected(online("carol", "a3", "a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    let err = a
+        .bus()
+        .publish_announcement(SystemAnnouncement {
+            message: "lost".into(),
+            extra: serde_json::Map::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "calls during the outage took {:?}",
+        started.elapsed()
+    );
+
+    // Redis comes back empty (no persistence) on the same port.
+    let _server = RedisServer::start_on(port).unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::timeout(Duration::from_secs(10), reconnects.changed())
+        .await
+        .expect("reconnect notification within 10 s")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), resubscribed_b.changed())
+        .await
+        .expect("control channel resubscribed within 10 s")
+        .unwrap();
+    wait_for("both nodes connected", Duration::from_secs(10), || async {
+        (a.is_connected() && b.is_connected()).then_some(())
+    })
+    .await;
+    assert!(
+        sa.rooms.get("lobby").await.unwrap().is_none(),
+        "the restarted Redis is empty"
+    );
+
+    // Each node re-registers what it holds. Meanwhile a3 connected locally on a.
+    let report_a = a
+        .resync(&LocalSnapshot {
+            sockets: vec![
+                online("alice", "a1", "a"),
+                online("alice", "a2", "a"),
+                online("carol", "a3", "a"),
+            ],
+            memberships: vec![LocalMembership {
+                room: lobby.clone(),
+                member: member("a1", "a"),
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(report_a.sockets, 3);
+    assert_eq!(report_a.memberships, 1);
+    assert_eq!(report_a.rooms_recreated, 1);
+    assert!(report_a.stats_republished);
+    let report_b = b
+        .resync(&LocalSnapshot {
+            sockets: vec![online("bob", "b1", "b")],
+            memberships: vec![LocalMembership {
+                room: lobby.clone(),
+                member: member("b1", "b"),
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report_b.rooms_recreated, 0,
+        "a already brought the room back"
+    );
+
+    assert_eq!(sb.rooms.get("lobby").await.unwrap(), Some(lobby));
+    assert_eq!(
+        sb.rooms.members("lobby").await.unwrap(),
+        vec![member("a1", "a"), member("b1", "b")]
+    );
+    assert_eq!(sb.presence.online().await.unwrap().len(), 4);
+    assert_eq!(sb.presence.sockets_of("alice").await.unwrap().len(), 2);
+    assert!(
+        !sb.presence
+            .socket_connected(online("carol", "b9", "b"))
+            .await
+            .unwrap(),
+        "carol is known online again"
+    );
+    let live: Vec<String> = sb
+        .nodes
+        .live_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.server_id)
+        .collect();
+    assert_eq!(live, ["a"], "a's stats record was republished");
+    // Capacity and membership checks work on the restored counts.
+    assert_eq!(
+        sb.rooms.join("lobby", member("a1", "a")).await.unwrap(),
+        JoinOutcome::AlreadyMember { user_count: 2 }
+    );
+
+    // The control channel works again in both directions.
+    let mut sub_b = b.bus().subscribe();
+    a.bus()
+        .publish_announcement(SystemAnnouncement {
+            message: "back".into(),
+            extra: serde_json::Map::new(),
+        })
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), sub_b.recv())
+        .await
+        .expect("announcement after the restart")
+        .unwrap();
+    assert!(matches!(got.event, ControlEvent::SystemAnnouncement(ref s) if s.message == "back"));
+}
+
+#[tokio::test]
+async fn resync_replaces_a_previous_runs_leftovers() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let s = a.backends();
+    s.rooms.create(room("old", 5)).await.unwrap();
+    s.rooms.create(room("kept", 5)).await.unwrap();
+    s.presence
+        .socket_connected(online("ghost", "g1", "a"))
+        .await
+        .unwrap();
+    s.rooms.join("old", member("g1", "a")).await.unwrap();
+    s.rooms.join("kept", member("g2", "a")).await.unwrap();
+    s.rooms.join("kept", member("x1", "other")).await.unwrap();
+    let report = a.resync(&LocalSnapshot::default()).await.unwrap();
+    assert_eq!((report.sockets, report.memberships), (0, 0));
+    assert!(!report.stats_republished, "nothing was published yet");
+    assert!(s.presence.online().await.unwrap().is_empty());
+    assert!(
+        s.rooms.get("old").await.unwrap().is_none(),
+        "emptied room deleted"
+    );
+    assert_eq!(
+        s.rooms.members("kept").await.unwrap(),
+        vec![member("x1", "other")],
+        "other nodes' members stay"
+    );
+}
