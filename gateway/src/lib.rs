@@ -1,15 +1,22 @@
 //! The gateway library: configuration, HTTP routes, Socket.IO namespaces, auth, validation, rate
 //! limits, metrics and shutdown. `main.rs` is a thin shell over [`run`].
 
+pub mod actions;
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
+pub mod connection_limit;
+pub mod event_limit;
 pub mod http;
 pub mod metrics;
 pub mod namespaces;
 pub mod node_stats;
+pub mod passwords;
+pub mod sanitize;
 pub mod shutdown;
 pub mod telemetry;
+pub mod validation;
 
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
@@ -60,6 +67,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = cluster::memory::backends(config.args.history_size);
+    run_with_backends(listener, config, backends, shutdown).await
+}
+
+/// [`run`] with the given state backends (Redis ones in cluster mode, or test doubles).
+pub async fn run_with_backends(
+    listener: TcpListener,
+    config: Config,
+    backends: cluster::StateBackends,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
     let app = App::new(config, backends)?;
     let (layer, io) = SocketIo::builder()
         .ping_interval(app.config.ping_interval())

@@ -230,3 +230,69 @@ describe('bad input: 10,000 rapid events from one socket', () => {
     await assertNodeServes(gw);
   });
 });
+
+describe('section 1: slow consumers and heartbeats', () => {
+  test('a client that cannot keep up is disconnected rather than silently losing frames', { timeout: 120_000 }, async (t) => {
+    const gw = await startGateway(t, { args: ['--event-rate-limit', '1000000', '--event-rate-burst', '1000000'] });
+    const slow = await rawWebSocket(gw, { token: gw.token(newUser('slow')) });
+    // Stop reading: the kernel buffers fill, then the gateway's queue for this client.
+    slow.ws._socket.pause();
+    const sender = await connectUser(gw, newUser('fast'), { transport: { transports: ['websocket'] } });
+    const filler = 'x'.repeat(900);
+    const total = 20_000;
+    try {
+      for (let i = 0; i < total; i++) sender.socket.emit('chat message', { content: `${i}:${filler}` });
+      await sender.socket.timeout(60_000).emitWithAck('chat message', { content: `last:${filler}` });
+      slow.ws._socket.resume();
+      const numbers = () =>
+        slow.frames
+          .filter((f) => typeof f === 'string' && f.startsWith('42["chat message"'))
+          .map((f) => JSON.parse(f.slice(2))[1].content.split(':')[0]);
+      // An ack on the slow connection is queued behind every frame queued before it.
+      slow.send('4299["get online users"]');
+      const acked = () => slow.frames.some((f) => typeof f === 'string' && f.startsWith('4399['));
+      await waitFor(() => slow.isClosed() || acked(), 20_000, { what: 'the slow client to be disconnected or to get its ack (neither: it is left half-open)' });
+      const got = numbers();
+      const prefix = got.filter((n) => n !== 'last');
+      for (let i = 0; i < prefix.length; i++) assert.equal(prefix[i], String(i), `frame ${i} skipped while the slow client stayed connected`);
+      if (!slow.isClosed()) {
+        assert.equal(prefix.length, total, `${total - prefix.length} frames were lost but the slow client was not disconnected`);
+        assert.equal(got.at(-1), 'last');
+      }
+    } finally {
+      slow.ws.terminate();
+      closeAll(sender.socket);
+    }
+    await assertNodeServes(gw);
+  });
+
+  test('handshake advertises the configured pingInterval, pingTimeout and maxPayload (defaults 25000/60000/1000000)', async (t) => {
+    const plain = await startGateway(t);
+    const a = await rawWebSocket(plain, { connect: false });
+    assert.deepEqual([a.open.pingInterval, a.open.pingTimeout, a.open.maxPayload], [25000, 60000, 1000000]);
+    a.ws.terminate();
+    const tuned = await startGateway(t, { args: ['--ping-interval-ms', '300', '--ping-timeout-ms', '400', '--max-payload-bytes', '5000'] });
+    const b = await rawWebSocket(tuned, { connect: false });
+    assert.deepEqual([b.open.pingInterval, b.open.pingTimeout, b.open.maxPayload], [300, 400, 5000]);
+    b.ws.terminate();
+  });
+
+  test('heartbeat: a client answering pings stays connected; one that does not is closed after interval + timeout', async (t) => {
+    const gw = await startGateway(t, { args: ['--ping-interval-ms', '300', '--ping-timeout-ms', '400'] });
+    const live = await connectUser(gw, newUser('beat'), { transport: { transports: ['websocket'] } });
+    const silent = await rawWebSocket(gw, { token: gw.token(newUser('mute')), answerPings: false });
+    try {
+      let pings = 0;
+      live.socket.io.on('ping', () => pings++);
+      const start = Date.now();
+      await Promise.race([silent.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('a client that ignores pings was not closed within 5 s')), 5000))]);
+      assert.ok(Date.now() - start >= 200, 'closed before a ping could even be missed');
+      await waitFor(() => pings >= 5, 5000, { what: 'five heartbeats on the live client' });
+      assert.equal(live.socket.connected, true, 'a client answering pings was disconnected');
+      await expectAccepted(live.socket, 'get online users');
+    } finally {
+      closeAll(live.socket);
+      silent.ws.terminate();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 //! HTTP routes: health, readiness, metrics, stats, admin API, dev token and static files, and the
 //! layers shared with Socket.IO (CORS, request tracing, the Engine.IO v3 switch).
 
+pub mod api;
 pub mod health;
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -50,6 +51,9 @@ pub fn router(app: Arc<App>, io: Io) -> Router {
         .route("/stats", get(stats))
         .route("/cluster/stats", get(cluster_stats))
         .route("/dev/token", get(dev_token))
+        .route("/api/announce", post(api::announce))
+        .route("/api/ban", post(api::ban))
+        .route("/api/emit", post(api::emit))
         .fallback_service(static_files)
         .with_state(HttpState { app, io })
 }
@@ -200,3 +204,6 @@ async fn dev_token(State(state): State<HttpState>, Query(q): Query<DevTokenQuery
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

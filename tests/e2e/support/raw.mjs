@@ -6,7 +6,7 @@ import { waitFor } from './gateway.mjs';
  * Opens a raw Engine.IO WebSocket, answers pings, and optionally connects to a namespace with a token.
  * Returns `{ ws, frames, closed, open, send, isClosed }`; `frames` collects every text/binary frame.
  */
-export async function rawWebSocket(gw, { token, namespace = '/', connect = true } = {}) {
+export async function rawWebSocket(gw, { token, namespace = '/', connect = true, answerPings = true } = {}) {
   const url = `${gw.url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`;
   const ws = new WebSocket(url);
   const frames = [];
@@ -16,7 +16,7 @@ export async function rawWebSocket(gw, { token, namespace = '/', connect = true 
   ws.on('message', (data, isBinary) => {
     const frame = isBinary ? data : data.toString();
     frames.push(frame);
-    if (frame === '2') ws.send('3');
+    if (frame === '2' && answerPings) ws.send('3');
   });
   await new Promise((res, rej) => {
     ws.once('open', res);

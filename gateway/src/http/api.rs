@@ -1,0 +1,191 @@
+//! `POST /api/announce`, `/api/ban`, `/api/emit`: the admin actions for backends, behind an admin
+//! JWT given as `Authorization: Bearer <jwt>`.
+//!
+//! Order of checks: the token first (401 missing or invalid, 403 not an admin), then the body
+//! (400 with `{ error }`), then the action (400 for bad values, 503 when cluster state is down,
+//! 500 when the broadcast failed).
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{HttpState, json_error};
+use crate::actions::{self, ActionError};
+use crate::app::App;
+use crate::auth::{AuthError, Identity, token_from};
+
+/// Body of `POST /api/announce`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnounceBody {
+    /// Text of the announcement.
+    pub message: String,
+}
+
+/// Body of `POST /api/ban`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BanBody {
+    /// The user to ban.
+    pub user_id: String,
+    /// Why (shown to the user).
+    pub reason: Option<String>,
+    /// How long; permanent when absent.
+    pub duration_secs: Option<u64>,
+}
+
+/// Body of `POST /api/emit`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmitBody {
+    /// Namespace, `/` when absent.
+    pub namespace: Option<String>,
+    /// Room of that namespace; the whole namespace when absent.
+    pub room: Option<String>,
+    /// Event name.
+    pub event: String,
+    /// Event payload (`null` when absent).
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// Why a request is not an admin's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// No token, or an invalid one (401).
+    Auth(AuthError),
+    /// A valid token without the `admin` role (403).
+    NotAdmin,
+}
+
+impl IntoResponse for AdminRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Auth(e) => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "error": e.to_string() })),
+            )
+                .into_response(),
+            Self::NotAdmin => {
+                json_error(StatusCode::FORBIDDEN, "Access denied: admin role required")
+            }
+        }
+    }
+}
+
+/// The admin behind the request (`Authorization: Bearer <jwt>` with role `admin`).
+pub fn require_admin(app: &App, headers: &HeaderMap) -> Result<Identity, AdminRefusal> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = token_from(None, authorization).ok_or(AdminRefusal::Auth(AuthError::NoToken))?;
+    let identity = app.verifier.verify(&token).map_err(AdminRefusal::Auth)?;
+    if !identity.is_admin() {
+        return Err(AdminRefusal::NotAdmin);
+    }
+    Ok(identity)
+}
+
+fn bad_body(rejection: JsonRejection) -> Response {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        format!("invalid request body: {}", rejection.body_text()),
+    )
+}
+
+fn action_failed(e: ActionError) -> Response {
+    let status = match &e {
+        ActionError::Invalid(_) | ActionError::UnknownNamespace(_) => StatusCode::BAD_REQUEST,
+        ActionError::State(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ActionError::Broadcast(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "admin API action failed");
+    }
+    json_error(status, e.to_string())
+}
+
+/// `POST /api/announce` `{ message }`.
+pub async fn announce(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Json<AnnounceBody>, JsonRejection>,
+) -> Response {
+    let admin = match require_admin(&state.app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match actions::announce(&state.app, &state.io, &body.message).await {
+        Ok(()) => {
+            tracing::info!(by = %admin.user_id, "announcement sent through the API");
+            Json(json!({ "success": true })).into_response()
+        }
+        Err(e) => action_failed(e),
+    }
+}
+
+/// `POST /api/ban` `{ userId, reason?, durationSecs? }`.
+pub async fn ban(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Json<BanBody>, JsonRejection>,
+) -> Response {
+    let admin = match require_admin(&state.app, &headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match actions::ban_user(
+        &state.app,
+        &state.io,
+        &body.user_id,
+        body.reason.as_deref(),
+        body.duration_secs,
+        &admin.user_id,
+    )
+    .await
+    {
+        Ok(ban) => Json(json!({ "success": true, "ban": ban })).into_response(),
+        Err(e) => action_failed(e),
+    }
+}
+
+/// `POST /api/emit` `{ namespace?, room?, event, data }`.
+pub async fn emit(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Json<EmitBody>, JsonRejection>,
+) -> Response {
+    if let Err(r) = require_admin(&state.app, &headers) {
+        return r.into_response();
+    }
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match actions::emit(
+        &state.app,
+        &state.io,
+        body.namespace.as_deref(),
+        body.room.as_deref(),
+        &body.event,
+        body.data,
+    )
+    .await
+    {
+        Ok(()) => Json(json!({ "success": true })).into_response(),
+        Err(e) => action_failed(e),
+    }
+}

@@ -1,0 +1,224 @@
+//! The shutdown sequence of PROTOCOL.md section 9, with `gateway::run` in this process on an
+//! ephemeral port and plain HTTP: `/ready` turns 503 at once, the node keeps answering through
+//! the drain period, then stops, well within the grace period.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use gateway::config::{Cli, Config};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+fn config(drain_secs: u64, grace_secs: u64) -> Config {
+    let drain = drain_secs.to_string();
+    let grace = grace_secs.to_string();
+    let cli = Cli::try_parse_from([
+        "gateway",
+        "--jwt-secret",
+        "shutdown-test-secret",
+        "--server-id",
+        "shutdown-test",
+        "--drain-secs",
+        &drain,
+        "--grace-secs",
+        &grace,
+    ])
+    .unwrap();
+    Config::from_args(cli.serve).unwrap()
+}
+
+async fn status(client: &reqwest::Client, url: &str) -> Option<u16> {
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// Polls `check` until it holds or `deadline` passes.
+async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {deadline:?} waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_503_then_the_node_drains_and_stops_within_grace() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (signal, signalled) = oneshot::channel::<()>();
+    let node = tokio::spawn(gateway::run(listener, config(2, 5), async move {
+        let _ = signalled.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let ready = format!("{base}/ready");
+    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
+        status(&client, &ready).await == Some(200)
+    })
+    .await;
+
+    let signalled_at = Instant::now();
+    signal.send(()).unwrap();
+    wait_until(
+        Duration::from_millis(500),
+        "/ready to answer 503",
+        || async { status(&client, &ready).await == Some(503) },
+    )
+    .await;
+
+    // Still draining: HTTP is served, /ready stays 503, /health says so.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(signalled_at.elapsed() < Duration::from_millis(1500));
+    assert_eq!(status(&client, &ready).await, Some(503));
+    let health: serde_json::Value = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["metrics"]["lifecycle"], "draining", "{health}");
+    assert!(
+        !node.is_finished(),
+        "the node stopped before the drain period"
+    );
+
+    let result = tokio::time::timeout(Duration::from_secs(6), node)
+        .await
+        .expect("run() did not return within the grace period")
+        .unwrap();
+    result.unwrap();
+    let took = signalled_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "stopped after {took:?}, before the 2 s drain"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}, over the grace"
+    );
+    assert_eq!(
+        status(&client, &ready).await,
+        None,
+        "the listener still answers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_record_is_published_while_running_and_withdrawn_on_shutdown() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let backends = cluster::memory::backends(10);
+    let nodes = std::sync::Arc::clone(&backends.nodes);
+    let (signal, signalled) = oneshot::channel::<()>();
+    let node = tokio::spawn(gateway::run_with_backends(
+        listener,
+        config(0, 2),
+        backends,
+        async move {
+            let _ = signalled.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let ready = format!("{base}/ready");
+    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
+        status(&client, &ready).await == Some(200)
+    })
+    .await;
+    wait_until(Duration::from_secs(5), "the stats record", || async {
+        nodes
+            .live_nodes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.server_id == "shutdown-test")
+    })
+    .await;
+
+    let signalled_at = Instant::now();
+    signal.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), node)
+        .await
+        .expect("run() did not return within the grace period")
+        .unwrap()
+        .unwrap();
+    assert!(signalled_at.elapsed() < Duration::from_secs(2));
+    assert!(
+        nodes.live_nodes().await.unwrap().is_empty(),
+        "the stats record was not withdrawn"
+    );
+}
+
+/// A node registry whose `withdraw` never answers, like a Redis that hangs.
+#[derive(Debug, Default)]
+struct HangingWithdraw;
+
+#[async_trait::async_trait]
+impl cluster::NodeRegistry for HangingWithdraw {
+    async fn publish(&self, _: &cluster::NodeStats) -> cluster::StateResult<()> {
+        Ok(())
+    }
+    async fn withdraw(&self, _: &str) -> cluster::StateResult<()> {
+        std::future::pending().await
+    }
+    async fn live_nodes(&self) -> cluster::StateResult<Vec<cluster::NodeStats>> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_step_is_abandoned_when_the_grace_period_ends() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut backends = cluster::memory::backends(10);
+    backends.nodes = std::sync::Arc::new(HangingWithdraw);
+    let (signal, signalled) = oneshot::channel::<()>();
+    let node = tokio::spawn(gateway::run_with_backends(
+        listener,
+        config(1, 2),
+        backends,
+        async move {
+            let _ = signalled.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let ready = format!("{base}/ready");
+    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
+        status(&client, &ready).await == Some(200)
+    })
+    .await;
+    let signalled_at = Instant::now();
+    signal.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(4), node)
+        .await
+        .expect("run() did not give up at the end of the grace period")
+        .unwrap()
+        .unwrap();
+    let took = signalled_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2800),
+        "gave up after {took:?}, expected right at the 2 s grace period"
+    );
+    assert_eq!(
+        status(&client, &ready).await,
+        None,
+        "the listener still answers"
+    );
+}
