@@ -184,3 +184,16 @@ pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     }
     panic!("condition not met within {WAIT:?}: {what}");
 }
+
+/// The same server behind a real HTTP listener on 127.0.0.1 (port 0); returns the port.
+pub async fn http_server(ctr: RedisAdapterCtr) -> (Io, u16) {
+    let (layer, io) = SocketIo::builder()
+        .with_adapter::<Adapter>(ctr)
+        .build_layer();
+    io.ns("/", on_connect).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::<()>::new().layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (io, port)
+}

@@ -1,0 +1,426 @@
+//! A Node.js socket.io server (@socket.io/redis-adapter 8.3.0) and a Rust server in one
+//! cluster over a real redis-server, with socket.io-client sockets on each.
+//!
+//! Needs `node` and `npm ci --prefix adapter-redis/tests/node`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use adapter_redis::RedisAdapterCtr;
+use bytes::Bytes;
+use common::{eventually, http_server, test_config};
+use serde_json::{Value as Json, json};
+use testkit::{KillOnDrop, RedisServer};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(8);
+
+struct NodePeer {
+    _process: KillOnDrop,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<Json>,
+    per_client: HashMap<String, VecDeque<Json>>,
+    results: HashMap<u64, Json>,
+    next_id: u64,
+    sids: HashMap<String, String>,
+}
+
+fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+}
+
+impl NodePeer {
+    async fn start(redis_port: u16, rust_port: u16) -> Self {
+        let node = testkit::which("node").unwrap_or_else(|| {
+            panic!("`node` is not installed: install Node.js 20 (apt-get install nodejs)")
+        });
+        assert!(
+            node_dir()
+                .join("node_modules/@socket.io/redis-adapter")
+                .is_dir(),
+            "Node packages missing: run `npm ci --prefix adapter-redis/tests/node`"
+        );
+        let mut child = Command::new(node)
+            .arg("peer.js")
+            .arg(redis_port.to_string())
+            .arg(rust_port.to_string())
+            .current_dir(node_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel(4096);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Json = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"type": "log", "line": line}));
+                if tx.blocking_send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Self {
+            _process: KillOnDrop::new("node peer.js", child),
+            stdin,
+            lines,
+            per_client: HashMap::new(),
+            results: HashMap::new(),
+            next_id: 0,
+            sids: HashMap::new(),
+        };
+        loop {
+            let msg = peer.recv().await;
+            match msg["type"].as_str() {
+                Some("ready") => {
+                    peer.sids = serde_json::from_value(msg["sids"].clone()).unwrap();
+                    break;
+                }
+                Some("fatal") => panic!("node peer failed: {}", msg["error"]),
+                _ => peer.file(msg),
+            }
+        }
+        peer
+    }
+
+    async fn recv(&mut self) -> Json {
+        match tokio::time::timeout(WAIT, self.lines.recv()).await {
+            Ok(Some(v)) => v,
+            other => panic!("node peer silent for {WAIT:?}: {other:?}"),
+        }
+    }
+
+    fn file(&mut self, msg: Json) {
+        match msg["type"].as_str() {
+            Some("event") | Some("disconnect") => {
+                let client = msg["client"].as_str().unwrap_or_default().to_owned();
+                self.per_client.entry(client).or_default().push_back(msg);
+            }
+            Some("result") => {
+                self.results.insert(msg["id"].as_u64().unwrap(), msg);
+            }
+            Some("fatal") => panic!("node peer failed: {}", msg["error"]),
+            _ => eprintln!("node peer: {msg}"),
+        }
+    }
+
+    fn sid(&self, client: &str) -> String {
+        self.sids[client].clone()
+    }
+
+    async fn cmd(&mut self, cmd: &str, args: Json) -> Json {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = args;
+        msg["cmd"] = json!(cmd);
+        msg["id"] = json!(id);
+        writeln!(self.stdin, "{msg}").unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            if let Some(result) = self.results.remove(&id) {
+                assert!(
+                    result.get("error").is_none(),
+                    "node command {cmd} failed: {result}"
+                );
+                return result["value"].clone();
+            }
+            let msg = self.recv().await;
+            self.file(msg);
+        }
+    }
+
+    /// The next event or disconnect of `client`.
+    async fn next_for(&mut self, client: &str) -> Json {
+        loop {
+            if let Some(msg) = self
+                .per_client
+                .get_mut(client)
+                .and_then(VecDeque::pop_front)
+            {
+                return msg;
+            }
+            let msg = self.recv().await;
+            self.file(msg);
+        }
+    }
+
+    async fn expect(&mut self, client: &str, name: &str) -> Json {
+        let msg = self.next_for(client).await;
+        assert_eq!(msg["name"], json!(name), "{client} got {msg}");
+        msg["args"].clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_and_rust_servers_share_a_cluster() {
+    let redis = RedisServer::start().unwrap();
+    let ctr = RedisAdapterCtr::connect(&redis.url(), test_config())
+        .await
+        .unwrap();
+    let (io, rust_port) = http_server(ctr.clone()).await;
+    let mut sse = ctr.server_side_events("/").unwrap();
+    tokio::spawn(async move {
+        while let Some(event) = sse.recv().await {
+            if let Some(ack) = event.ack {
+                ack.send(json!(format!("pong-rust-{}", event.event)));
+            }
+        }
+    });
+    let mut node = NodePeer::start(redis.port(), rust_port).await;
+    let (cn, cr, cr2) = (node.sid("cn"), node.sid("cr"), node.sid("cr2"));
+    assert_eq!(cn.len(), 20, "Node socket ids are 20 characters");
+    ctr.sync_rooms("/").await;
+    assert_eq!(node.cmd("server_count", json!({})).await, json!(2));
+    assert_eq!(ctr.server_count("/").await.unwrap(), 2);
+
+    // Rust -> Node: all, room, except, binary, volatile; and the reverse.
+    io.emit("from-rust-all", &(1, "two")).await.unwrap();
+    io.to("r1").emit("from-rust-room", &"x").await.unwrap();
+    io.except("r1").emit("from-rust-except", &()).await.unwrap();
+    io.emit("from-rust-bin", &Bytes::from_static(&[1, 2, 3]))
+        .await
+        .unwrap();
+    io.emit("end", &()).await.unwrap();
+    assert_eq!(node.expect("cn", "from-rust-all").await, json!([1, "two"]));
+    assert_eq!(node.expect("cn", "from-rust-room").await, json!(["x"]));
+    assert_eq!(
+        node.expect("cn", "from-rust-bin").await,
+        json!([{"bin": [1, 2, 3]}])
+    );
+    node.expect("cn", "end").await;
+    node.expect("cr2", "from-rust-all").await;
+    node.expect("cr2", "from-rust-except").await;
+
+    node.cmd("emit_all", json!({})).await;
+    node.cmd("emit_room", json!({})).await;
+    node.cmd("emit_except", json!({})).await;
+    node.cmd("emit_bin", json!({})).await;
+    node.cmd("emit_end", json!({})).await;
+    for client in ["cr", "cr2"] {
+        // (cr also got the Rust broadcasts above; skip them)
+        loop {
+            if node.next_for(client).await["name"] == json!("from-node-all") {
+                break;
+            }
+        }
+    }
+    assert_eq!(node.expect("cr", "from-node-room").await, json!(["x"]));
+    node.expect("cr", "from-node-except").await;
+    assert_eq!(
+        node.expect("cr", "from-node-bin").await,
+        json!([{"bin": [1, 2, 3]}])
+    );
+    node.expect("cr", "end").await;
+    node.expect("cr2", "from-node-bin").await;
+    node.expect("cr2", "end").await;
+    for msg in [
+        "from-node-all",
+        "from-node-room",
+        "from-node-except",
+        "from-node-bin",
+        "end",
+    ] {
+        node.expect("cn", msg).await;
+    }
+
+    // Volatile packets may be dropped by design when a transport is busy (on both stacks), so
+    // each side sends one at a time, followed by a plain marker, until one arrives.
+    // (a volatile packet and a plain one travel in different queues, so order is not kept)
+    let mut delivered = false;
+    for round in 0..10 {
+        io.volatile()
+            .emit("from-rust-volatile", &1.5)
+            .await
+            .unwrap();
+        io.to(cn.clone()).emit("marker", &round).await.unwrap();
+        loop {
+            let msg = node.next_for("cn").await;
+            if msg["name"] == json!("from-rust-volatile") {
+                assert_eq!(msg["args"], json!([1.5]));
+                delivered = true;
+            } else if msg["name"] == json!("marker") && msg["args"] == json!([round]) {
+                break;
+            }
+        }
+        if delivered {
+            break;
+        }
+    }
+    assert!(
+        delivered,
+        "no volatile broadcast from Rust reached the Node client"
+    );
+    let mut delivered = false;
+    for _ in 0..10 {
+        node.cmd("emit_volatile", json!({})).await;
+        node.cmd("emit_end", json!({})).await;
+        loop {
+            let msg = node.next_for("cr").await;
+            if msg["name"] == json!("from-node-volatile") {
+                assert_eq!(msg["args"], json!([1.5]));
+                delivered = true;
+            } else if msg["name"] == json!("end") {
+                break;
+            }
+        }
+        if delivered {
+            break;
+        }
+    }
+    assert!(
+        delivered,
+        "no volatile broadcast from Node reached the Rust-held client"
+    );
+    // Let late volatile packets land before the next checks, then forget all queued events.
+    io.emit("drain", &()).await.unwrap();
+    for client in ["cn", "cr", "cr2"] {
+        while node.next_for(client).await["name"] != json!("drain") {}
+    }
+    for client in ["cr", "cr2", "cn"] {
+        node.per_client.remove(client);
+    }
+
+    // The emitter reaches Rust-held clients.
+    node.cmd("emitter_room", json!({})).await;
+    assert_eq!(node.expect("cr", "from-emitter").await, json!([42]));
+    node.expect("cn", "from-emitter").await;
+
+    // fetchSockets both ways.
+    let mut rust_view: Vec<String> = io
+        .of("/")
+        .unwrap()
+        .broadcast()
+        .fetch_sockets()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.data().id.to_string())
+        .collect();
+    rust_view.sort();
+    let mut local_ids = [cr.clone(), cr2.clone()];
+    local_ids.sort();
+    assert_eq!(rust_view.len(), 3);
+    assert!(local_ids.iter().all(|id| rust_view.contains(id)));
+    let mut all = vec![cn.clone(), cr.clone(), cr2.clone()];
+    all.sort();
+    assert_eq!(node.cmd("fetch", json!({})).await, json!(all));
+
+    // Remote socket emit both ways (the Node socket through its derived Sid).
+    let remote_cn = io
+        .of("/")
+        .unwrap()
+        .broadcast()
+        .fetch_sockets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| !local_ids.contains(&s.data().id.to_string()))
+        .unwrap();
+    remote_cn.emit("direct-from-rust", &"hi").await.unwrap();
+    assert_eq!(node.expect("cn", "direct-from-rust").await, json!(["hi"]));
+    node.cmd("remote_emit", json!({"sid": cr})).await;
+    assert_eq!(node.expect("cr", "direct-from-node").await, json!(["hi"]));
+
+    // allRooms both ways.
+    let node_rooms = node.cmd("all_rooms", json!({})).await;
+    for room in ["r1", "r2"] {
+        assert!(
+            node_rooms.as_array().unwrap().contains(&json!(room)),
+            "{node_rooms}"
+        );
+    }
+    let rust_rooms: Vec<String> = io
+        .rooms()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        rust_rooms.contains(&cn),
+        "Node's socket-id room is listed: {rust_rooms:?}"
+    );
+    assert!(rust_rooms.contains(&"r1".to_owned()) && rust_rooms.contains(&"r2".to_owned()));
+
+    // Broadcast with acks both ways.
+    let acks = io
+        .timeout(Duration::from_secs(3))
+        .emit_with_ack::<_, String>("rust-ask", &1)
+        .await
+        .unwrap();
+    let mut acks: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(acks)
+        .await
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect();
+    acks.sort();
+    assert_eq!(
+        acks,
+        ["ack-rust-ask-cn", "ack-rust-ask-cr", "ack-rust-ask-cr2"]
+    );
+    assert_eq!(
+        node.cmd("emit_with_ack", json!({})).await,
+        json!(["ack-node-ask-cn", "ack-node-ask-cr", "ack-node-ask-cr2"])
+    );
+
+    // serverSideEmitWithAck from Node, answered by Rust.
+    assert_eq!(
+        node.cmd("sse_ack", json!({})).await,
+        json!(["pong-rust-ping-srv"])
+    );
+
+    // socketsJoin / socketsLeave both ways.
+    node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))
+        .await;
+    eventually("cr2 joined r5 on the Rust node", async || {
+        io.to("r5")
+            .fetch_sockets()
+            .await
+            .map(|s| s.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    node.cmd("leave", json!({"room": "r2", "rooms": ["r5"]}))
+        .await;
+    eventually("cr2 left r5", async || {
+        io.to("r5")
+            .fetch_sockets()
+            .await
+            .map(|s| s.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    io.to("r1").join("r6").await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.cmd("local_room_size", json!({"room": "r6"})).await != json!(1) {
+        assert!(tokio::time::Instant::now() < deadline, "cn never joined r6");
+    }
+    node.cmd("emitter_join", json!({"room": "r2", "rooms": ["r7"]}))
+        .await;
+    eventually("the emitter's join reached cr2", async || {
+        io.to("r7")
+            .fetch_sockets()
+            .await
+            .map(|s| s.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+
+    // disconnectSockets both ways.
+    node.cmd("disconnect", json!({"room": "r2"})).await;
+    while node.next_for("cr2").await["type"] != json!("disconnect") {}
+    io.to(cn.clone()).disconnect().await.unwrap();
+    while node.next_for("cn").await["type"] != json!("disconnect") {}
+    let m = ctr.metrics();
+    assert_eq!(m.decode_errors, 0, "{m:?}");
+    assert_eq!(m.request_timeouts, 0, "{m:?}");
+}
