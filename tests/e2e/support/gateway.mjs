@@ -163,12 +163,13 @@ export async function runGatewayToExit(args, { env = {}, timeoutMs = 20_000 } = 
   return { code, signal, stdout, stderr };
 }
 
-export function tail(text, n = 6000) {
+export function tail(text, n = 4000) {
   return text.length > n ? `…${text.slice(-n)}` : text;
 }
 
-function dumpGatewayLogs(title) {
-  for (const gw of startedInThisFile) {
+function dumpGatewayLogs(title, firstIndex) {
+  for (const [i, gw] of startedInThisFile.entries()) {
+    if (i < firstIndex && !live.has(gw)) continue;
     process.stderr.write(`\n----- gateway ${gw.serverId} (pid ${gw.pid}) stderr, failing test "${title}" -----\n${tail(gw.stderr)}\n-----\n`);
   }
 }
@@ -178,10 +179,11 @@ export function test(name, optionsOrFn, maybeFn) {
   const fn = typeof optionsOrFn === 'function' ? optionsOrFn : maybeFn;
   const options = typeof optionsOrFn === 'function' ? {} : optionsOrFn;
   return nodeTest(name, { timeout: 60_000, ...options }, async (t) => {
+    const firstIndex = startedInThisFile.length;
     try {
       await fn(t);
     } catch (e) {
-      dumpGatewayLogs(name);
+      dumpGatewayLogs(name, firstIndex);
       throw e;
     }
   });
