@@ -1,6 +1,9 @@
 // PROTOCOL.md section 2: authentication and admission, on every namespace and both transports.
 import assert from 'node:assert/strict';
 import * as nodeCrypto from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe } from 'node:test';
 import {
   TRANSPORTS,
@@ -19,6 +22,7 @@ import {
   waitFor,
 } from './support/gateway.mjs';
 import {
+  asymmetricKey,
   badSignatureToken,
   claims,
   expiredToken,
@@ -335,4 +339,36 @@ describe('section 2: bans refuse new connections', () => {
       closeAll(admin.socket);
     }
   });
+});
+
+describe('section 2: public-key verification (RS256 / ES256)', () => {
+  for (const alg of ['RS256', 'ES256']) {
+    test(`${alg}: tokens signed by the key are admitted; other keys, HS256 with the public key as secret, and alg none are not`, async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'gw-jwt-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      const key = asymmetricKey(alg);
+      const keyFile = join(dir, 'public.pem');
+      writeFileSync(keyFile, key.publicPem);
+      const gw = await startGateway(t, { noSecret: true, args: ['--jwt-public-key-file', keyFile, '--jwt-algorithm', alg] });
+      const user = newUser(`pk${alg}`);
+      const good = client(gw, { token: key.sign(claims(user)) });
+      const welcome = once(good, 'welcome', 10_000);
+      try {
+        await connected(good);
+        assert.equal((await welcome).userId, user.userId);
+      } finally {
+        closeAll(good);
+      }
+      const attacks = {
+        'signed by another key': asymmetricKey(alg).sign(claims(user)),
+        'HS256 keyed with the public key PEM (algorithm confusion)': signHmac(claims(user), key.publicPem),
+        'alg none': unsignedToken(claims(user)),
+        'expired': key.sign({ ...user, iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 600 }),
+      };
+      for (const [label, token] of Object.entries(attacks)) {
+        const err = await connectError(client(gw, { token }));
+        assert.equal(err.message, INVALID, label);
+      }
+    });
+  }
 });

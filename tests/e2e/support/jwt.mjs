@@ -64,3 +64,21 @@ export function expiredToken(payload, secret) {
   const now = Math.floor(Date.now() / 1000);
   return signHmac({ ...payload, iat: now - 7200, exp: now - 600 }, secret);
 }
+
+/**
+ * An asymmetric key pair for RS256 or ES256, with a signer producing JOSE signatures
+ * (ES256: raw r||s, not DER).
+ */
+export function asymmetricKey(alg) {
+  const { privateKey, publicKey } =
+    alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const publicPem = publicKey.export({ type: 'spki', format: 'pem' });
+  const sign = (payload, { headerAlg = alg } = {}) => {
+    const head = b64url(JSON.stringify({ alg: headerAlg, typ: 'JWT' }));
+    const body = b64url(JSON.stringify(payload));
+    const opts = alg === 'ES256' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : privateKey;
+    const sig = cryptoSign('sha256', Buffer.from(`${head}.${body}`), opts).toString('base64url');
+    return `${head}.${body}.${sig}`;
+  };
+  return { publicPem, sign };
+}
