@@ -15,6 +15,7 @@ import {
   http,
   newUser,
   once,
+  startGateway,
   suiteGateway,
   test,
   waitFor,
@@ -267,3 +268,16 @@ describe('section 1: CORS allow-list', () => {
   });
 });
 
+
+describe('section 1: Engine.IO v3 (socket.io-client 2.x) only behind --allow-eio3', () => {
+  test('EIO=3 handshakes are refused by default and accepted with --allow-eio3', async (t) => {
+    const off = await startGateway(t);
+    const refused = await http(off, '/socket.io/?EIO=3&transport=polling');
+    assert.equal(refused.status, 400, `EIO=3 without the flag answered ${refused.status} ${refused.text}`);
+    const on = await startGateway(t, { args: ['--allow-eio3'] });
+    const accepted = await http(on, '/socket.io/?EIO=3&transport=polling');
+    assert.equal(accepted.status, 200, accepted.text);
+    // v3 polling payloads are length-prefixed: `<len>:0{...open packet...}`.
+    assert.match(accepted.text, /^\d+:0\{.*"sid"/, accepted.text);
+  });
+});
