@@ -55,6 +55,11 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     sb.rooms.join("lobby", member("b1", "b")).await.unwrap();
     let mut reconnects = a.reconnects();
     let mut resubscribed_b = b.control_resubscriptions();
+    let (rec_a, rec_b) = (stats("a", 2), stats("b", 1));
+    let _hb_a = a.spawn_heartbeat(move || rec_a.clone());
+    let _hb_b = b.spawn_heartbeat(move || rec_b.clone());
+    let (_mon_a, mut events_a) = a.start_monitor();
+    let (_mon_b, mut events_b) = b.start_monitor();
 
     server.kill();
     wait_for("a to notice the outage", Duration::from_secs(5), || async {
@@ -81,9 +86,22 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     assert!(matches!(err, StateError::Unavailable(_)), "{err}");
     assert!(
         started.elapsed() < Duration::from_millis(500),
-        "calls during the outage took {:?}",
+        "calls at the start of the outage took {:?}",
         started.elapsed()
     );
+    // Still failing fast well into the outage, while fred keeps retrying.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        let err = sb.games.next("g").await.unwrap_err();
+        assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "ten calls in a long outage took {:?}",
+        started.elapsed()
+    );
+    assert!(!a.is_connected() && !b.is_connected());
 
     // Redis comes back empty (no persistence) on the same port.
     let _server = RedisServer::start_on(port).unwrap_or_else(|e| panic!("{e}"));
@@ -152,20 +170,32 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
             .unwrap(),
         "carol is known online again"
     );
-    let live: Vec<String> = sb
-        .nodes
-        .live_nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.server_id)
-        .collect();
-    assert_eq!(live, ["a"], "a's stats record was republished");
+    assert!(
+        sb.nodes
+            .live_nodes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.server_id == "a"),
+        "a's stats record was republished"
+    );
     // Capacity and membership checks work on the restored counts.
     assert_eq!(
         sb.rooms.join("lobby", member("a1", "a")).await.unwrap(),
         JoinOutcome::AlreadyMember { user_count: 2 }
     );
+
+    // Several monitor rounds later nobody has taken a live node for dead.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for events in [&mut events_a, &mut events_b] {
+        while let Ok(ev) = events.try_recv() {
+            assert!(
+                !matches!(ev, cluster::redis::NodeEvent::NodeLeft(_)),
+                "live node reported gone after the restart: {ev:?}"
+            );
+        }
+    }
+    assert_eq!(sb.presence.online().await.unwrap().len(), 5);
 
     // The control channel works again in both directions.
     let mut sub_b = b.bus().subscribe();
@@ -209,5 +239,40 @@ async fn resync_replaces_a_previous_runs_leftovers() {
         s.rooms.members("kept").await.unwrap(),
         vec![member("x1", "other")],
         "other nodes' members stay"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_node_purges_its_previous_runs_leftovers() {
+    let server = redis();
+    let old = node(&server.url(), "a").await;
+    let s = old.backends();
+    s.presence
+        .socket_connected(online("u", "old1", "a"))
+        .await
+        .unwrap();
+    s.presence
+        .socket_connected(online("v", "v1", "b"))
+        .await
+        .unwrap();
+    s.rooms.create(room("r", 5)).await.unwrap();
+    s.rooms.join("r", member("old1", "a")).await.unwrap();
+    drop(old);
+    let new = node(&server.url(), "a").await;
+    let left = new.purge_own_leftovers().await.unwrap();
+    assert_eq!(left.went_offline, vec![online("u", "old1", "a")]);
+    assert_eq!(left.purged.len(), 1);
+    assert!(left.purged[0].room_deleted);
+    let s = new.backends();
+    assert_eq!(
+        s.presence.online().await.unwrap(),
+        vec![online("v", "v1", "b")]
+    );
+    assert!(
+        new.purge_own_leftovers()
+            .await
+            .unwrap()
+            .went_offline
+            .is_empty()
     );
 }

@@ -1,7 +1,33 @@
 //! The Redis side of the cluster: state backends, control bus, node stats heartbeat, dead-node
 //! monitor, and re-registration after a Redis outage.
 //!
-//! The gateway calls [`connect`] once and takes everything from the returned [`RedisCluster`].
+//! The gateway calls [`connect`] once and takes everything from the returned [`RedisCluster`]:
+//!
+//! ```no_run
+//! # async fn start(current_stats: fn() -> cluster::NodeStats) -> Result<(), Box<dyn std::error::Error>> {
+//! use cluster::redis::{LocalSnapshot, NodeEvent, RedisStateConfig};
+//!
+//! let redis = cluster::redis::connect("redis://127.0.0.1:6379", RedisStateConfig::new("node-1")).await?;
+//! let state = redis.backends(); // StateBackends for the handlers
+//! let leftovers = redis.purge_own_leftovers().await?; // a previous run under the same id
+//! let heartbeat = redis.spawn_heartbeat(current_stats); // cluster:stats:node-1 with its TTL
+//! let (monitor, mut node_events) = redis.start_monitor();
+//! let mut control = redis.bus().subscribe(); // user_banned, system_announcement, server_shutdown
+//! let mut reconnects = redis.reconnects();
+//! loop {
+//!     tokio::select! {
+//!         Some(NodeEvent::NodeLeft(left)) = node_events.recv() => {
+//!             // when left.purged_here: `user offline` for left.went_offline,
+//!             // `user left` for left.purged
+//!         }
+//!         Some(msg) = control.recv() => { /* match msg.event */ }
+//!         Ok(()) = reconnects.changed() => {
+//!             redis.resync(&LocalSnapshot::default() /* what this node holds */).await?;
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
 
 mod backends;
 mod monitor;
@@ -26,7 +52,10 @@ use crate::bus::{
     ServerShutdown, SystemAnnouncement, UserBanned, decode_message, encode_message,
 };
 use crate::keys::{self, Keys};
-use crate::state::{Member, OnlineSocket, RoomRecord, StateBackends, StateError, StateResult};
+use crate::state::{
+    Member, OnlineSocket, Presence, RoomRecord, RoomRegistry, StateBackends, StateError,
+    StateResult,
+};
 use crate::stats::{NodeRegistry, NodeStats};
 use backends::{Conn, RedisBackends, encode, state_error};
 
@@ -194,14 +223,32 @@ fn connect_error(url: &str, e: &Error) -> ClusterError {
     }
 }
 
+/// The prefix with a hash tag, so that every prefixed key maps to one Redis Cluster slot (the Lua
+/// scripts touch several keys at once). A prefix that already has a tag is kept.
+fn cluster_safe_prefix(prefix: &str) -> String {
+    if prefix.contains('{') && prefix.contains('}') {
+        return prefix.to_owned();
+    }
+    let base = prefix.strip_suffix(':').unwrap_or(prefix);
+    format!("{{{base}}}:")
+}
+
 /// Connects to Redis and starts the control-bus reader and the reconnect watchers.
 ///
 /// The first connection must succeed (so a wrong URL fails start-up); after that, connections are
 /// retried forever and state calls fail fast with [`StateError::Unavailable`] meanwhile.
 pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster, ClusterError> {
+    let mut config = config;
     config.validate()?;
     let b = builder(url, config.command_timeout, config.pubsub_queue)?;
     let client = b.build().map_err(|e| connect_error(url, &e))?;
+    if client.is_clustered() {
+        let tagged = cluster_safe_prefix(&config.key_prefix);
+        if tagged != config.key_prefix {
+            tracing::info!(prefix = %tagged, "Redis Cluster: keys use a hash tag so scripts stay in one slot");
+            config.key_prefix = tagged;
+        }
+    }
     let subscriber = b
         .build_subscriber_client()
         .map_err(|e| connect_error(url, &e))?;
@@ -601,6 +648,28 @@ impl RedisCluster {
         Ok(report)
     }
 
+    /// Removes what a previous process under this node's id left in Redis (peers do not see a
+    /// restart within the stats TTL as a death, so nobody else cleans it up). Call once at start-up,
+    /// before accepting sockets, and emit `user offline` / `user left` for what it reports.
+    pub async fn purge_own_leftovers(&self) -> StateResult<NodeLeft> {
+        let node = &self.config.node_id;
+        let purged = self.backends.rooms.purge_node(node).await?;
+        let went_offline = self.backends.presence.purge_node(node).await?;
+        if !purged.is_empty() || !went_offline.is_empty() {
+            tracing::info!(
+                memberships = purged.len(),
+                offline = went_offline.len(),
+                "removed a previous run's leftovers"
+            );
+        }
+        Ok(NodeLeft {
+            server_id: node.clone(),
+            purged_here: true,
+            went_offline,
+            purged,
+        })
+    }
+
     /// Starts writing this node's stats record every `stats_refresh` (TTL `stats_ttl`), taking
     /// each record from `source`. Stops when the handle is dropped or stopped.
     pub fn spawn_heartbeat<F>(&self, source: F) -> Heartbeat
@@ -720,6 +789,13 @@ mod tests {
         for bad in ["http://x", "redis:/x", "127.0.0.1:6379", "redis-foo://h"] {
             assert!(!scheme_is_known(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_prefix_gets_a_hash_tag() {
+        assert_eq!(cluster_safe_prefix("gateway:"), "{gateway}:");
+        assert_eq!(cluster_safe_prefix("app"), "{app}:");
+        assert_eq!(cluster_safe_prefix("{t}:"), "{t}:");
     }
 
     #[test]

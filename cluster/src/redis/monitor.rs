@@ -5,8 +5,8 @@
 //! `server_shutdown`, is gone: the monitor takes the purge claim (`SET NX PX`) and, only if it won,
 //! removes the node's presence and memberships and reports what it removed. Nodes that hold state
 //! in Redis without a stats key (they died while this node was not watching) are purged the same
-//! way once they have been seen so on two consecutive rounds, which leaves a just-started node
-//! time to write its stats key.
+//! way once they have been seen so for a whole stats TTL, which leaves a starting or re-registering
+//! node time to write its stats key.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -107,7 +107,7 @@ impl NodeMonitor {
             known: HashSet::new(),
             departed: HashMap::new(),
             heard: HashMap::new(),
-            orphan_candidates: HashSet::new(),
+            orphan_candidates: HashMap::new(),
             settled: false,
         };
         let task = tokio::spawn(worker.run(bus, reconnects));
@@ -140,8 +140,8 @@ struct Worker {
     departed: HashMap<String, DateTime<Utc>>,
     /// When each peer was last heard on the control bus.
     heard: HashMap<String, Instant>,
-    /// Nodes seen holding state without a stats key on the previous round.
-    orphan_candidates: HashSet<String>,
+    /// Nodes seen holding state without a stats key, with when that was first seen.
+    orphan_candidates: HashMap<String, Instant>,
     /// False until the first round after start or after a reconnect: that round only learns.
     settled: bool,
 }
@@ -154,8 +154,18 @@ impl Worker {
         let mut reconnects_open = true;
         loop {
             tokio::select! {
+                biased;
+                changed = reconnects.changed(), if reconnects_open => {
+                    if changed.is_err() {
+                        reconnects_open = false;
+                    } else {
+                        // Redis may have lost every key: relearn quietly before judging anyone.
+                        self.settled = false;
+                        self.orphan_candidates.clear();
+                    }
+                }
                 _ = tick.tick() => {
-                    if let Err(e) = self.round().await {
+                    if let Err(e) = self.round(&reconnects).await {
                         tracing::warn!(error = %e, "node monitor round failed");
                     }
                 }
@@ -181,15 +191,6 @@ impl Worker {
                     }
                     None => bus_open = false,
                 },
-                changed = reconnects.changed(), if reconnects_open => {
-                    if changed.is_err() {
-                        reconnects_open = false;
-                    } else {
-                        // Redis may have lost every key: relearn quietly before judging anyone.
-                        self.settled = false;
-                        self.orphan_candidates.clear();
-                    }
-                }
             }
         }
     }
@@ -205,8 +206,12 @@ impl Worker {
         let _ = self.events.send(event).await;
     }
 
-    async fn round(&mut self) -> StateResult<()> {
+    async fn round(&mut self, reconnects: &watch::Receiver<u64>) -> StateResult<()> {
         let records = self.backends.nodes.live_nodes().await?;
+        if reconnects.has_changed().unwrap_or(false) {
+            // These answers may come from a Redis that just restarted empty.
+            self.settled = false;
+        }
         let now = Instant::now();
         let present: HashSet<&str> = records.iter().map(|r| r.server_id.as_str()).collect();
         // A departed node's entry is kept while its old key lingers, then forgotten.
@@ -255,17 +260,28 @@ impl Worker {
             .filter(|id| *id != self.self_id && !self.known.contains(*id))
             .map(str::to_owned)
             .collect();
-        if settled {
-            let orphans: Vec<String> = holders
-                .intersection(&self.orphan_candidates)
-                .cloned()
-                .collect();
-            for id in orphans {
-                tracing::info!(server_id = %id, "node holds state but has no stats key");
-                self.node_gone(&id, false).await?;
-            }
+        let now = Instant::now();
+        self.orphan_candidates.retain(|id, _| holders.contains(id));
+        for id in &holders {
+            self.orphan_candidates.entry(id.clone()).or_insert(now);
         }
-        self.orphan_candidates = holders;
+        if !settled {
+            return Ok(());
+        }
+        // A live node writes its stats key within one refresh interval, well inside the TTL; one
+        // whole TTL without a key means it is dead, not just starting or re-registering.
+        let ttl = self.stats_ttl;
+        let orphans: Vec<String> = self
+            .orphan_candidates
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in orphans {
+            tracing::info!(server_id = %id, "node holds state but has had no stats key for a TTL");
+            self.orphan_candidates.remove(&id);
+            self.node_gone(&id, false).await?;
+        }
         Ok(())
     }
 
