@@ -78,10 +78,15 @@ pub async fn run_with_backends(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let app = App::new(config, backends)?;
+    // `max_payload` only bounds polling bodies; WebSocket messages and frames get the same limit,
+    // so a payload over it closes the connection on either transport (PROTOCOL.md section 1).
+    let ws_limit = usize::try_from(app.config.args.max_payload_bytes).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .ping_interval(app.config.ping_interval())
         .ping_timeout(app.config.ping_timeout())
         .max_payload(app.config.args.max_payload_bytes)
+        .ws_max_message_size(ws_limit)
+        .ws_max_frame_size(ws_limit)
         .connect_timeout(CONNECT_TIMEOUT)
         .with_state(Arc::clone(&app))
         .build_layer();
