@@ -99,6 +99,7 @@ async fn admit(
     let session = Session::new(identity, app);
     s.extensions.insert(session.clone());
     s.join([user_room(session.user_id()), s.id.to_string()]);
+    super::on_unknown(s, shared);
     match ns {
         MAIN => super::main_ns::register_handlers(shared, s, &session).await,
         CHAT => super::chat::register_handlers(shared, s),
@@ -134,6 +135,9 @@ fn connected(shared: &Arc<Shared>, ns: &'static str, s: SocketRef<Adapter>) {
     metrics.connections_total.inc();
     metrics.connections_active.inc();
     tracing::debug!(socket = %s.id, ns, "socket connected");
+    if let Some(session) = Session::of(&s) {
+        session.mark_connected();
+    }
     if ns == MAIN {
         super::main_ns::welcome(shared, &s);
     }

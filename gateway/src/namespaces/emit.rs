@@ -60,6 +60,10 @@ impl Sink for (&App, &Io) {
     }
 }
 
+/// The local room of sockets being disconnected as slow clients: every broadcast excludes it, so
+/// once a frame to a socket is dropped, nothing after it reaches that socket (no silent gap).
+pub const SLOW_ROOM: &str = "gateway:slow-clients";
+
 /// Interval between attempts to queue the DISCONNECT packet of a slow client.
 const DISCONNECT_RETRY: Duration = Duration::from_millis(50);
 
@@ -70,6 +74,9 @@ pub fn to_socket<T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) {
+    if is_slow(socket) {
+        return;
+    }
     let result = socket.emit(event, data);
     after_send(shared, socket, event, result);
 }
@@ -81,8 +88,15 @@ pub fn ack<T: Serialize + ?Sized>(
     sender: AckSender<Adapter>,
     data: &T,
 ) {
+    if is_slow(socket) {
+        return;
+    }
     let result = sender.send(data);
     after_send(shared, socket, "ack", result);
+}
+
+fn is_slow(socket: &SocketRef<Adapter>) -> bool {
+    Session::of(socket).is_some_and(|s| s.is_slow())
 }
 
 fn after_send(
@@ -97,8 +111,9 @@ fn after_send(
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
             shared.app().metrics.dropped_frames.inc();
-            tracing::warn!(socket = %socket.id, event, "outgoing queue full: disconnecting slow client");
-            slow_client(shared, socket);
+            if slow_client(shared, socket) {
+                tracing::warn!(socket = %socket.id, event, "outgoing queue full: disconnecting slow client");
+            }
         }
         Err(SendError::Socket(SocketError::Closed)) => {
             tracing::debug!(socket = %socket.id, event, "emit to a closed socket");
@@ -115,7 +130,7 @@ pub async fn broadcast<T: Serialize + ?Sized>(
     data: &T,
 ) -> Result<(), BroadcastError> {
     let ns = operator.ns_path().to_owned();
-    match operator.emit(event, data).await {
+    match operator.except(SLOW_ROOM).emit(event, data).await {
         Ok(()) => {
             shared.app().metrics.messages_sent.inc();
             Ok(())
@@ -128,13 +143,22 @@ pub async fn broadcast<T: Serialize + ?Sized>(
                 .count();
             if full > 0 {
                 shared.app().metrics.dropped_frames.inc_by(full as u64);
-                tracing::warn!(
-                    ns,
-                    event,
-                    full,
-                    "broadcast hit full queues: probing local sockets"
-                );
-                disconnect_full_sockets(shared, &ns);
+                let found = disconnect_full_sockets(shared, &ns);
+                if found > 0 {
+                    tracing::warn!(
+                        ns,
+                        event,
+                        found,
+                        "outgoing queues full: disconnecting slow clients"
+                    );
+                } else {
+                    tracing::debug!(
+                        ns,
+                        event,
+                        full,
+                        "frames dropped for clients already being disconnected"
+                    );
+                }
             }
             Ok(())
         }
@@ -162,24 +186,28 @@ pub fn queue_is_full(socket: &SocketRef<Adapter>) -> bool {
     )
 }
 
-/// Probes every local socket of `ns` and disconnects those whose queue is full.
-pub fn disconnect_full_sockets(shared: &impl Sink, ns: &str) {
-    let Some(op) = shared.io().of(ns) else { return };
-    for socket in op.local().sockets() {
-        if queue_is_full(&socket) {
-            slow_client(shared, &socket);
-        }
-    }
+/// Probes every local socket of `ns` and disconnects those whose queue is full; returns how many
+/// slow clients were newly found.
+pub fn disconnect_full_sockets(shared: &impl Sink, ns: &str) -> usize {
+    let Some(op) = shared.io().of(ns) else {
+        return 0;
+    };
+    op.local()
+        .sockets()
+        .iter()
+        .filter(|socket| queue_is_full(socket) && slow_client(shared, socket))
+        .count()
 }
 
-/// Disconnects a slow client (once), counting it.
-pub fn slow_client(shared: &impl Sink, socket: &SocketRef<Adapter>) {
+/// Disconnects a slow client, counting it; `false` when it was already being disconnected.
+pub fn slow_client(shared: &impl Sink, socket: &SocketRef<Adapter>) -> bool {
     let first = Session::of(socket).is_none_or(|s| s.mark_slow());
-    if !first {
-        return;
+    if first {
+        socket.join(SLOW_ROOM);
+        shared.app().metrics.slow_client_disconnects.inc();
+        disconnect(shared, socket);
     }
-    shared.app().metrics.slow_client_disconnects.inc();
-    disconnect(shared, socket);
+    first
 }
 
 /// Disconnects a socket from its namespace, retrying while its queue is full.

@@ -1,6 +1,7 @@
 //! The main namespace `/` (PROTOCOL.md section 3).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use cluster::{HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord};
@@ -64,6 +65,52 @@ pub async fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>, ses
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, socket = %s.id, "presence unavailable on connect"),
     }
+    guard_presence(shared, s, session);
+}
+
+/// How long after admission a socket must have entered the namespace.
+const ADMISSION_GUARD: Duration = Duration::from_secs(5);
+
+/// Presence is recorded before the CONNECT ack. If the ack then cannot be sent (transport gone),
+/// socketioxide drops the socket without calling its disconnect handler; this check removes the
+/// record such a socket would otherwise leave behind.
+fn guard_presence(shared: &Arc<Shared>, s: &SocketRef<Adapter>, session: &Session) {
+    let shared = Arc::clone(shared);
+    let session = session.clone();
+    let sid = s.id;
+    tokio::spawn(async move {
+        tokio::time::sleep(ADMISSION_GUARD).await;
+        let present = shared
+            .io
+            .of(MAIN)
+            .and_then(|op| op.get_socket(sid))
+            .is_some();
+        if session.was_connected() || present {
+            return;
+        }
+        tracing::debug!(socket = %sid, "socket never entered /: removing its presence");
+        forget_presence(&shared, &session, &sid.to_string()).await;
+    });
+}
+
+async fn forget_presence(shared: &Shared, session: &Session, sid: &str) {
+    match shared
+        .app
+        .backends
+        .presence
+        .socket_disconnected(session.user_id(), sid)
+        .await
+    {
+        Ok(true) => {
+            if let Some(op) = shared.io.of(MAIN) {
+                let payload =
+                    json!({ "userId": session.user_id(), "username": session.username() });
+                let _ = emit::broadcast(shared, op.broadcast(), "user offline", &payload).await;
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, socket = %sid, "presence unavailable on disconnect"),
+    }
 }
 
 /// Sends `welcome` (from the connect handler, once the socket is connected).
@@ -96,23 +143,7 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
     for room in member_rooms(&s) {
         leave(shared, &s, &session, &room).await;
     }
-    match shared
-        .app
-        .backends
-        .presence
-        .socket_disconnected(session.user_id(), &sid)
-        .await
-    {
-        Ok(true) => {
-            if let Some(op) = shared.io.of(MAIN) {
-                let payload =
-                    json!({ "userId": session.user_id(), "username": session.username() });
-                let _ = emit::broadcast(shared, op.broadcast(), "user offline", &payload).await;
-            }
-        }
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, socket = %sid, "presence unavailable on disconnect"),
-    }
+    forget_presence(shared, &session, &sid).await;
 }
 
 /// The chat rooms (ids) this socket is in.

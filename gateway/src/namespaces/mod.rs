@@ -66,6 +66,8 @@ pub struct Shared {
     pub sanitizer: Sanitizer,
     /// Per-address connection limiter.
     pub connections: ConnectionLimiter,
+    /// Per-game ordering of `game update`.
+    pub game_locks: game::GameLocks,
 }
 
 /// Registers every namespace on `io`.
@@ -75,6 +77,7 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<(), NamespaceError> {
         io: io.clone(),
         sanitizer: Sanitizer::new(&app.config.args.banned_words),
         connections: ConnectionLimiter::new(app.config.args.connection_rate_limit),
+        game_locks: game::GameLocks::default(),
     });
     for ns in ALL {
         admission::register(&shared, ns)
@@ -96,6 +99,7 @@ struct SessionInner {
     /// Completion of the event handled last; the next event waits for it (arrival order).
     tail: Mutex<Option<oneshot::Receiver<()>>>,
     slow: AtomicBool,
+    connected: AtomicBool,
     games: Mutex<Vec<String>>,
 }
 
@@ -113,6 +117,7 @@ impl Session {
             )),
             tail: Mutex::new(None),
             slow: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
             games: Mutex::new(Vec::new()),
         }))
     }
@@ -145,6 +150,21 @@ impl Session {
     /// Marks the socket as a slow client; `true` the first time.
     pub fn mark_slow(&self) -> bool {
         !self.0.slow.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether the socket is being disconnected as a slow client.
+    pub fn is_slow(&self) -> bool {
+        self.0.slow.load(Ordering::SeqCst)
+    }
+
+    /// Records that the socket got its CONNECT ack and entered the namespace.
+    pub fn mark_connected(&self) {
+        self.0.connected.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the socket ever entered the namespace.
+    pub fn was_connected(&self) -> bool {
+        self.0.connected.load(Ordering::SeqCst)
     }
 
     /// Remembers a game joined (for `player disconnected`).
@@ -295,7 +315,12 @@ pub fn on<F, Fut>(
             let session = Session::of(&s);
             shared.app.metrics.messages_received.inc();
             let verdict = session.as_ref().map(Session::check_rate);
-            let order = session.as_ref().map(Session::enqueue);
+            // Only events that will run take a place in the queue, so a rejected event never
+            // lets a later one overtake an earlier one.
+            let order = session
+                .as_ref()
+                .filter(|_| verdict == Some(Verdict::Allowed))
+                .map(Session::enqueue);
             async move {
                 let Some(session) = session else {
                     // Never happens for admitted sockets; refuse rather than panic.
@@ -317,6 +342,7 @@ pub fn on<F, Fut>(
                 }
                 let (previous, _done) = order.unzip();
                 if let Some(Some(previous)) = previous {
+                    // An error only means the previous handler is gone (finished or panicked).
                     let _ = previous.await;
                 }
                 let cx = Cx {
@@ -346,6 +372,30 @@ pub fn on<F, Fut>(
             }
         },
     );
+}
+
+/// Counts and rate-limits events no handler knows (socket.io ignores them otherwise), so a
+/// flood of unknown events still gets the socket disconnected.
+pub fn on_unknown(socket: &SocketRef<Adapter>, shared: &Arc<Shared>) {
+    let shared = Arc::clone(shared);
+    socket.on_fallback(move |s: SocketRef<Adapter>| {
+        shared.app.metrics.messages_received.inc();
+        let verdict = Session::of(&s).map(|session| session.check_rate());
+        let shared = Arc::clone(&shared);
+        async move {
+            match verdict {
+                Some(Verdict::Flooding) => {
+                    shared.app.metrics.message_errors.inc();
+                    tracing::warn!(socket = %s.id, "flooding socket disconnected");
+                    emit::disconnect(&shared, &s);
+                }
+                Some(Verdict::Limited) => {
+                    shared.app.metrics.message_errors.inc();
+                }
+                _ => tracing::debug!(socket = %s.id, "event without a handler ignored"),
+            }
+        }
+    });
 }
 
 /// Answers a rejected event: `error` `{ event, message }`, and the ack `{ success: false, error }`.
