@@ -391,6 +391,15 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(rooms.get("a").await.unwrap().unwrap().max_users, 10);
+        rooms.join("b", member("s1", "n")).await.unwrap();
+        let counts: Vec<(String, usize)> = rooms
+            .list_with_counts()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(r, n)| (r.id, n))
+            .collect();
+        assert_eq!(counts, [("a".to_owned(), 0), ("b".to_owned(), 1)]);
     }
 
     #[tokio::test]

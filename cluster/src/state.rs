@@ -130,6 +130,16 @@ pub trait RoomRegistry: Send + Sync + Debug {
     async fn member_count(&self, room_id: &str) -> StateResult<usize>;
     /// Removes every membership held by a node that is gone, deleting rooms that become empty.
     async fn purge_node(&self, node_id: &str) -> StateResult<Vec<PurgedMembership>>;
+    /// Every room with its member count, in creation order (for `get rooms`). Backends answer it
+    /// in one step where they can; the default asks [`RoomRegistry::member_count`] per room.
+    async fn list_with_counts(&self) -> StateResult<Vec<(RoomRecord, usize)>> {
+        let mut out = Vec::new();
+        for room in self.list().await? {
+            let count = self.member_count(&room.id).await?;
+            out.push((room, count));
+        }
+        Ok(out)
+    }
 }
 
 /// One connected socket of the main namespace, as presence knows it.

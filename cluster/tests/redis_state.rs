@@ -69,6 +69,15 @@ async fn join_leave_members_and_counts() {
         "joining order"
     );
     assert_eq!(rooms.member_count("r").await.unwrap(), 2);
+    rooms.create(room("empty", 4)).await.unwrap();
+    let listed: Vec<(String, usize)> = rooms
+        .list_with_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, n)| (r.id, n))
+        .collect();
+    assert_eq!(listed, [("r".to_owned(), 2), ("empty".to_owned(), 0)]);
     assert_eq!(rooms.member_count("nope").await.unwrap(), 0);
     assert!(rooms.members("nope").await.unwrap().is_empty());
     assert_eq!(
@@ -94,7 +103,14 @@ async fn join_leave_members_and_counts() {
         }
     );
     assert!(rooms.get("r").await.unwrap().is_none());
-    assert!(rooms.list().await.unwrap().is_empty());
+    let ids: Vec<String> = rooms
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["empty"]);
     // The id is free again, and nothing of the old room's members is left behind.
     assert!(rooms.create(room("r", 2)).await.unwrap());
     assert_eq!(rooms.member_count("r").await.unwrap(), 0);

@@ -229,6 +229,24 @@ impl RoomRegistry for RedisRooms {
         Ok(count(n))
     }
 
+    async fn list_with_counts(&self) -> StateResult<Vec<(RoomRecord, usize)>> {
+        let k = &self.conn.keys;
+        let flat: Vec<Value> = self
+            .conn
+            .eval(
+                scripts::LIST_ROOMS_WITH_COUNTS,
+                vec![k.rooms_index()],
+                vec![k.prefix().to_owned()],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            let json = pair[0].as_string().unwrap_or_default();
+            out.push((decode(&json)?, count(pair[1].as_i64().unwrap_or_default())));
+        }
+        Ok(out)
+    }
+
     async fn purge_node(&self, node_id: &str) -> StateResult<Vec<PurgedMembership>> {
         let k = &self.conn.keys;
         let flat: Vec<Value> = self

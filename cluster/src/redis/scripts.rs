@@ -33,6 +33,20 @@ end
 return out
 "#;
 
+/// KEYS: rooms index. ARGV: prefix. Returns record JSON and member count per room, flattened.
+pub(crate) const LIST_ROOMS_WITH_COUNTS: &str = r#"
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local rk = ARGV[1] .. 'room:' .. id
+  local record = redis.call('HGET', rk, 'record')
+  if record then
+    table.insert(out, record)
+    table.insert(out, redis.call('ZCARD', rk .. ':members'))
+  end
+end
+return out
+"#;
+
 /// KEYS: room, members, member records, order counter, node memberships.
 /// ARGV: socket id, member JSON, membership token.
 /// Returns {code, count}: 1 joined, 2 already a member, -1 no such room, -2 full.
