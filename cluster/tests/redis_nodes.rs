@@ -146,6 +146,7 @@ async fn an_expired_node_is_reported_gone_and_purged_exactly_once() {
     }
     let _hb_a = a.spawn_heartbeat(|| stats("a", 1));
     let _hb_b = b.spawn_heartbeat(|| stats("b", 1));
+    let hb_c = c.spawn_heartbeat(|| stats("c", 1));
     let (mon_a, mut rx_a) = a.start_monitor();
     let (mon_b, mut rx_b) = b.start_monitor();
 
@@ -189,6 +190,7 @@ async fn an_expired_node_is_reported_gone_and_purged_exactly_once() {
     }
 
     // c stops refreshing: "dies". Its key lapses after the TTL (1.5 s).
+    drop(hb_c);
     drop(c);
     let left_a = next_left(&mut rx_a, "c left (a)").await;
     let left_b = next_left(&mut rx_b, "c left (b)").await;
