@@ -164,19 +164,21 @@ describe('section 2: token checks', () => {
 });
 
 describe('section 2: connection rate limit per client address', () => {
-  test('the attempt after the limit is refused with "Rate limit exceeded"', async (t) => {
-    const gw = await startGateway(t, { rateLimit: 3 });
-    const sockets = [];
-    try {
-      for (let i = 0; i < 3; i++) {
-        sockets.push((await connectUser(gw, newUser('rl'), { transport: { transports: ['websocket'] } })).socket);
+  for (const { name: tname, opts: transport } of [...TRANSPORTS, { name: 'polling', opts: { transports: ['polling'] } }]) {
+    test(`[${tname}] the attempt after the limit is refused with "Rate limit exceeded"`, async (t) => {
+      const gw = await startGateway(t, { rateLimit: 3 });
+      const sockets = [];
+      try {
+        for (let i = 0; i < 3; i++) {
+          sockets.push((await connectUser(gw, newUser('rl'), { transport })).socket);
+        }
+        const err = await connectError(client(gw, { token: gw.token(newUser('rl')), ...transport }));
+        assert.equal(err.message, 'Rate limit exceeded');
+      } finally {
+        closeAll(sockets);
       }
-      const err = await connectError(client(gw, { token: gw.token(newUser('rl')), transports: ['websocket'] }));
-      assert.equal(err.message, 'Rate limit exceeded');
-    } finally {
-      closeAll(sockets);
-    }
-  });
+    });
+  }
 
   test('forwarding headers from an untrusted peer are ignored (same bucket)', async (t) => {
     const gw = await startGateway(t, { rateLimit: 2 });
@@ -248,6 +250,16 @@ describe('section 2: dev mode and key configuration', () => {
       await connected(socket);
     } finally {
       closeAll(socket);
+    }
+    const withId = await http(gw, '/dev/token?username=carol&userId=carol-42');
+    assert.equal(withId.status, 200, withId.text);
+    const carol = client(gw, { token: withId.json.token });
+    const carolWelcome = once(carol, 'welcome', 10_000);
+    try {
+      await connected(carol);
+      assert.equal((await carolWelcome).userId, 'carol-42');
+    } finally {
+      closeAll(carol);
     }
     const plain = await http(gw, '/dev/token?username=bob');
     assert.equal(plain.status, 200, plain.text);

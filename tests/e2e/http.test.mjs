@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { after, describe } from 'node:test';
 import {
   RFC3339,
+  freePort,
+  runGatewayToExit,
   client,
   closeAll,
   connectError,
@@ -279,5 +281,18 @@ describe('section 1: Engine.IO v3 (socket.io-client 2.x) only behind --allow-eio
     assert.equal(accepted.status, 200, accepted.text);
     // v3 polling payloads are length-prefixed: `<len>:0{...open packet...}`.
     assert.match(accepted.text, /^\d+:0\{.*"sid"/, accepted.text);
+  });
+});
+
+describe('gateway healthcheck subcommand (container HEALTHCHECK)', () => {
+  test('exits 0 when the URL answers 200 and 1 when nothing listens', async (t) => {
+    const gw = await startGateway(t);
+    const up = await runGatewayToExit(['healthcheck', '--url', `${gw.url}/ready`]);
+    assert.equal(up.code, 0, up.stderr);
+    const deadPort = await freePort();
+    const down = await runGatewayToExit(['healthcheck', '--url', `http://127.0.0.1:${deadPort}/ready`]);
+    assert.equal(down.code, 1, down.stderr);
+    const missing = await runGatewayToExit(['healthcheck', '--url', `${gw.url}/no-such-page`]);
+    assert.equal(missing.code, 1, `a 404 counted as healthy: ${missing.stderr}`);
   });
 });
