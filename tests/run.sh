@@ -82,7 +82,7 @@ install_system_packages() {
     fi
     echo "installing missing Debian packages: ${missing[*]}"
     as_root apt-get update -q || return 1
-    as_root apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+    as_root apt-get install -y -q "${missing[@]}" || return 1
 }
 
 check_node() {
