@@ -493,6 +493,15 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         }
       });
 
+      test('leave validation: a roomId that is not a 1..50 character string is rejected', async () => {
+        const a = await connect(newUser('leaveval'));
+        try {
+          for (const bad of [42, '', 'l'.repeat(51), { roomId: 'object' }]) await expectRejected(a.socket, 'leave room', bad);
+        } finally {
+          closeAll(a.socket);
+        }
+      });
+
       test('disconnect leaves every room: each room gets user left', async () => {
         const a = await connect(newUser('discA'));
         const b = await connect(newUser('discB'));
