@@ -75,6 +75,14 @@ async def test_auth_welcome_chat_round_trip_and_ack(gateway, transports):
 
 async def test_missing_token_is_refused_with_the_contract_message(gateway):
     sio = socketio.AsyncClient(reconnection=False)
-    with pytest.raises(socketio.exceptions.ConnectionError) as err:
+    errors = []
+
+    @sio.event
+    async def connect_error(data):
+        errors.append(data)
+
+    with pytest.raises(socketio.exceptions.ConnectionError):
         await sio.connect(gateway.url, transports=["websocket"], wait_timeout=10)
-    assert "Authentication error: No token provided" in str(err.value)
+    assert errors, "no connect_error was delivered"
+    message = errors[0].get("message") if isinstance(errors[0], dict) else errors[0]
+    assert message == "Authentication error: No token provided"
