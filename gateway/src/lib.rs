@@ -66,6 +66,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    if config.args.redis_url.is_some() {
+        tracing::warn!(
+            "REDIS_URL is set, but this build keeps cluster state in memory: \
+             the node runs on its own"
+        );
+    }
     let backends = cluster::memory::backends(config.args.history_size);
     run_with_backends(listener, config, backends, shutdown).await
 }
