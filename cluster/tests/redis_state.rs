@@ -460,3 +460,18 @@ async fn keys_live_under_the_configured_prefix() {
         "{keys:?}"
     );
 }
+
+#[tokio::test]
+async fn scripts_are_reloaded_after_redis_forgets_them() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let rooms = a.backends().rooms;
+    assert!(rooms.create(room("r", 5)).await.unwrap());
+    let raw = raw_client(&server.url()).await;
+    let _: () = raw.script_flush(false).await.unwrap();
+    assert_eq!(
+        rooms.join("r", member("s1", "a")).await.unwrap(),
+        JoinOutcome::Joined { user_count: 1 }
+    );
+    assert!(!rooms.create(room("r", 5)).await.unwrap());
+}

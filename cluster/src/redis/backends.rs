@@ -59,17 +59,46 @@ impl Conn {
 
     pub(crate) async fn eval<R: FromValue>(
         &self,
-        script: &'static str,
+        script: &'static scripts::Script,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> StateResult<R> {
         self.ensure_connected()?;
         let keys: Vec<Key> = keys.into_iter().map(Key::from).collect();
         let args: Vec<Value> = args.into_iter().map(Value::from).collect();
-        self.client
-            .eval(script, keys, args)
+        if self.client.is_clustered() {
+            // SCRIPT LOAD would have to reach every primary; EVAL needs no cache.
+            return self
+                .client
+                .eval(script.source, keys, args)
+                .await
+                .map_err(|e| state_error(&e));
+        }
+        let sha = match script.sha.get() {
+            Some(sha) => sha.clone(),
+            None => self.load_script(script).await?,
+        };
+        match self.client.evalsha(sha, keys.clone(), args.clone()).await {
+            // Redis restarted (or ran SCRIPT FLUSH) and forgot the script.
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let sha = self.load_script(script).await?;
+                self.client
+                    .evalsha(sha, keys, args)
+                    .await
+                    .map_err(|e| state_error(&e))
+            }
+            result => result.map_err(|e| state_error(&e)),
+        }
+    }
+
+    async fn load_script(&self, script: &'static scripts::Script) -> StateResult<String> {
+        let sha: String = self
+            .client
+            .script_load(script.source)
             .await
-            .map_err(|e| state_error(&e))
+            .map_err(|e| state_error(&e))?;
+        let _ = script.sha.set(sha.clone());
+        Ok(sha)
     }
 
     /// Every key matching `pattern`, found with `SCAN` (on each primary of a Redis Cluster).
@@ -115,7 +144,7 @@ impl RoomRegistry for RedisRooms {
         let created: i64 = self
             .conn
             .eval(
-                scripts::CREATE_ROOM,
+                &scripts::CREATE_ROOM,
                 vec![k.room(&room.id), k.rooms_index(), k.order_counter()],
                 vec![encode(&room)?, room.max_users.to_string(), room.id.clone()],
             )
@@ -139,7 +168,7 @@ impl RoomRegistry for RedisRooms {
         let jsons: Vec<String> = self
             .conn
             .eval(
-                scripts::LIST_ROOMS,
+                &scripts::LIST_ROOMS,
                 vec![k.rooms_index()],
                 vec![k.prefix().to_owned()],
             )
@@ -152,7 +181,7 @@ impl RoomRegistry for RedisRooms {
         let r: Vec<i64> = self
             .conn
             .eval(
-                scripts::JOIN_ROOM,
+                &scripts::JOIN_ROOM,
                 vec![
                     k.room(room_id),
                     k.room_members(room_id),
@@ -181,7 +210,7 @@ impl RoomRegistry for RedisRooms {
         let r: Vec<i64> = self
             .conn
             .eval(
-                scripts::LEAVE_ROOM,
+                &scripts::LEAVE_ROOM,
                 vec![
                     k.room(room_id),
                     k.room_members(room_id),
@@ -210,7 +239,7 @@ impl RoomRegistry for RedisRooms {
         let jsons: Vec<String> = self
             .conn
             .eval(
-                scripts::ROOM_MEMBERS,
+                &scripts::ROOM_MEMBERS,
                 vec![k.room_members(room_id), k.room_member_records(room_id)],
                 vec![],
             )
@@ -234,7 +263,7 @@ impl RoomRegistry for RedisRooms {
         let flat: Vec<Value> = self
             .conn
             .eval(
-                scripts::LIST_ROOMS_WITH_COUNTS,
+                &scripts::LIST_ROOMS_WITH_COUNTS,
                 vec![k.rooms_index()],
                 vec![k.prefix().to_owned()],
             )
@@ -252,7 +281,7 @@ impl RoomRegistry for RedisRooms {
         let flat: Vec<Value> = self
             .conn
             .eval(
-                scripts::PURGE_NODE_ROOMS,
+                &scripts::PURGE_NODE_ROOMS,
                 vec![k.node_memberships(node_id), k.rooms_index()],
                 vec![k.prefix().to_owned()],
             )
@@ -285,7 +314,7 @@ impl Presence for RedisPresence {
         let first: i64 = self
             .conn
             .eval(
-                scripts::SOCKET_CONNECTED,
+                &scripts::SOCKET_CONNECTED,
                 vec![
                     k.presence_sockets(),
                     k.presence_user(&socket.user_id),
@@ -306,7 +335,7 @@ impl Presence for RedisPresence {
         let last: i64 = self
             .conn
             .eval(
-                scripts::SOCKET_DISCONNECTED,
+                &scripts::SOCKET_DISCONNECTED,
                 vec![k.presence_sockets(), k.presence_user(user_id)],
                 vec![socket_id.to_owned(), k.prefix().to_owned()],
             )
@@ -323,7 +352,7 @@ impl Presence for RedisPresence {
         let _: i64 = self
             .conn
             .eval(
-                scripts::SET_USERNAME,
+                &scripts::SET_USERNAME,
                 vec![self.conn.keys.presence_sockets()],
                 vec![
                     socket_id.to_owned(),
@@ -351,7 +380,7 @@ impl Presence for RedisPresence {
         let jsons: Vec<String> = self
             .conn
             .eval(
-                scripts::SOCKETS_OF,
+                &scripts::SOCKETS_OF,
                 vec![k.presence_sockets(), k.presence_user(user_id)],
                 vec![],
             )
@@ -375,7 +404,7 @@ impl Presence for RedisPresence {
         let jsons: Vec<String> = self
             .conn
             .eval(
-                scripts::PURGE_NODE_PRESENCE,
+                &scripts::PURGE_NODE_PRESENCE,
                 vec![k.node_sockets(node_id), k.presence_sockets()],
                 vec![k.prefix().to_owned()],
             )

@@ -625,7 +625,7 @@ impl RedisCluster {
         let r: Vec<i64> = self
             .conn
             .eval(
-                scripts::RESYNC_NODE,
+                &scripts::RESYNC_NODE,
                 vec![
                     k.presence_sockets(),
                     k.node_sockets(node),

@@ -8,6 +8,25 @@
 //! A membership token is `<byte length of roomId>:<roomId><socketId>`, unambiguous whatever
 //! characters the ids contain, and built identically here and in Rust ([`membership_token`]).
 
+use std::sync::OnceLock;
+
+/// A Lua script, run with `EVALSHA` once its digest is known (so the body crosses the network
+/// only when Redis does not have it cached, e.g. after a restart).
+#[derive(Debug)]
+pub(crate) struct Script {
+    pub(crate) source: &'static str,
+    pub(crate) sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: OnceLock::new(),
+        }
+    }
+}
+
 /// Builds the token stored in a node's membership set.
 pub(crate) fn membership_token(room_id: &str, socket_id: &str) -> String {
     format!("{}:{room_id}{socket_id}", room_id.len())
@@ -15,26 +34,31 @@ pub(crate) fn membership_token(room_id: &str, socket_id: &str) -> String {
 
 /// KEYS: room, rooms index, order counter. ARGV: record JSON, capacity, room id.
 /// Returns 1 when created, 0 when the id is taken.
-pub(crate) const CREATE_ROOM: &str = r#"
+pub(crate) static CREATE_ROOM: Script = Script::new(
+    r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local order = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'max', ARGV[2])
 redis.call('ZADD', KEYS[2], order, ARGV[3])
 return 1
-"#;
+"#,
+);
 
 /// KEYS: rooms index. ARGV: prefix. Returns every room record in creation order.
-pub(crate) const LIST_ROOMS: &str = r#"
+pub(crate) static LIST_ROOMS: Script = Script::new(
+    r#"
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local record = redis.call('HGET', ARGV[1] .. 'room:' .. id, 'record')
   if record then table.insert(out, record) end
 end
 return out
-"#;
+"#,
+);
 
 /// KEYS: rooms index. ARGV: prefix. Returns record JSON and member count per room, flattened.
-pub(crate) const LIST_ROOMS_WITH_COUNTS: &str = r#"
+pub(crate) static LIST_ROOMS_WITH_COUNTS: Script = Script::new(
+    r#"
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local rk = ARGV[1] .. 'room:' .. id
@@ -45,12 +69,14 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 return out
-"#;
+"#,
+);
 
 /// KEYS: room, members, member records, order counter, node memberships.
 /// ARGV: socket id, member JSON, membership token.
 /// Returns {code, count}: 1 joined, 2 already a member, -1 no such room, -2 full.
-pub(crate) const JOIN_ROOM: &str = r#"
+pub(crate) static JOIN_ROOM: Script = Script::new(
+    r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local count = redis.call('ZCARD', KEYS[2])
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {2, count} end
@@ -61,11 +87,13 @@ redis.call('ZADD', KEYS[2], order, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[3])
 return {1, count + 1}
-"#;
+"#,
+);
 
 /// KEYS: room, members, member records, rooms index. ARGV: socket id, room id, prefix.
 /// Returns {code, count, deleted}: 1 left, -1 not a member.
-pub(crate) const LEAVE_ROOM: &str = r#"
+pub(crate) static LEAVE_ROOM: Script = Script::new(
+    r#"
 local json = redis.call('HGET', KEYS[3], ARGV[1])
 if not json then return {-1, 0, 0} end
 local member = cjson.decode(json)
@@ -80,21 +108,25 @@ if count == 0 then
   return {1, 0, 1}
 end
 return {1, count, 0}
-"#;
+"#,
+);
 
 /// KEYS: members, member records. Returns the member JSONs in joining order.
-pub(crate) const ROOM_MEMBERS: &str = r#"
+pub(crate) static ROOM_MEMBERS: Script = Script::new(
+    r#"
 local out = {}
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local json = redis.call('HGET', KEYS[2], sid)
   if json then table.insert(out, json) end
 end
 return out
-"#;
+"#,
+);
 
 /// KEYS: node memberships, rooms index. ARGV: prefix.
 /// Returns a flat list: room id, member JSON, remaining count, deleted (0/1), repeated.
-pub(crate) const PURGE_NODE_ROOMS: &str = r#"
+pub(crate) static PURGE_NODE_ROOMS: Script = Script::new(
+    r#"
 local p = ARGV[1]
 local removed = {}
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -133,11 +165,13 @@ for _, e in ipairs(removed) do
   table.insert(out, gone)
 end
 return out
-"#;
+"#,
+);
 
 /// KEYS: presence sockets, the user's socket set, the node's socket set.
 /// ARGV: socket id, socket JSON, prefix. Returns 1 when it is the user's first socket.
-pub(crate) const SOCKET_CONNECTED: &str = r#"
+pub(crate) static SOCKET_CONNECTED: Script = Script::new(
+    r#"
 local first = redis.call('SCARD', KEYS[2]) == 0
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
@@ -150,11 +184,13 @@ redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 if first then return 1 end
 return 0
-"#;
+"#,
+);
 
 /// KEYS: presence sockets, the user's socket set. ARGV: socket id, prefix.
 /// Returns 1 when the socket was known and the user has no socket left.
-pub(crate) const SOCKET_DISCONNECTED: &str = r#"
+pub(crate) static SOCKET_DISCONNECTED: Script = Script::new(
+    r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 local o = cjson.decode(old)
@@ -163,10 +199,12 @@ redis.call('SREM', ARGV[2] .. 'presence:user:' .. o.userId, ARGV[1])
 redis.call('SREM', ARGV[2] .. 'node:' .. o.nodeId .. ':sockets', ARGV[1])
 if redis.call('SCARD', KEYS[2]) == 0 then return 1 end
 return 0
-"#;
+"#,
+);
 
 /// KEYS: presence sockets. ARGV: socket id, user id, new username.
-pub(crate) const SET_USERNAME: &str = r#"
+pub(crate) static SET_USERNAME: Script = Script::new(
+    r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 local o = cjson.decode(old)
@@ -174,21 +212,25 @@ if o.userId ~= ARGV[2] then return 0 end
 o.username = ARGV[3]
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(o))
 return 1
-"#;
+"#,
+);
 
 /// KEYS: presence sockets, the user's socket set. Returns the user's socket JSONs.
-pub(crate) const SOCKETS_OF: &str = r#"
+pub(crate) static SOCKETS_OF: Script = Script::new(
+    r#"
 local out = {}
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local json = redis.call('HGET', KEYS[1], sid)
   if json then table.insert(out, json) end
 end
 return out
-"#;
+"#,
+);
 
 /// KEYS: the node's socket set, presence sockets. ARGV: prefix.
 /// Returns one socket JSON per user who has no socket left after the purge.
-pub(crate) const PURGE_NODE_PRESENCE: &str = r#"
+pub(crate) static PURGE_NODE_PRESENCE: Script = Script::new(
+    r#"
 local p = ARGV[1]
 local first_seen = {}
 local order = {}
@@ -212,7 +254,8 @@ for _, uid in ipairs(order) do
   end
 end
 return out
-"#;
+"#,
+);
 
 /// Makes Redis hold exactly what one node reports it holds (after a Redis restart, or at start-up
 /// to clear a previous incarnation's leftovers).
@@ -221,7 +264,8 @@ return out
 /// ARGV: prefix, node id, socket count N, then N × (socket id, user id, socket JSON), then per
 /// membership (room id, record JSON, capacity, socket id, member JSON).
 /// Returns {sockets registered, memberships registered, rooms recreated}.
-pub(crate) const RESYNC_NODE: &str = r#"
+pub(crate) static RESYNC_NODE: Script = Script::new(
+    r#"
 local p = ARGV[1]
 local node = ARGV[2]
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -292,7 +336,8 @@ for room, _ in pairs(touched) do
   end
 end
 return {nsockets, memberships, recreated}
-"#;
+"#,
+);
 
 #[cfg(test)]
 mod tests {
