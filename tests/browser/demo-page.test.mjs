@@ -120,6 +120,10 @@ describe('demo page in headless Chromium', () => {
       await waitFor(async () => (await bob.page.textContent('#messages'))?.includes(text), 15_000, {
         what: "alice's message in bob's #messages",
       });
+      // The browser's socket ends on WebSocket (polling first, then the upgrade with an Origin header).
+      await waitFor(() => bob.page.evaluate(() => window.__e2e.sockets.some((s) => s.io?.engine?.transport?.name === 'websocket')), 15_000, {
+        what: "bob's socket to upgrade to websocket",
+      });
       const received = await bob.page.evaluate(() => window.__e2e.events.filter((e) => e.event === 'room message').map((e) => e.args[0]));
       assert.ok(received.some((m) => m.message === text && m.roomId === roomId && m.username === 'alice'), JSON.stringify(received));
       assert.deepEqual(alice.problems.concat(bob.problems).filter((p) => p.startsWith('pageerror')), []);

@@ -45,6 +45,28 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           closeAll(a.socket);
         }
       });
+
+      test('messages in flight during the upgrade are neither lost nor reordered', async () => {
+        const sender = await connect(newUser('inflightA'), { transport: { transports: ['websocket'] } });
+        const user = newUser('inflightB');
+        const token = gw().token(user);
+        const receiver = client(gw(), { token });
+        const got = collect(receiver, 'chat message');
+        try {
+          await connected(receiver);
+          const sends = [];
+          for (let i = 0; i < 30; i++) sends.push(ask(sender.socket, 'chat message', { content: `upgrade ${i}` }));
+          for (const ack of await Promise.all(sends)) assert.equal(ack.success, true, JSON.stringify(ack));
+          await waitFor(() => got.filter((m) => m.content.startsWith('upgrade ')).length >= 30, 10_000, { what: '30 messages' });
+          await waitFor(() => receiver.io.engine.transport.name === 'websocket', 10_000, { what: 'the upgrade' });
+          assert.deepEqual(
+            got.filter((m) => m.content.startsWith('upgrade ')).map((m) => m.content),
+            Array.from({ length: 30 }, (_, i) => `upgrade ${i}`),
+          );
+        } finally {
+          closeAll(sender.socket, receiver);
+        }
+      });
     }
 
     test('welcome carries message, serverId, socketId, userId, username, timestamp', async () => {
