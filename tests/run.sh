@@ -17,7 +17,9 @@ cd "$REPO"
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export DEBIAN_FRONTEND=noninteractive
-export GATEWAY_BIN="$REPO/target/debug/gateway"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$REPO/$TARGET_DIR" ;; esac
+export GATEWAY_BIN="$TARGET_DIR/debug/gateway"
 export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 VENV="$REPO/.venv"
 
