@@ -186,7 +186,7 @@ fn builder(
 ) -> Result<Builder, ClusterError> {
     if !scheme_is_known(url) {
         return Err(ClusterError::InvalidUrl {
-            url: url.to_owned(),
+            url: redact(url),
             reason: format!(
                 "the scheme must be one of {}, optionally with -sentinel or -cluster",
                 URL_SCHEMES.join(", ")
@@ -194,7 +194,7 @@ fn builder(
         });
     }
     let config = Config::from_url(url).map_err(|e| ClusterError::InvalidUrl {
-        url: url.to_owned(),
+        url: redact(url),
         reason: e.details().to_owned(),
     })?;
     let mut b = Builder::from_config(config);
@@ -216,9 +216,25 @@ fn builder(
     Ok(b)
 }
 
+/// The URL without its password, for logs and error messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn connect_error(url: &str, e: &Error) -> ClusterError {
     ClusterError::Connect {
-        url: url.to_owned(),
+        url: redact(url),
         reason: e.to_string(),
     }
 }
@@ -274,21 +290,22 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         counters: counters.clone(),
     };
 
-    let mut tasks = Vec::new();
-    // Listen before subscribing so that nothing published right after subscribe is missed.
-    tasks.push(tokio::spawn(read_control_channel(
-        subscriber.message_rx(),
+    // The receiver exists before SUBSCRIBE, so nothing published right after it is missed.
+    let control_rx = subscriber.message_rx();
+    if let Err(e) = subscriber.subscribe(keys::CONTROL_CHANNEL).await {
+        let _ = subscriber.quit().await;
+        let _ = client.quit().await;
+        return Err(ClusterError::Subscribe {
+            channel: keys::CONTROL_CHANNEL.to_owned(),
+            reason: e.to_string(),
+        });
+    }
+    let mut tasks = vec![tokio::spawn(read_control_channel(
+        control_rx,
         config.node_id.clone(),
         events_tx,
         counters,
-    )));
-    subscriber
-        .subscribe(keys::CONTROL_CHANNEL)
-        .await
-        .map_err(|e| ClusterError::Subscribe {
-            channel: keys::CONTROL_CHANNEL.to_owned(),
-            reason: e.to_string(),
-        })?;
+    ))];
     let (resubscribed_tx, resubscribed_rx) = watch::channel(0u64);
     let (subscriber_reconnects_tx, subscriber_reconnects_rx) = watch::channel(0u64);
     tasks.push(tokio::spawn(resubscribe_on_reconnect(
@@ -307,7 +324,7 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         conn.link_up.clone(),
         reconnects_tx,
     )));
-    tracing::info!(node_id = %config.node_id, %url, "connected to Redis");
+    tracing::info!(node_id = %config.node_id, url = %redact(url), "connected to Redis");
 
     Ok(RedisCluster {
         config,
@@ -754,7 +771,7 @@ pub async fn fetch_cluster_stats(
         Ok(Err(e)) => return Err(connect_error(url, &e)),
         Err(_) => {
             return Err(ClusterError::Connect {
-                url: url.to_owned(),
+                url: redact(url),
                 reason: format!("no connection within {timeout:?}"),
             });
         }
@@ -789,6 +806,17 @@ mod tests {
         for bad in ["http://x", "redis:/x", "127.0.0.1:6379", "redis-foo://h"] {
             assert!(!scheme_is_known(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact("redis://:s3cret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(
+            redact("redis-sentinel://u:p@w@h:26379/0?x=a@b"),
+            "redis-sentinel://u:***@h:26379/0?x=a@b"
+        );
+        assert_eq!(redact("not a url"), "not a url");
     }
 
     #[test]
