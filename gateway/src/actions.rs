@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::namespaces::admission::user_room;
-use crate::namespaces::{ALL, MAIN, emit};
+use crate::namespaces::{ALL, MAIN, RESERVED_EVENTS, emit};
 use crate::validation::{MAX_CONTENT, MAX_ID, MAX_REASON};
 use crate::{Adapter, Io};
 
@@ -30,16 +30,6 @@ pub enum ActionError {
 
 /// Reason given when a ban names none.
 pub const DEFAULT_BAN_REASON: &str = "Banned by admin";
-
-/// Events a client library reserves; emitting them would confuse clients.
-const RESERVED_EVENTS: [&str; 6] = [
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
 
 fn now() -> String {
     crate::namespaces::now()

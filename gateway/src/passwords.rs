@@ -4,6 +4,13 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
+/// Hashes and verifications running at once. Each argon2 run takes about 19 MiB and a core for
+/// a while; without a bound, a burst of `create room` / `join room` with passwords would fill the
+/// blocking pool and the memory. Callers beyond the bound wait their turn.
+const CONCURRENT_HASHES: usize = 4;
+
+static HASH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot hash password: {0}")]
@@ -33,6 +40,10 @@ pub fn verify(password: &str, phc: &str) -> bool {
 
 /// [`hash`] on the blocking pool.
 pub async fn hash_blocking(password: String) -> Result<String, HashError> {
+    let _slot = HASH_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| HashError(e.to_string()))?;
     tokio::task::spawn_blocking(move || hash(&password))
         .await
         .map_err(|e| HashError(e.to_string()))?
@@ -40,6 +51,9 @@ pub async fn hash_blocking(password: String) -> Result<String, HashError> {
 
 /// [`verify`] on the blocking pool (a failed task counts as a mismatch).
 pub async fn verify_blocking(password: String, phc: String) -> bool {
+    let Ok(_slot) = HASH_SLOTS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || verify(&password, &phc))
         .await
         .unwrap_or(false)

@@ -105,7 +105,10 @@ async fn forget_presence(shared: &Shared, session: &Session, sid: &str) {
             if let Some(op) = shared.io.of(MAIN) {
                 let payload =
                     json!({ "userId": session.user_id(), "username": session.username() });
-                let _ = emit::broadcast(shared, op.broadcast(), "user offline", &payload).await;
+                // The leaving socket is still listed while its disconnect handler runs.
+                let _ =
+                    emit::broadcast(shared, op.except(sid.to_owned()), "user offline", &payload)
+                        .await;
             }
         }
         Ok(false) => {}

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use tokio::sync::oneshot;
@@ -374,15 +374,32 @@ pub fn on<F, Fut>(
     );
 }
 
+/// Event names socket.io reserves; a client sending one is broken or hostile.
+pub const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
 /// Counts and rate-limits events no handler knows (socket.io ignores them otherwise), so a
-/// flood of unknown events still gets the socket disconnected.
+/// flood of unknown events still gets the socket disconnected. A reserved event name is a
+/// protocol error, as in socket.io 4.x: the socket is disconnected.
 pub fn on_unknown(socket: &SocketRef<Adapter>, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
-    socket.on_fallback(move |s: SocketRef<Adapter>| {
+    socket.on_fallback(move |s: SocketRef<Adapter>, Event(name): Event| {
         shared.app.metrics.messages_received.inc();
         let verdict = Session::of(&s).map(|session| session.check_rate());
         let shared = Arc::clone(&shared);
         async move {
+            if RESERVED_EVENTS.contains(&name.as_str()) {
+                shared.app.metrics.message_errors.inc();
+                tracing::info!(socket = %s.id, event = name, "reserved event name: disconnecting");
+                emit::disconnect(&shared, &s);
+                return;
+            }
             match verdict {
                 Some(Verdict::Flooding) => {
                     shared.app.metrics.message_errors.inc();
@@ -392,7 +409,9 @@ pub fn on_unknown(socket: &SocketRef<Adapter>, shared: &Arc<Shared>) {
                 Some(Verdict::Limited) => {
                     shared.app.metrics.message_errors.inc();
                 }
-                _ => tracing::debug!(socket = %s.id, "event without a handler ignored"),
+                _ => {
+                    tracing::debug!(socket = %s.id, event = name, "event without a handler ignored")
+                }
             }
         }
     });
