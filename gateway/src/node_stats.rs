@@ -301,6 +301,50 @@ mod tests {
         assert!(rss_bytes().unwrap() > 0);
     }
 
+    /// Counts publications, for the publisher's schedule.
+    #[derive(Debug, Default)]
+    struct CountingNodes(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl cluster::NodeRegistry for CountingNodes {
+        async fn publish(&self, _: &NodeStats) -> cluster::StateResult<()> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        async fn withdraw(&self, _: &str) -> cluster::StateResult<()> {
+            Ok(())
+        }
+        async fn live_nodes(&self) -> cluster::StateResult<Vec<NodeStats>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_publisher_refreshes_every_third_of_the_ttl_until_aborted() {
+        use clap::Parser as _;
+        let cli =
+            crate::config::Cli::try_parse_from(["gateway", "--dev", "--stats-ttl-secs", "30"])
+                .unwrap();
+        let config = crate::config::Config::from_args(cli.serve).unwrap();
+        let counter = Arc::new(CountingNodes::default());
+        let mut backends = cluster::memory::backends(10);
+        backends.nodes = counter.clone();
+        let app = App::new(config, backends).unwrap();
+        let (_layer, io) = socketioxide::SocketIo::builder().build_layer();
+        let count = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        let publisher = spawn_publisher(Arc::clone(&app), io);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(count(), 1, "the first record is published at once");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(count(), 2);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(count(), 4);
+        publisher.abort();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(count(), 4, "published after being stopped");
+    }
+
     #[test]
     fn publish_interval_is_a_third_of_the_ttl() {
         assert_eq!(publish_interval(60), Duration::from_secs(20));

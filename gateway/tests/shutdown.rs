@@ -222,3 +222,148 @@ async fn a_stuck_step_is_abandoned_when_the_grace_period_ends() {
         "the listener still answers"
     );
 }
+
+/// A raw Engine.IO v4 long-polling session.
+struct Polling {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Polling {
+    async fn open(client: &reqwest::Client, base: &str) -> Self {
+        let text = client
+            .get(format!("{base}/socket.io/?EIO=4&transport=polling"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let open: serde_json::Value =
+            serde_json::from_str(text.strip_prefix('0').unwrap()).unwrap();
+        let sid = open["sid"].as_str().unwrap();
+        Self {
+            client: client.clone(),
+            url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}"),
+        }
+    }
+
+    async fn send(&self, packet: &str) {
+        let res = self
+            .client
+            .post(&self.url)
+            .body(packet.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "POST {packet}: {}", res.status());
+    }
+
+    /// The packets of one poll, or `None` once the session is gone.
+    async fn poll(&self) -> Option<Vec<String>> {
+        let res = self.client.get(&self.url).send().await.ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let text = res.text().await.ok()?;
+        Some(text.split('\u{1e}').map(str::to_owned).collect())
+    }
+
+    /// Polls until a packet starting with `prefix` arrives; returns it.
+    async fn until(&self, prefix: &str, within: Duration) -> String {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            let packets = self.poll().await.expect("session closed");
+            if let Some(p) = packets.into_iter().find(|p| p.starts_with(prefix)) {
+                return p;
+            }
+        }
+        panic!("no packet starting with {prefix:?} within {within:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_local_socket_gets_server_shutdown_and_is_closed_after_the_drain() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = config(1, 4);
+    let token = gateway::auth::TokenVerifier::new(&config.jwt_key, config.jwt_algorithm)
+        .unwrap()
+        .mint(
+            &gateway::auth::Identity {
+                user_id: "u-shutdown".into(),
+                username: "shutdown".into(),
+                role: "user".into(),
+            },
+            60,
+        )
+        .unwrap();
+    let (signal, signalled) = oneshot::channel::<()>();
+    let node = tokio::spawn(gateway::run(listener, config, async move {
+        let _ = signalled.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let ready = format!("{base}/ready");
+    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
+        status(&client, &ready).await == Some(200)
+    })
+    .await;
+
+    let session = Polling::open(&client, &base).await;
+    let auth = serde_json::json!({ "token": token });
+    session.send(&format!("40{auth}")).await;
+    session.send(&format!("40/chat,{auth}")).await;
+    session.until("40{", Duration::from_secs(5)).await;
+    session.until("40/chat,{", Duration::from_secs(5)).await;
+
+    let signalled_at = Instant::now();
+    signal.send(()).unwrap();
+    let mut notices = Vec::new();
+    while notices.len() < 2 {
+        let packets = session.poll().await.expect("closed before the notices");
+        notices.extend(
+            packets
+                .into_iter()
+                .filter(|p| p.contains("\"server shutdown\"")),
+        );
+        assert!(
+            signalled_at.elapsed() < Duration::from_secs(1),
+            "{notices:?}"
+        );
+    }
+    for (notice, prefix) in notices.iter().zip(["42[", "42/chat,["]) {
+        assert!(notice.starts_with(prefix), "{notices:?}");
+        let body: serde_json::Value =
+            serde_json::from_str(notice.strip_prefix(prefix.trim_end_matches('[')).unwrap())
+                .unwrap();
+        assert_eq!(body[0], "server shutdown");
+        assert_eq!(body[1]["serverId"], "shutdown-test");
+        assert!(body[1]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    // The sockets stay open through the drain, then the session ends.
+    let mut closed_at = None;
+    while closed_at.is_none() {
+        match session.poll().await {
+            Some(packets) if !packets.iter().any(|p| p == "1") => {}
+            _ => closed_at = Some(signalled_at.elapsed()),
+        }
+        assert!(
+            signalled_at.elapsed() < Duration::from_secs(4),
+            "never closed"
+        );
+    }
+    let closed_at = closed_at.unwrap();
+    assert!(
+        closed_at >= Duration::from_millis(900),
+        "closed after {closed_at:?}, before the 1 s drain"
+    );
+    tokio::time::timeout(Duration::from_secs(4), node)
+        .await
+        .expect("run() did not return within the grace period")
+        .unwrap()
+        .unwrap();
+}
