@@ -293,3 +293,35 @@ async fn state_of_a_node_that_died_unwatched_is_purged() {
     assert_eq!(left.purged.len(), 1);
     assert!(s.rooms.get("r").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_node_js_peer_with_its_own_record_shape_counts_as_live() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let raw = raw_client(&server.url()).await;
+    let _: () = raw
+        .set(
+            "cluster:stats:node-js-1",
+            r#"{"serverId":"node-js-1","connections":3,"uptime":12.5,"timestamp":1764100000000}"#,
+            Some(Expiration::EX(30)),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let (mon, mut rx) = a.start_monitor();
+    assert_eq!(
+        next_event(&mut rx, "node-js joined").await,
+        NodeEvent::NodeJoined {
+            server_id: "node-js-1".into()
+        }
+    );
+    assert_eq!(mon.live_peers(), ["node-js-1"]);
+    let stats = cluster::cluster_stats(a.backends().nodes.as_ref())
+        .await
+        .unwrap();
+    assert!(
+        stats.nodes.is_empty(),
+        "only records this crate can read are listed"
+    );
+}

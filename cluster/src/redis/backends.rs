@@ -624,9 +624,29 @@ impl NodeRegistry for RedisNodes {
     }
 
     async fn live_nodes(&self) -> StateResult<Vec<NodeStats>> {
+        let mut nodes: Vec<NodeStats> = self
+            .scan_records()
+            .await?
+            .into_iter()
+            .filter_map(|(_, record)| record)
+            .collect();
+        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        nodes.dedup_by(|a, b| a.server_id == b.server_id);
+        Ok(nodes)
+    }
+}
+
+impl RedisNodes {
+    /// Every stats key's server id with its record, `None` where the record is not one this crate
+    /// can read (a Node.js node of the original design writes its own shape; it is alive all the
+    /// same).
+    pub(crate) async fn scan_records(&self) -> StateResult<Vec<(String, Option<NodeStats>)>> {
         let keys = self.conn.scan_keys(keys::STATS_KEY_PATTERN).await?;
-        let mut nodes = Vec::with_capacity(keys.len());
+        let mut out = Vec::with_capacity(keys.len());
         for key in keys {
+            let Some(id) = keys::server_id_of_stats_key(&key) else {
+                continue;
+            };
             // A key can expire between SCAN and GET; that node is simply gone.
             let json: Option<String> = self
                 .conn
@@ -635,18 +655,16 @@ impl NodeRegistry for RedisNodes {
                 .await
                 .map_err(|e| state_error(&e))?;
             let Some(json) = json else { continue };
-            match decode::<NodeStats>(&json) {
-                Ok(stats) => nodes.push(stats),
+            let record = match decode::<NodeStats>(&json) {
+                Ok(stats) => Some(stats),
                 Err(e) => {
-                    // A Node.js node of the original design may write a different record; it is
-                    // alive all the same, but this list only carries records it can read.
-                    tracing::debug!(%key, error = %e, "skipping unreadable stats record");
+                    tracing::debug!(%key, error = %e, "stats record in another shape");
+                    None
                 }
-            }
+            };
+            out.push((id.to_owned(), record));
         }
-        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
-        nodes.dedup_by(|a, b| a.server_id == b.server_id);
-        Ok(nodes)
+        Ok(out)
     }
 }
 

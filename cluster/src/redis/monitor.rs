@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use super::backends::{Conn, RedisBackends, state_error};
 use crate::bus::{ControlEvent, ControlSubscription};
 use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry, StateResult};
-use crate::stats::NodeRegistry;
 
 /// Settings of the monitor.
 #[derive(Clone, Debug)]
@@ -207,28 +206,30 @@ impl Worker {
     }
 
     async fn round(&mut self, reconnects: &watch::Receiver<u64>) -> StateResult<()> {
-        let records = self.backends.nodes.live_nodes().await?;
+        let records = self.backends.nodes.scan_records().await?;
         if reconnects.has_changed().unwrap_or(false) {
             // These answers may come from a Redis that just restarted empty.
             self.settled = false;
         }
         let now = Instant::now();
-        let present: HashSet<&str> = records.iter().map(|r| r.server_id.as_str()).collect();
+        let present: HashSet<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
         // A departed node's entry is kept while its old key lingers, then forgotten.
         self.departed.retain(|id, _| present.contains(id.as_str()));
         let mut live: HashSet<String> = HashSet::new();
-        for r in &records {
-            if r.server_id == self.self_id {
+        for (id, record) in &records {
+            if *id == self.self_id {
                 continue;
             }
-            if let Some(announced) = self.departed.get(&r.server_id) {
-                if r.started_at <= *announced {
-                    continue;
+            if let Some(announced) = self.departed.get(id) {
+                match record {
+                    // A new process under the same id.
+                    Some(r) if r.started_at > *announced => {
+                        self.departed.remove(id);
+                    }
+                    _ => continue,
                 }
-                // A new process under the same id.
-                self.departed.remove(&r.server_id);
             }
-            live.insert(r.server_id.clone());
+            live.insert(id.clone());
         }
         let ttl = self.stats_ttl;
         self.heard.retain(|_, at| now.duration_since(*at) < ttl);
