@@ -237,3 +237,178 @@ pub fn disconnect(shared: &impl Sink, socket: &SocketRef<Adapter>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    //! A real node and two Engine.IO long-polling clients: one that stops polling (its queue
+    //! fills, as with a client that cannot keep up) and one that floods a namespace broadcast.
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use clap::Parser;
+    use serde_json::Value;
+
+    use crate::auth::{Identity, TokenVerifier};
+    use crate::config::{Cli, Config, DEV_SECRET, JwtAlgorithm, JwtKey};
+
+    const SEP: char = '\u{1e}';
+
+    struct Poller {
+        http: reqwest::Client,
+        url: String,
+    }
+
+    impl Poller {
+        async fn open(base: &str, user: &str) -> Self {
+            let http = reqwest::Client::new();
+            let body = http
+                .get(format!("{base}/socket.io/?EIO=4&transport=polling"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+            let sid = open["sid"].as_str().unwrap();
+            let poller = Self {
+                http,
+                url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}"),
+            };
+            let token = TokenVerifier::new(
+                &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
+                JwtAlgorithm::Hs256,
+            )
+            .unwrap()
+            .mint(
+                &Identity {
+                    user_id: user.into(),
+                    username: user.into(),
+                    role: "user".into(),
+                },
+                600,
+            )
+            .unwrap();
+            poller
+                .post(&[format!("40{}", serde_json::json!({ "token": token }))])
+                .await;
+            let mut seen = Vec::new();
+            while !seen.iter().any(|p: &String| p.starts_with("40{")) {
+                assert!(seen.len() < 20, "no CONNECT ack: {seen:?}");
+                seen.extend(poller.poll().await);
+            }
+            poller
+        }
+
+        async fn post(&self, packets: &[String]) {
+            let body = packets.join(&SEP.to_string());
+            let res = self.http.post(&self.url).body(body).send().await.unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+        }
+
+        /// One poll, pings answered and left out; empty when nothing arrives within a second.
+        async fn poll(&self) -> Vec<String> {
+            let Ok(res) =
+                tokio::time::timeout(Duration::from_secs(1), self.http.get(&self.url).send()).await
+            else {
+                return Vec::new();
+            };
+            let body = res.unwrap().text().await.unwrap();
+            let (pings, packets): (Vec<String>, Vec<String>) =
+                body.split(SEP).map(str::to_owned).partition(|p| p == "2");
+            if !pings.is_empty() {
+                self.post(&["3".to_owned()]).await;
+            }
+            packets
+        }
+    }
+
+    async fn metric(base: &str, name: &str) -> u64 {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_whose_queue_fills_is_disconnected_after_a_gap_free_prefix() {
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "--dev",
+            "--event-rate-limit",
+            "1000000",
+            "--event-rate-burst",
+            "1000000",
+        ])
+        .unwrap();
+        let config = Config::from_args(cli.serve).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let node = tokio::spawn(crate::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+
+        let slow = Poller::open(&base, "slow").await;
+        let fast = Poller::open(&base, "fast").await;
+        // Far more than the per-socket queue (128 packets) holds.
+        let flood: Vec<String> = (0..400)
+            .map(|i| format!(r#"42["chat message",{{"content":"m{i}"}}]"#))
+            .collect();
+        fast.post(&flood).await;
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while metric(&base, "socketio_slow_client_disconnects_total").await < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slow client was never detected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(metric(&base, "socketio_dropped_frames_total").await >= 1);
+
+        let mut packets = Vec::new();
+        while !packets.iter().any(|p: &String| p.starts_with("41")) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no DISCONNECT packet; got {packets:?}"
+            );
+            packets.extend(slow.poll().await);
+        }
+        let numbers: Vec<usize> = packets
+            .iter()
+            .filter_map(|p| p.strip_prefix(r#"42["chat message","#))
+            .map(|rest| {
+                let msg: Value = serde_json::from_str(rest.trim_end_matches(']')).unwrap();
+                msg["content"].as_str().unwrap()[1..].parse().unwrap()
+            })
+            .collect();
+        assert!(!numbers.is_empty() && numbers.len() < 400, "{numbers:?}");
+        assert_eq!(
+            numbers,
+            (0..numbers.len()).collect::<Vec<_>>(),
+            "frames after a dropped one reached the slow client"
+        );
+        let disconnect_at = packets.iter().position(|p| p.starts_with("41")).unwrap();
+        assert!(
+            packets[disconnect_at + 1..]
+                .iter()
+                .all(|p| !p.starts_with("42")),
+            "events after the DISCONNECT: {:?}",
+            &packets[disconnect_at..]
+        );
+        assert_eq!(
+            metric(&base, "socketio_slow_client_disconnects_total").await,
+            1
+        );
+
+        stop.send(()).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(40), node).await;
+    }
+}
