@@ -129,4 +129,20 @@ mod tests {
             Some("spam")
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_never_leaves_tags_or_banned_words(text in ".{0,200}") {
+            if let Some(clean) = default().clean(&text) {
+                proptest::prop_assert!(!clean.is_empty());
+                proptest::prop_assert_eq!(clean.trim(), clean.as_str());
+                let lower = clean.to_lowercase();
+                for word in ["spam", "abuse", "inappropriate"] {
+                    proptest::prop_assert!(!lower.contains(word), "{} in {:?}", word, clean);
+                }
+                let open = clean.find('<');
+                proptest::prop_assert!(open.is_none_or(|i| !clean[i..].contains('>')), "tag left in {:?}", clean);
+            }
+        }
+    }
 }

@@ -603,4 +603,56 @@ mod tests {
             "\"content\" must be 1 to 1000 characters long"
         );
     }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::hash_map(
+                    prop_oneof![
+                        Just("content".to_owned()),
+                        Just("roomId".to_owned()),
+                        Just("to".to_owned()),
+                        Just("maxUsers".to_owned()),
+                        Just("limit".to_owned()),
+                        Just("durationSecs".to_owned()),
+                        Just("type".to_owned()),
+                        ".{0,8}".prop_map(|s: String| s),
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics(v in arbitrary_json()) {
+            let _ = chat_message(&v);
+            let _ = private_message(&v);
+            let _ = username(&v);
+            let _ = create_room(&v);
+            let _ = join_room(&v);
+            let _ = room_id(&v);
+            let _ = room_message(&v);
+            let _ = room_history(&v);
+            let _ = game_id(&v);
+            let _ = game_action(&v);
+            let _ = chat_private_message(&v);
+            let _ = broadcast_message(&v);
+            let _ = kick_target(&v);
+            let _ = user_id(&v);
+            let _ = ban_user(&v);
+        }
+    }
 }
