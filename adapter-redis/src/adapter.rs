@@ -699,7 +699,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .await;
     }
 
-    fn publish_broadcast(&self, remote: &Remote, packet: &Packet, opts: &BroadcastOptions) {
+    async fn publish_broadcast(&self, remote: &Remote, packet: &Packet, opts: &BroadcastOptions) {
         let Some(target) = self.wire_target(&remote.shared, opts) else {
             return;
         };
@@ -724,7 +724,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         };
         let bytes =
             wire::encode_broadcast(&remote.core.uid, &data, &remote.core.nsp, &target, flags);
-        remote.shared.publish_nowait(channel, bytes);
+        remote.shared.publish_queued(channel, bytes).await;
     }
 }
 
@@ -925,7 +925,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         opts: BroadcastOptions,
     ) -> Result<(), BroadcastError> {
         if let Some(remote) = self.remote_for(&opts) {
-            self.publish_broadcast(remote, &packet, &opts);
+            self.publish_broadcast(remote, &packet, &opts).await;
         }
         if self.targets_other_node(&opts) {
             return Ok(());
@@ -1022,7 +1022,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             };
             remote
                 .shared
-                .publish_nowait(remote.core.channels.request.clone(), request.encode());
+                .publish_queued(remote.core.channels.request.clone(), request.encode())
+                .await;
         }
         if self.targets_other_node(&opts) {
             return Ok(());
@@ -1137,7 +1138,8 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             };
             remote
                 .shared
-                .publish_nowait(remote.core.channels.request.clone(), request.encode());
+                .publish_queued(remote.core.channels.request.clone(), request.encode())
+                .await;
         }
         if !self.targets_other_node(&opts) {
             if join {

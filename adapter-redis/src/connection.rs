@@ -144,6 +144,21 @@ impl Shared {
         }
     }
 
+    /// Queues a message, waiting for queue space (back-pressure on the emitting task) for at
+    /// most the request timeout; then it is dropped and counted in `dropped`.
+    pub(crate) async fn publish_queued(&self, channel: String, payload: Vec<u8>) {
+        let msg = Outgoing {
+            channel,
+            payload: Bytes::from(payload),
+            done: None,
+        };
+        let sent = tokio::time::timeout(self.config.request_timeout, self.out_tx.send(msg)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            inc(&self.metrics.dropped);
+            tracing::warn!("adapter publish queue full for too long: message dropped");
+        }
+    }
+
     /// Queues a message and waits until Redis took it.
     pub(crate) async fn publish(
         &self,

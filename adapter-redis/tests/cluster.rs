@@ -231,6 +231,11 @@ async fn a_silent_peer_does_not_stall_requests_past_the_timeout() {
             .unwrap();
     silent.init().await.unwrap();
     silent.subscribe("socket.io-request#/#").await.unwrap();
+    let url = redis.url();
+    eventually("the silent subscriber is counted", async || {
+        numsub(&url, "socket.io-request#/#").await == 3
+    })
+    .await;
 
     let started = std::time::Instant::now();
     let sockets = a
