@@ -66,14 +66,31 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    run_announcing(listener, config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `on_ready` with the bound address once the node is `Ready` (`/ready` answers
+/// 200), so a caller can announce it only when it really accepts traffic.
+pub async fn run_announcing(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr) + Send,
+) -> Result<(), GatewayError> {
+    let backends = state_backends(&config).await?;
+    serve_node(listener, config, backends, shutdown, on_ready).await
+}
+
+/// The state backends the configuration asks for. This is the one place that decides between
+/// in-memory state (one node) and Redis (cluster mode).
+pub async fn state_backends(config: &Config) -> Result<cluster::StateBackends, GatewayError> {
     if config.args.redis_url.is_some() {
         tracing::warn!(
             "REDIS_URL is set, but this build keeps cluster state in memory: \
              the node runs on its own"
         );
     }
-    let backends = cluster::memory::backends(config.args.history_size);
-    run_with_backends(listener, config, backends, shutdown).await
+    Ok(cluster::memory::backends(config.args.history_size))
 }
 
 /// [`run`] with the given state backends (Redis ones in cluster mode, or test doubles).
@@ -83,6 +100,17 @@ pub async fn run_with_backends(
     backends: cluster::StateBackends,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    serve_node(listener, config, backends, shutdown, |_| {}).await
+}
+
+async fn serve_node(
+    listener: TcpListener,
+    config: Config,
+    backends: cluster::StateBackends,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr) + Send,
+) -> Result<(), GatewayError> {
+    let local_addr = listener.local_addr()?;
     let app = App::new(config, backends)?;
     // `max_payload` only bounds polling bodies; WebSocket messages and frames get the same limit,
     // so a payload over it closes the connection on either transport (PROTOCOL.md section 1).
@@ -118,7 +146,8 @@ pub async fn run_with_backends(
     });
     let mut server = tokio::spawn(server.into_future());
     app.set_lifecycle(Lifecycle::Ready);
-    tracing::info!(server_id = %app.server_id, "node ready");
+    tracing::info!(server_id = %app.server_id, %local_addr, "node ready");
+    on_ready(local_addr);
 
     tokio::select! {
         () = shutdown => {}

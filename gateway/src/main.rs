@@ -54,6 +54,14 @@ async fn serve(args: ServeArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    let signalled = match termination_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gateway: cannot install signal handlers: {e}");
+            telemetry.shutdown();
+            return 1;
+        }
+    };
     let addr = (config.args.host, config.args.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -63,18 +71,12 @@ async fn serve(args: ServeArgs) -> i32 {
             return 1;
         }
     };
-    match listener.local_addr() {
-        Ok(local) => {
-            println!("listening on http://{local}");
-            let _ = std::io::stdout().flush();
-        }
-        Err(e) => {
-            eprintln!("gateway: cannot read the bound address: {e}");
-            telemetry.shutdown();
-            return 1;
-        }
-    }
-    let code = match gateway::run(listener, config, termination_signal()).await {
+    // The one stdout line of the start-up contract, printed once `/ready` answers 200.
+    let announce = |addr: std::net::SocketAddr| {
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    };
+    let code = match gateway::run_announcing(listener, config, signalled, announce).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "gateway stopped with an error");
@@ -86,33 +88,32 @@ async fn serve(args: ServeArgs) -> i32 {
     code
 }
 
-/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
-async fn termination_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
+/// A future completing on the first SIGTERM or SIGINT (Ctrl-C). The handlers are installed
+/// here, before the node announces itself, so a signal sent right after the `listening on` line
+/// is never lost to the default action (terminating without a graceful shutdown).
+#[cfg(unix)]
+fn termination_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+/// A future completing on Ctrl-C.
+#[cfg(not(unix))]
+fn termination_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received");
+        } else {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
+    })
 }
 
 fn token(args: &TokenArgs) -> i32 {

@@ -269,16 +269,21 @@ impl Polling {
         Some(text.split('\u{1e}').map(str::to_owned).collect())
     }
 
-    /// Polls until a packet starting with `prefix` arrives; returns it.
-    async fn until(&self, prefix: &str, within: Duration) -> String {
+    /// Polls until every one of `prefixes` has started some packet; returns all packets seen.
+    async fn until_all(&self, prefixes: &[&str], within: Duration) -> Vec<String> {
         let end = Instant::now() + within;
-        while Instant::now() < end {
-            let packets = self.poll().await.expect("session closed");
-            if let Some(p) = packets.into_iter().find(|p| p.starts_with(prefix)) {
-                return p;
-            }
+        let mut seen: Vec<String> = Vec::new();
+        while !prefixes
+            .iter()
+            .all(|prefix| seen.iter().any(|p| p.starts_with(prefix)))
+        {
+            assert!(
+                Instant::now() < end,
+                "not all of {prefixes:?} within {within:?}: {seen:?}"
+            );
+            seen.extend(self.poll().await.expect("session closed"));
         }
-        panic!("no packet starting with {prefix:?} within {within:?}");
+        seen
     }
 }
 
@@ -316,29 +321,27 @@ async fn every_local_socket_gets_server_shutdown_and_is_closed_after_the_drain()
     let auth = serde_json::json!({ "token": token });
     session.send(&format!("40{auth}")).await;
     session.send(&format!("40/chat,{auth}")).await;
-    session.until("40{", Duration::from_secs(5)).await;
-    session.until("40/chat,{", Duration::from_secs(5)).await;
+    session
+        .until_all(&["40{", "40/chat,{"], Duration::from_secs(5))
+        .await;
 
     let signalled_at = Instant::now();
     signal.send(()).unwrap();
-    let mut notices = Vec::new();
-    while notices.len() < 2 {
-        let packets = session.poll().await.expect("closed before the notices");
-        notices.extend(
-            packets
-                .into_iter()
-                .filter(|p| p.contains("\"server shutdown\"")),
-        );
-        assert!(
-            signalled_at.elapsed() < Duration::from_secs(1),
-            "{notices:?}"
-        );
-    }
-    for (notice, prefix) in notices.iter().zip(["42[", "42/chat,["]) {
-        assert!(notice.starts_with(prefix), "{notices:?}");
-        let body: serde_json::Value =
-            serde_json::from_str(notice.strip_prefix(prefix.trim_end_matches('[')).unwrap())
-                .unwrap();
+    let packets = session
+        .until_all(
+            &["42[\"server shutdown\"", "42/chat,[\"server shutdown\""],
+            Duration::from_millis(900),
+        )
+        .await;
+    for prefix in ["42[", "42/chat,["] {
+        let notice = packets
+            .iter()
+            .find_map(|p| {
+                p.strip_prefix(prefix)
+                    .filter(|rest| rest.starts_with("\"server shutdown\""))
+            })
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&format!("[{notice}")).unwrap();
         assert_eq!(body[0], "server shutdown");
         assert_eq!(body[1]["serverId"], "shutdown-test");
         assert!(body[1]["message"].as_str().is_some_and(|m| !m.is_empty()));
