@@ -1,0 +1,237 @@
+//! `gateway-bench`: the benchmark of the gateway against the Node.js stack it replaces
+//! (socket.io + @socket.io/redis-adapter). Runs every scenario against both stacks in one
+//! process and writes `BENCHMARKS.md` plus `results.json`; `tests/bench/run.sh` is the entry.
+
+mod client;
+mod hist;
+mod procs;
+mod proto;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+use procs::{Launcher, Stack};
+use scenarios::{Bench, Config, ConnRateRun, FanoutRun, IdleRun, ManyRoomsRun};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark the gateway against the Node.js socket.io stack")]
+struct Args {
+    /// Small sizes: a smoke run of a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// The release gateway binary.
+    #[arg(long, default_value = "target/release/gateway")]
+    gateway_bin: PathBuf,
+    /// The Node.js reference server directory (with node_modules installed).
+    #[arg(long, default_value = "tests/bench/node")]
+    node_dir: PathBuf,
+    /// Where BENCHMARKS.md goes.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: PathBuf,
+    /// Where results.json goes (the charts are drawn next to it).
+    #[arg(long, default_value = "docs/bench")]
+    out_dir: PathBuf,
+    /// The charts' directory as linked from the markdown file.
+    #[arg(long, default_value = "docs/bench")]
+    charts_link: String,
+    /// Scenarios to run (comma separated): idle, connrate, single, cluster, rooms.
+    #[arg(
+        long,
+        default_value = "idle,connrate,single,cluster,rooms",
+        value_delimiter = ','
+    )]
+    only: Vec<String>,
+    /// The command line to print in BENCHMARKS.md.
+    #[arg(long, default_value = "bash tests/bench/run.sh")]
+    command: String,
+    /// Extra `name=value` version lines (from run.sh: rustc, gateway commit).
+    #[arg(long = "version-line")]
+    version_lines: Vec<String>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    /// How it was started.
+    pub command: String,
+    /// UTC start time.
+    pub started_at: String,
+    /// Seconds the run took.
+    pub duration_secs: f64,
+    /// CPU, cores, memory, kernel.
+    pub machine: String,
+    /// (component, version).
+    pub versions: Vec<(String, String)>,
+    /// Sizes.
+    pub config: Config,
+    /// Ok when gateway nodes with `--redis-url` form a cluster, else why not.
+    pub gateway_cluster: Result<(), String>,
+    /// Fan-out and saturation runs.
+    pub fanout: Vec<FanoutRun>,
+    /// Idle memory runs.
+    pub idle: Vec<IdleRun>,
+    /// Connection rate runs.
+    pub conn_rate: Vec<ConnRateRun>,
+    /// Many-rooms runs.
+    pub many_rooms: Vec<ManyRoomsRun>,
+}
+
+fn write_outputs(args: &Args, results: &Results) -> Result<()> {
+    std::fs::create_dir_all(&args.out_dir)?;
+    let json = serde_json::to_string_pretty(results)?;
+    std::fs::write(args.out_dir.join("results.json"), json)?;
+    std::fs::write(&args.markdown, report::render(results, &args.charts_link))
+        .with_context(|| format!("writing {}", args.markdown.display()))?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let config = if args.quick {
+        Config::quick()
+    } else {
+        Config::full()
+    };
+    if !args.gateway_bin.is_file() {
+        anyhow::bail!(
+            "{} not found: build it with `cargo build --release -p gateway`",
+            args.gateway_bin.display()
+        );
+    }
+    let launcher = Launcher {
+        gateway_bin: args.gateway_bin.clone(),
+        node_dir: args.node_dir.clone(),
+        secret: "benchmark-secret-not-for-production".into(),
+        log_dir: std::env::temp_dir().join("gateway-bench-logs"),
+    };
+    let mut versions: Vec<(String, String)> = vec![
+        (
+            "Node.js".into(),
+            procs::tool_version("node", &["--version"]),
+        ),
+        (
+            "socket.io".into(),
+            procs::npm_package_version(&args.node_dir, "socket.io"),
+        ),
+        (
+            "@socket.io/redis-adapter".into(),
+            procs::npm_package_version(&args.node_dir, "@socket.io/redis-adapter"),
+        ),
+        (
+            "redis (npm)".into(),
+            procs::npm_package_version(&args.node_dir, "redis"),
+        ),
+        (
+            "redis-server".into(),
+            procs::tool_version("redis-server", &["--version"]),
+        ),
+    ];
+    for line in &args.version_lines {
+        if let Some((k, v)) = line.split_once('=') {
+            versions.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    let bench = Bench {
+        launcher,
+        config: config.clone(),
+    };
+    let wants = |name: &str| args.only.iter().any(|o| o == name);
+    let mut results = Results {
+        command: args.command.clone(),
+        started_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        duration_secs: 0.0,
+        machine: procs::machine_description(),
+        versions,
+        config,
+        gateway_cluster: Err("not probed".into()),
+        fanout: Vec::new(),
+        idle: Vec::new(),
+        conn_rate: Vec::new(),
+        many_rooms: Vec::new(),
+    };
+    let save = |results: &mut Results| {
+        results.duration_secs = started.elapsed().as_secs_f64();
+        if let Err(e) = write_outputs(&args, results) {
+            eprintln!("writing the results failed: {e:#}");
+        }
+    };
+
+    results.gateway_cluster = scenarios::probe_gateway_cluster(&bench).await;
+    eprintln!(
+        "[probe] gateway cluster mode: {:?}",
+        results.gateway_cluster
+    );
+    let cluster_reason =
+        results.gateway_cluster.as_ref().err().map(|e| {
+            format!("not measured: gateway cluster mode not available in this build ({e})")
+        });
+
+    if wants("idle") {
+        for stack in [Stack::Gateway, Stack::Node] {
+            let run = scenarios::idle(&bench, stack).await;
+            results.idle.push(run);
+            save(&mut results);
+        }
+    }
+    if wants("connrate") {
+        for stack in [Stack::Gateway, Stack::Node] {
+            let run = scenarios::conn_rate(&bench, stack).await;
+            results.conn_rate.push(run);
+            save(&mut results);
+        }
+    }
+    if wants("single") {
+        for stack in [Stack::Gateway, Stack::Node] {
+            let run = scenarios::fanout(&bench, stack, false).await;
+            results.fanout.push(run);
+            save(&mut results);
+        }
+    }
+    if wants("cluster") {
+        let run = match &cluster_reason {
+            Some(reason) => FanoutRun::not_measured(
+                Stack::Gateway,
+                "cluster",
+                3,
+                bench.config.fanout_clients,
+                reason.clone(),
+            ),
+            None => scenarios::fanout(&bench, Stack::Gateway, true).await,
+        };
+        results.fanout.push(run);
+        save(&mut results);
+        let run = scenarios::fanout(&bench, Stack::Node, true).await;
+        results.fanout.push(run);
+        save(&mut results);
+    }
+    if wants("rooms") {
+        let run = match &cluster_reason {
+            Some(reason) => {
+                ManyRoomsRun::not_measured(Stack::Gateway, &bench.config, reason.clone())
+            }
+            None => scenarios::many_rooms(&bench, Stack::Gateway).await,
+        };
+        results.many_rooms.push(run);
+        save(&mut results);
+        let run = scenarios::many_rooms(&bench, Stack::Node).await;
+        results.many_rooms.push(run);
+        save(&mut results);
+    }
+    save(&mut results);
+    eprintln!(
+        "wrote {} and {}/results.json in {:.0} s",
+        args.markdown.display(),
+        args.out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

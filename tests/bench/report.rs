@@ -1,0 +1,727 @@
+//! `BENCHMARKS.md` from the results: machine, versions, one table with both stacks and their
+//! ratio for every figure, charts, and per-step details with the CPU of every process group.
+
+use std::fmt::Write as _;
+
+use crate::Results;
+use crate::procs::Stack;
+use crate::scenarios::{ConnRateRun, FanoutRun, IdleRun, ManyRoomsRun, Step};
+
+/// Formats an optional number, or the reason it is missing.
+fn num(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => format_thousands(x, decimals),
+        _ => "—".into(),
+    }
+}
+
+/// `1234567.8` -> `1,234,568` (0 decimals) or `1,234,567.80` (2).
+pub fn format_thousands(x: f64, decimals: usize) -> String {
+    let s = format!("{:.*}", decimals, x.abs());
+    let (int, frac) = s
+        .split_once('.')
+        .map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+/// gateway / Node, when both exist and Node is non-zero.
+pub fn ratio(gateway: Option<f64>, node: Option<f64>) -> Option<f64> {
+    match (gateway, node) {
+        (Some(g), Some(n)) if n != 0.0 => Some(g / n),
+        _ => None,
+    }
+}
+
+fn ratio_text(gateway: Option<f64>, node: Option<f64>) -> String {
+    ratio(gateway, node).map_or_else(|| "—".into(), |r| format!("{r:.2}×"))
+}
+
+struct Row {
+    figure: String,
+    gateway: Option<f64>,
+    node: Option<f64>,
+    decimals: usize,
+    gateway_note: Option<String>,
+    node_note: Option<String>,
+    target: String,
+    met: String,
+}
+
+fn cell(v: Option<f64>, decimals: usize, note: &Option<String>) -> String {
+    match (v, note) {
+        (Some(_), _) => num(v, decimals),
+        (None, Some(n)) => n.clone(),
+        (None, None) => "—".into(),
+    }
+}
+
+fn verdict(ok: Option<bool>) -> String {
+    match ok {
+        Some(true) => "yes".into(),
+        Some(false) => "**no**".into(),
+        None => "not measured".into(),
+    }
+}
+
+fn find_fanout<'a>(runs: &'a [FanoutRun], stack: Stack, topology: &str) -> Option<&'a FanoutRun> {
+    runs.iter()
+        .find(|r| r.stack == stack && r.topology == topology)
+}
+
+fn why_missing_fanout(run: Option<&FanoutRun>) -> Option<String> {
+    match run {
+        None => Some("not run".into()),
+        Some(r) => r
+            .not_measured
+            .clone()
+            .or_else(|| r.error.as_ref().map(|e| format!("failed: {e}"))),
+    }
+}
+
+fn fixed<F: Fn(&Step) -> Option<f64>>(run: Option<&FanoutRun>, f: F) -> Option<f64> {
+    run.and_then(|r| r.fixed.as_ref()).and_then(f)
+}
+
+fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
+    let g = find_fanout(&results.fanout, Stack::Gateway, topology);
+    let n = find_fanout(&results.fanout, Stack::Node, topology);
+    let gn = why_missing_fanout(g).map(short);
+    let nn = why_missing_fanout(n).map(short);
+    let label = if topology == "cluster" {
+        "3 nodes + Redis"
+    } else {
+        "1 node"
+    };
+    let cfg = &results.config;
+    let offered = cfg.fanout_clients as f64 * cfg.fanout_rate_per_room;
+    let at = format!(
+        "{label}, {} clients, {} msg/s per room ({} deliveries/s offered)",
+        cfg.fanout_clients,
+        cfg.fanout_rate_per_room,
+        format_thousands(offered, 0)
+    );
+    let is_target_point =
+        topology == "cluster" && cfg.fanout_clients == 3_000 && offered >= 300_000.0;
+    let mut push = |figure: String,
+                    f: &dyn Fn(&Step) -> Option<f64>,
+                    decimals,
+                    target: String,
+                    met: String| {
+        rows.push(Row {
+            figure,
+            gateway: fixed(g, f),
+            node: fixed(n, f),
+            decimals,
+            gateway_note: gn.clone(),
+            node_note: nn.clone(),
+            target,
+            met,
+        });
+    };
+    push(
+        format!("Fan-out: deliveries/s ({at})"),
+        &|s| Some(s.deliveries_per_sec),
+        0,
+        String::new(),
+        String::new(),
+    );
+    let g_p99 = fixed(g, |s| s.p99_ms);
+    let g_lost = fixed(g, |s| Some(s.lost as f64));
+    let (p99_target, p99_met) = if topology == "cluster" {
+        let met = match (g_p99, g_lost) {
+            (Some(p), Some(l)) if is_target_point => verdict(Some(p < 50.0 && l == 0.0)),
+            (Some(_), Some(_)) => "n/a (target is at 3,000 clients, 300k/s)".into(),
+            _ => verdict(None),
+        };
+        ("gateway < 50 ms, nothing lost".into(), met)
+    } else {
+        (String::new(), String::new())
+    };
+    push(
+        format!("Fan-out: latency p50, ms ({label})"),
+        &|s| s.p50_ms,
+        1,
+        String::new(),
+        String::new(),
+    );
+    push(
+        format!("Fan-out: latency p99, ms ({label})"),
+        &|s| s.p99_ms,
+        1,
+        p99_target,
+        p99_met,
+    );
+    push(
+        format!("Fan-out: latency p999, ms ({label})"),
+        &|s| s.p999_ms,
+        1,
+        String::new(),
+        String::new(),
+    );
+    push(
+        format!("Fan-out: deliveries lost ({label})"),
+        &|s| Some(s.lost as f64),
+        0,
+        String::new(),
+        String::new(),
+    );
+    let cpu_g = fixed(g, |s| s.server_cpu_secs_per_million);
+    let cpu_n = fixed(n, |s| s.server_cpu_secs_per_million);
+    let cpu_met = ratio(cpu_g, cpu_n).map(|r| r <= 0.25);
+    push(
+        format!("Fan-out: server CPU-seconds per million deliveries, servers + Redis ({label})"),
+        &|s| s.server_cpu_secs_per_million,
+        2,
+        "ratio ≤ 0.25".into(),
+        verdict(cpu_met),
+    );
+    rows.push(Row {
+        figure: format!(
+            "Fan-out: connect phase, s ({} clients with `user online`, {label})",
+            cfg.fanout_clients
+        ),
+        gateway: g.and_then(|r| r.connect_secs),
+        node: n.and_then(|r| r.connect_secs),
+        decimals: 1,
+        gateway_note: gn.clone(),
+        node_note: nn.clone(),
+        target: String::new(),
+        met: String::new(),
+    });
+    let sat_g = g.and_then(|r| r.max_sustained_deliveries_per_sec);
+    let sat_n = n.and_then(|r| r.max_sustained_deliveries_per_sec);
+    rows.push(Row {
+        figure: format!(
+            "Saturation: highest sustained deliveries/s, p99 < 100 ms and no loss ({label})"
+        ),
+        gateway: sat_g,
+        node: sat_n,
+        decimals: 0,
+        gateway_note: gn.or_else(|| Some(ramp_note(g))),
+        node_note: nn.or_else(|| Some(ramp_note(n))),
+        target: if topology == "cluster" {
+            "ratio ≥ 2".into()
+        } else {
+            String::new()
+        },
+        met: if topology == "cluster" {
+            verdict(ratio(sat_g, sat_n).map(|r| r >= 2.0))
+        } else {
+            String::new()
+        },
+    });
+}
+
+fn ramp_note(run: Option<&FanoutRun>) -> String {
+    match run {
+        Some(r) if r.ramp.first().is_some_and(|s| !s.sustained) => {
+            "first ramp step already unsustained".into()
+        }
+        _ => "—".into(),
+    }
+}
+
+/// A table cell's note: "not measured" reasons are stated in full once, above the table.
+fn short(reason: String) -> String {
+    if reason.starts_with("not measured: gateway cluster mode not available") {
+        return "not measured (no cluster mode in this build)".into();
+    }
+    if reason.len() > 160 {
+        format!(
+            "{}…",
+            &reason[..reason
+                .char_indices()
+                .nth(157)
+                .map_or(reason.len(), |(i, _)| i)]
+        )
+    } else {
+        reason
+    }
+}
+
+fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
+    let g = results.idle.iter().find(|r| r.stack == Stack::Gateway);
+    let n = results.idle.iter().find(|r| r.stack == Stack::Node);
+    let per = |r: Option<&IdleRun>, count: usize| {
+        r.and_then(|r| {
+            r.bytes_per_connection()
+                .into_iter()
+                .find(|&(c, _)| c == count)
+                .map(|(_, b)| b)
+        })
+    };
+    let note = |r: Option<&IdleRun>| match r {
+        None => Some("not run".to_owned()),
+        Some(r) => r.error.as_ref().map(|e| short(format!("failed: {e}"))),
+    };
+    let mut counts: Vec<usize> = results
+        .config
+        .idle_node
+        .iter()
+        .chain(&results.config.idle_gateway)
+        .copied()
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let skipped = |r: Option<&IdleRun>, count: usize| {
+        r.and_then(|r| {
+            r.skipped
+                .iter()
+                .find(|(c, _)| *c == count)
+                .map(|(_, why)| why.clone())
+        })
+    };
+    for count in counts {
+        let gv = per(g, count);
+        let nv = per(n, count);
+        let g_note = skipped(g, count).or_else(|| note(g));
+        let n_note = skipped(n, count).or_else(|| note(n));
+        rows.push(Row {
+            figure: format!(
+                "Idle memory: RSS bytes per connection at {} connections (1 node)",
+                format_thousands(count as f64, 0)
+            ),
+            gateway: gv,
+            node: nv,
+            decimals: 0,
+            gateway_note: g_note.or_else(|| Some("not measured at this count".into())),
+            node_note: n_note.or_else(|| Some("not measured at this count".into())),
+            target: "ratio ≤ 0.5".into(),
+            met: if nv.is_some() {
+                verdict(ratio(gv, nv).map(|r| r <= 0.5))
+            } else {
+                String::new()
+            },
+        });
+    }
+    let held = |r: Option<&IdleRun>| r.filter(|r| r.error.is_none()).map(|r| r.held as f64);
+    let g_held = held(g);
+    rows.push(Row {
+        figure: "Idle connections held by one node at the end".into(),
+        gateway: g_held,
+        node: held(n),
+        decimals: 0,
+        gateway_note: note(g),
+        node_note: note(n),
+        target: "gateway 100,000".into(),
+        met: match g_held {
+            _ if skipped(g, 100_000).is_some() => "not measured (open-file limit)".into(),
+            Some(h) if results.config.idle_gateway.contains(&100_000) => {
+                verdict(Some(h >= 100_000.0))
+            }
+            Some(_) => "n/a (quick sizes)".into(),
+            None => verdict(None),
+        },
+    });
+}
+
+fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
+    let find = |s| {
+        results
+            .conn_rate
+            .iter()
+            .find(|r: &&ConnRateRun| r.stack == s)
+    };
+    let g = find(Stack::Gateway);
+    let n = find(Stack::Node);
+    let note = |r: Option<&ConnRateRun>| match r {
+        None => Some("not run".to_owned()),
+        Some(r) => r
+            .error
+            .as_ref()
+            .map(|e| short(format!("failed: {e}")))
+            .or_else(|| Some("no step sustained".into())),
+    };
+    rows.push(Row {
+        figure: "Connection rate with JWT auth: highest sustained connects/s (1 node, no errors)"
+            .into(),
+        gateway: g.and_then(|r| r.max_sustained_per_sec),
+        node: n.and_then(|r| r.max_sustained_per_sec),
+        decimals: 0,
+        gateway_note: note(g),
+        node_note: note(n),
+        target: String::new(),
+        met: String::new(),
+    });
+}
+
+fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
+    let find = |s| {
+        results
+            .many_rooms
+            .iter()
+            .find(|r: &&ManyRoomsRun| r.stack == s)
+    };
+    let g = find(Stack::Gateway);
+    let n = find(Stack::Node);
+    let note = |r: Option<&ManyRoomsRun>| match r {
+        None => Some("not run".to_owned()),
+        Some(r) => r
+            .not_measured
+            .clone()
+            .or_else(|| r.error.as_ref().map(|e| format!("failed: {e}")))
+            .map(short),
+    };
+    let cfg = &results.config;
+    let label = format!(
+        "{} clients in {} rooms, 3 nodes, {} msg/s",
+        format_thousands(cfg.rooms_clients as f64, 0),
+        format_thousands(cfg.rooms_count as f64, 0),
+        cfg.rooms_msgs_per_sec
+    );
+    let step = |r: Option<&ManyRoomsRun>| r.and_then(|r| r.step.clone());
+    let (gs, ns) = (step(g), step(n));
+    let mut push = |figure: String,
+                    gv: Option<f64>,
+                    nv: Option<f64>,
+                    decimals,
+                    target: String,
+                    met: String| {
+        rows.push(Row {
+            figure,
+            gateway: gv,
+            node: nv,
+            decimals,
+            gateway_note: note(g),
+            node_note: note(n),
+            target,
+            met,
+        });
+    };
+    push(
+        format!("Many rooms: Redis CPU-seconds during the step ({label})"),
+        gs.as_ref().map(|s| s.cpu.redis),
+        ns.as_ref().map(|s| s.cpu.redis),
+        2,
+        String::new(),
+        String::new(),
+    );
+    let per_msg = |r: Option<&ManyRoomsRun>| {
+        r.and_then(|r| {
+            let s = r.step.as_ref()?;
+            let max = r.redis_bytes_per_node.iter().copied().max()? as f64;
+            (s.published > 0).then(|| max / s.published as f64)
+        })
+    };
+    let g_per = per_msg(g);
+    push(
+        format!("Many rooms: bytes from Redis per room message, busiest node ({label})"),
+        g_per,
+        per_msg(n),
+        1,
+        "gateway ≈ 0 (no node has members of another node's rooms)".into(),
+        g_per.map_or_else(|| verdict(None), |b| verdict(Some(b < 1.0))),
+    );
+    push(
+        format!("Many rooms: latency p99, ms ({label})"),
+        gs.as_ref().and_then(|s| s.p99_ms),
+        ns.as_ref().and_then(|s| s.p99_ms),
+        1,
+        String::new(),
+        String::new(),
+    );
+    push(
+        format!("Many rooms: deliveries lost ({label})"),
+        gs.as_ref().map(|s| s.lost as f64),
+        ns.as_ref().map(|s| s.lost as f64),
+        0,
+        String::new(),
+        String::new(),
+    );
+}
+
+fn step_table(out: &mut String, steps: &[(&str, &Step)]) {
+    out.push_str("| step | offered deliveries/s | delivered/s | published | lost | disc. | receivers short / silent | p50 ms | p99 ms | p999 ms | max ms | CPU % gen / servers / redis | server CPU-s per 1M | sustained |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|\n");
+    for (name, s) in steps {
+        let pct = |cpu: f64| {
+            if s.wall_secs > 0.0 {
+                cpu / s.wall_secs * 100.0
+            } else {
+                0.0
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {} | {} |",
+            num(Some(s.offered_deliveries_per_sec), 0),
+            num(Some(s.deliveries_per_sec), 0),
+            num(Some(s.published as f64), 0),
+            num(Some(s.lost as f64), 0),
+            s.disconnects,
+            match (s.receivers_short, s.receivers_silent) {
+                (Some(a), Some(b)) => format!("{a} / {b}"),
+                _ => "—".into(),
+            },
+            num(s.p50_ms, 1),
+            num(s.p99_ms, 1),
+            num(s.p999_ms, 1),
+            num(s.max_ms, 1),
+            pct(s.cpu.generator),
+            pct(s.cpu.servers),
+            pct(s.cpu.redis),
+            num(s.server_cpu_secs_per_million, 2),
+            if s.sustained { "yes" } else { "no" }
+        );
+    }
+}
+
+/// The whole document.
+pub fn render(results: &Results, charts_dir: &str) -> String {
+    let cfg = &results.config;
+    let mut out = String::new();
+    out.push_str("# Benchmarks: the gateway against the Node.js stack it replaces\n\n");
+    if cfg.mode == "quick" {
+        let _ = writeln!(
+            out,
+            "> **Quick-mode figures (smoke sizes), not the issue's measurement.** Fan-out with {} clients, idle memory at {:?} (Node) / {:?} (gateway) connections, many rooms with {} clients in {} rooms, steps of {} s. Run `bash tests/bench/run.sh` (no `--quick`) for the full sizes (3,000 clients, 10k/50k/100k idle, 10k clients in 1,000 rooms).\n",
+            cfg.fanout_clients,
+            cfg.idle_node,
+            cfg.idle_gateway,
+            cfg.rooms_clients,
+            cfg.rooms_count,
+            cfg.step_secs
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Generated by `{}` on {} ({} mode, {:.0} s). Every figure below was measured in this one run, both stacks on the same machine with the same load generator and the same offered load; compare the ratios, not the absolute numbers (2 shared cores drift).\n",
+        results.command, results.started_at, cfg.mode, results.duration_secs
+    );
+    out.push_str("## Machine and versions\n\n");
+    let _ = writeln!(out, "- Machine: {}", results.machine);
+    for (k, v) in &results.versions {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    let _ = writeln!(
+        out,
+        "- Gateway cluster mode (`--redis-url`): {}\n",
+        match &results.gateway_cluster {
+            Ok(()) => "available (a room message crossed two nodes in the probe)".to_owned(),
+            Err(e) => format!("**not available in this build** — probe: {e}"),
+        }
+    );
+
+    out.push_str("## Summary\n\nRatio = gateway ÷ Node.js (below 1 is better for CPU, latency and memory; above 1 is better for rates).\n\n");
+    out.push_str(
+        "| figure | gateway | Node.js | ratio | target | met |\n|---|---:|---:|---:|---|---|\n",
+    );
+    let mut rows = Vec::new();
+    fanout_rows(results, "single", &mut rows);
+    fanout_rows(results, "cluster", &mut rows);
+    idle_rows(results, &mut rows);
+    conn_rows(results, &mut rows);
+    rooms_rows(results, &mut rows);
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.figure,
+            cell(r.gateway, r.decimals, &r.gateway_note),
+            cell(r.node, r.decimals, &r.node_note),
+            ratio_text(r.gateway, r.node),
+            r.target,
+            r.met
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n## Charts\n\n![Latency against offered load]({charts_dir}/latency.png)\n\n![Memory against connections]({charts_dir}/memory.png)\n"
+    );
+
+    out.push_str("## Details\n\nCPU % is CPU time divided by the step's wall time (100 % = one core; the machine has 2). A generator near 100 % per worker thread would mean the generator, not the server, is the limit.\n\n");
+    for run in &results.fanout {
+        let _ = writeln!(
+            out,
+            "### Fan-out, {}, {} ({} node(s), {} clients in {} room(s))\n",
+            run.stack.label(),
+            run.topology,
+            run.nodes,
+            run.clients,
+            run.rooms
+        );
+        if let Some(reason) = &run.not_measured {
+            let _ = writeln!(out, "Not measured: {reason}\n");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "Connect phase {} s, create/join phase {} s.\n",
+            num(run.connect_secs, 1),
+            num(run.join_secs, 1)
+        );
+        let mut steps: Vec<(String, &Step)> = Vec::new();
+        if let Some(s) = &run.fixed {
+            steps.push((format!("fixed {} msg/s/room", s.rate_per_room), s));
+        }
+        for (i, s) in run.ramp.iter().enumerate() {
+            steps.push((
+                format!("ramp {} ({:.1} msg/s/room)", i + 1, s.rate_per_room),
+                s,
+            ));
+        }
+        let named: Vec<(&str, &Step)> = steps.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        if !named.is_empty() {
+            step_table(&mut out, &named);
+        }
+        if let Some(e) = &run.error {
+            let _ = writeln!(out, "\nFailed: {e}");
+        }
+        out.push('\n');
+    }
+    out.push_str("### Idle memory (1 node, no Redis)\n\n| stack | baseline RSS KiB | connections | RSS KiB | bytes per connection |\n|---|---:|---:|---:|---:|\n");
+    for run in &results.idle {
+        for (&(count, rss), (_, per)) in run.points.iter().zip(run.bytes_per_connection()) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                run.stack.label(),
+                num(Some(run.baseline_kib as f64), 0),
+                num(Some(count as f64), 0),
+                num(Some(rss as f64), 0),
+                num(Some(per), 0)
+            );
+        }
+        for (count, why) in &run.skipped {
+            let _ = writeln!(
+                out,
+                "| {} | | {} | {why} | |",
+                run.stack.label(),
+                num(Some(*count as f64), 0)
+            );
+        }
+        if let Some(e) = &run.error {
+            let _ = writeln!(
+                out,
+                "| {} | failed: {} | | | |",
+                run.stack.label(),
+                short(e.clone())
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU over the idle scenario (connecting included): {}\n",
+        results
+            .idle
+            .iter()
+            .map(|r| format!(
+                "{}: generator {:.1} s, server {:.1} s",
+                r.stack.label(),
+                r.cpu.generator,
+                r.cpu.servers
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    out.push_str("### Connection rate with JWT auth (1 node; each connection authenticates as its own user, waits for `welcome`, closes)\n\n| stack | offered/s | succeeded | failed | achieved/s | p50 ms | p99 ms | CPU s gen / server | first error |\n|---|---:|---:|---:|---:|---:|---:|---|---|\n");
+    for run in &results.conn_rate {
+        for s in &run.steps {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {} |",
+                run.stack.label(),
+                num(Some(s.offered_per_sec), 0),
+                s.succeeded,
+                s.failed,
+                num(Some(s.achieved_per_sec), 0),
+                num(s.p50_ms, 1),
+                num(s.p99_ms, 1),
+                s.cpu.generator,
+                s.cpu.servers,
+                s.first_error.clone().map(short).unwrap_or_default()
+            );
+        }
+        if let Some(e) = &run.error {
+            let _ = writeln!(
+                out,
+                "| {} | failed: {} | | | | | | | |",
+                run.stack.label(),
+                short(e.clone())
+            );
+        }
+    }
+    out.push_str("\n### Many rooms (3 nodes + Redis; room r's members all on node r mod 3; random member sends to its room)\n\n");
+    for run in &results.many_rooms {
+        if let Some(reason) = &run.not_measured {
+            let _ = writeln!(out, "- {}: not measured: {reason}", run.stack.label());
+            continue;
+        }
+        if let Some(e) = &run.error {
+            let _ = writeln!(out, "- {}: failed: {e}", run.stack.label());
+        }
+        if let Some(s) = &run.step {
+            let _ = writeln!(
+                out,
+                "- {}: setup {} s; {} messages, {} deliveries, {} lost, p50 {} ms, p99 {} ms; CPU s generator {:.2}, servers {:.2}, Redis {:.2}; bytes received from Redis per node: {}",
+                run.stack.label(),
+                num(run.setup_secs, 1),
+                s.published,
+                s.delivered,
+                s.lost,
+                num(s.p50_ms, 1),
+                num(s.p99_ms, 1),
+                s.cpu.generator,
+                s.cpu.servers,
+                s.cpu.redis,
+                run.redis_bytes_per_node
+                    .iter()
+                    .map(|b| format_thousands(*b as f64, 0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    out.push_str(METHOD);
+    out
+}
+
+const METHOD: &str = r#"
+## Method
+
+- **One command**: `bash tests/bench/run.sh [--quick]` builds the release gateway and the generator, installs the pinned npm packages of `tests/bench/node` (`npm ci`), raises `ulimit -n`, runs every scenario against both stacks, and writes this file, `docs/bench/results.json` (every raw figure) and the charts `docs/bench/latency.png` and `docs/bench/memory.png`.
+- **Generator** (`tests/bench/*.rs`, binary `gateway-bench`): Rust, tokio, raw Engine.IO v4 / Socket.IO v5 over WebSocket; connections are spread over several 127.0.x.y source addresses (bound before connect). Every client authenticates with an HS256 JWT in `auth.token` and waits for `welcome`.
+- **Node.js reference** (`tests/bench/node/server.js`): socket.io 4.8.4, @socket.io/redis-adapter 8.3.0 with the `redis` client in cluster mode, the same events as the gateway contract: JWT check (node:crypto HS256), `welcome`, `user online` to everyone on a user's first socket (quadratic on connect, kept in both stacks), `create room`/`join room` with a Map registry (per node, as in the original design; the generator creates each room on every node it uses), `room message` to the room except the sender, sanitised, with a 100-message history.
+- **Gateway**: `target/release/gateway` with `--jwt-secret`, `--connection-rate-limit`, `--event-rate-limit` and `--event-rate-burst` set high, `RUST_LOG=warn`; `--redis-url` for the cluster.
+- **Latency**: each `room message` carries `b<step>.<seq>.<send time µs>` from the generator's single clock; receivers subtract it from the same clock. Losses: deliveries expected (every receiver of the room, sender excluded) minus deliveries counted after draining (until complete or no progress for 3 s).
+- **Rooms**: the contract caps `maxUsers` at 1,000, so N fan-out receivers are split into ceil(N/999) equal rooms, each with the publisher; "msg/s per room" times N is the offered deliveries/s.
+- **CPU**: utime + stime from `/proc/<pid>/stat` of the generator, the server nodes and Redis, sampled around each step (publishing + draining). "Server CPU per million deliveries" counts server nodes and Redis.
+- **Idle memory**: one node, no Redis, all connections as one user (so no `user online` storm); RSS (`VmRSS`) minus the RSS before any connection, divided by the connections, after a settle pause.
+- **Connection rate**: offered connects/s in steps; a step is sustained with no failed handshake and at least 90 % of the offered rate achieved; the ramp stops at the first failing step.
+- **Many rooms**: bytes each node received from Redis are read from the kernel (`ss -ti`, `bytes_received` of the node's sockets to the Redis port) before and after the step.
+- **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected.
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(format_thousands(0.0, 0), "0");
+        assert_eq!(format_thousands(999.0, 0), "999");
+        assert_eq!(format_thousands(1_000.0, 0), "1,000");
+        assert_eq!(format_thousands(1_234_567.891, 2), "1,234,567.89");
+        assert_eq!(format_thousands(-12_345.0, 0), "-12,345");
+    }
+
+    #[test]
+    fn ratio_needs_both_figures() {
+        assert_eq!(ratio(Some(1.0), Some(4.0)), Some(0.25));
+        assert_eq!(ratio(None, Some(4.0)), None);
+        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
+        assert_eq!(num(None, 0), "—");
+        assert_eq!(num(Some(f64::NAN), 0), "—");
+    }
+}
