@@ -26,7 +26,7 @@ use crate::error::AdapterError;
 use crate::json;
 use crate::metrics::inc;
 use crate::msgpack::Wire;
-use crate::namespace::NsCore;
+use crate::namespace::{LocalView, NsCore};
 use crate::wire::{self, Flags, Request, Response, Target};
 use crate::{RedisAdapterCtr, ServerSideAck, ServerSideEvent};
 
@@ -728,6 +728,25 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 }
 
+impl<E: SocketEmitter> LocalView for RedisAdapter<E> {
+    fn local_rooms(&self) -> Vec<String> {
+        self.local_rooms(None)
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect()
+    }
+
+    fn local_socket_ids(&self) -> Vec<String> {
+        let mut opts = BroadcastOptions::default();
+        opts.add_flag(BroadcastFlags::Broadcast);
+        self.local
+            .sockets(opts)
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
 fn on_response(remote: &Remote, payload: &[u8]) {
     let response = match Response::decode(payload) {
         Ok(r) => r,
@@ -875,6 +894,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 ])
                 .await;
             remote.shared.psubscribe(ch.sid_room_pattern()).await;
+            let view: Arc<dyn LocalView> = self.clone();
+            let _ = remote.core.local_view.set(Arc::downgrade(&view));
             tokio::spawn(self.clone().run(rx));
             on_success();
             Ok(())

@@ -240,6 +240,74 @@ impl RedisAdapterCtr {
         }
     }
 
+    /// Every room of namespace `nsp` across the cluster (Node's `allRooms()`), with the
+    /// answers that were missing at the deadline.
+    pub async fn all_rooms(&self, nsp: &str) -> Result<Gathered<Vec<String>>, AdapterError> {
+        let (shared, core) = self.namespace(nsp)?;
+        let mut rooms: std::collections::BTreeSet<String> = core
+            .local_view()
+            .map(|v| v.local_rooms().into_iter().collect())
+            .unwrap_or_default();
+        let uid = core.uid.clone();
+        let gathered = core
+            .gather(
+                &shared,
+                "rooms",
+                shared.config.request_timeout,
+                |request_id| {
+                    Request::AllRooms {
+                        uid: Some(uid),
+                        request_id,
+                        target: None,
+                    }
+                    .encode()
+                },
+            )
+            .await?;
+        for answer in &gathered.value {
+            rooms.extend(answer.rooms());
+        }
+        Ok(Gathered {
+            value: rooms.into_iter().collect(),
+            missing: gathered.missing,
+        })
+    }
+
+    /// The ids of every socket of namespace `nsp` across the cluster (Node's
+    /// `fetchSockets()`, ids only: Node ids are 20 characters, this adapter's 16), with the
+    /// answers that were missing at the deadline.
+    pub async fn all_socket_ids(&self, nsp: &str) -> Result<Gathered<Vec<String>>, AdapterError> {
+        let (shared, core) = self.namespace(nsp)?;
+        let mut ids = core
+            .local_view()
+            .map(|v| v.local_socket_ids())
+            .unwrap_or_default();
+        let uid = core.uid.clone();
+        let gathered = core
+            .gather(
+                &shared,
+                "fetch_sockets",
+                shared.config.request_timeout,
+                |request_id| {
+                    Request::Fetch {
+                        uid: Some(uid),
+                        request_id,
+                        target: wire::Target::default(),
+                    }
+                    .encode()
+                },
+            )
+            .await?;
+        for answer in &gathered.value {
+            ids.extend(answer.socket_ids());
+        }
+        ids.sort();
+        Ok(Gathered {
+            value: ids,
+            missing: gathered.missing,
+        })
+    }
+
     /// Nodes subscribed to namespace `nsp`'s request channel (`PUBSUB NUMSUB`, as Node's
     /// `serverCount()`); 1 for a local adapter.
     pub async fn server_count(&self, nsp: &str) -> Result<u64, AdapterError> {

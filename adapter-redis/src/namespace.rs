@@ -2,7 +2,7 @@
 //! pending requests, peers seen, and the cluster-wide request/answer collection.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use socketioxide_core::Sid;
@@ -30,6 +30,16 @@ pub(crate) struct NsCore {
     pub sync_now: Notify,
     pub sync_waiters: mpsc::Sender<oneshot::Sender<()>>,
     pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<oneshot::Sender<()>>>>,
+    pub local_view: OnceLock<Weak<dyn LocalView>>,
+}
+
+/// What the constructor handle needs from a namespace's local adapter, without its
+/// emitter type.
+pub(crate) trait LocalView: Send + Sync + std::fmt::Debug {
+    /// Every room local sockets are in.
+    fn local_rooms(&self) -> Vec<String>;
+    /// Ids of all local sockets.
+    fn local_socket_ids(&self) -> Vec<String>;
 }
 
 /// Removes a pending request when the waiter goes away (done, timed out or cancelled).
@@ -63,7 +73,12 @@ impl NsCore {
             sync_now: Notify::new(),
             sync_waiters,
             sync_waiters_rx: Mutex::new(Some(rx)),
+            local_view: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn local_view(&self) -> Option<Arc<dyn LocalView>> {
+        self.local_view.get().and_then(Weak::upgrade)
     }
 
     /// Remembers a peer uid seen in traffic (bounded; stale entries are pruned when full).

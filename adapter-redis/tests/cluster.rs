@@ -253,6 +253,17 @@ async fn a_silent_peer_does_not_stall_requests_past_the_timeout() {
     );
     assert_eq!(ctr_a.metrics().request_timeouts, 1);
 
+    let ids = ctr_a.all_socket_ids("/").await.unwrap();
+    assert_eq!(ids.value.len(), 1);
+    let missing = ids.missing.expect("the silent subscriber is reported");
+    assert_eq!(
+        (missing.operation, missing.expected, missing.received),
+        ("fetch_sockets", 2, 1)
+    );
+    let rooms = ctr_a.all_rooms("/").await.unwrap();
+    assert_eq!(rooms.value, ["r1"]);
+    assert!(rooms.missing.is_some());
+
     let gathered = ctr_a
         .server_side_emit_with_ack("/", "nobody-listens", vec![])
         .await

@@ -168,8 +168,12 @@ async fn node_and_rust_servers_share_a_cluster() {
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
     let mut sse = ctr.server_side_events("/").unwrap();
+    let (seen_tx, mut seen) = mpsc::channel(16);
     tokio::spawn(async move {
         while let Some(event) = sse.recv().await {
+            let _ = seen_tx
+                .send((event.event.clone(), event.args.clone(), event.from.clone()))
+                .await;
             if let Some(ack) = event.ack {
                 ack.send(json!(format!("pong-rust-{}", event.event)));
             }
@@ -377,6 +381,27 @@ async fn node_and_rust_servers_share_a_cluster() {
         node.cmd("sse_ack", json!({})).await,
         json!(["pong-rust-ping-srv"])
     );
+
+    // serverSideEmit(WithAck) from Rust, answered by Node; the emitter's serverSideEmit.
+    let answers = ctr
+        .server_side_emit_with_ack("/", "ping-srv", vec![json!("hi")])
+        .await
+        .unwrap();
+    assert_eq!(answers.value, vec![json!("pong-node")]);
+    assert!(answers.missing.is_none());
+    node.cmd("emitter_sse", json!({})).await;
+    loop {
+        let (event, args, from) = tokio::time::timeout(WAIT, seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if event == "from-emitter-sse" {
+            assert_eq!((args, from.as_deref()), (vec![json!(7)], Some("emitter")));
+            break;
+        }
+    }
+    let rooms = ctr.all_rooms("/").await.unwrap();
+    assert!(rooms.missing.is_none() && rooms.value.contains(&cn));
 
     // socketsJoin / socketsLeave both ways.
     node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))

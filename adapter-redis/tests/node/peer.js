@@ -81,6 +81,7 @@ async function main() {
     sse_ack: async () => io.serverSideEmitWithAck("ping-srv", "hi"),
     emitter_room: () => emitter.to("r1").emit("from-emitter", 42),
     emitter_join: ({ room, rooms }) => emitter.in(room).socketsJoin(rooms),
+    emitter_sse: () => emitter.serverSideEmit("from-emitter-sse", 7),
   };
 
   out({
