@@ -28,7 +28,20 @@ impl Drop for RedisCluster {
 }
 
 impl RedisCluster {
+    /// Starts a cluster; a free port can be taken by another process between the check and the
+    /// server's bind, so a failed formation is retried on fresh ports.
     fn start() -> Self {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(c) => return c,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not form a Redis Cluster three times: {last}");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let server = which("redis-server")
             .expect("redis-server is not installed: apt-get install redis-server");
         let cli =
@@ -40,7 +53,11 @@ impl RedisCluster {
             ports[0]
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut servers = Vec::new();
+        let mut formed = Self {
+            _servers: Vec::new(),
+            ports: ports.clone(),
+            dir: dir.clone(),
+        };
         for port in &ports {
             let child = Command::new(&server)
                 .current_dir(&dir)
@@ -52,13 +69,15 @@ impl RedisCluster {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            servers.push(KillOnDrop::new("redis-server (cluster)", child));
+            formed
+                ._servers
+                .push(KillOnDrop::new("redis-server (cluster)", child));
             wait_for_port(
                 ([127, 0, 0, 1], *port).into(),
                 "redis-server",
                 Duration::from_secs(10),
             )
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         }
         let mut create = Command::new(&cli);
         create.args(["--cluster", "create"]);
@@ -69,11 +88,13 @@ impl RedisCluster {
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in &ports {
             loop {
@@ -84,15 +105,13 @@ impl RedisCluster {
                 if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
                     break;
                 }
-                assert!(Instant::now() < deadline, "cluster never became ok");
+                if Instant::now() > deadline {
+                    return Err("cluster never reached cluster_state:ok".into());
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Self {
-            _servers: servers,
-            ports,
-            dir,
-        }
+        Ok(formed)
     }
 
     fn url(&self) -> String {
