@@ -357,10 +357,9 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
         username: cx.session.username(),
         node_id: cx.app().server_id.clone(),
     };
-    let user_count = match backends.rooms.join(&j.room_id, member).await? {
-        JoinOutcome::Joined { user_count } | JoinOutcome::AlreadyMember { user_count } => {
-            user_count
-        }
+    let (user_count, newly_joined) = match backends.rooms.join(&j.room_id, member).await? {
+        JoinOutcome::Joined { user_count } => (user_count, true),
+        JoinOutcome::AlreadyMember { user_count } => (user_count, false),
         JoinOutcome::NoSuchRoom => return Err(room_error(&cx, "Room does not exist")),
         JoinOutcome::Full => return Err(room_error(&cx, "Room is full")),
     };
@@ -383,6 +382,9 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
             "users": users,
         }),
     );
+    if !newly_joined {
+        return Ok(fields([("roomId", Value::String(j.room_id))]));
+    }
     let _ = emit::broadcast(
         &cx.shared,
         cx.socket.to(room_key(&j.room_id)),
