@@ -81,6 +81,16 @@ impl<E> std::fmt::Debug for RedisAdapter<E> {
     }
 }
 
+/// Longest ack timeout accepted from another node's broadcast-with-ack request.
+const MAX_REMOTE_ACK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `now + after`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline_in(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
 /// Converts socketioxide event data (JSON text plus binary attachments) to the wire value.
 pub(crate) fn value_to_wire(value: &Value) -> Result<Wire, AdapterError> {
     match value {
@@ -470,10 +480,16 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 if from_self(&uid) || nsp != core.nsp {
                     return;
                 }
+                let Some(permit) = core.ack_answers.clone().try_acquire_owned().ok() else {
+                    inc(&shared.metrics.dropped);
+                    tracing::warn!(nsp = %core.nsp, "too many broadcast-with-ack requests in progress: one ignored");
+                    return;
+                };
                 let this = self.clone();
                 let shared = remote.shared.clone();
                 let core = remote.core.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     this.answer_broadcast_with_ack(
                         &shared, &core, uid, request_id, &data, &target, flags,
                     )
@@ -592,7 +608,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         let channel = core.response_channel_for(uid.as_deref());
         let own = Some(core.uid.as_str());
         let packet = Packet::event(Str::from(core.nsp.clone()), wire_to_value(data));
-        let timeout = flags.timeout_ms.map(Duration::from_millis);
+        let timeout = flags
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms).min(MAX_REMOTE_ACK_TIMEOUT));
         let (mut acks, count): (BoxStream<'static, AckStreamItem<E::AckError>>, u32) =
             match self.select(target, flags.volatile) {
                 Selection::Opts(opts) => {
@@ -646,7 +664,13 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         else {
             return;
         };
-        let mut tick = tokio::time::interval(remote.shared.config.room_sync_interval);
+        let mut tick = tokio::time::interval(
+            remote
+                .shared
+                .config
+                .room_sync_interval
+                .max(Duration::from_millis(1)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -849,7 +873,12 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
     fn new(state: &Self::State, local: CoreLocalAdapter<E>) -> Self {
         let remote = state.shared().map(|shared| {
             let uid = local.server_id().to_string();
-            let core = Arc::new(NsCore::new(&shared.config.key, local.path(), uid));
+            let core = Arc::new(NsCore::new(
+                &shared.config.key,
+                local.path(),
+                uid,
+                shared.config.max_pending_requests,
+            ));
             let (tx, rx) = mpsc::channel(shared.config.inbound_queue.max(1));
             Remote {
                 shared,
@@ -1000,9 +1029,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             rx,
             _guard: guard,
             shared: remote.shared.clone(),
-            deadline: tokio::time::Instant::now()
-                + ack_timeout
-                + remote.shared.config.request_timeout,
+            deadline: deadline_in(ack_timeout.saturating_add(remote.shared.config.request_timeout)),
             expected_servers,
             answered: 0,
             answered_uids: HashSet::new(),

@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     out_tx: mpsc::Sender<Outgoing>,
     shutdown: watch::Sender<bool>,
     closed: AtomicBool,
+    resubscribing: AtomicBool,
 }
 
 impl Shared {
@@ -111,6 +112,7 @@ impl Shared {
             out_tx,
             shutdown,
             closed: AtomicBool::new(false),
+            resubscribing: AtomicBool::new(false),
         });
         tokio::spawn(dispatch(shared.clone(), messages));
         tokio::spawn(publish_loop(shared.clone(), out_rx));
@@ -381,12 +383,14 @@ async fn resubscribe_loop(
         tokio::select! {
             event = reconnects.recv() => match event {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    for _ in 0..20 {
+                    shared.resubscribing.store(true, Ordering::SeqCst);
+                    for _ in 0..50 {
                         if shared.resubscribe_all().await {
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    shared.resubscribing.store(false, Ordering::SeqCst);
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -398,22 +402,24 @@ async fn resubscribe_loop(
 async fn status_loop(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    let mut was_up = true;
+    let mut redis_was_up = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let up = shared.redis_up();
-        if up != was_up {
-            if up {
+        let redis_up = shared.redis_up();
+        if redis_up != redis_was_up {
+            if redis_up {
                 inc(&shared.metrics.reconnects);
                 tracing::info!("adapter reconnected to redis");
             } else {
                 tracing::warn!("adapter lost its redis connection");
             }
-            was_up = up;
+            redis_was_up = redis_up;
         }
+        // Not "connected" until every channel is subscribed again after a reconnect.
+        let up = redis_up && !shared.resubscribing.load(Ordering::SeqCst);
         shared.connected.send_if_modified(|c| {
             let changed = *c != up;
             *c = up;

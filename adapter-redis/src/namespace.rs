@@ -31,6 +31,8 @@ pub(crate) struct NsCore {
     pub sync_waiters: mpsc::Sender<oneshot::Sender<()>>,
     pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<oneshot::Sender<()>>>>,
     pub local_view: OnceLock<Weak<dyn LocalView>>,
+    /// Bounds the broadcast-with-ack requests of other nodes answered at once.
+    pub ack_answers: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the constructor handle needs from a namespace's local adapter, without its
@@ -58,7 +60,7 @@ impl Drop for PendingGuard {
 }
 
 impl NsCore {
-    pub(crate) fn new(key: &str, nsp: &str, uid: String) -> Self {
+    pub(crate) fn new(key: &str, nsp: &str, uid: String, max_pending: usize) -> Self {
         let channels = NamespaceChannels::new(key, nsp);
         let own_response = channels.response_for(&uid);
         let (sync_waiters, rx) = mpsc::channel(64);
@@ -74,6 +76,7 @@ impl NsCore {
             sync_waiters,
             sync_waiters_rx: Mutex::new(Some(rx)),
             local_view: OnceLock::new(),
+            ack_answers: Arc::new(tokio::sync::Semaphore::new(max_pending.max(1))),
         }
     }
 
@@ -170,7 +173,7 @@ impl NsCore {
             .publish(self.channels.request.clone(), build(guard.id.clone()))
             .await?;
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::adapter::deadline_in(timeout);
         let mut answers = Vec::with_capacity(expected);
         let mut answered: HashSet<String> = HashSet::new();
         while answers.len() < expected {

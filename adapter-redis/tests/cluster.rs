@@ -336,7 +336,32 @@ async fn malformed_messages_are_counted_not_fatal() {
             .await
             .unwrap();
     }
+    // Valid shapes with hostile values: an ack timeout that would overflow a deadline, a
+    // namespace that is not ours, room lists of odd types.
+    let hostile = adapter_redis::wire::Request::BroadcastWithAck {
+        uid: Some("hostile".into()),
+        request_id: "h1".into(),
+        data: adapter_redis::msgpack::Wire::Array(vec![adapter_redis::msgpack::Wire::Str(
+            "x".into(),
+        )]),
+        nsp: "/".into(),
+        target: adapter_redis::wire::Target::default(),
+        flags: adapter_redis::wire::Flags {
+            volatile: false,
+            timeout_ms: Some(u64::MAX),
+        },
+    };
+    let _: i64 = raw
+        .publish("socket.io-request#/#", hostile.encode())
+        .await
+        .unwrap();
+    let odd = br#"{"uid":"h","type":2,"opts":{"rooms":[null,{},[1]],"except":"x"},"rooms":[true]}"#;
+    let _: i64 = raw
+        .publish("socket.io-request#/#", odd.to_vec())
+        .await
+        .unwrap();
     b.emit("after", &()).await.unwrap();
+    a1.expect("x").await;
     a1.expect("after").await;
     assert!(ctr_a.metrics().decode_errors >= 10, "{:?}", ctr_a.metrics());
 }
