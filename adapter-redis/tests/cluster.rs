@@ -365,3 +365,47 @@ async fn malformed_messages_are_counted_not_fatal() {
     a1.expect("after").await;
     assert!(ctr_a.metrics().decode_errors >= 10, "{:?}", ctr_a.metrics());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_missing_on_another_node_end_at_the_callers_timeout() {
+    let redis = RedisServer::start().unwrap();
+    let (a, _ctr_a) = node(&redis.url()).await;
+    let (b, ctr_b) = node(&redis.url()).await;
+    let mut a1 = client(&a, &["r1"]).await;
+    let mut b_stuck = client(&b, &["r1", "mute"]).await;
+    ctr_b.sync_rooms("/").await;
+
+    let started = std::time::Instant::now();
+    let acks = a
+        .to("r1")
+        .timeout(Duration::from_millis(300))
+        .emit_with_ack::<_, String>("ask", &())
+        .await
+        .unwrap();
+    let results = futures_util::StreamExt::collect::<Vec<_>>(acks).await;
+    let waited = started.elapsed();
+    let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
+    let timed_out = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Err(socketioxide::AckError::Timeout)))
+        .count();
+    assert_eq!((ok, timed_out), (1, 1), "{results:?}");
+    // ack timeout (300 ms) + request timeout (1.5 s) at most, never the 5 s Node default.
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
+    a1.expect("ask").await;
+    b_stuck.expect("ask").await;
+
+    // A remote socket disconnected through RemoteSocket::disconnect.
+    let remote = a
+        .of("/")
+        .unwrap()
+        .broadcast()
+        .fetch_sockets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.data().id.to_string() == b_stuck.sid)
+        .unwrap();
+    remote.disconnect().await.unwrap();
+    b_stuck.expect_disconnect().await;
+}

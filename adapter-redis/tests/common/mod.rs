@@ -74,6 +74,8 @@ pub async fn client(io: &Io, rooms: &[&str]) -> Client {
     let (events_tx, events) = mpsc::channel(1024);
     let (sid_tx, sid_rx) = tokio::sync::oneshot::channel();
     let reply = tx.clone();
+    // A client in room `mute` never answers acks (a stuck client).
+    let mute = rooms.contains(&"mute");
     tokio::spawn(async move {
         let mut sid_tx = Some(sid_tx);
         let mut pending: Option<(String, Option<i64>, usize, Vec<bytes::Bytes>)> = None;
@@ -90,7 +92,7 @@ pub async fn client(io: &Io, rooms: &[&str]) -> Client {
                         let _ = events_tx.send(None).await;
                     } else if let Some(rest) = msg.strip_prefix('2') {
                         let (id, body) = split_ack_id(rest);
-                        forward(&events_tx, &reply, body, id, Vec::new()).await;
+                        forward(&events_tx, &reply, body, id.filter(|_| !mute), Vec::new()).await;
                     } else if let Some(rest) = msg.strip_prefix('5') {
                         let (count, rest) = rest.split_once('-').unwrap();
                         let (id, body) = split_ack_id(rest);
@@ -101,7 +103,7 @@ pub async fn client(io: &Io, rooms: &[&str]) -> Client {
                     if let Some((body, id, count, mut bins)) = pending.take() {
                         bins.push(bin);
                         if bins.len() == count {
-                            forward(&events_tx, &reply, &body, id, bins).await;
+                            forward(&events_tx, &reply, &body, id.filter(|_| !mute), bins).await;
                         } else {
                             pending = Some((body, id, count, bins));
                         }
