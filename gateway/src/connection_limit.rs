@@ -3,7 +3,8 @@
 //! Each address has a token bucket of `limit` tokens refilled at `limit` per minute, so a client
 //! may make `limit` attempts at once and then `limit` more spread over each minute.
 //! The table is bounded: past [`MAX_TRACKED_ADDRESSES`] entries, addresses whose bucket is full
-//! again (idle ones, which carry no information) are forgotten; if none is, the oldest are.
+//! again (idle ones, which carry no information) are forgotten; if none is, those with the most
+//! tokens left are.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -78,11 +79,19 @@ impl ConnectionLimiter {
             b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate < limit
         });
         if buckets.len() >= self.max_tracked {
-            let mut by_age: Vec<(IpAddr, Instant)> =
-                buckets.iter().map(|(a, b)| (*a, b.last)).collect();
-            by_age.sort_by_key(|(_, last)| *last);
+            // Still full of addresses that spent tokens: forget those with the most left first
+            // (the least limited), so an address being limited keeps its state.
+            let mut by_tokens: Vec<(IpAddr, f64)> = buckets
+                .iter()
+                .map(|(a, b)| {
+                    let refilled =
+                        b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate;
+                    (*a, refilled.min(limit))
+                })
+                .collect();
+            by_tokens.sort_by(|x, y| y.1.total_cmp(&x.1));
             let excess = buckets.len() + 1 - self.max_tracked;
-            for (addr, _) in by_age.into_iter().take(excess.max(buckets.len() / 10)) {
+            for (addr, _) in by_tokens.into_iter().take(excess.max(buckets.len() / 10)) {
                 buckets.remove(&addr);
             }
         }
@@ -138,8 +147,7 @@ mod tests {
             l.allow(ip(&format!("2.2.2.{i}")), t0);
             assert!(l.tracked() <= 3);
         }
-        // Still limited: a busy address is not evicted while idle ones exist... unless the
-        // table is full of busy ones; either way the bound holds.
-        assert!(l.tracked() <= 3);
+        // The limited address kept its state through the evictions.
+        assert!(!l.allow(ip("1.1.1.1"), t0));
     }
 }
