@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -98,6 +98,9 @@ struct SessionInner {
     limiter: Mutex<EventLimiter>,
     /// Completion of the event handled last; the next event waits for it (arrival order).
     tail: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Events admitted and not finished yet, bounded by `max_pending`.
+    pending: AtomicUsize,
+    max_pending: usize,
     slow: AtomicBool,
     connected: AtomicBool,
     games: Mutex<Vec<String>>,
@@ -116,6 +119,13 @@ impl Session {
                 Instant::now(),
             )),
             tail: Mutex::new(None),
+            pending: AtomicUsize::new(0),
+            // The bucket already bounds arrivals; this bounds the backlog when handlers stall
+            // (state backend slow): twice the burst, past which events are rate limited.
+            max_pending: usize::try_from(args.event_rate_burst)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(2)
+                .max(64),
             slow: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             games: Mutex::new(Vec::new()),
@@ -199,12 +209,34 @@ impl Session {
         lock(&self.0.limiter).check(Instant::now())
     }
 
-    /// Takes this event's place in the socket's queue: returns what to wait for and the guard
-    /// that lets the next event run when dropped.
-    fn enqueue(&self) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
-        let (tx, rx) = oneshot::channel();
+    /// Takes this event's place in the socket's queue, unless the backlog is at its bound.
+    fn enqueue(&self) -> Option<Ticket> {
+        if self.0.pending.fetch_add(1, Ordering::SeqCst) >= self.0.max_pending {
+            self.0.pending.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let (done, rx) = oneshot::channel();
         let previous = lock(&self.0.tail).replace(rx);
-        (previous, tx)
+        Some(Ticket {
+            previous,
+            _done: done,
+            session: self.clone(),
+        })
+    }
+}
+
+/// An event's place in its socket's queue: wait for `previous`, and let the next event run (and
+/// free a backlog slot) when dropped.
+#[derive(Debug)]
+struct Ticket {
+    previous: Option<oneshot::Receiver<()>>,
+    _done: oneshot::Sender<()>,
+    session: Session,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.session.0.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -314,13 +346,16 @@ pub fn on<F, Fut>(
             let handler = handler.clone();
             let session = Session::of(&s);
             shared.app.metrics.messages_received.inc();
-            let verdict = session.as_ref().map(Session::check_rate);
+            let mut verdict = session.as_ref().map(Session::check_rate);
             // Only events that will run take a place in the queue, so a rejected event never
             // lets a later one overtake an earlier one.
-            let order = session
+            let ticket = session
                 .as_ref()
                 .filter(|_| verdict == Some(Verdict::Allowed))
-                .map(Session::enqueue);
+                .and_then(Session::enqueue);
+            if verdict == Some(Verdict::Allowed) && ticket.is_none() {
+                verdict = Some(Verdict::Limited);
+            }
             async move {
                 let Some(session) = session else {
                     // Never happens for admitted sockets; refuse rather than panic.
@@ -340,8 +375,8 @@ pub fn on<F, Fut>(
                         return;
                     }
                 }
-                let (previous, _done) = order.unzip();
-                if let Some(Some(previous)) = previous {
+                let mut ticket = ticket;
+                if let Some(previous) = ticket.as_mut().and_then(|t| t.previous.take()) {
                     // An error only means the previous handler is gone (finished or panicked).
                     let _ = previous.await;
                 }
@@ -453,4 +488,59 @@ pub fn on_disconnect_count(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
             shared.app.metrics.connections_active.dec();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{Cli, Config};
+
+    fn session(burst: &str) -> Session {
+        let cli = Cli::try_parse_from(["gateway", "--dev", "--event-rate-burst", burst]).unwrap();
+        let app = App::new(
+            Config::from_args(cli.serve).unwrap(),
+            cluster::memory::backends(10),
+        )
+        .unwrap();
+        Session::new(
+            Identity {
+                user_id: "u".into(),
+                username: "u".into(),
+                role: "user".into(),
+            },
+            &app,
+        )
+    }
+
+    #[tokio::test]
+    async fn events_run_in_arrival_order() {
+        let s = session("40");
+        let mut first = s.enqueue().unwrap();
+        let mut second = s.enqueue().unwrap();
+        assert!(first.previous.take().is_none());
+        let mut waiting = second.previous.take().unwrap();
+        assert!(
+            waiting.try_recv().is_err(),
+            "second ran before first finished"
+        );
+        drop(first);
+        assert!(waiting.await.is_err(), "first finished: the sender is gone");
+    }
+
+    #[test]
+    fn backlog_is_bounded_at_twice_the_burst() {
+        let s = session("50");
+        let tickets: Vec<Ticket> = (0..100).map(|_| s.enqueue().unwrap()).collect();
+        assert!(s.enqueue().is_none(), "101st pending event admitted");
+        drop(tickets);
+        assert!(s.enqueue().is_some(), "slots come back when events finish");
+        // Never below 64, whatever the burst.
+        let small = session("1");
+        let held: Vec<Ticket> = (0..64).map(|_| small.enqueue().unwrap()).collect();
+        assert!(small.enqueue().is_none());
+        drop(held);
+    }
 }
