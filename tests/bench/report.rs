@@ -48,6 +48,8 @@ fn ratio_text(gateway: Option<f64>, node: Option<f64>) -> String {
 }
 
 struct Row {
+    /// Prefixes of the gateway and Node cells (`≥ ` when the figure is a lower bound).
+    prefix: (&'static str, &'static str),
     figure: String,
     gateway: Option<f64>,
     node: Option<f64>,
@@ -119,6 +121,7 @@ fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
                     target: String,
                     met: String| {
         rows.push(Row {
+            prefix: ("", ""),
             figure,
             gateway: fixed(g, f),
             node: fixed(n, f),
@@ -187,6 +190,7 @@ fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
         verdict(cpu_met),
     );
     rows.push(Row {
+        prefix: ("", ""),
         figure: format!(
             "Fan-out: connect phase, s ({} clients with `user online`, {label})",
             cfg.fanout_clients
@@ -201,7 +205,12 @@ fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
     });
     let sat_g = g.and_then(|r| r.max_sustained_deliveries_per_sec);
     let sat_n = n.and_then(|r| r.max_sustained_deliveries_per_sec);
+    let bound = |run: Option<&FanoutRun>| match run {
+        Some(r) if r.ramp.last().is_some_and(|s| s.sustained) => "≥ ",
+        _ => "",
+    };
     rows.push(Row {
+        prefix: (bound(g), bound(n)),
         figure: format!(
             "Saturation: highest sustained deliveries/s, p99 < 100 ms and no loss ({label})"
         ),
@@ -288,6 +297,7 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
         let g_note = skipped(g, count).or_else(|| note(g));
         let n_note = skipped(n, count).or_else(|| note(n));
         rows.push(Row {
+            prefix: ("", ""),
             figure: format!(
                 "Idle memory: RSS bytes per connection at {} connections (1 node)",
                 format_thousands(count as f64, 0)
@@ -308,6 +318,7 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
     let held = |r: Option<&IdleRun>| r.filter(|r| r.error.is_none()).map(|r| r.held as f64);
     let g_held = held(g);
     rows.push(Row {
+        prefix: ("", ""),
         figure: "Idle connections held by one node at the end".into(),
         gateway: g_held,
         node: held(n),
@@ -344,6 +355,7 @@ fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
             .or_else(|| Some("no step sustained".into())),
     };
     rows.push(Row {
+        prefix: ("", ""),
         figure: "Connection rate with JWT auth: highest sustained connects/s (1 node, no errors)"
             .into(),
         gateway: g.and_then(|r| r.max_sustained_per_sec),
@@ -389,6 +401,7 @@ fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
                     target: String,
                     met: String| {
         rows.push(Row {
+            prefix: ("", ""),
             figure,
             gateway: gv,
             node: nv,
@@ -513,7 +526,7 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
         }
     );
 
-    out.push_str("## Summary\n\nRatio = gateway ÷ Node.js (below 1 is better for CPU, latency and memory; above 1 is better for rates).\n\n");
+    out.push_str("## Summary\n\nRatio = gateway ÷ Node.js (below 1 is better for CPU, latency and memory; above 1 is better for rates). `≥` marks a saturation figure where the ramp ended (most steps) before the stack saturated.\n\n");
     out.push_str(
         "| figure | gateway | Node.js | ratio | target | met |\n|---|---:|---:|---:|---|---|\n",
     );
@@ -526,9 +539,11 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
     for r in &rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {}{} | {} | {} | {} |",
             r.figure,
+            if r.gateway.is_some() { r.prefix.0 } else { "" },
             cell(r.gateway, r.decimals, &r.gateway_note),
+            if r.node.is_some() { r.prefix.1 } else { "" },
             cell(r.node, r.decimals, &r.node_note),
             ratio_text(r.gateway, r.node),
             r.target,
@@ -557,9 +572,12 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
         }
         let _ = writeln!(
             out,
-            "Connect phase {} s, create/join phase {} s.\n",
+            "Connect phase {} s, create/join phase {} s ({} handshakes/joins in flight), connections closed by the server during setup: {}.\n",
             num(run.connect_secs, 1),
-            num(run.join_secs, 1)
+            num(run.join_secs, 1),
+            results.config.setup_parallelism,
+            run.setup_disconnects
+                .map_or_else(|| "—".into(), |d| d.to_string())
         );
         let mut steps: Vec<(String, &Step)> = Vec::new();
         if let Some(s) = &run.fixed {
@@ -714,6 +732,53 @@ mod tests {
         assert_eq!(format_thousands(1_000.0, 0), "1,000");
         assert_eq!(format_thousands(1_234_567.891, 2), "1,234,567.89");
         assert_eq!(format_thousands(-12_345.0, 0), "-12,345");
+    }
+
+    #[test]
+    fn missing_figures_are_labelled_never_invented() {
+        use crate::procs::CpuSample;
+        use crate::scenarios::Config;
+        let config = Config::full();
+        let reason =
+            "not measured: gateway cluster mode not available in this build (probe)".to_owned();
+        let results = Results {
+            command: "bash tests/bench/run.sh".into(),
+            started_at: "now".into(),
+            duration_secs: 1.0,
+            machine: "test".into(),
+            versions: vec![("socket.io".into(), "4.8.4".into())],
+            gateway_cluster: Err("probe".into()),
+            fanout: vec![FanoutRun::not_measured(
+                Stack::Gateway,
+                "cluster",
+                3,
+                config.fanout_clients,
+                reason.clone(),
+            )],
+            idle: vec![IdleRun {
+                stack: Stack::Gateway,
+                baseline_kib: 1_000,
+                points: vec![(10_000, 101_000)],
+                held: 10_000,
+                skipped: vec![(100_000, "not measured: open-file limit".into())],
+                cpu: CpuSample::default(),
+                error: None,
+            }],
+            conn_rate: Vec::new(),
+            many_rooms: vec![ManyRoomsRun::not_measured(Stack::Gateway, &config, reason)],
+            config,
+        };
+        let md = render(&results, "docs/bench");
+        assert!(md.contains("**not available in this build** — probe: probe"));
+        assert!(md.contains("not measured (no cluster mode in this build)"));
+        assert!(
+            md.contains("| 10,240 |"),
+            "bytes per connection at 10k: {md}"
+        );
+        assert!(md.contains("not measured: open-file limit"));
+        assert!(md.contains("not measured (open-file limit)"));
+        assert!(md.contains("![Latency against offered load](docs/bench/latency.png)"));
+        assert!(!md.contains("Quick-mode figures"));
     }
 
     #[test]

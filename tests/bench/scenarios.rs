@@ -28,6 +28,10 @@ pub struct Config {
     pub idle_node: Vec<usize>,
     /// Idle-memory checkpoints for the gateway node.
     pub idle_gateway: Vec<usize>,
+    /// Handshakes and joins in flight while the fan-out and many-rooms clients are set up.
+    /// Every connect and join is broadcast to the others (`user online`, `user joined`), so this
+    /// bounds how many such frames pile up per socket at once.
+    pub setup_parallelism: usize,
     /// Wait before reading RSS at a checkpoint.
     pub idle_settle_secs: f64,
     /// Offered connection rates (connects/s), tried in order until one fails.
@@ -62,6 +66,7 @@ impl Config {
         Self {
             mode: "quick",
             source_addresses: 32,
+            setup_parallelism: 32,
             idle_node: vec![1_000, 3_000],
             idle_gateway: vec![1_000, 3_000],
             idle_settle_secs: 2.0,
@@ -72,7 +77,7 @@ impl Config {
             step_secs: 3.0,
             ramp_start_per_room: 50.0,
             ramp_factor: 2.0,
-            ramp_max_steps: 5,
+            ramp_max_steps: 6,
             rooms_clients: 1_000,
             rooms_count: 100,
             rooms_msgs_per_sec: 200.0,
@@ -85,6 +90,7 @@ impl Config {
         Self {
             mode: "full",
             source_addresses: 64,
+            setup_parallelism: 32,
             idle_node: vec![10_000, 50_000],
             idle_gateway: vec![10_000, 50_000, 100_000],
             idle_settle_secs: 5.0,
@@ -163,6 +169,10 @@ impl Bench {
     }
 }
 
+fn cfg_parallel(bench: &Bench) -> usize {
+    bench.config.setup_parallelism.max(1)
+}
+
 /// One publishing step of a fan-out run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -230,6 +240,8 @@ pub struct FanoutRun {
     pub connect_secs: Option<f64>,
     /// Seconds for every client to create/join its room.
     pub join_secs: Option<f64>,
+    /// Connections the server closed during connect and join.
+    pub setup_disconnects: Option<u64>,
     /// The step at the configured rate.
     pub fixed: Option<Step>,
     /// The saturation ramp, in order; stops at the first step that is not sustained.
@@ -251,6 +263,7 @@ impl FanoutRun {
             not_measured: None,
             connect_secs: None,
             join_secs: None,
+            setup_disconnects: None,
             fixed: None,
             ramp: Vec::new(),
             max_sustained_deliveries_per_sec: None,
@@ -340,7 +353,7 @@ impl Publishing<'_> {
                 sender
                     .send(proto::room_message_frame(&room, tag))
                     .await
-                    .map_err(|e| anyhow!("publisher: {e}"))?;
+                    .map_err(|e| anyhow!("sending a room message: {e} (the sender's connection was closed by the server)"))?;
                 sent += 1;
             }
         }
@@ -403,7 +416,9 @@ async fn fanout_setup(
         let user = format!("u{i}");
         targets.push(bench.target(deployment.servers[i % nodes].addr, i, bench.token(&user)));
     }
-    let receivers = bench.open_all(targets, recorder, 200).await?;
+    let receivers = bench
+        .open_all(targets, recorder, cfg_parallel(bench))
+        .await?;
     let publisher_target = bench.target(
         deployment.servers[0].addr,
         run.clients,
@@ -431,7 +446,8 @@ async fn fanout_setup(
                     json!({ "roomId": room, "roomName": room, "maxUsers": ROOM_CAPACITY }),
                     REQUEST_TIMEOUT,
                 )
-                .await?;
+                .await
+                .with_context(|| format!("create room {room} on node {node}"))?;
             let exists = ack["error"].as_str() == Some("Room already exists");
             if ack["success"] != true && !exists {
                 bail!("create room {room} on node {node}: {ack}");
@@ -445,11 +461,11 @@ async fn fanout_setup(
                 .await
         }
     }))
-    .buffer_unordered(200)
+    .buffer_unordered(cfg_parallel(bench))
     .collect()
     .await;
     for ack in joins {
-        let ack = ack?;
+        let ack = ack.context("a receiver's join room")?;
         if ack["success"] != true {
             bail!("join room: {ack}");
         }
@@ -457,12 +473,14 @@ async fn fanout_setup(
     for room in &rooms {
         let ack = publisher
             .request("join room", json!({ "roomId": room }), REQUEST_TIMEOUT)
-            .await?;
+            .await
+            .with_context(|| format!("the publisher's join room {room}"))?;
         if ack["success"] != true {
             bail!("publisher join room {room}: {ack}");
         }
     }
     run.join_secs = Some(started.elapsed().as_secs_f64());
+    run.setup_disconnects = Some(recorder.disconnects.load(Ordering::Relaxed));
     Ok((publisher, rooms, receivers))
 }
 
@@ -918,7 +936,9 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
         stack.label(),
         cfg.rooms_clients
     );
-    let clients = bench.open_all(targets, &recorder, 300).await?;
+    let clients = bench
+        .open_all(targets, &recorder, cfg_parallel(bench))
+        .await?;
     let room_ids: Vec<String> = (0..cfg.rooms_count).map(|r| format!("room-{r}")).collect();
     for (r, room) in room_ids.iter().enumerate() {
         let ack = clients[r * per_room]
@@ -939,7 +959,7 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
                 .await
         }
     }))
-    .buffer_unordered(300)
+    .buffer_unordered(cfg_parallel(bench))
     .collect()
     .await;
     for ack in joins {
