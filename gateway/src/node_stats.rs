@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+pub use cluster::{ClusterStats, ClusterTotals};
 use cluster::{NamespaceConnections, NodeStats, StateError};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -32,59 +33,6 @@ pub struct ClusterOverview {
     pub rooms: Vec<String>,
     /// One record per live node, sorted by `serverId`.
     pub nodes: Vec<NodeStats>,
-}
-
-/// Sums over every live node, the `totals` of `GET /cluster/stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterTotals {
-    /// Live nodes.
-    pub nodes: u64,
-    /// Sockets per namespace, cluster-wide.
-    pub connections: NamespaceConnections,
-    /// All sockets, cluster-wide.
-    pub total_connections: u64,
-    /// Sum of the nodes' local Socket.IO room counts.
-    pub rooms: u64,
-    /// Events received from clients.
-    pub messages_in: u64,
-    /// Events sent to clients.
-    pub messages_out: u64,
-    /// Resident memory of all nodes, bytes.
-    pub rss_bytes: u64,
-}
-
-/// `{ nodes: [...], totals: {...} }`, the body of `GET /cluster/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterStats {
-    /// One record per live node, sorted by `serverId`.
-    pub nodes: Vec<NodeStats>,
-    /// Sums over `nodes`.
-    pub totals: ClusterTotals,
-}
-
-impl ClusterStats {
-    /// Sorts the records and adds them up.
-    pub fn from_nodes(mut nodes: Vec<NodeStats>) -> Self {
-        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
-        let mut totals = ClusterTotals {
-            nodes: nodes.len() as u64,
-            ..ClusterTotals::default()
-        };
-        for n in &nodes {
-            totals.connections.main += n.connections.main;
-            totals.connections.chat += n.connections.chat;
-            totals.connections.game += n.connections.game;
-            totals.connections.admin += n.connections.admin;
-            totals.total_connections += n.total_connections;
-            totals.rooms += n.rooms;
-            totals.messages_in += n.messages_in;
-            totals.messages_out += n.messages_out;
-            totals.rss_bytes += n.rss_bytes;
-        }
-        Self { nodes, totals }
-    }
 }
 
 fn local_sockets(io: &Io, path: &str) -> Vec<socketioxide::extract::SocketRef<crate::Adapter>> {
@@ -253,20 +201,6 @@ mod tests {
             started_at: Utc::now(),
             last_seen: Utc::now(),
         }
-    }
-
-    #[test]
-    fn cluster_stats_sum_and_sort() {
-        let s = ClusterStats::from_nodes(vec![node("b", 2, 1), node("a", 3, 0)]);
-        assert_eq!(s.nodes[0].server_id, "a");
-        assert_eq!(s.totals.nodes, 2);
-        assert_eq!(s.totals.connections.main, 5);
-        assert_eq!(s.totals.total_connections, 5 + 1 + 2);
-        assert_eq!((s.totals.rooms, s.totals.messages_in), (4, 6));
-        let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["nodes"][0]["serverId"], "a");
-        assert_eq!(json["totals"]["totalConnections"], 8);
-        assert_eq!(json["totals"]["connections"]["chat"], 1);
     }
 
     #[test]
