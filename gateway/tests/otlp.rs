@@ -17,9 +17,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-/// What the collector received: (resource attributes, span names) per export.
+/// One batch of resource spans: the resource's string attributes and the span names.
+#[derive(Debug, Clone)]
+struct Batch {
+    attributes: Vec<(String, String)>,
+    spans: Vec<String>,
+}
+
+/// Everything the collector received.
 #[derive(Debug, Default, Clone)]
-struct Received(Arc<Mutex<Vec<(Vec<(String, String)>, Vec<String>)>>>);
+struct Received(Arc<Mutex<Vec<Batch>>>);
 
 #[tonic::async_trait]
 impl TraceService for Received {
@@ -44,7 +51,10 @@ impl TraceService for Received {
                 .flat_map(|ss| ss.spans)
                 .map(|s| s.name)
                 .collect();
-            self.0.lock().unwrap().push((attributes, names));
+            self.0.lock().unwrap().push(Batch {
+                attributes,
+                spans: names,
+            });
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -132,12 +142,12 @@ async fn request_spans_are_exported_to_the_configured_collector_and_flushed_on_e
     assert_eq!(status.code(), Some(0));
 
     let exports = received.0.lock().unwrap().clone();
-    let spans: Vec<&String> = exports.iter().flat_map(|(_, names)| names).collect();
+    let spans: Vec<&String> = exports.iter().flat_map(|b| &b.spans).collect();
     assert!(
         spans.len() >= 3,
         "expected the three request spans, got {exports:?}"
     );
-    for (attributes, _) in &exports {
+    for Batch { attributes, .. } in &exports {
         let get = |key: &str| {
             attributes
                 .iter()
