@@ -142,6 +142,34 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
   });
 }
 
+describe('section 6: bad admin input', () => {
+  test('kick of an unknown socket and bans without a userId harm nobody; the admin socket stays usable', async (t) => {
+    const gw = await startGateway(t);
+    const adm = await connectUser(gw, newUser('admin', { role: 'admin' }), { namespace: '/admin' });
+    const user = newUser('bystander');
+    const a = await connectUser(gw, user);
+    const kicked = collect(a.socket, 'kicked');
+    const banned = collect(a.socket, 'banned');
+    try {
+      adm.socket.emit('kick user', 'no-such-socket-id');
+      adm.socket.emit('kick user', { socketId: 42 });
+      adm.socket.emit('ban user', {});
+      adm.socket.emit('ban user', 'not an object');
+      adm.socket.emit('unban user', { nested: true });
+      adm.socket.emit('broadcast message', {});
+      const stats = await ask(adm.socket, 'get stats');
+      assert.ok(stats, 'the admin socket stopped answering');
+      await barrier(a.socket);
+      assert.deepEqual(kicked, []);
+      assert.deepEqual(banned, []);
+      assert.equal(a.socket.connected, true);
+      assert.equal(await admission(gw, user), null, 'a user got banned by a ban without userId');
+    } finally {
+      closeAll(adm.socket, a.socket);
+    }
+  });
+});
+
 describe('section 6: ban duration and defaults', () => {
   test('a ban with durationSecs expires; until then connections are refused', async (t) => {
     const gw = await startGateway(t);

@@ -193,10 +193,18 @@ describe('section 7: admin HTTP APIs', () => {
     }
   });
 
-  // PROTOCOL.md is silent on a malformed body; an HTTP API user expects 400 Bad Request.
-  test('POST /api/emit without an event is refused with 400', async () => {
-    const res = await http(gw(), '/api/emit', { method: 'POST', token: adminToken(), body: { data: 1 } });
-    assert.equal(res.status, 400, res.text);
+  // PROTOCOL.md is silent on malformed bodies; an HTTP API user expects 400 Bad Request.
+  test('POST /api/* with a body missing its required field, or not JSON, is refused with 400', async () => {
+    const cases = [
+      ['/api/emit', { data: 1 }],
+      ['/api/announce', {}],
+      ['/api/ban', { reason: 'no user given' }],
+      ['/api/announce', '{not json'],
+    ];
+    for (const [route, body] of cases) {
+      const res = await http(gw(), route, { method: 'POST', token: adminToken(), body, headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 400, `${route} ${JSON.stringify(body)} answered ${res.status} ${res.text}`);
+    }
   });
 });
 
