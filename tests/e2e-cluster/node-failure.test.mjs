@@ -1,0 +1,134 @@
+// A node of a three-node cluster dies (SIGKILL) or stops gracefully (SIGTERM): PROTOCOL.md
+// sections 3 (user offline "including because its node died"), 8 (a node whose stats key is gone
+// is dead; control channel server_shutdown) and 9 (shutdown sequence), seen from the survivors.
+import assert from 'node:assert/strict';
+import { describe } from 'node:test';
+import { barrier, newRoomId, newUser, once, RFC3339, test, waitFor } from '../e2e/support/gateway.mjs';
+import { call, clusterStats, record, startCluster, userOn, waitForEntries, waitForStatsIds, watchControlBus, within } from './support/cluster.mjs';
+
+/** Emits with an ack and a long deadline: a request that involves a dead node must still end. */
+function askLong(socket, ms, event, ...args) {
+  return socket.timeout(ms).emitWithAck(event, ...args);
+}
+
+describe('node failure', () => {
+  test('SIGKILL: requests involving the dead node return within their timeout; within the stats TTL it leaves /cluster/stats, its users go offline, room counts drop', { timeout: 90_000 }, async (t) => {
+    const TTL = 3;
+    const cluster = await startCluster(t, { nodes: 3, statsTtl: TTL });
+    const [A, B, C] = cluster.nodes;
+    for (const gw of cluster.nodes) await waitForStatsIds(gw, cluster.ids, TTL * 1000 + 3000, 'before the kill');
+
+    const watcher = await userOn(cluster, A, newUser('watchA'), { t });
+    const onB = await userOn(cluster, B, newUser('memberB'), { t });
+    const victimUser = newUser('victim');
+    const victim = await userOn(cluster, C, victimUser, { t });
+    const admin = await userOn(cluster, A, newUser('admin', { role: 'admin' }), { namespace: '/admin', t });
+    const roomId = newRoomId('deadroom');
+    assert.equal((await call(watcher.socket, 'create room', { roomId, roomName: 'Survivors' }))?.success, true);
+    for (const m of [watcher, onB, victim]) assert.equal((await call(m.socket, 'join room', { roomId }))?.success, true);
+    const before = await call(watcher.socket, 'get room info', roomId);
+    assert.equal(before?.room?.userCount, 3, `precondition: members on A, B and C: ${JSON.stringify(before)}`);
+    const offline = record(watcher.socket, 'user offline');
+
+    const killedAt = Date.now();
+    process.kill(C.pid, 'SIGKILL');
+    await C.exited;
+
+    // Requests fanned out to every node while C is dead but not yet known dead must still answer.
+    const REQUEST_DEADLINE_MS = 10_000;
+    const timings = await Promise.all([
+      within(REQUEST_DEADLINE_MS, 'get online users on A', () => askLong(watcher.socket, REQUEST_DEADLINE_MS, 'get online users')),
+      within(REQUEST_DEADLINE_MS, 'get room info on A', () => askLong(watcher.socket, REQUEST_DEADLINE_MS, 'get room info', roomId)),
+      within(REQUEST_DEADLINE_MS, 'get rooms on B', () => askLong(onB.socket, REQUEST_DEADLINE_MS, 'get rooms')),
+      within(REQUEST_DEADLINE_MS, 'private message from A to the user on C', () =>
+        askLong(watcher.socket, REQUEST_DEADLINE_MS, 'private message', { to: victimUser.userId, content: 'are you there?' }),
+      ),
+      within(REQUEST_DEADLINE_MS, 'admin get stats on A', () => {
+        const got = once(admin.socket, 'stats', REQUEST_DEADLINE_MS);
+        admin.socket.emit('get stats');
+        return got;
+      }),
+      within(REQUEST_DEADLINE_MS, 'GET /cluster/stats on B', () => clusterStats(B, REQUEST_DEADLINE_MS)),
+    ]);
+    t.diagnostic(`request times right after the kill (ms): ${timings.map((x) => x.ms).join(', ')}`);
+    for (const { value } of timings.slice(0, 4)) assert.notEqual(value, undefined);
+
+    const deadline = TTL * 1000 + 4000 - (Date.now() - killedAt);
+    await waitForStatsIds(A, [cluster.ids[0], cluster.ids[1]], Math.max(deadline, 500), `within ${TTL} s (+4 s) of the SIGKILL of ${C.serverId}`);
+    await waitForStatsIds(B, [cluster.ids[0], cluster.ids[1]], 1000, `(node B's view)`);
+    const goneAfter = Date.now() - killedAt;
+    await waitForEntries(offline, (e) => e?.userId === victimUser.userId, {
+      ms: Math.max(TTL * 1000 + 4000 - (Date.now() - killedAt), 1000),
+      what: `user offline for ${victimUser.userId}, whose only socket was on the killed node, on node A`,
+    });
+    assert.deepEqual(offline.find((e) => e.userId === victimUser.userId), { userId: victimUser.userId, username: victimUser.username });
+    t.diagnostic(`node left /cluster/stats ${goneAfter} ms after SIGKILL; user offline after ${Date.now() - killedAt} ms`);
+
+    await waitFor(async () => (await call(watcher.socket, 'get room info', roomId))?.room?.userCount === 2, 3000, {
+      what: 'get room info on A to count 2 members once the node holding the third died',
+    });
+    const rooms = await call(onB.socket, 'get rooms');
+    assert.equal(rooms?.rooms?.find((r) => r.id === roomId)?.userCount, 2, `get rooms on B: ${JSON.stringify(rooms)}`);
+    const { users } = await call(watcher.socket, 'get online users');
+    assert.ok(!users.some((u) => u.id === victimUser.userId), `the dead node's user is still listed online: ${JSON.stringify(users)}`);
+    assert.deepEqual(await call(watcher.socket, 'private message', { to: victimUser.userId, content: 'hello?' }), { success: false, error: 'User is offline' });
+
+    // The survivors still talk to each other.
+    const got = once(onB.socket, 'room message', 5000);
+    assert.equal((await call(watcher.socket, 'room message', { roomId, message: 'still here' }))?.success, true);
+    assert.equal((await got).message, 'still here');
+  });
+
+  test('SIGTERM: server_shutdown on cluster:message, server shutdown to its clients, it leaves /cluster/stats long before its TTL, its users go offline', { timeout: 90_000 }, async (t) => {
+    const TTL = 30;
+    const DRAIN = 2;
+    const cluster = await startCluster(t, { nodes: 3, statsTtl: TTL, args: ['--drain-secs', String(DRAIN), '--grace-secs', '10'] });
+    const [A, B, C] = cluster.nodes;
+    for (const gw of cluster.nodes) await waitForStatsIds(gw, cluster.ids, 6000, 'before the stop');
+    const bus = await watchControlBus(cluster.redis.port);
+    t.after(() => bus.close());
+
+    const watcher = await userOn(cluster, A, newUser('watchA'), { t });
+    const onB = await userOn(cluster, B, newUser('memberB'), { t });
+    const leavingUser = newUser('leaving');
+    const leaving = await userOn(cluster, C, leavingUser, { t });
+    const leavingPoll = await userOn(cluster, C, newUser('leavingPoll'), { t, transport: { transports: ['polling'] } });
+    const roomId = newRoomId('termroom');
+    assert.equal((await call(watcher.socket, 'create room', { roomId, roomName: 'Drain' }))?.success, true);
+    for (const m of [watcher, onB, leaving]) assert.equal((await call(m.socket, 'join room', { roomId }))?.success, true);
+    const offline = record(watcher.socket, 'user offline');
+    const notices = [leaving, leavingPoll].map((c) => once(c.socket, 'server shutdown', 5000));
+    const survivorsShutdown = [watcher, onB].map((c) => record(c.socket, 'server shutdown'));
+
+    const stoppedAt = Date.now();
+    process.kill(C.pid, 'SIGTERM');
+
+    for (const [k, n] of notices.entries()) {
+      const notice = await n.catch((e) => {
+        throw new Error(`server shutdown on the ${k ? 'polling' : 'websocket'} client of the stopping node: ${e.message}`);
+      });
+      assert.equal(notice.serverId, C.serverId);
+      assert.equal(typeof notice.message, 'string');
+    }
+    await waitFor(() => bus.messages.some((m) => m.event === 'server_shutdown' && m.serverId === C.serverId), 3000, {
+      what: `server_shutdown from ${C.serverId} on cluster:message (seen: ${JSON.stringify(bus.messages)})`,
+    });
+    const envelope = bus.messages.find((m) => m.event === 'server_shutdown' && m.serverId === C.serverId);
+    assert.deepEqual(Object.keys(envelope).sort(), ['data', 'event', 'serverId', 'timestamp'], `envelope ${JSON.stringify(envelope)}`);
+    assert.match(envelope.timestamp, RFC3339);
+
+    await waitForStatsIds(A, [cluster.ids[0], cluster.ids[1]], DRAIN * 1000 + 4000 - (Date.now() - stoppedAt), `within the drain (+4 s) of SIGTERM, long before the ${TTL} s TTL`);
+    await waitForStatsIds(B, [cluster.ids[0], cluster.ids[1]], 1000, `(node B's view)`);
+    t.diagnostic(`stopped node left /cluster/stats ${Date.now() - stoppedAt} ms after SIGTERM (TTL ${TTL} s)`);
+
+    const exit = await Promise.race([C.exited, new Promise((r) => setTimeout(() => r('still running'), 12_000 - (Date.now() - stoppedAt)))]);
+    assert.deepEqual(exit, { code: 0, signal: null }, `the stopped node must exit 0 within the grace period: ${JSON.stringify(exit)}`);
+
+    await waitForEntries(offline, (e) => e?.userId === leavingUser.userId, { ms: 4000, what: `user offline for ${leavingUser.userId} (stopped node) on node A` });
+    await waitFor(async () => (await call(watcher.socket, 'get room info', roomId))?.room?.userCount === 2, 3000, {
+      what: 'the room count on A to drop to 2 after the stopped node closed its member',
+    });
+    for (const s of [watcher, onB]) await barrier(s.socket);
+    for (const list of survivorsShutdown) assert.equal(list.length, 0, `a client of a surviving node got server shutdown: ${JSON.stringify(list)}`);
+  });
+});
