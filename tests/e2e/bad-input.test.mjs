@@ -81,6 +81,13 @@ describe('bad input: malformed frames', () => {
     });
   }
 
+  test('an invalid Socket.IO handshake packet (4abc) closes the connection', async () => {
+    const raw = await rawWebSocket(gw(), { connect: false });
+    raw.send('4abc');
+    await Promise.race([raw.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('connection still open 5 s after "4abc"')), 5000))]);
+    await assertNodeServes(gw());
+  });
+
   test('a binary frame where no attachment is expected closes that connection; the node keeps serving', async () => {
     const raw = await rawWebSocket(gw(), { token: gw().token(newUser('rawb')) });
     raw.send(Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]));
@@ -113,6 +120,12 @@ describe('bad input: malformed frames', () => {
     assert.equal(version.status, 400, `EIO=99 answered ${version.status}`);
     const transport = await fetch(`${gw().url}/socket.io/?EIO=4&transport=carrier-pigeon`, { signal: AbortSignal.timeout(5000) });
     assert.equal(transport.status, 400, `unknown transport answered ${transport.status}`);
+    for (const query of ['transport=polling', 'EIO=abc&transport=polling', 'EIO=4']) {
+      const res = await fetch(`${gw().url}/socket.io/?${query}`, { signal: AbortSignal.timeout(5000) });
+      assert.equal(res.status, 400, `?${query} answered ${res.status}`);
+    }
+    const postHandshake = await fetch(`${gw().url}/socket.io/?EIO=4&transport=polling`, { method: 'POST', body: '40', signal: AbortSignal.timeout(5000) });
+    assert.equal(postHandshake.status, 400, `a POST without sid answered ${postHandshake.status}`);
     await assertNodeServes(gw());
   });
 
