@@ -5,7 +5,7 @@
 //! so a client's first event right after `connect` always finds its handler.
 //!
 //! Events of one socket are handled one after another, in arrival order (see [`Session`]), and
-//! every event goes through [`dispatch`]: metrics, the per-socket token bucket, the handler,
+//! every event goes through [`on`]: metrics, the per-socket token bucket, the handler,
 //! then exactly one ack (when the client asked for one) and an `error` event on rejection.
 
 pub mod admin;
@@ -316,6 +316,7 @@ pub fn now() -> String {
 fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, Reject> {
     match data {
         Ok(v) => Ok(v),
+        // How socketioxide's parser reports an event sent with no argument (`emit("get rooms")`).
         Err(e) if e.to_string().contains("first element not found") => Ok(Value::Null),
         Err(e) => {
             tracing::debug!(error = %e, "undecodable event payload");
@@ -324,7 +325,8 @@ fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, Reje
     }
 }
 
-/// Registers `handler` for `event` on a socket, through [`dispatch`].
+/// Registers `handler` for `event` on a socket: counts it, applies the token bucket and the
+/// backlog bound, runs it after the socket's previous event, then acks or rejects it.
 pub fn on<F, Fut>(
     socket: &SocketRef<Adapter>,
     shared: &Arc<Shared>,
