@@ -67,6 +67,10 @@ pub struct Results {
     pub duration_secs: f64,
     /// CPU, cores, memory, kernel.
     pub machine: String,
+    /// /proc/loadavg's first three fields when the run started.
+    pub load_average_start: String,
+    /// The same when it ended.
+    pub load_average_end: String,
     /// (component, version).
     pub versions: Vec<(String, String)>,
     /// Sizes.
@@ -81,6 +85,12 @@ pub struct Results {
     pub conn_rate: Vec<ConnRateRun>,
     /// Many-rooms runs.
     pub many_rooms: Vec<ManyRoomsRun>,
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn write_outputs(args: &Args, results: &Results) -> Result<()> {
@@ -150,6 +160,8 @@ async fn main() -> Result<()> {
         started_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         duration_secs: 0.0,
         machine: procs::machine_description(),
+        load_average_start: load_average(),
+        load_average_end: String::new(),
         versions,
         config,
         gateway_cluster: Err("not probed".into()),
@@ -160,6 +172,7 @@ async fn main() -> Result<()> {
     };
     let save = |results: &mut Results| {
         results.duration_secs = started.elapsed().as_secs_f64();
+        results.load_average_end = load_average();
         if let Err(e) = write_outputs(&args, results) {
             eprintln!("writing the results failed: {e:#}");
         }

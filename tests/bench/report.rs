@@ -514,6 +514,11 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
     );
     out.push_str("## Machine and versions\n\n");
     let _ = writeln!(out, "- Machine: {}", results.machine);
+    let _ = writeln!(
+        out,
+        "- Load average (1, 5, 15 min) at start / end, other work on the machine included: {} / {}",
+        results.load_average_start, results.load_average_end
+    );
     for (k, v) in &results.versions {
         let _ = writeln!(out, "- {k}: {v}");
     }
@@ -718,7 +723,8 @@ const METHOD: &str = r#"
 - **Idle memory**: one node, no Redis, all connections as one user (so no `user online` storm); RSS (`VmRSS`) minus the RSS before any connection, divided by the connections, after a settle pause.
 - **Connection rate**: offered connects/s in steps; a step is sustained with no failed handshake and at least 90 % of the offered rate achieved; the ramp stops at the first failing step.
 - **Many rooms**: bytes each node received from Redis are read from the kernel (`ss -ti`, `bytes_received` of the node's sockets to the Redis port) before and after the step.
-- **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected.
+- **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected. A step that misses only on latency is measured once more before the ramp stops (the machine is shared; both attempts are listed).
+- **Setup**: fan-out and many-rooms clients connect and join with a bounded number of handshakes/joins in flight (listed with each run), because every connect and join is broadcast to the others.
 "#;
 
 #[cfg(test)]
@@ -746,6 +752,8 @@ mod tests {
             started_at: "now".into(),
             duration_secs: 1.0,
             machine: "test".into(),
+            load_average_start: "0.1 0.1 0.1".into(),
+            load_average_end: "0.1 0.1 0.1".into(),
             versions: vec![("socket.io".into(), "4.8.4".into())],
             gateway_cluster: Err("probe".into()),
             fanout: vec![FanoutRun::not_measured(

@@ -70,7 +70,7 @@ impl Config {
             idle_node: vec![1_000, 3_000],
             idle_gateway: vec![1_000, 3_000],
             idle_settle_secs: 2.0,
-            conn_rates: vec![100.0, 200.0, 400.0, 800.0],
+            conn_rates: vec![200.0, 400.0, 800.0, 1_600.0, 3_200.0],
             conn_step_secs: 2.0,
             fanout_clients: 300,
             fanout_rate_per_room: 100.0,
@@ -219,6 +219,8 @@ pub struct Step {
     pub server_cpu_secs_per_million: Option<f64>,
     /// p99 under 100 ms, nothing lost, nobody disconnected.
     pub sustained: bool,
+    /// 1, or 2 when this rate is measured again after a first attempt missed only on latency.
+    pub attempt: u32,
 }
 
 /// The fan-out scenario on one deployment: a fixed-rate step, then a saturation ramp.
@@ -396,6 +398,7 @@ impl Publishing<'_> {
             server_cpu_secs_per_million: (delivered > 0)
                 .then(|| server_cpu / delivered as f64 * 1e6),
             sustained: lost == 0 && disconnects == 0 && p99.is_some_and(|p| p < 100.0),
+            attempt: 1,
         })
     }
 }
@@ -565,11 +568,19 @@ async fn fanout_inner(
     log_step(stack, run.topology, &fixed);
     run.fixed = Some(fixed);
     let mut rate = cfg.ramp_start_per_room;
-    for i in 0..cfg.ramp_max_steps {
+    let mut rates_done = 0;
+    let mut step_index = 1;
+    let mut attempt = 1;
+    while rates_done < cfg.ramp_max_steps && step_index < MAX_STEPS {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let step = step_at(i + 1, rate).await?;
+        let mut step = step_at(step_index, rate).await?;
+        step_index += 1;
+        step.attempt = attempt;
         log_step(stack, run.topology, &step);
         let sustained = step.sustained;
+        // On a shared machine a neighbour's burst can push one step's p99 over the line: a
+        // step that lost nothing is tried once more before the ramp stops (both are reported).
+        let retry = !sustained && attempt == 1 && step.lost == 0 && step.disconnects == 0;
         if sustained {
             run.max_sustained_deliveries_per_sec = Some(
                 run.max_sustained_deliveries_per_sec
@@ -578,9 +589,15 @@ async fn fanout_inner(
             );
         }
         run.ramp.push(step);
+        if retry {
+            attempt = 2;
+            continue;
+        }
         if !sustained {
             break;
         }
+        attempt = 1;
+        rates_done += 1;
         rate *= cfg.ramp_factor;
     }
     Ok(())
