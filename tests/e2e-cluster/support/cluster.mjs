@@ -2,7 +2,7 @@
 // sharing it (and one JWT secret), nginx running the shipped nginx.conf, clients bound to chosen
 // loopback source addresses, and small waiting/inspection helpers. Reuses tests/e2e/support.
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -196,7 +196,7 @@ function childPids(pid) {
 /**
  * Runs nginx with `nginx/nginx.conf` as shipped, in a copy of `nginx/` whose `upstream.conf` lists
  * `127.0.0.1:<port>` for every given port and whose `listen.conf` is a free loopback port.
- * Returns `{ url, port, pid, accessLog: [{ addr, status, request, line }], stderr(), stop() }`.
+ * Returns `{ url, port, pid, accessLog() -> [{ addr, status, request, line }], stderr(), stop() }`.
  */
 export async function startNginx(t, upstreamPorts) {
   if (spawnSync('nginx', ['-v']).error) {
@@ -209,25 +209,33 @@ export async function startNginx(t, upstreamPorts) {
   writeFileSync(join(dir, 'upstream.conf'), upstreamPorts.map((p) => `server 127.0.0.1:${p} max_fails=3 fail_timeout=10s;\n`).join(''));
   // Listen on every loopback address, so clients bound to 127.N.0.1 can reach 127.0.0.1:<port>.
   writeFileSync(join(dir, 'listen.conf'), `listen 127.0.0.1:${port};\n`);
+  // The access log goes to /dev/stdout; nginx cannot open that on a socket (Node's 'pipe'), so
+  // stdout is a regular file, parsed on demand.
+  const accessPath = join(dir, 'access.log');
+  const accessFd = openSync(accessPath, 'w');
   const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', `${dir}/`, '-g', `daemon off; pid ${dir}/nginx.pid;`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', accessFd, 'pipe'],
   });
+  closeSync(accessFd);
   const workers = new Set();
   liveNginx.set(child.pid, workers);
-  const accessLog = [];
   let stderr = '';
-  let partial = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d) => {
-    partial += d;
-    const lines = partial.split('\n');
-    partial = lines.pop();
-    for (const line of lines) {
-      // combined format: addr - user [time] "request" status bytes "referer" "agent"
-      const m = line.match(/^(\S+) \S+ \S+ \[[^\]]*\] "([^"]*)" (\d{3}) /);
-      accessLog.push(m ? { addr: m[1], request: m[2], status: Number(m[3]), line } : { line });
+  const accessLog = () => {
+    let text = '';
+    try {
+      text = readFileSync(accessPath, 'utf8');
+    } catch {
+      // removed after stop
     }
-  });
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        // combined format: addr - user [time] "request" status bytes "referer" "agent"
+        const m = line.match(/^(\S+) \S+ \S+ \[[^\]]*\] "([^"]*)" (\d{3}) /);
+        return m ? { addr: m[1], request: m[2], status: Number(m[3]), line } : { line };
+      });
+  };
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d) => (stderr += d));
   let exitInfo;
@@ -256,11 +264,14 @@ export async function startNginx(t, upstreamPorts) {
   };
   t?.after(stop);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
     if (exitInfo) throw new Error(`nginx exited (${JSON.stringify(exitInfo)}): ${stderr}`);
-    const r = await fetch(`${url}/nginx-health`, { signal: AbortSignal.timeout(1000) });
-    return r.status === 200;
-  }, 10_000, { interval: 50, what: `nginx on ${url} (stderr: ${tail(stderr, 1500)})` });
+    const ok = await fetch(`${url}/nginx-health`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status === 200, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`nginx on ${url} did not answer /nginx-health within 10 s: ${tail(stderr, 1500)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   for (const w of childPids(child.pid)) workers.add(w);
   return { url, port, pid: child.pid, dir, accessLog, stderr: () => stderr, stop };
 }
