@@ -3,7 +3,7 @@
 // node; every assertion is about an effect that must cross from one process to another.
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
-import { barrier, connectError, client, http, newRoomId, newUser, once, RFC3339, test, waitFor } from '../e2e/support/gateway.mjs';
+import { barrier, connectError, client, http, newRoomId, newUser, once, RFC3339, runGatewayToExit, test, waitFor } from '../e2e/support/gateway.mjs';
 import { call, clusterStats, userOn, record, RespClient, startCluster, waitForEntries, waitForStatsIds } from './support/cluster.mjs';
 
 const STATS_TTL = 3;
@@ -37,6 +37,21 @@ describe('three nodes on one Redis', () => {
     }
     const { json } = await clusterStats(node(0));
     assert.equal(typeof json.totals, 'object', `totals missing: ${JSON.stringify(json)}`);
+  });
+
+  test('gateway cluster-stats --redis-url URL --json lists all three nodes; without --json it names them', async () => {
+    let last;
+    await waitFor(async () => {
+      last = await runGatewayToExit(['cluster-stats', '--redis-url', cluster.redis.url, '--json'], { timeoutMs: 10_000 });
+      const parsed = JSON.parse(last.stdout);
+      const ids = parsed.nodes.map((n) => n.serverId).sort();
+      return last.code === 0 && JSON.stringify(ids) === JSON.stringify([...cluster.ids].sort()) && typeof parsed.totals === 'object';
+    }, HEARTBEAT_DEADLINE_MS, { interval: 250, what: 'gateway cluster-stats --json to list the three nodes' }).catch((e) => {
+      throw new Error(`${e.message}; last run: code ${last?.code}, stdout ${last?.stdout}, stderr ${last?.stderr}`);
+    });
+    const human = await runGatewayToExit(['cluster-stats', '--redis-url', cluster.redis.url], { timeoutMs: 10_000 });
+    assert.equal(human.code, 0, human.stderr);
+    for (const id of cluster.ids) assert.ok(human.stdout.includes(id), `human-readable cluster-stats lacks ${id}: ${human.stdout}`);
   });
 
   test('admin get stats is cluster-wide: connections on other nodes, rooms created elsewhere, every node', async (t) => {
