@@ -318,6 +318,42 @@ describe('three nodes on one Redis', () => {
     assert.deepEqual(offlineA.find((e) => e.userId === x.userId), { userId: x.userId, username: x.username });
   });
 
+  test('presence races: one user connecting on B and C at the same moment is announced online once; leaving both at once, offline once', async (t) => {
+    const watcher = await on(t, 0, newUser('raceWatch'));
+    const online = record(watcher.socket, 'user online');
+    const offline = record(watcher.socket, 'user offline');
+    for (let round = 0; round < 3; round++) {
+      const y = newUser(`race${round}`);
+      const [yB, yC] = await Promise.all([on(t, 1, y), on(t, 2, y)]);
+      await waitForEntries(online, (e) => e?.userId === y.userId, { what: `user online for ${y.userId} (connected on B and C at once) on node A` });
+      yB.socket.disconnect();
+      yC.socket.disconnect();
+      await waitForEntries(offline, (e) => e?.userId === y.userId, { what: `user offline for ${y.userId} (left B and C at once) on node A` });
+      await waitFor(async () => {
+        const { users } = await call(watcher.socket, 'get online users');
+        return !users.some((u) => u.id === y.userId);
+      }, 3000, { what: `${y.userId} to leave get online users` });
+      await barrier(watcher.socket);
+      assert.equal(online.filter((e) => e.userId === y.userId).length, 1, `round ${round}: user online announced ${online.filter((e) => e.userId === y.userId).length} times`);
+      assert.equal(offline.filter((e) => e.userId === y.userId).length, 1, `round ${round}: user offline announced ${offline.filter((e) => e.userId === y.userId).length} times`);
+    }
+  });
+
+  test('/chat chat message crosses nodes within /chat only', async (t) => {
+    const from = await on(t, 0, newUser('chatFrom'), { namespace: '/chat' });
+    const to = await on(t, 2, newUser('chatTo'), { namespace: '/chat' });
+    const mainSock = await on(t, 1, newUser('chatMain'));
+    const gotMain = record(mainSock.socket, 'chat message');
+    const got = once(to.socket, 'chat message', 5000);
+    from.socket.emit('chat message', { content: 'chat namespace across nodes' });
+    const m = await got.catch((e) => {
+      throw new Error(`/chat chat message from node A did not reach /chat on node C: ${e.message}`);
+    });
+    assert.equal(m.content, 'chat namespace across nodes');
+    await barrier(mainSock.socket);
+    assert.ok(!gotMain.some((x) => x?.content === 'chat namespace across nodes'), 'a /chat message reached a / socket');
+  });
+
   test('game: concurrent players on three nodes; one seq per game with no gaps or repeats, same for every player', async (t) => {
     const gameId = newRoomId('game');
     const players = [];
@@ -369,6 +405,14 @@ describe('three nodes on one Redis', () => {
         else assert.equal(reference.get(u.seq), key, `seq ${u.seq} names a different action on node ${'ABC'[i]} than on node A`);
       }
     }
+
+    // A player on C goes away: the players on A and B get player disconnected.
+    const goneA = record(players[0].socket, 'player disconnected');
+    const goneB = record(players[1].socket, 'player disconnected');
+    const leaverId = players[2].socket.id;
+    players[2].socket.disconnect();
+    await waitForEntries(goneA, (e) => e?.playerId === leaverId && e.gameId === gameId, { what: 'player disconnected (player on C) on node A' });
+    await waitForEntries(goneB, (e) => e?.playerId === leaverId && e.gameId === gameId, { what: 'player disconnected (player on C) on node B' });
   });
 
   test('admin kick user: a socket on another node gets kicked and is disconnected', async (t) => {
