@@ -513,7 +513,12 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
         results.command, results.started_at, cfg.mode, results.duration_secs
     );
     out.push_str("## Machine and versions\n\n");
-    let _ = writeln!(out, "- Machine: {}", results.machine);
+    let _ = writeln!(
+        out,
+        "- Machine: {}; open-file limit per process: {}",
+        results.machine,
+        crate::procs::open_files_limit().map_or_else(|| "unknown".into(), |l| l.to_string())
+    );
     let _ = writeln!(
         out,
         "- Load average (1, 5, 15 min) at start / end, other work on the machine included: {} / {}",
