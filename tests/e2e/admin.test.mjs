@@ -17,6 +17,7 @@ import {
   startGateway,
   test,
   waitFor,
+  T,
 } from './support/gateway.mjs';
 import { expectAccepted } from './support/rules.mjs';
 
@@ -48,7 +49,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       try {
         await expectAccepted(m1.socket, 'create room', { roomId, roomName: 'Stats Room' });
         await expectAccepted(m1.socket, 'join room', { roomId });
-        const pushed = once(adm.socket, 'stats', 5000);
+        const pushed = once(adm.socket, 'stats', T);
         adm.socket.emit('get stats');
         const stats = await pushed;
         assert.equal(stats.chatConnections, 1, JSON.stringify(stats));
@@ -68,7 +69,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         await waitFor(async () => {
           const a = await ask(adm.socket, 'get stats');
           return (a?.stats ?? a).gameConnections === 0;
-        }, 5000, { interval: 250, what: 'gameConnections back to 0' });
+        }, T, { interval: 250, what: 'gameConnections back to 0' });
       } finally {
         closeAll(adm.socket, m1.socket, m2.socket, c1.socket, g1.socket);
       }
@@ -82,7 +83,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const c = await connectUser(gw, newUser('b3'), { namespace: '/chat', transport });
       const gotChat = collect(c.socket, 'system message');
       try {
-        const got = [once(a.socket, 'system message', 5000), once(b.socket, 'system message', 5000)];
+        const got = [once(a.socket, 'system message', T), once(b.socket, 'system message', T)];
         adm.socket.emit('broadcast message', { message: 'hello all nodes' });
         for (const m of await Promise.all(got)) {
           assert.equal(m.type, 'announcement');
@@ -104,8 +105,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const victim = await connectUser(gw, user, { transport });
       const sibling = await connectUser(gw, user, { transport });
       try {
-        const kicked = once(victim.socket, 'kicked', 5000);
-        const gone = once(victim.socket, 'disconnect', 5000);
+        const kicked = once(victim.socket, 'kicked', T);
+        const gone = once(victim.socket, 'disconnect', T);
         adm.socket.emit('kick user', victim.socket.id);
         assert.deepEqual(await kicked, { reason: 'Kicked by admin' });
         assert.equal(await gone, 'io server disconnect');
@@ -124,8 +125,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const s2 = await connectUser(gw, user, { namespace: '/chat', transport });
       const bystander = await connectUser(gw, newUser('bystander'), { transport });
       try {
-        const banned = [once(s1.socket, 'banned', 5000), once(s2.socket, 'banned', 5000)];
-        const gone = [once(s1.socket, 'disconnect', 5000), once(s2.socket, 'disconnect', 5000)];
+        const banned = [once(s1.socket, 'banned', T), once(s2.socket, 'banned', T)];
+        const gone = [once(s1.socket, 'disconnect', T), once(s2.socket, 'disconnect', T)];
         adm.socket.emit('ban user', { userId: user.userId, reason: 'spamming the lobby' });
         for (const b of await Promise.all(banned)) assert.deepEqual(b, { reason: 'spamming the lobby' });
         for (const r of await Promise.all(gone)) assert.equal(r, 'io server disconnect');
@@ -134,7 +135,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         assert.equal(bystander.socket.connected, true);
         assert.equal(await admission(gw, newUser('innocent')), null);
         adm.socket.emit('unban user', user.userId);
-        await waitFor(async () => (await admission(gw, user)) === null, 5000, { what: 'unban user to lift the ban' });
+        await waitFor(async () => (await admission(gw, user)) === null, T, { what: 'unban user to lift the ban' });
       } finally {
         closeAll(adm.socket, s1.socket, s2.socket, bystander.socket);
       }

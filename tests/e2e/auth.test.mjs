@@ -20,6 +20,7 @@ import {
   suiteGateway,
   test,
   waitFor,
+  T,
 } from './support/gateway.mjs';
 import {
   asymmetricKey,
@@ -332,7 +333,7 @@ describe('section 2: bans refuse new connections', () => {
       await waitFor(async () => {
         const err = await connectError(client(gw(), { token: gw().token(victim) })).catch(() => null);
         return err?.message === 'Banned: e2e ban';
-      }, 5000, { what: 'the ban to refuse new connections' });
+      }, T, { what: 'the ban to refuse new connections' });
       for (const ns of NAMESPACES) {
         const err = await connectError(client(gw(), { namespace: ns, token: gw().token(victim) }));
         assert.equal(err.message, 'Banned: e2e ban', `namespace ${ns}`);
@@ -346,7 +347,7 @@ describe('section 2: bans refuse new connections', () => {
         } finally {
           closeAll(s);
         }
-      }, 5000, { what: 'unban to admit the user again' });
+      }, T, { what: 'unban to admit the user again' });
     } finally {
       closeAll(admin.socket);
     }

@@ -13,6 +13,7 @@ import {
   suiteGateway,
   test,
   waitFor,
+  T,
 } from './support/gateway.mjs';
 import { expectAccepted, expectRejected } from './support/rules.mjs';
 
@@ -34,7 +35,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const gotA = collect(a.socket, 'chat message');
       const gotMain = collect(onMain.socket, 'chat message');
       try {
-        const got = once(b.socket, 'chat message', 5000);
+        const got = once(b.socket, 'chat message', T);
         const ack = await expectAccepted(a.socket, 'chat message', { content: ' <em>hi</em> /chat spam ' });
         assert.equal(typeof ack.messageId, 'string');
         const msg = await got;
@@ -71,8 +72,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const bMain = await main(target);
       const gotMain = collect(bMain.socket, 'private message');
       try {
-        const got = once(b.socket, 'private message', 5000);
-        const sent = once(a.socket, 'message sent', 5000);
+        const got = once(b.socket, 'private message', T);
+        const sent = once(a.socket, 'message sent', T);
         const ack = await expectAccepted(a.socket, 'private message', { to: target.userId, content: 'chat psst' });
         const msg = await got;
         assert.equal(msg.content, 'chat psst');
@@ -94,8 +95,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const target = newUser('cpnB');
       const b = await chat(target);
       try {
-        const got = once(b.socket, 'private message', 5000);
-        const sent = once(a.socket, 'message sent', 5000);
+        const got = once(b.socket, 'private message', T);
+        const sent = once(a.socket, 'message sent', T);
         a.socket.emit('private message', { to: target.userId, content: 'no ack' });
         assert.equal((await sent).messageId, (await got).id);
       } finally {
@@ -114,7 +115,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
      */
     async function joinAndProbe(socket, gameId) {
       socket.emit('join game', gameId);
-      const update = once(socket, 'game update', 5000);
+      const update = once(socket, 'game update', T);
       socket.emit('game action', { gameId, probe: socket.id });
       const u = await update;
       assert.equal(u.gameId, gameId, `probe answered for another game: ${JSON.stringify(u)}`);
@@ -126,7 +127,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const p1 = await player('p1');
       const p2 = await player('p2');
       await joinAndProbe(p1.socket, gameId);
-      const joined = once(p1.socket, 'player joined', 5000);
+      const joined = once(p1.socket, 'player joined', T);
       p2.socket.emit('join game', gameId);
       assert.deepEqual(await joined, { playerId: p2.socket.id, gameId });
       return [p1, p2];
@@ -137,7 +138,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const [p1, p2] = await twoPlayers(gameId);
       const p3 = await player('pj3');
       try {
-        const seen = [once(p1.socket, 'player joined', 5000), once(p2.socket, 'player joined', 5000)];
+        const seen = [once(p1.socket, 'player joined', T), once(p2.socket, 'player joined', T)];
         p3.socket.emit('join game', gameId);
         for (const ev of await Promise.all(seen)) assert.deepEqual(ev, { playerId: p3.socket.id, gameId });
       } finally {
@@ -149,8 +150,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const gameId = newGameId();
       const [p1, p2] = await twoPlayers(gameId);
       try {
-        const u1 = once(p1.socket, 'game update', 5000);
-        const u2 = once(p2.socket, 'game update', 5000);
+        const u1 = once(p1.socket, 'game update', T);
+        const u2 = once(p2.socket, 'game update', T);
         const action = { gameId, move: 'e2e4', nested: { piece: 'pawn' } };
         p1.socket.emit('game action', action);
         const [a, b] = [await u1, await u2];
@@ -201,15 +202,15 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const seen = collect(p2.socket, 'game update');
       try {
         p1.socket.emit('game action', { gameId, n: 1 });
-        await waitFor(() => seen.length === 1, 5000, { what: 'first update' });
+        await waitFor(() => seen.length === 1, T, { what: 'first update' });
         outsider.socket.emit('game action', { gameId, n: 'intruder' });
         outsider.socket.emit('game action', { gameId: 'g'.repeat(51), n: 'invalid id' });
         // The outsider then joins: p1 seeing that proves its earlier (in-order) actions were handled.
-        const joined = once(p1.socket, 'player joined', 5000);
+        const joined = once(p1.socket, 'player joined', T);
         outsider.socket.emit('join game', gameId);
         assert.equal((await joined).playerId, outsider.socket.id);
         p1.socket.emit('game action', { gameId, n: 2 });
-        await waitFor(() => seen.length >= 2, 5000, { what: 'second update' });
+        await waitFor(() => seen.length >= 2, T, { what: 'second update' });
         assert.deepEqual(seen.map((u) => u.action.n), [1, 2], 'an outsider action was delivered');
         assert.equal(seen[1].seq, seen[0].seq + 1, 'a rejected action consumed a seq');
       } finally {
@@ -226,11 +227,11 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         p2.socket.emit('leave game', gameId);
         p2.socket.emit('game action', { gameId, n: 'after leave' });
         // p2 rejoins; p1 seeing that proves the leave and the refused action were handled before.
-        const rejoined = once(p1.socket, 'player joined', 5000);
+        const rejoined = once(p1.socket, 'player joined', T);
         p2.socket.emit('join game', gameId);
         assert.equal((await rejoined).playerId, p2.socket.id);
         p1.socket.emit('game action', { gameId, n: 'final' });
-        await waitFor(() => seen2.length >= 1 && seen1.length >= 1, 5000, { what: 'the final update' });
+        await waitFor(() => seen2.length >= 1 && seen1.length >= 1, T, { what: 'the final update' });
         assert.deepEqual(seen1.map((u) => u.action.n), ['final'], 'an action sent after leave game was delivered');
         assert.deepEqual(seen2.map((u) => u.action.n), ['final']);
       } finally {
@@ -244,13 +245,13 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const [p1, p2] = await twoPlayers(g1);
       try {
         await joinAndProbe(p1.socket, g2);
-        const joined = once(p1.socket, 'player joined', 5000);
+        const joined = once(p1.socket, 'player joined', T);
         p2.socket.emit('join game', g2);
         assert.equal((await joined).gameId, g2);
         const gone = collect(p1.socket, 'player disconnected');
         const p2id = p2.socket.id;
         p2.socket.disconnect();
-        await waitFor(() => gone.length >= 2, 5000, { what: 'player disconnected in both games' });
+        await waitFor(() => gone.length >= 2, T, { what: 'player disconnected in both games' });
         assert.deepEqual(
           gone.map((e) => ({ playerId: e.playerId, gameId: e.gameId })).sort((x, y) => x.gameId.localeCompare(y.gameId)),
           [{ playerId: p2id, gameId: g1 }, { playerId: p2id, gameId: g2 }].sort((x, y) => x.gameId.localeCompare(y.gameId)),

@@ -21,6 +21,7 @@ import {
   suiteGateway,
   test,
   waitFor,
+  T,
 } from './support/gateway.mjs';
 import { badSignatureToken, claims } from './support/jwt.mjs';
 
@@ -78,8 +79,8 @@ describe('section 7: health, readiness, metrics, stats', () => {
     const a = await connectUser(gw(), newUser('m1'));
     const b = await connectUser(gw(), newUser('m2'));
     try {
-      const got = once(b.socket, 'chat message', 5000);
-      await a.socket.timeout(5000).emitWithAck('chat message', { content: 'count me' });
+      const got = once(b.socket, 'chat message', T);
+      await a.socket.timeout(T).emitWithAck('chat message', { content: 'count me' });
       await got;
       await connectError(client(gw(), { token: badSignatureToken(claims({ userId: 'x' })) }));
       await waitFor(async () => {
@@ -91,12 +92,12 @@ describe('section 7: health, readiness, metrics, stats', () => {
           metricValue(now, 'socketio_messages_sent_total') >= before('socketio_messages_sent_total') + 1 &&
           metricValue(now, 'socketio_auth_errors_total') >= before('socketio_auth_errors_total') + 1
         );
-      }, 5000, { what: 'connections, messages and auth errors to be counted' });
+      }, T, { what: 'connections, messages and auth errors to be counted' });
       const active = metricValue((await http(gw(), '/metrics')).text, 'socketio_connections_active');
       closeAll(a.socket, b.socket);
       await waitFor(
         async () => metricValue((await http(gw(), '/metrics')).text, 'socketio_connections_active') <= active - 2,
-        5000,
+        T,
         { what: 'socketio_connections_active to drop by 2 after disconnects' },
       );
     } finally {
@@ -139,7 +140,7 @@ describe('section 7: admin HTTP APIs', () => {
   test('POST /api/announce { message }: every / socket gets system message', async () => {
     const a = await connectUser(gw(), newUser('ann'));
     try {
-      const got = once(a.socket, 'system message', 5000);
+      const got = once(a.socket, 'system message', T);
       const res = await http(gw(), '/api/announce', { method: 'POST', token: adminToken(), body: { message: 'from the backend' } });
       assert.ok(res.status >= 200 && res.status < 300, `${res.status} ${res.text}`);
       const m = await got;
@@ -155,8 +156,8 @@ describe('section 7: admin HTTP APIs', () => {
     const user = newUser('apiban');
     const a = await connectUser(gw(), user);
     try {
-      const banned = once(a.socket, 'banned', 5000);
-      const gone = once(a.socket, 'disconnect', 5000);
+      const banned = once(a.socket, 'banned', T);
+      const gone = once(a.socket, 'disconnect', T);
       const res = await http(gw(), '/api/ban', { method: 'POST', token: adminToken(), body: { userId: user.userId, reason: 'api says no' } });
       assert.ok(res.status >= 200 && res.status < 300, `${res.status} ${res.text}`);
       assert.deepEqual(await banned, { reason: 'api says no' });
@@ -174,17 +175,17 @@ describe('section 7: admin HTTP APIs', () => {
     const c1 = await connectUser(gw(), newUser('emitChat1'), { namespace: '/chat' });
     const c2 = await connectUser(gw(), newUser('emitChat2'), { namespace: '/chat' });
     try {
-      const toChat = [once(c1.socket, 'backend event', 5000), once(c2.socket, 'backend event', 5000)];
+      const toChat = [once(c1.socket, 'backend event', T), once(c2.socket, 'backend event', T)];
       let res = await http(gw(), '/api/emit', { method: 'POST', token: adminToken(), body: { namespace: '/chat', event: 'backend event', data: { a: 1 } } });
       assert.ok(res.status >= 200 && res.status < 300, `${res.status} ${res.text}`);
       for (const d of await Promise.all(toChat)) assert.deepEqual(d, { a: 1 });
 
-      const toRoom = once(m.socket, 'backend event', 5000);
+      const toRoom = once(m.socket, 'backend event', T);
       res = await http(gw(), '/api/emit', { method: 'POST', token: adminToken(), body: { room: `user:${mainUser.userId}`, event: 'backend event', data: 'to a room' } });
       assert.ok(res.status >= 200 && res.status < 300, `${res.status} ${res.text}`);
       assert.equal(await toRoom, 'to a room');
 
-      const toMain = once(m.socket, 'plain event', 5000);
+      const toMain = once(m.socket, 'plain event', T);
       res = await http(gw(), '/api/emit', { method: 'POST', token: adminToken(), body: { event: 'plain event', data: [1, 2, 3] } });
       assert.ok(res.status >= 200 && res.status < 300, `${res.status} ${res.text}`);
       assert.deepEqual(await toMain, [1, 2, 3]);
@@ -239,7 +240,7 @@ describe('section 7: static files', () => {
         r.on('data', (d) => (body += d));
         r.on('end', () => res({ status: r.statusCode, body }));
       });
-      req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+      req.setTimeout(T, () => req.destroy(new Error('timeout')));
       req.on('error', rej);
       req.end();
     });

@@ -19,6 +19,7 @@ import {
   suiteGateway,
   test,
   waitFor,
+  T,
 } from './support/gateway.mjs';
 import { rawWebSocket } from './support/raw.mjs';
 import { assertNoSecrets, expectAccepted, expectRejected } from './support/rules.mjs';
@@ -91,7 +92,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const other = await connect(newUser('userroom-other'));
       const otherGot = collect(other.socket, 'e2e ping');
       try {
-        const got = once(a.socket, 'e2e ping', 5000);
+        const got = once(a.socket, 'e2e ping', T);
         const admin = gw().token(newUser('api', { role: 'admin' }));
         const res = await fetch(`${gw().url}/api/emit`, {
           method: 'POST',
@@ -115,7 +116,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const mine = (list) => list.filter((e) => e?.userId === user.userId);
       try {
         const first = await connect(user);
-        await waitFor(() => mine(online).length === 1, 5000, { what: 'user online' });
+        await waitFor(() => mine(online).length === 1, T, { what: 'user online' });
         assert.deepEqual(mine(online)[0], { userId: user.userId, username: user.username });
         const second = await connect(user);
         first.socket.disconnect();
@@ -124,7 +125,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         assert.equal(mine(online).length, 1, 'a second socket of an online user must not announce it again');
         assert.equal(mine(offline).length, 0, 'user offline while the user still has a socket');
         second.socket.disconnect();
-        await waitFor(() => mine(offline).length === 1, 5000, { what: 'user offline' });
+        await waitFor(() => mine(offline).length === 1, T, { what: 'user offline' });
         assert.deepEqual(mine(offline)[0], { userId: user.userId, username: user.username });
       } finally {
         closeAll(watcher.socket);
@@ -151,7 +152,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const b = await connect(newUser('chatB'));
         const gotA = collect(a.socket, 'chat message');
         try {
-          const got = once(b.socket, 'chat message', 5000);
+          const got = once(b.socket, 'chat message', T);
           const ack = await expectAccepted(a.socket, 'chat message', { content: 'hello everyone' });
           assert.equal(typeof ack.messageId, 'string');
           const msg = await got;
@@ -173,7 +174,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const a = await connect(newUser('san'));
         const b = await connect(newUser('san'));
         try {
-          const got = once(b.socket, 'chat message', 5000);
+          const got = once(b.socket, 'chat message', T);
           await expectAccepted(a.socket, 'chat message', { content: '   <b>Hello</b> SPAM and <i>Abuse</i> inappropriate  ' });
           assert.equal((await got).content, 'Hello *** and *** ***');
         } finally {
@@ -186,7 +187,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const b = await connect(newUser('type'));
         try {
           for (const type of ['image', 'file']) {
-            const got = once(b.socket, 'chat message', 5000);
+            const got = once(b.socket, 'chat message', T);
             await expectAccepted(a.socket, 'chat message', { content: `a ${type}`, type });
             assert.equal((await got).type, type);
           }
@@ -206,7 +207,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           }
           await barrier(b.socket);
           assert.deepEqual(gotB, [], 'a rejected chat message must not be delivered');
-          const got = once(b.socket, 'chat message', 5000);
+          const got = once(b.socket, 'chat message', T);
           await expectAccepted(a.socket, 'chat message', { content: 'y'.repeat(1000) });
           assert.equal((await got).content.length, 1000);
         } finally {
@@ -218,7 +219,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const a = await connect(newUser('bare'));
         const b = await connect(newUser('bare'));
         try {
-          const got = once(b.socket, 'chat message', 5000);
+          const got = once(b.socket, 'chat message', T);
           a.socket.emit('chat message', 'old style hello');
           const msg = await got;
           assert.equal(msg.content, 'old style hello');
@@ -236,7 +237,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const outsiderGot = collect(outsider.socket, 'chat message');
         try {
           const roomId = await roomWith([a, b]);
-          const got = once(b.socket, 'chat message', 5000);
+          const got = once(b.socket, 'chat message', T);
           const ack = await expectAccepted(a.socket, 'chat message', { content: 'room only', roomId });
           const msg = await got;
           assert.equal(msg.roomId, roomId);
@@ -261,8 +262,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const b2 = await connect(target);
         const gotA = collect(a.socket, 'private message');
         try {
-          const p1 = once(b1.socket, 'private message', 5000);
-          const p2 = once(b2.socket, 'private message', 5000);
+          const p1 = once(b1.socket, 'private message', T);
+          const p2 = once(b2.socket, 'private message', T);
           const ack = await expectAccepted(a.socket, 'private message', { to: target.userId, content: 'psst <b>bold</b>' });
           assert.equal(typeof ack.messageId, 'string');
           for (const msg of [await p1, await p2]) {
@@ -311,7 +312,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const b2 = await connect(target);
         const gotB2 = collect(b2.socket, 'private message');
         try {
-          const got = once(b1.socket, 'private message', 5000);
+          const got = once(b1.socket, 'private message', T);
           a.socket.emit('private message', { targetSocketId: b1.socket.id, message: 'old style psst' });
           const msg = await got;
           assert.equal(msg.content, 'old style psst');
@@ -331,7 +332,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         try {
           const ack = await expectAccepted(a.socket, 'set username', 'Neo');
           assert.equal(ack.username, 'Neo');
-          const got = once(b.socket, 'chat message', 5000);
+          const got = once(b.socket, 'chat message', T);
           await expectAccepted(a.socket, 'chat message', { content: 'I know kung fu' });
           assert.equal((await got).username, 'Neo');
           assert.equal((await expectAccepted(a.socket, 'set username', 'x'.repeat(32))).username, 'x'.repeat(32));
@@ -399,7 +400,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const roomId = newRoomId();
         try {
           await expectAccepted(a.socket, 'create room', { roomId, roomName: 'Joinable' });
-          const aJoined = once(a.socket, 'room joined', 5000);
+          const aJoined = once(a.socket, 'room joined', T);
           await expectAccepted(a.socket, 'join room', { roomId });
           const first = await aJoined;
           assert.equal(first.roomId, roomId);
@@ -407,8 +408,8 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           assert.equal(first.userCount, 1);
           assert.deepEqual(first.users, [a.socket.id]);
 
-          const userJoined = once(a.socket, 'user joined', 5000);
-          const bJoined = once(b.socket, 'room joined', 5000);
+          const userJoined = once(a.socket, 'user joined', T);
+          const bJoined = once(b.socket, 'room joined', T);
           const ack = await expectAccepted(b.socket, 'join room', { roomId });
           assert.equal(ack.roomId, roomId);
           const uj = await userJoined;
@@ -427,7 +428,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       test('join a missing room: rejected and room error "Room does not exist"', async () => {
         const a = await connect(newUser('nojoin'));
         try {
-          const roomError = once(a.socket, 'room error', 5000);
+          const roomError = once(a.socket, 'room error', T);
           await expectRejected(a.socket, 'join room', { roomId: newRoomId('missing') });
           assert.deepEqual(await roomError, { message: 'Room does not exist' });
         } finally {
@@ -445,7 +446,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         try {
           const created = await expectAccepted(a.socket, 'create room', { roomId, roomName: 'Vault', isPrivate: true, password });
           for (const wrong of [{ roomId, password: 'nope' }, { roomId }]) {
-            const roomError = once(b.socket, 'room error', 5000);
+            const roomError = once(b.socket, 'room error', T);
             await expectRejected(b.socket, 'join room', wrong);
             assert.deepEqual(await roomError, { message: 'Wrong room password' });
           }
@@ -469,7 +470,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         try {
           await expectAccepted(a.socket, 'create room', { roomId, roomName: 'Tiny', maxUsers: 1 });
           await expectAccepted(a.socket, 'join room', { roomId });
-          const roomError = once(b.socket, 'room error', 5000);
+          const roomError = once(b.socket, 'room error', T);
           await expectRejected(b.socket, 'join room', { roomId });
           assert.deepEqual(await roomError, { message: 'Room is full' });
         } finally {
@@ -491,7 +492,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const b = await connect(newUser('leaveB'));
         try {
           const roomId = await roomWith([a, b]);
-          const left = once(a.socket, 'user left', 5000);
+          const left = once(a.socket, 'user left', T);
           const ack = await expectAccepted(b.socket, 'leave room', roomId);
           assert.equal(ack.roomId, roomId);
           const ul = await left;
@@ -532,7 +533,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           const r2 = await roomWith([a, b]);
           const lefts = collect(a.socket, 'user left');
           b.socket.disconnect();
-          await waitFor(() => lefts.length >= 2, 5000, { what: 'user left in both rooms' });
+          await waitFor(() => lefts.length >= 2, T, { what: 'user left in both rooms' });
           assert.deepEqual(lefts.map((l) => l.roomId).sort(), [r1, r2].sort());
           for (const l of lefts) {
             assert.equal(l.userId, b.welcome.userId);
@@ -553,7 +554,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
         const gotOut = collect(outsider.socket, 'room message');
         try {
           const roomId = await roomWith([a, b]);
-          const got = once(b.socket, 'room message', 5000);
+          const got = once(b.socket, 'room message', T);
           const ack = await expectAccepted(a.socket, 'room message', { roomId, message: 'hi room' });
           assert.equal(ack.success, true);
           const msg = await got;
@@ -642,7 +643,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           assert.equal(r.userCount, 1);
           assert.equal(r.maxUsers, 7);
           assert.ok(r.createdAt, 'createdAt missing');
-          const listed = once(a.socket, 'room list', 5000);
+          const listed = once(a.socket, 'room list', T);
           a.socket.emit('get rooms');
           const list = await listed;
           assert.ok(Array.isArray(list) && list.some((x) => x.id === roomId), JSON.stringify(list));
@@ -666,7 +667,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
           assert.equal(room.users.length, 2);
           const missing = await expectAccepted(a.socket, 'get room info', newRoomId('nope'));
           assert.equal(missing.room, null);
-          const pushed = once(a.socket, 'room info', 5000);
+          const pushed = once(a.socket, 'room info', T);
           a.socket.emit('get room info', roomId);
           assert.equal((await pushed)?.id, roomId);
         } finally {
@@ -686,7 +687,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
             );
           }
           b.socket.disconnect();
-          await waitFor(async () => !(await ask(a.socket, 'get online users')).users.some((u) => u.id === b.welcome.userId), 5000, {
+          await waitFor(async () => !(await ask(a.socket, 'get online users')).users.some((u) => u.id === b.welcome.userId), T, {
             interval: 250,
             what: 'the disconnected user to leave the online list',
           });
@@ -700,7 +701,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
       const a = await connect(newUser('sys'));
       const b = await connect(newUser('sys'));
       try {
-        const got = [once(a.socket, 'system message', 5000), once(b.socket, 'system message', 5000)];
+        const got = [once(a.socket, 'system message', T), once(b.socket, 'system message', T)];
         const admin = gw().token(newUser('announcer', { role: 'admin' }));
         const res = await fetch(`${gw().url}/api/announce`, {
           method: 'POST',
@@ -732,13 +733,13 @@ describe('section 3 [polling only]', () => {
       const roomId = newRoomId('poll');
       await expectAccepted(a.socket, 'create room', { roomId, roomName: 'Polling' });
       await expectAccepted(a.socket, 'join room', { roomId });
-      const joined = once(a.socket, 'user joined', 5000);
+      const joined = once(a.socket, 'user joined', T);
       await expectAccepted(b.socket, 'join room', { roomId });
       assert.equal((await joined).userId, b.welcome.userId);
-      const got = once(b.socket, 'room message', 5000);
+      const got = once(b.socket, 'room message', T);
       await expectAccepted(a.socket, 'room message', { roomId, message: 'over xhr' });
       assert.equal((await got).message, 'over xhr');
-      const chat = once(a.socket, 'chat message', 5000);
+      const chat = once(a.socket, 'chat message', T);
       await expectAccepted(b.socket, 'chat message', { content: 'back over xhr' });
       assert.equal((await chat).content, 'back over xhr');
       assert.equal(b.socket.io.engine.transport.name, 'polling');
@@ -760,7 +761,7 @@ describe('section 3: per-socket event rate limit', () => {
       const limited = acks.filter((x) => x?.success === false && x.error === 'Rate limit exceeded');
       assert.ok(acks.filter((x) => x?.success === true).length >= 1, `no event passed: ${JSON.stringify(acks)}`);
       assert.ok(limited.length >= 1, `no event was rate limited: ${JSON.stringify(acks)}`);
-      await waitFor(() => errors.some((e) => e?.message === 'Rate limit exceeded'), 5000, { what: 'an error event "Rate limit exceeded"' });
+      await waitFor(() => errors.some((e) => e?.message === 'Rate limit exceeded'), T, { what: 'an error event "Rate limit exceeded"' });
     } finally {
       closeAll(a.socket);
     }
@@ -797,9 +798,9 @@ describe('section 3: exactly one ack per event (raw Socket.IO frames)', () => {
     try {
       for (const [id, args] of Object.entries(sent)) raw.send(`42${id}${JSON.stringify(args)}`);
       const ackIds = () => raw.frames.filter((f) => typeof f === 'string').map((f) => f.match(/^43(\d+)\[/)?.[1]).filter(Boolean);
-      await waitFor(() => ['1', '2', '3', '4', '5'].every((id) => ackIds().includes(id)), 5000, { what: `acks 1-5; frames ${JSON.stringify(raw.frames)}` });
+      await waitFor(() => ['1', '2', '3', '4', '5'].every((id) => ackIds().includes(id)), T, { what: `acks 1-5; frames ${JSON.stringify(raw.frames)}` });
       raw.send('426["get online users"]');
-      await waitFor(() => ackIds().includes('6'), 5000, { what: 'the barrier ack' });
+      await waitFor(() => ackIds().includes('6'), T, { what: 'the barrier ack' });
       for (const id of ['1', '2', '3', '4', '5']) {
         assert.equal(ackIds().filter((x) => x === id).length, 1, `event ${id} (${sent[id][0]}) was acked ${ackIds().filter((x) => x === id).length} times`);
       }

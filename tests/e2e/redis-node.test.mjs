@@ -3,7 +3,9 @@
 // unknown events tolerated, re-registration after a Redis restart).
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
-import { barrier, closeAll, collect, connectUser, freePort, http, newUser, startGateway, test, waitFor } from './support/gateway.mjs';
+import { barrier, closeAll, collect, connectUser, freePort, http, newUser, startGateway, test, waitFor,
+  T,
+} from './support/gateway.mjs';
 import { RespClient, startRedis } from './support/redis.mjs';
 
 const publish = (db, serverId, event, data) =>
@@ -50,7 +52,7 @@ describe('a node with Redis', () => {
       await publish(db, serverId, 'system_announcement', { message: 'my own echo' });
       await publish(db, 'some-other-node', 'an_event_from_the_future', { anything: true });
       await publish(db, 'some-other-node', 'system_announcement', { message: 'from the other node' });
-      await waitFor(() => got.length >= 1, 5000, { what: 'system_announcement' });
+      await waitFor(() => got.length >= 1, T, { what: 'system_announcement' });
       await barrier(a.socket);
       assert.equal(got.length, 1, `expected only the other node's announcement: ${JSON.stringify(got)}`);
       assert.equal(got[0].message, 'from the other node');

@@ -1,7 +1,9 @@
 // PROTOCOL.md section 9: graceful shutdown on SIGTERM / SIGINT.
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
-import { closeAll, connectUser, http, newUser, once, startGateway, test, waitFor } from './support/gateway.mjs';
+import { closeAll, connectUser, http, newUser, once, startGateway, test, waitFor,
+  T,
+} from './support/gateway.mjs';
 import { RespClient, startRedis } from './support/redis.mjs';
 
 const SHORT = ['--drain-secs', '1', '--grace-secs', '5'];
@@ -38,7 +40,7 @@ describe('section 9: shutdown', () => {
       const chat = await connectUser(gw, newUser('sdchat'), { namespace: '/chat', transport: { transports: ['websocket'] } });
       try {
         assert.equal((await http(gw, '/ready')).status, 200);
-        const notices = [ws, poll].map((c) => once(c.socket, 'server shutdown', 5000));
+        const notices = [ws, poll].map((c) => once(c.socket, 'server shutdown', T));
         const closed = [ws, poll, chat].map((c) =>
           once(c.socket, 'disconnect', 10_000).then((reason) => ({ reason, at: Date.now() })),
         );
@@ -96,7 +98,7 @@ describe('section 9: shutdown', () => {
       const ttl = await db.command('TTL', `cluster:stats:${serverId}`);
       assert.ok(ttl > 0, `cluster:stats:${serverId} must have a TTL, got ${ttl}`);
       assert.equal((await http(gw, '/ready')).status, 200);
-      const notice = once(a.socket, 'server shutdown', 5000);
+      const notice = once(a.socket, 'server shutdown', T);
       process.kill(gw.pid, 'SIGTERM');
       assert.equal((await notice).serverId, serverId);
       const { code } = await gw.exited;

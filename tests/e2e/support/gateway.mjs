@@ -9,6 +9,9 @@ import { after, before, test as nodeTest } from 'node:test';
 import { io } from 'socket.io-client';
 import { randomSecret, userToken } from './jwt.mjs';
 
+/** Default deadline of every wait (ms); raise E2E_TIMEOUT_MS on a slow machine. */
+export const T = Number(process.env.E2E_TIMEOUT_MS || 10_000);
+
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const GATEWAY_BIN = process.env.GATEWAY_BIN || resolve(REPO_ROOT, 'target/debug/gateway');
 
@@ -193,7 +196,7 @@ export function test(name, optionsOrFn, maybeFn) {
 // Waiting with deadlines.
 
 /** Resolves with the first argument of the next `event` (or all arguments with `{ all: true }`). */
-export function once(emitter, event, ms = 5000, { all = false } = {}) {
+export function once(emitter, event, ms = T, { all = false } = {}) {
   const waiting = new Promise((res, rej) => {
     const timer = setTimeout(() => {
       emitter.off(event, handler);
@@ -212,7 +215,7 @@ export function once(emitter, event, ms = 5000, { all = false } = {}) {
 }
 
 /** Polls `fn` until it returns a truthy value (which is returned); rejects after `ms`. */
-export async function waitFor(fn, ms = 5000, { interval = 25, what = 'condition' } = {}) {
+export async function waitFor(fn, ms = T, { interval = 25, what = 'condition' } = {}) {
   const deadline = Date.now() + ms;
   let lastError;
   for (;;) {
@@ -330,7 +333,7 @@ export async function connectUser(gw, user, { namespace = '/', transport = {}, w
 
 /** Emits with an acknowledgement and a deadline. */
 export function ask(socket, event, ...args) {
-  return socket.timeout(5000).emitWithAck(event, ...args);
+  return socket.timeout(T).emitWithAck(event, ...args);
 }
 
 /**
@@ -381,7 +384,7 @@ export function suiteGateway(options = {}) {
 }
 
 /** fetch() against the gateway with a deadline. */
-export async function http(gw, path, { method = 'GET', token, body, headers = {}, ms = 5000 } = {}) {
+export async function http(gw, path, { method = 'GET', token, body, headers = {}, ms = T } = {}) {
   const h = { ...headers };
   if (token) h.authorization = `Bearer ${token}`;
   if (body !== undefined && typeof body !== 'string') {

@@ -1,6 +1,6 @@
 // Assertions shared by the namespace tests: PROTOCOL.md section 3 "rejected event" rule.
 import assert from 'node:assert/strict';
-import { ask, once } from './gateway.mjs';
+import { ask, once, T } from './gateway.mjs';
 
 /**
  * Emits `event` with an ack and asserts the rejection shape of PROTOCOL.md section 3:
@@ -8,7 +8,7 @@ import { ask, once } from './gateway.mjs';
  * Returns `{ ack, error }`.
  */
 export async function expectRejected(socket, event, payload, { error: expectedError } = {}) {
-  const errorEvent = once(socket, 'error', 5000);
+  const errorEvent = once(socket, 'error', T);
   const ack = payload === undefined ? await ask(socket, event) : await ask(socket, event, payload);
   assert.equal(ack?.success, false, `expected ${event} to be rejected, ack was ${JSON.stringify(ack)}`);
   assert.equal(typeof ack.error, 'string', `ack.error must be a human readable string: ${JSON.stringify(ack)}`);
