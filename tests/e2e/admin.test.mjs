@@ -34,12 +34,14 @@ async function admission(gw, user, namespace = '/') {
   }
 }
 
-for (const { name: tname, opts: transport } of TRANSPORTS) {
+const VARIANTS = [...TRANSPORTS, { name: 'websocket, state in Redis', opts: { transports: ['websocket'] }, redis: true }];
+
+for (const { name: tname, opts: transport, redis } of VARIANTS) {
   describe(`section 6: /admin [${tname}]`, () => {
     const admin = (gw) => connectUser(gw, newUser('admin', { role: 'admin' }), { namespace: '/admin', transport });
 
     test('get stats: counts per namespace, rooms and this node, as event and as ack', async (t) => {
-      const gw = await startGateway(t, { serverId: `admin-stats-${tname.replace(/\W/g, '')}` });
+      const gw = await startGateway(t, { serverId: `admin-stats-${tname.replace(/\W/g, '')}`, redis });
       const adm = await admin(gw);
       const m1 = await connectUser(gw, newUser('s1'), { transport });
       const m2 = await connectUser(gw, newUser('s2'), { transport });
@@ -76,7 +78,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
     });
 
     test('broadcast message: every / socket gets system message; /chat sockets do not', async (t) => {
-      const gw = await startGateway(t);
+      const gw = await startGateway(t, { redis });
       const adm = await admin(gw);
       const a = await connectUser(gw, newUser('b1'), { transport });
       const b = await connectUser(gw, newUser('b2'), { transport });
@@ -99,7 +101,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
     });
 
     test('kick user: that socket gets kicked { reason: "Kicked by admin" } and is disconnected; its sibling stays', async (t) => {
-      const gw = await startGateway(t);
+      const gw = await startGateway(t, { redis });
       const adm = await admin(gw);
       const user = newUser('kickme');
       const victim = await connectUser(gw, user, { transport });
@@ -118,7 +120,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
     });
 
     test('ban user: every socket of the user gets banned { reason } and is disconnected; new connections refused', async (t) => {
-      const gw = await startGateway(t);
+      const gw = await startGateway(t, { redis });
       const adm = await admin(gw);
       const user = newUser('banme');
       const s1 = await connectUser(gw, user, { transport });
@@ -172,20 +174,22 @@ describe('section 6: bad admin input', () => {
 });
 
 describe('section 6: ban duration and defaults', () => {
-  test('a ban with durationSecs expires; until then connections are refused', async (t) => {
-    const gw = await startGateway(t);
-    const adm = await connectUser(gw, newUser('admin', { role: 'admin' }), { namespace: '/admin' });
-    const user = newUser('tempban');
-    try {
-      adm.socket.emit('ban user', { userId: user.userId, reason: 'cool off', durationSecs: 2 });
-      await waitFor(async () => (await admission(gw, user)) === 'Banned: cool off', 3000, { what: 'the ban to apply' });
-      const bannedAt = Date.now();
-      await waitFor(async () => (await admission(gw, user)) === null, 10_000, { interval: 200, what: 'the 2 s ban to expire' });
-      assert.ok(Date.now() - bannedAt >= 800, 'the ban lifted far too early');
-    } finally {
-      closeAll(adm.socket);
-    }
-  });
+  for (const redis of [false, true]) {
+    test(`a ban with durationSecs expires; until then connections are refused${redis ? ' (state in Redis)' : ''}`, async (t) => {
+      const gw = await startGateway(t, { redis });
+      const adm = await connectUser(gw, newUser('admin', { role: 'admin' }), { namespace: '/admin' });
+      const user = newUser('tempban');
+      try {
+        adm.socket.emit('ban user', { userId: user.userId, reason: 'cool off', durationSecs: 2 });
+        await waitFor(async () => (await admission(gw, user)) === 'Banned: cool off', 3000, { what: 'the ban to apply' });
+        const bannedAt = Date.now();
+        await waitFor(async () => (await admission(gw, user)) === null, 10_000, { interval: 200, what: 'the 2 s ban to expire' });
+        assert.ok(Date.now() - bannedAt >= 800, 'the ban lifted far too early');
+      } finally {
+        closeAll(adm.socket);
+      }
+    });
+  }
 
   test('a ban without a reason still refuses with "Banned: ..."', async (t) => {
     const gw = await startGateway(t);

@@ -24,9 +24,12 @@ import {
 import { rawWebSocket } from './support/raw.mjs';
 import { assertNoSecrets, expectAccepted, expectRejected } from './support/rules.mjs';
 
-for (const { name: tname, opts: transport } of TRANSPORTS) {
+// The same flows once more with the node's state in Redis (a one-node cluster).
+const VARIANTS = [...TRANSPORTS, { name: 'websocket, state in Redis', opts: { transports: ['websocket'] }, redis: true }];
+
+for (const { name: tname, opts: transport, redis } of VARIANTS) {
   describe(`section 3 [${tname}]`, () => {
-    const gw = suiteGateway({ serverId: `main-ns-${tname.replace(/\W/g, '')}` });
+    const gw = suiteGateway({ serverId: `main-ns-${tname.replace(/\W/g, '')}`, redis });
     const connect = (user, extra = {}) => connectUser(gw(), user, { transport, ...extra });
 
     async function roomWith(members, { roomId = newRoomId(), ...room } = {}) {

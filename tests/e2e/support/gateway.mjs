@@ -56,11 +56,17 @@ export function freePort() {
 /**
  * Starts the gateway. `t` (a test context or a suite hook context) gets an `after` hook that kills it.
  * Options: `args` (extra flags), `env`, `secret` (default random), `rateLimit` (connection rate limit,
- * default 100000), `port` (default 0), `noSecret` (no --jwt-secret at all), `serverId`.
+ * default 100000), `port` (default 0), `noSecret` (no --jwt-secret at all), `serverId`, `redis` (start a
+ * redis-server for this gateway and pass `--redis-url`).
  */
 export async function startGateway(t, options = {}) {
   if (!existsSync(GATEWAY_BIN)) {
     throw new Error(`gateway binary not found at ${GATEWAY_BIN}: run \`cargo build -p gateway\` or set GATEWAY_BIN`);
+  }
+  if (options.redis) {
+    const { startRedis } = await import('./redis.mjs');
+    const redis = await startRedis(t);
+    options = { ...options, redis: false, args: ['--redis-url', redis.url, ...(options.args ?? [])] };
   }
   const secret = options.secret ?? randomSecret();
   const serverId = options.serverId ?? `e2e-${process.pid}-${startedInThisFile.length}`;
@@ -367,15 +373,24 @@ export const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:00
 
 /**
  * One gateway for a whole test file or `describe` block: started in `before`, killed in `after`.
- * Returns a function giving the running gateway.
+ * Returns a function giving the running gateway. `redis: true` first starts a redis-server and
+ * passes `--redis-url` (the node then keeps its state in Redis).
  */
 export function suiteGateway(options = {}) {
   let gw;
+  let redis;
   before(async () => {
-    gw = await startGateway(null, options);
+    const { redis: withRedis, ...rest } = options;
+    if (withRedis) {
+      const { startRedis } = await import('./redis.mjs');
+      redis = await startRedis(null);
+      rest.args = ['--redis-url', redis.url, ...(rest.args ?? [])];
+    }
+    gw = await startGateway(null, rest);
   });
   after(async () => {
     await gw?.stop();
+    await redis?.stop();
   });
   return () => {
     if (!gw) throw new Error('suite gateway not started (did its before hook fail?)');
