@@ -22,9 +22,12 @@ const newGameId = (() => {
   return () => `game-${process.pid}-${++n}`;
 })();
 
-for (const { name: tname, opts: transport } of TRANSPORTS) {
+// Once more with the node's state in Redis (game seq, presence), as a one-node cluster.
+const VARIANTS = [...TRANSPORTS, { name: 'websocket, state in Redis', opts: { transports: ['websocket'] }, redis: true }];
+
+for (const { name: tname, opts: transport, redis } of VARIANTS) {
   describe(`section 4: /chat [${tname}]`, () => {
-    const gw = suiteGateway();
+    const gw = suiteGateway({ redis });
     const chat = (user) => connectUser(gw(), user, { namespace: '/chat', transport });
     const main = (user) => connectUser(gw(), user, { transport });
 
@@ -106,7 +109,7 @@ for (const { name: tname, opts: transport } of TRANSPORTS) {
   });
 
   describe(`section 5: /game [${tname}]`, () => {
-    const gw = suiteGateway();
+    const gw = suiteGateway({ redis });
     const player = (name) => connectUser(gw(), newUser(name), { namespace: '/game', transport });
 
     /**
