@@ -123,11 +123,46 @@ pub async fn ban_user(
     };
     app.backends.bans.ban(ban.clone()).await?;
     tracing::info!(user = user_id, by, ?expires_at, "user banned");
-    let room = user_room(user_id);
-    for ns in ALL {
-        notify_and_disconnect(app, io, ns, &room, "banned", &json!({ "reason": reason })).await?;
+    enforce_ban_locally(app, io, user_id, reason).await?;
+    // Other nodes disconnect their own sockets of the user when they read `user_banned` (the
+    // original design's control message, so its Node.js nodes act on it too).
+    if let Some(redis) = app.link.redis() {
+        let notice = cluster::bus::UserBanned {
+            user_id: user_id.to_owned(),
+            reason: reason.to_owned(),
+            banned_by: Some(by.to_owned()),
+            expires_at,
+        };
+        if let Err(e) = redis.bus().publish_user_banned(notice).await {
+            tracing::warn!(error = %e, user = user_id, "cannot tell other nodes about a ban");
+            return Err(e.into());
+        }
     }
     Ok(ban)
+}
+
+/// Sends `banned` to every socket of the user that this node holds, in every namespace, and
+/// disconnects them. Other nodes do the same for theirs on `user_banned`.
+pub async fn enforce_ban_locally(
+    app: &App,
+    io: &Io,
+    user_id: &str,
+    reason: &str,
+) -> Result<(), ActionError> {
+    let room = user_room(user_id);
+    for ns in ALL {
+        notify_and_disconnect(
+            app,
+            io,
+            ns,
+            &room,
+            "banned",
+            &json!({ "reason": reason }),
+            true,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Emits `event` to `room` of `ns`, then disconnects the sockets in it.
@@ -138,9 +173,14 @@ async fn notify_and_disconnect(
     room: &str,
     event: &str,
     data: &Value,
+    local_only: bool,
 ) -> Result<(), ActionError> {
     let sink = (app, io);
-    let op = operator(io, ns)?;
+    let op = if local_only {
+        operator(io, ns)?.local()
+    } else {
+        operator(io, ns)?
+    };
     emit::broadcast(&sink, op.clone().to(room.to_owned()), event, data)
         .await
         .map_err(|e| ActionError::Broadcast(e.to_string()))?;
@@ -195,6 +235,7 @@ pub async fn kick(app: &App, io: &Io, socket_id: &str, reason: &str) -> Result<b
             socket_id,
             "kicked",
             &json!({ "reason": reason }),
+            false,
         )
         .await?;
     }

@@ -10,6 +10,7 @@ use cluster::StateBackends;
 use tokio::sync::watch;
 
 use crate::auth::{KeyError, TokenVerifier};
+use crate::cluster_link::ClusterLink;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -34,6 +35,8 @@ pub struct App {
     pub server_id: String,
     /// Cluster-wide state (in-memory on a single node, Redis in cluster mode).
     pub backends: StateBackends,
+    /// Links to the rest of the cluster: the Socket.IO adapter and, in cluster mode, Redis.
+    pub link: ClusterLink,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// JWT verifier (and minter for `--dev`).
@@ -51,11 +54,27 @@ pub struct App {
 impl App {
     /// Builds the shared state of a node.
     pub fn new(config: Config, backends: StateBackends) -> Result<Arc<Self>, KeyError> {
+        Self::assemble(config, backends, ClusterLink::standalone())
+    }
+
+    /// Builds the shared state of a node linked to a cluster (or standalone), taking the state
+    /// backends the link provides.
+    pub fn with_link(config: Config, link: ClusterLink) -> Result<Arc<Self>, KeyError> {
+        let backends = link.backends(config.args.history_size);
+        Self::assemble(config, backends, link)
+    }
+
+    fn assemble(
+        config: Config,
+        backends: StateBackends,
+        link: ClusterLink,
+    ) -> Result<Arc<Self>, KeyError> {
         let verifier = TokenVerifier::new(&config.jwt_key, config.jwt_algorithm)?;
         Ok(Arc::new(Self {
             server_id: config.server_id.clone(),
             config,
             backends,
+            link,
             metrics: Metrics::new(),
             verifier,
             started_at: Utc::now(),

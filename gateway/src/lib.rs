@@ -5,6 +5,7 @@ pub mod actions;
 pub mod app;
 pub mod auth;
 pub mod client_addr;
+pub mod cluster_link;
 pub mod config;
 pub mod connection_limit;
 pub mod event_limit;
@@ -29,8 +30,9 @@ use tokio::net::TcpListener;
 use crate::app::{App, Lifecycle};
 use crate::config::Config;
 
-/// The one adapter type of the gateway. Handlers name it, so they are written once.
-pub type Adapter = socketioxide::adapter::LocalAdapter;
+/// The one adapter type of the gateway, with or without Redis (see [`cluster_link`]). Handlers
+/// name it, so they are written once.
+pub type Adapter = adapter_redis::RedisAdapter<socketioxide::adapter::Emitter>;
 
 /// The Socket.IO server handle of the gateway.
 pub type Io = SocketIo<Adapter>;
@@ -38,6 +40,12 @@ pub type Io = SocketIo<Adapter>;
 /// How long a client may take to join a namespace after the Engine.IO handshake
 /// (PROTOCOL.md section 1).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Packets queued per socket before it counts as a slow client and is disconnected
+/// (PROTOCOL.md section 1). socketioxide's default of 128 marked most of 1,000 clients connecting
+/// at once as slow, because each connect sends `user online` to everyone; the queue only takes
+/// memory while it is full.
+pub const SOCKET_QUEUE_PACKETS: usize = 4096;
 
 /// Why a node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +59,9 @@ pub enum GatewayError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// Cluster mode could not start (Redis unreachable, bad URL).
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] cluster_link::LinkError),
     /// The HTTP server task panicked or was cancelled.
     #[error("HTTP server task failed: {0}")]
     ServerTask(String),
@@ -77,41 +88,28 @@ pub async fn run_announcing(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
-    let backends = state_backends(&config).await?;
-    serve_node(listener, config, backends, shutdown, on_ready).await
+    let link = cluster_link::ClusterLink::connect(&config).await?;
+    serve_node(listener, App::with_link(config, link)?, shutdown, on_ready).await
 }
 
-/// The state backends the configuration asks for. This is the one place that decides between
-/// in-memory state (one node) and Redis (cluster mode).
-pub async fn state_backends(config: &Config) -> Result<cluster::StateBackends, GatewayError> {
-    if config.args.redis_url.is_some() {
-        tracing::warn!(
-            "REDIS_URL is set, but this build keeps cluster state in memory: \
-             the node runs on its own"
-        );
-    }
-    Ok(cluster::memory::backends(config.args.history_size))
-}
-
-/// [`run`] with the given state backends (Redis ones in cluster mode, or test doubles).
+/// [`run`] on its own (no cluster link) with the given state backends (test doubles, or a
+/// backend under test).
 pub async fn run_with_backends(
     listener: TcpListener,
     config: Config,
     backends: cluster::StateBackends,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    serve_node(listener, config, backends, shutdown, |_| {}).await
+    serve_node(listener, App::new(config, backends)?, shutdown, |_| {}).await
 }
 
 async fn serve_node(
     listener: TcpListener,
-    config: Config,
-    backends: cluster::StateBackends,
+    app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
     let local_addr = listener.local_addr()?;
-    let app = App::new(config, backends)?;
     // `max_payload` only bounds polling bodies; WebSocket messages and frames get the same limit,
     // so a payload over it closes the connection on either transport (PROTOCOL.md section 1).
     let ws_limit = usize::try_from(app.config.args.max_payload_bytes).unwrap_or(usize::MAX);
@@ -122,11 +120,15 @@ async fn serve_node(
         .ws_max_message_size(ws_limit)
         .ws_max_frame_size(ws_limit)
         .connect_timeout(CONNECT_TIMEOUT)
+        .max_buffer_size(SOCKET_QUEUE_PACKETS)
         .with_state(Arc::clone(&app))
+        .with_adapter::<Adapter>(app.link.adapter().clone())
         .build_layer();
-    namespaces::register(&io, &app)
+    let shared = namespaces::register(&io, &app)
         .await
         .map_err(|e| GatewayError::Namespaces(e.to_string()))?;
+    // Held until the node stops: dead peers, control messages and Redis reconnects.
+    let _cluster_reactions = namespaces::cluster_events::start(&shared).await;
     let router = http::with_layers(
         http::router(Arc::clone(&app), io.clone()),
         &app.config,
@@ -171,5 +173,6 @@ async fn serve_node(
         },
     )
     .await;
+    app.link.close().await;
     Ok(())
 }

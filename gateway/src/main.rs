@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use gateway::auth::{Identity, TokenVerifier};
-use gateway::config::{Cli, Command, Config, HealthcheckArgs, ServeArgs, TokenArgs};
+use gateway::config::{
+    Cli, ClusterStatsArgs, Command, Config, HealthcheckArgs, ServeArgs, TokenArgs,
+};
 use gateway::telemetry::Telemetry;
 
 /// Exit code for a configuration or usage error.
@@ -20,13 +22,7 @@ async fn main() {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Token(args)) => token(&args),
         Some(Command::Healthcheck(args)) => healthcheck(&args).await,
-        Some(Command::ClusterStats(_)) => {
-            eprintln!(
-                "gateway cluster-stats: cluster mode is not available in this build yet; \
-                 use GET /cluster/stats on a node instead"
-            );
-            EXIT_CONFIG
-        }
+        Some(Command::ClusterStats(args)) => cluster_stats(&args).await,
     };
     let _ = std::io::stdout().flush();
     // Exit here rather than by dropping the runtime, which would wait for any blocking task
@@ -169,6 +165,27 @@ async fn healthcheck(args: &HealthcheckArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("gateway healthcheck: {}: {e}", args.url);
+            1
+        }
+    }
+}
+
+/// Longest `cluster-stats` waits for Redis.
+const CLUSTER_STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `gateway cluster-stats`: every live node's record and the totals, as a table or JSON.
+async fn cluster_stats(args: &ClusterStatsArgs) -> i32 {
+    match cluster::redis::fetch_cluster_stats(&args.redis_url, CLUSTER_STATS_TIMEOUT).await {
+        Ok(stats) if args.json => {
+            println!("{}", stats.to_json_pretty());
+            0
+        }
+        Ok(stats) => {
+            print!("{}", stats.render_table());
+            0
+        }
+        Err(e) => {
+            eprintln!("gateway cluster-stats: {e}");
             1
         }
     }

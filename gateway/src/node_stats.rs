@@ -264,7 +264,9 @@ mod tests {
         let mut backends = cluster::memory::backends(10);
         backends.nodes = counter.clone();
         let app = App::new(config, backends).unwrap();
-        let (_layer, io) = socketioxide::SocketIo::builder().build_layer();
+        let (_layer, io) = socketioxide::SocketIo::builder()
+            .with_adapter::<crate::Adapter>(adapter_redis::RedisAdapterCtr::local())
+            .build_layer();
         let count = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
 
         let publisher = spawn_publisher(Arc::clone(&app), io);

@@ -109,10 +109,20 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
 /// Tells the other nodes of the cluster that this node is going away (`server_shutdown` on the
 /// control channel, PROTOCOL.md section 8).
 ///
-/// A single node has no cluster to tell, so this does nothing until the cluster control channel
-/// exists; the cluster work publishes `server_shutdown` here.
+/// Peers drop this node from their view at once instead of waiting for its stats key to expire.
+/// A single node has no cluster to tell.
 pub async fn publish_cluster_shutdown(app: &App) {
-    tracing::debug!(server_id = %app.server_id, "no cluster control channel: nothing to publish");
+    let Some(redis) = app.link.redis() else {
+        return;
+    };
+    let notice = cluster::bus::ServerShutdown {
+        message: Some(SHUTDOWN_MESSAGE.to_owned()),
+        extra: serde_json::Map::new(),
+    };
+    match redis.bus().publish_server_shutdown(notice).await {
+        Ok(peers) => tracing::info!(peers, "told the cluster this node is shutting down"),
+        Err(e) => tracing::warn!(error = %e, "cannot publish server_shutdown"),
+    }
 }
 
 /// Sends `server shutdown` to every socket this node holds, in every namespace (local only:

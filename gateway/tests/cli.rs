@@ -208,11 +208,48 @@ async fn healthcheck_exits_0_only_on_200() {
 }
 
 #[test]
-fn cluster_stats_says_cluster_mode_is_not_available_yet() {
-    let out = run(&["cluster-stats", "--redis-url", "redis://127.0.0.1:1"]);
-    assert_eq!(out.status.code(), Some(2));
+fn cluster_stats_lists_every_live_node_as_json_and_as_a_table() {
+    let redis = testkit::RedisServer::start().unwrap();
+    let url = redis.url();
+    let _a = start(&["--redis-url", &url, "--server-id", "cli-stats-a"]);
+    let _b = start(&["--redis-url", &url, "--server-id", "cli-stats-b"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ids = loop {
+        let out = run(&["cluster-stats", "--redis-url", &url, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids: Vec<String> = json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["serverId"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.len() == 2 || Instant::now() > deadline {
+            assert_eq!(json["totals"]["nodes"], 2, "{json}");
+            break ids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ids, ["cli-stats-a", "cli-stats-b"]);
+    let table = run(&["cluster-stats", "--redis-url", &url]);
+    assert_eq!(table.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cluster mode is not available"),
+        text.contains("SERVER") && text.contains("cli-stats-a") && text.contains("cli-stats-b"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cluster_stats_fails_clearly_when_redis_is_unreachable() {
+    let out = run(&[
+        "cluster-stats",
+        "--redis-url",
+        &format!("redis://127.0.0.1:{}", free_port()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gateway cluster-stats:"),
         "{out:?}"
     );
 }

@@ -197,6 +197,9 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
     if stage != Lifecycle::Ready {
         return unavailable(format!("node is {}", lifecycle_name(stage)));
     }
+    if !app.link.is_connected() {
+        return unavailable("Redis connection lost".to_owned());
+    }
     if app.config.args.redis_url.is_some()
         && let Err(reason) = probe_state_backend(app).await
     {

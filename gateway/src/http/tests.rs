@@ -49,8 +49,16 @@ fn node(extra: &[&str]) -> (Arc<App>, Router) {
     let app = App::new(config, cluster::memory::backends(10)).unwrap();
     let (layer, io) = SocketIo::builder()
         .with_state(Arc::clone(&app))
+        .with_adapter::<crate::Adapter>(adapter_redis::RedisAdapterCtr::local())
         .build_layer();
-    io.ns("/", async |_: socketioxide::extract::SocketRef| {});
+    // A local adapter initialises a namespace on the first poll.
+    let init = io.ns(
+        "/",
+        async |_: socketioxide::extract::SocketRef<crate::Adapter>| {},
+    );
+    futures_util::FutureExt::now_or_never(init)
+        .expect("a local adapter initialises at once")
+        .unwrap();
     let router = with_layers(router(Arc::clone(&app), io), &app.config, layer);
     app.set_lifecycle(Lifecycle::Ready);
     (app, router)

@@ -53,10 +53,13 @@ pub async fn register(shared: &Arc<Shared>, ns: &'static str) -> Result<(), Stri
         let shared = Arc::clone(&for_handler);
         async move { connected(&shared, ns, s) }
     };
-    // The local adapter initialises synchronously. A remote adapter returns a future here that
-    // must be awaited: this binding stops compiling when the adapter changes, on purpose.
-    let (): () = shared.io.ns(ns, on_connect.with(middleware));
-    Ok(())
+    // With Redis the adapter subscribes to the namespace's channels here; the namespace exists
+    // only once that succeeded.
+    shared
+        .io
+        .ns(ns, on_connect.with(middleware))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn admit(
@@ -99,6 +102,9 @@ async fn admit(
     let session = Session::new(identity, app);
     s.extensions.insert(session.clone());
     s.join([user_room(session.user_id()), s.id.to_string()]);
+    // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private
+    // message sent from another node right after `connect` is not missed.
+    app.link.adapter().sync_rooms(ns).await;
     super::on_unknown(s, shared);
     match ns {
         MAIN => super::main_ns::register_handlers(shared, s, &session).await,

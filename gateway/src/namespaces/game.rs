@@ -90,6 +90,7 @@ pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
 async fn join_game(cx: Cx, v: Value) -> Outcome {
     let game_id = validation::game_id(&v)?;
     cx.socket.join(game_room(&game_id));
+    cx.shared.app.link.adapter().sync_rooms(super::GAME).await;
     if cx.session.add_game(&game_id) {
         let _ = emit::broadcast(
             &cx.shared,

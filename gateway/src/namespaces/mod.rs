@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admission;
 pub mod chat;
+pub mod cluster_events;
 pub mod emit;
 pub mod game;
 pub mod main_ns;
@@ -68,23 +69,28 @@ pub struct Shared {
     pub connections: ConnectionLimiter,
     /// Per-game ordering of `game update`.
     pub game_locks: game::GameLocks,
+    /// Records of the rooms this node's sockets joined, so a node can re-register them after
+    /// Redis lost its data (see [`cluster_events`]).
+    pub joined_rooms: cluster_events::JoinedRooms,
 }
 
-/// Registers every namespace on `io`.
-pub async fn register(io: &Io, app: &Arc<App>) -> Result<(), NamespaceError> {
+/// Registers every namespace on `io`; returns what the handlers share, for the cluster event
+/// reactions.
+pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceError> {
     let shared = Arc::new(Shared {
         app: Arc::clone(app),
         io: io.clone(),
         sanitizer: Sanitizer::new(&app.config.args.banned_words),
         connections: ConnectionLimiter::new(app.config.args.connection_rate_limit),
         game_locks: game::GameLocks::default(),
+        joined_rooms: cluster_events::JoinedRooms::default(),
     });
     for ns in ALL {
         admission::register(&shared, ns)
             .await
             .map_err(|e| NamespaceError(format!("{ns}: {e}")))?;
     }
-    Ok(())
+    Ok(shared)
 }
 
 /// Per-socket state, kept in the socket's extensions.

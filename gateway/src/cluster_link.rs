@@ -1,0 +1,196 @@
+//! Cluster mode: the one place that decides whether a node runs on its own or as one node of a
+//! cluster sharing a Redis.
+//!
+//! Without `REDIS_URL` the adapter runs as a plain local adapter and state lives in memory. With
+//! it, Socket.IO traffic crosses nodes through `adapter-redis` (wire-compatible with Node's
+//! `@socket.io/redis-adapter`), and rooms, presence, bans, history, game sequence numbers and node
+//! records live in Redis through the `cluster` crate.
+
+use std::time::Duration;
+
+use adapter_redis::{AdapterError, RedisAdapterConfig, RedisAdapterCtr};
+use cluster::StateBackends;
+use cluster::redis::{ClusterError, RedisCluster, RedisStateConfig};
+
+use crate::config::Config;
+
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The Socket.IO adapter could not connect.
+    #[error("Redis adapter: {0}")]
+    Adapter(#[from] AdapterError),
+    /// The cluster state could not connect.
+    #[error("cluster state: {0}")]
+    Cluster(#[from] ClusterError),
+}
+
+/// The node's links to the rest of the cluster (none on a single node).
+#[derive(Debug)]
+pub struct ClusterLink {
+    adapter: RedisAdapterCtr,
+    redis: Option<RedisCluster>,
+}
+
+impl ClusterLink {
+    /// A node on its own: local adapter, no Redis.
+    pub fn standalone() -> Self {
+        Self {
+            adapter: RedisAdapterCtr::local(),
+            redis: None,
+        }
+    }
+
+    /// Connects to the cluster named by `REDIS_URL`, or returns a standalone link without it.
+    pub async fn connect(config: &Config) -> Result<Self, LinkError> {
+        let Some(url) = config.args.redis_url.as_deref() else {
+            return Ok(Self::standalone());
+        };
+        let mut state_config = RedisStateConfig::new(config.server_id.clone())
+            .with_stats_ttl(Duration::from_secs(config.args.stats_ttl_secs));
+        state_config.history_capacity = config.args.history_size;
+        // Look for dead peers as often as records are refreshed, so a death is noticed within
+        // about one heartbeat of its key expiring.
+        state_config.monitor.interval = state_config
+            .stats_refresh
+            .min(state_config.monitor.interval);
+        let redis = cluster::redis::connect(url, state_config).await?;
+        let adapter = RedisAdapterCtr::connect(url, RedisAdapterConfig::default()).await?;
+        tracing::info!(
+            redis = %cluster::redis::redact(url),
+            server_id = %config.server_id,
+            "cluster mode: Socket.IO traffic and state shared through Redis"
+        );
+        Ok(Self {
+            adapter,
+            redis: Some(redis),
+        })
+    }
+
+    /// Closes the Redis connections (after the node has drained).
+    pub async fn close(&self) {
+        if let Some(redis) = &self.redis {
+            redis.shutdown().await;
+        }
+        self.adapter.shutdown().await;
+    }
+
+    /// The adapter constructor given to socketioxide.
+    pub fn adapter(&self) -> &RedisAdapterCtr {
+        &self.adapter
+    }
+
+    /// The Redis side of the cluster, in cluster mode.
+    pub fn redis(&self) -> Option<&RedisCluster> {
+        self.redis.as_ref()
+    }
+
+    /// The state backends: Redis in cluster mode, memory otherwise.
+    pub fn backends(&self, history_size: usize) -> StateBackends {
+        match &self.redis {
+            Some(redis) => redis.backends(),
+            None => cluster::memory::backends(history_size),
+        }
+    }
+
+    /// Whether the node is connected to everything it needs (always true on its own).
+    pub fn is_connected(&self) -> bool {
+        self.redis
+            .as_ref()
+            .is_none_or(|r| r.is_connected() && self.adapter.is_connected())
+    }
+
+    /// Adapter and control-bus figures in Prometheus text format (empty on a single node's bus).
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let a = self.adapter.metrics();
+        let counters = [
+            (
+                "published",
+                a.published,
+                "Messages published to Redis by the adapter",
+            ),
+            (
+                "received",
+                a.received,
+                "Messages received from Redis by the adapter",
+            ),
+            (
+                "dropped",
+                a.dropped,
+                "Adapter messages lost to a full queue",
+            ),
+            (
+                "decode_errors",
+                a.decode_errors,
+                "Adapter messages that could not be decoded",
+            ),
+            (
+                "request_timeouts",
+                a.request_timeouts,
+                "Adapter requests that ended at their deadline",
+            ),
+            ("reconnects", a.reconnects, "Adapter reconnections to Redis"),
+            (
+                "publish_failures",
+                a.publish_failures,
+                "Adapter messages that could not be published",
+            ),
+            (
+                "subscribe_failures",
+                a.subscribe_failures,
+                "Adapter SUBSCRIBE/UNSUBSCRIBE failures",
+            ),
+        ];
+        for (name, value, help) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP socketio_adapter_{name} {help}.\n# TYPE socketio_adapter_{name} counter\nsocketio_adapter_{name}_total {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP socketio_adapter_subscriptions Redis channels and patterns the adapter wants.\n# TYPE socketio_adapter_subscriptions gauge\nsocketio_adapter_subscriptions {}",
+            a.subscriptions
+        );
+        let connected = u8::from(self.is_connected());
+        let _ = writeln!(
+            out,
+            "# HELP redis_connected Whether the node is connected to Redis (1 on a single node).\n# TYPE redis_connected gauge\nredis_connected {connected}"
+        );
+        if let Some(redis) = &self.redis {
+            let b = redis.bus().counters();
+            let bus = [
+                ("published", b.published, "Control messages published"),
+                (
+                    "received",
+                    b.received,
+                    "Control messages received from other nodes",
+                ),
+                (
+                    "unknown_events",
+                    b.unknown_events,
+                    "Control messages with an unknown event",
+                ),
+                (
+                    "malformed",
+                    b.malformed,
+                    "Control messages that could not be decoded",
+                ),
+                (
+                    "lagged",
+                    b.subscriber_lagged + b.transport_lagged,
+                    "Control messages dropped by a lagging reader",
+                ),
+            ];
+            for (name, value, help) in bus {
+                let _ = writeln!(
+                    out,
+                    "# HELP cluster_control_{name} {help}.\n# TYPE cluster_control_{name} counter\ncluster_control_{name}_total {value}"
+                );
+            }
+        }
+        out
+    }
+}
