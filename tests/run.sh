@@ -24,6 +24,9 @@ export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 VENV="$REPO/.venv"
 
 RUN_START=$(date +%s)
+# Whole-run budget: CI stops a run at 90 minutes, so stages stop being started (and are counted
+# as failed) well before that, leaving time to print the summary. A normal run takes ~15 minutes.
+BUDGET_SECS=${TESTS_BUDGET_SECS:-4500}
 PASSED=()
 FAILED=()
 SUMMARY=()
@@ -46,6 +49,12 @@ record() {
 stage() {
     local name=$1 limit=$2
     shift 2
+    local used=$(($(date +%s) - RUN_START))
+    if [ "$used" -ge "$BUDGET_SECS" ]; then
+        skip "$name" "the run already took ${used}s of its ${BUDGET_SECS}s budget"
+        return
+    fi
+    [ "$limit" -gt $((BUDGET_SECS - used)) ] && limit=$((BUDGET_SECS - used))
     log "stage $name: $*"
     local start rc
     start=$(date +%s)
@@ -124,40 +133,40 @@ export VENV REPO
 
 log "gateway tests: repository $REPO, $(nproc) cores, started $(date -u +%FT%TZ)"
 
-stage install-system 1200 bash -c install_system_packages
-stage install-node 600 bash -c install_node_packages
+stage install-system 900 bash -c install_system_packages
+stage install-node 300 bash -c install_node_packages
 NODE_OK=$(ok install-node)
-stage install-python 600 bash -c install_python_packages
+stage install-python 300 bash -c install_python_packages
 PY_OK=$(ok install-python)
 
-stage build 1800 cargo build --workspace --all-targets
+stage build 1500 cargo build --workspace --all-targets
 BUILD_OK=$(ok build)
 [ -x "$GATEWAY_BIN" ] || BUILD_OK=0
 
 stage fmt 300 cargo fmt --all -- --check
-stage clippy 1800 cargo clippy --workspace --all-targets -- -D warnings
+stage clippy 900 cargo clippy --workspace --all-targets -- -D warnings
 if [ "$BUILD_OK" -eq 1 ]; then
-    stage rust-tests 1500 bash -c rust_tests
-    stage rust-doctests 900 cargo test --workspace --doc
+    stage rust-tests 900 bash -c rust_tests
+    stage rust-doctests 600 cargo test --workspace --doc
 else
     skip rust-tests "the build failed"
     skip rust-doctests "the build failed"
 fi
 
 if [ -f "$REPO/deploy/verify.sh" ]; then
-    stage deploy-verify 900 bash "$REPO/deploy/verify.sh"
+    stage deploy-verify 600 bash "$REPO/deploy/verify.sh"
 fi
 
 if [ "$BUILD_OK" -eq 1 ] && [ "$NODE_OK" -eq 1 ]; then
-    stage e2e 1200 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=2 e2e/*.test.mjs'
-    stage browser 600 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 browser/*.test.mjs'
+    stage e2e 900 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=2 e2e/*.test.mjs'
+    stage browser 300 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 browser/*.test.mjs'
 else
     skip e2e "the build or npm ci failed"
     skip browser "the build or npm ci failed"
 fi
 
 if [ "$BUILD_OK" -eq 1 ] && [ "$PY_OK" -eq 1 ]; then
-    stage python 600 bash -c 'cd "$REPO/tests/python" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider'
+    stage python 300 bash -c 'cd "$REPO/tests/python" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider'
 else
     skip python "the build or the Python venv failed"
 fi
