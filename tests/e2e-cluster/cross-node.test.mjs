@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { barrier, connectError, client, http, newRoomId, newUser, once, RFC3339, runGatewayToExit, test, waitFor } from '../e2e/support/gateway.mjs';
-import { call, clusterStats, userOn, record, RespClient, startCluster, waitForEntries, waitForStatsIds } from './support/cluster.mjs';
+import { call, clusterStats, userOn, record, RespClient, startCluster, waitForEntries, waitForStatsIds, watchControlBus } from './support/cluster.mjs';
 
 const STATS_TTL = 3;
 // "Within one stats heartbeat" of a change: the TTL bounds the heartbeat, plus scheduling slack.
@@ -267,6 +267,29 @@ describe('three nodes on one Redis', () => {
     assert.equal((await call(c.socket, 'get room info', roomId))?.room, null);
   });
 
+  test('room races: the same roomId created on three nodes at once succeeds once; six joins from three nodes at once fill maxUsers 3 exactly', async (t) => {
+    const creators = [await on(t, 0, newUser('raceCreateA')), await on(t, 1, newUser('raceCreateB')), await on(t, 2, newUser('raceCreateC'))];
+    for (let round = 0; round < 3; round++) {
+      const roomId = newRoomId('racecreate');
+      const acks = await Promise.all(creators.map((c, i) => call(c.socket, 'create room', { roomId, roomName: `by ${'ABC'[i]}`, maxUsers: 3 })));
+      assert.equal(acks.filter((a) => a?.success === true).length, 1, `round ${round}: concurrent create room on A, B, C: ${JSON.stringify(acks)}`);
+      assert.equal(acks.filter((a) => a?.error === 'Room already exists').length, 2, JSON.stringify(acks));
+    }
+
+    const roomId = newRoomId('racejoin');
+    assert.equal((await call(creators[0].socket, 'create room', { roomId, roomName: 'Three seats', maxUsers: 3 }))?.success, true);
+    const joiners = [];
+    for (const i of [0, 1, 2, 0, 1, 2]) joiners.push(await on(t, i, newUser(`seat${'ABC'[i]}`)));
+    const acks = await Promise.all(joiners.map((j) => call(j.socket, 'join room', { roomId })));
+    const won = acks.filter((a) => a?.success === true).length;
+    assert.equal(won, 3, `six concurrent joins (two per node) of a room with maxUsers 3: ${won} succeeded: ${JSON.stringify(acks)}`);
+    assert.equal(acks.filter((a) => a?.error === 'Room is full').length, 3, JSON.stringify(acks));
+    for (const [i, j] of creators.entries()) {
+      const info = await call(j.socket, 'get room info', roomId);
+      assert.equal(info?.room?.userCount, 3, `get room info on node ${'ABC'[i]}: ${JSON.stringify(info)}`);
+    }
+  });
+
   test('private room: password checked on a node other than the creator', async (t) => {
     const a = await on(t, 1, newUser('privA'));
     const c = await on(t, 2, newUser('privC'));
@@ -455,6 +478,39 @@ describe('three nodes on one Redis', () => {
         s.disconnect();
       }
     }, 5000, { interval: 200, what: 'the unbanned user to connect to node C again' });
+  });
+
+  test('ban is published as user_banned on cluster:message; a timed ban expires on every node', async (t) => {
+    const bus = await watchControlBus(cluster.redis.port);
+    t.after(() => bus.close());
+    const adm = await adminOn(t, 1);
+    const user = newUser('timedban');
+    const onC = await on(t, 2, user);
+    const banned = once(onC.socket, 'banned', 5000);
+    adm.socket.emit('ban user', { userId: user.userId, reason: 'two seconds', durationSecs: 2 });
+    assert.deepEqual(await banned, { reason: 'two seconds' });
+    const bannedAt = Date.now();
+    await waitFor(() => bus.messages.some((m) => m.event === 'user_banned' && m.serverId === node(1).serverId), 3000, {
+      what: `user_banned from ${node(1).serverId} on cluster:message`,
+    }).catch((e) => {
+      throw new Error(`${e.message}; seen ${JSON.stringify(bus.messages)}`);
+    });
+    const envelope = bus.messages.find((m) => m.event === 'user_banned');
+    assert.deepEqual(Object.keys(envelope).sort(), ['data', 'event', 'serverId', 'timestamp'], JSON.stringify(envelope));
+    assert.match(envelope.timestamp, RFC3339);
+    assert.ok(JSON.stringify(envelope.data).includes(user.userId), `user_banned data names the user: ${JSON.stringify(envelope)}`);
+    const refused = await connectError(client(node(0), { token: cluster.token(user) }));
+    assert.equal(refused.message, 'Banned: two seconds');
+    await waitFor(async () => {
+      const s = client(node(0), { token: cluster.token(user) });
+      try {
+        await once(s, 'connect', 1500);
+        return true;
+      } finally {
+        s.disconnect();
+      }
+    }, 8000, { interval: 250, what: 'the 2 s ban to expire on node A' });
+    assert.ok(Date.now() - bannedAt >= 1500, `the 2 s ban was lifted after ${Date.now() - bannedAt} ms`);
   });
 
   test('POST /api/ban on node B disconnects the user on node C', async (t) => {
