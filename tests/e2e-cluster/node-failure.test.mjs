@@ -28,7 +28,11 @@ describe('node failure', () => {
     for (const m of [watcher, onB, victim]) assert.equal((await call(m.socket, 'join room', { roomId }))?.success, true);
     const before = await call(watcher.socket, 'get room info', roomId);
     assert.equal(before?.room?.userCount, 3, `precondition: members on A, B and C: ${JSON.stringify(before)}`);
+    const loneRoomId = newRoomId('loneroom');
+    assert.equal((await call(victim.socket, 'create room', { roomId: loneRoomId, roomName: 'Only on C' }))?.success, true);
+    assert.equal((await call(victim.socket, 'join room', { roomId: loneRoomId }))?.success, true);
     const offline = record(watcher.socket, 'user offline');
+    const leftOnA = record(watcher.socket, 'user left');
 
     const killedAt = Date.now();
     process.kill(C.pid, 'SIGKILL');
@@ -73,10 +77,53 @@ describe('node failure', () => {
     assert.ok(!users.some((u) => u.id === victimUser.userId), `the dead node's user is still listed online: ${JSON.stringify(users)}`);
     assert.deepEqual(await call(watcher.socket, 'private message', { to: victimUser.userId, content: 'hello?' }), { success: false, error: 'User is offline' });
 
+    await waitFor(async () => !(await call(onB.socket, 'get rooms'))?.rooms?.some((r) => r.id === loneRoomId), 3000, {
+      what: `room ${loneRoomId}, whose only member was on the killed node, to be deleted cluster-wide`,
+    });
+    t.diagnostic(`user left events on A for the dead node's member: ${JSON.stringify(leftOnA.filter((e) => e?.userId === victimUser.userId))}`);
+
     // The survivors still talk to each other.
     const got = once(onB.socket, 'room message', 5000);
     assert.equal((await call(watcher.socket, 'room message', { roomId, message: 'still here' }))?.success, true);
     assert.equal((await got).message, 'still here');
+  });
+
+  test('SIGKILL and restart with the same --server-id inside the TTL (a crash-looping pod, a compose restart): the previous run\'s users go offline, its memberships are dropped, the node serves again', { timeout: 90_000 }, async (t) => {
+    const TTL = 10;
+    const cluster = await startCluster(t, { nodes: 3, statsTtl: TTL });
+    const [A, , C] = cluster.nodes;
+    for (const gw of cluster.nodes) await waitForStatsIds(gw, cluster.ids, 6000, 'before the crash');
+    const watcher = await userOn(cluster, A, newUser('watchA'), { t });
+    const ghostUser = newUser('ghost');
+    const ghost = await userOn(cluster, C, ghostUser, { t });
+    const roomId = newRoomId('crashroom');
+    assert.equal((await call(watcher.socket, 'create room', { roomId, roomName: 'Crash' }))?.success, true);
+    for (const m of [watcher, ghost]) assert.equal((await call(m.socket, 'join room', { roomId }))?.success, true);
+    const offline = record(watcher.socket, 'user offline');
+
+    process.kill(C.pid, 'SIGKILL');
+    await C.exited;
+    const crashedAt = Date.now();
+    const again = await cluster.restart(2);
+    t.diagnostic(`restarted ${again.serverId} ${Date.now() - crashedAt} ms after the crash (TTL ${TTL} s)`);
+
+    // Long before the old stats key would expire, the new run must have cleared the old run's state.
+    await waitForEntries(offline, (e) => e?.userId === ghostUser.userId, { ms: 5000, what: `user offline for ${ghostUser.userId}, connected only to the crashed run of ${C.serverId}` });
+    await waitFor(async () => (await call(watcher.socket, 'get room info', roomId))?.room?.userCount === 1, 3000, {
+      what: 'the room count to drop to 1: the crashed run\'s member is gone',
+    });
+    const { users } = await call(watcher.socket, 'get online users');
+    assert.ok(!users.some((u) => u.id === ghostUser.userId), `the crashed run's user is still online: ${JSON.stringify(users)}`);
+    assert.deepEqual(await call(watcher.socket, 'private message', { to: ghostUser.userId, content: 'hello?' }), { success: false, error: 'User is offline' });
+
+    // The restarted node is a full member again.
+    await waitForStatsIds(A, cluster.ids, 5000, 'after the restart');
+    const back = await userOn(cluster, again, newUser('back'), { t });
+    const got = once(watcher.socket, 'private message', 5000);
+    assert.equal((await call(back.socket, 'private message', { to: watcher.user.userId, content: 'from the new run' }))?.success, true);
+    assert.equal((await got).content, 'from the new run');
+    assert.equal((await call(back.socket, 'join room', { roomId }))?.success, true);
+    assert.equal((await call(watcher.socket, 'get room info', roomId))?.room?.userCount, 2);
   });
 
   test('SIGTERM: server_shutdown on cluster:message, server shutdown to its clients, it leaves /cluster/stats long before its TTL, its users go offline', { timeout: 90_000 }, async (t) => {
@@ -97,6 +144,7 @@ describe('node failure', () => {
     assert.equal((await call(watcher.socket, 'create room', { roomId, roomName: 'Drain' }))?.success, true);
     for (const m of [watcher, onB, leaving]) assert.equal((await call(m.socket, 'join room', { roomId }))?.success, true);
     const offline = record(watcher.socket, 'user offline');
+    const leftOnA = record(watcher.socket, 'user left');
     const notices = [leaving, leavingPoll].map((c) => once(c.socket, 'server shutdown', 5000));
     const survivorsShutdown = [watcher, onB].map((c) => record(c.socket, 'server shutdown'));
 
@@ -128,6 +176,12 @@ describe('node failure', () => {
     await waitFor(async () => (await call(watcher.socket, 'get room info', roomId))?.room?.userCount === 2, 3000, {
       what: 'the room count on A to drop to 2 after the stopped node closed its member',
     });
+    // Closing the sockets is a disconnect: the room gets user left (section 3), across nodes.
+    await waitForEntries(leftOnA, (e) => e?.userId === leavingUser.userId && e.roomId === roomId, {
+      ms: 3000,
+      what: 'user left on node A for the member whose node stopped gracefully',
+    });
+    assert.equal(leftOnA.find((e) => e.userId === leavingUser.userId).userCount, 2);
     for (const s of [watcher, onB]) await barrier(s.socket);
     for (const list of survivorsShutdown) assert.equal(list.length, 0, `a client of a surviving node got server shutdown: ${JSON.stringify(list)}`);
   });
