@@ -141,6 +141,24 @@ describe('three nodes on one Redis', () => {
     assert.equal(gotB.length, before, `the early form addressed the C socket but B got: ${JSON.stringify(gotB.slice(before))}`);
   });
 
+  test('a user is reachable from other nodes as soon as it has its welcome: 30 private messages sent right after connect all arrive', async (t) => {
+    const sender = await on(t, 0, newUser('fastFrom'));
+    const lost = [];
+    for (let i = 0; i < 30; i++) {
+      const target = newUser('fastTo');
+      const r = await userOn(cluster, node(1 + (i % 2)), target, { transport: { transports: ['websocket'] } });
+      try {
+        const got = once(r.socket, 'private message', 3000).then(() => true, () => false);
+        const ack = await call(sender.socket, 'private message', { to: target.userId, content: `right after welcome ${i}` });
+        assert.equal(ack?.success, true, JSON.stringify(ack));
+        if (!(await got)) lost.push(`#${i} to node ${'BC'[i % 2]} (ack ${JSON.stringify(ack)})`);
+      } finally {
+        r.socket.disconnect();
+      }
+    }
+    assert.deepEqual(lost, [], `private messages acked { success: true } but never delivered to a socket that had just received welcome on another node: ${lost.length}/30`);
+  });
+
   test('/chat private message reaches user:<to> in /chat on another node; the sender gets message sent', async (t) => {
     const sender = await on(t, 2, newUser('chatPmFrom'), { namespace: '/chat' });
     const target = newUser('chatPmTo');
