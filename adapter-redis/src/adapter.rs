@@ -685,6 +685,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                     let _ = waiter.send(());
                 }
             }
+            if remote.core.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
         }
     }
 
@@ -936,6 +939,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             return Ok(());
         };
         let nsp = remote.core.nsp.clone();
+        remote
+            .core
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        remote.core.sync_now.notify_one();
         if let Ok(mut routes) = remote.shared.routes.write() {
             routes.remove(&nsp);
         }

@@ -31,6 +31,8 @@ pub(crate) struct NsCore {
     pub sync_waiters: mpsc::Sender<oneshot::Sender<()>>,
     pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<oneshot::Sender<()>>>>,
     pub local_view: OnceLock<Weak<dyn LocalView>>,
+    /// Set by `close`: the namespace task stops.
+    pub closed: std::sync::atomic::AtomicBool,
     /// Bounds the broadcast-with-ack requests of other nodes answered at once.
     pub ack_answers: Arc<tokio::sync::Semaphore>,
 }
@@ -76,6 +78,7 @@ impl NsCore {
             sync_waiters,
             sync_waiters_rx: Mutex::new(Some(rx)),
             local_view: OnceLock::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
             ack_answers: Arc::new(tokio::sync::Semaphore::new(max_pending.max(1))),
         }
     }

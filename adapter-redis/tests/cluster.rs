@@ -92,6 +92,15 @@ async fn nodes_subscribe_only_to_rooms_they_hold() {
         numsub(&url, "socket.io#/#only-a#").await == 0
     })
     .await;
+
+    // Closing a server unsubscribes its namespace channels.
+    let (c, _ctr_c) = node(&url).await;
+    assert_eq!(numsub(&url, "socket.io-request#/#").await, 3);
+    tokio::time::timeout(common::WAIT, c.close()).await.unwrap();
+    eventually("node c left the request channel", async || {
+        numsub(&url, "socket.io-request#/#").await == 2
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
