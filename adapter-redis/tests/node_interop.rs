@@ -448,4 +448,17 @@ async fn node_and_rust_servers_share_a_cluster() {
     let m = ctr.metrics();
     assert_eq!(m.decode_errors, 0, "{m:?}");
     assert_eq!(m.request_timeouts, 0, "{m:?}");
+    assert!(m.published > 0 && m.received > 0 && m.dropped == 0, "{m:?}");
+
+    // Graceful close with real clients: the Rust client is disconnected and the Node server
+    // stops counting the Rust node.
+    tokio::time::timeout(WAIT, io.close()).await.unwrap();
+    while node.next_for("cr").await["type"] != json!("disconnect") {}
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.cmd("server_count", json!({})).await != json!(1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed Rust node is still counted"
+        );
+    }
 }
