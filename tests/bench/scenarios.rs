@@ -877,8 +877,13 @@ pub struct ManyRoomsRun {
     pub setup_secs: Option<f64>,
     /// The publishing step.
     pub step: Option<Step>,
-    /// Bytes each node received from Redis during the step, in node order.
+    /// Bytes each node received from Redis during the step, in node order. Nodes 1 and 2 hold
+    /// the rooms (room r on node 1 + r mod 2); node 3 only users in no room.
     pub redis_bytes_per_node: Vec<u64>,
+    /// Bytes each node received from Redis during an equally long quiet window just before.
+    pub redis_background_bytes_per_node: Vec<u64>,
+    /// Users connected to node 3, members of no room.
+    pub observers: usize,
     /// What went wrong, if anything.
     pub error: Option<String>,
 }
@@ -894,6 +899,8 @@ impl ManyRoomsRun {
             setup_secs: None,
             step: None,
             redis_bytes_per_node: Vec::new(),
+            redis_background_bytes_per_node: Vec::new(),
+            observers: (config.rooms_clients / 10).max(10),
             error: None,
         }
     }
@@ -919,9 +926,10 @@ impl SplitMix64 {
     }
 }
 
-/// `rooms_clients` clients in `rooms_count` rooms; every room's members sit on one node
-/// (room r on node r mod 3), so no node has members of another node's rooms. Random members
-/// send to their room; Redis CPU and the bytes each node receives from Redis are measured.
+/// `rooms_clients` clients in `rooms_count` rooms; every room's members sit on one node (room r
+/// on node 1 + r mod 2), and node 3 holds users in no room at all, so it has members of none of
+/// the rooms. Random members send to their room; Redis CPU and the bytes each node receives
+/// from Redis are measured (node 3's should be none of the room traffic).
 pub async fn many_rooms(bench: &Bench, stack: Stack) -> ManyRoomsRun {
     let mut run = ManyRoomsRun::not_measured(stack, &bench.config, String::new());
     run.not_measured = None;
@@ -934,7 +942,8 @@ pub async fn many_rooms(bench: &Bench, stack: Stack) -> ManyRoomsRun {
 async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -> Result<()> {
     let cfg = &bench.config;
     let deployment = bench.launcher.deploy(stack, 3, true)?;
-    let nodes = deployment.servers.len();
+    // Rooms live on nodes 1 and 2; node 3 holds connected users that are in no room.
+    let room_nodes = 2;
     let per_room = cfg.rooms_clients / cfg.rooms_count;
     if per_room < 2 {
         bail!("need at least 2 clients per room");
@@ -945,7 +954,16 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
     let targets = (0..cfg.rooms_count * per_room)
         .map(|i| {
             let room = i / per_room;
-            bench.target(deployment.servers[room % nodes].addr, i, token.clone())
+            bench.target(deployment.servers[room % room_nodes].addr, i, token.clone())
+        })
+        .collect();
+    let observer_targets = (0..run.observers)
+        .map(|i| {
+            bench.target(
+                deployment.servers[room_nodes].addr,
+                cfg.rooms_clients + i,
+                token.clone(),
+            )
         })
         .collect();
     eprintln!(
@@ -956,6 +974,10 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
     let clients = bench
         .open_all(targets, &recorder, cfg_parallel(bench))
         .await?;
+    let _observers = bench
+        .open_all(observer_targets, &recorder, cfg_parallel(bench))
+        .await
+        .context("the users on node 3")?;
     let room_ids: Vec<String> = (0..cfg.rooms_count).map(|r| format!("room-{r}")).collect();
     for (r, room) in room_ids.iter().enumerate() {
         let ack = clients[r * per_room]
@@ -992,7 +1014,12 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
         .as_ref()
         .map(|r| r.port())
         .context("no redis")?;
+    let pids = deployment.server_pids();
+    // The same length of time with no room traffic: what the cluster itself exchanges.
+    let quiet_start = procs::bytes_received_from(redis_port)?;
+    tokio::time::sleep(Duration::from_secs_f64(cfg.rooms_secs)).await;
     let before = procs::bytes_received_from(redis_port)?;
+    run.redis_background_bytes_per_node = per_pid_delta(&pids, &quiet_start, &before);
     let mut rng = SplitMix64(0x5eed);
     let publishing = Publishing {
         recorder: &recorder,
@@ -1011,17 +1038,7 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
         })
         .await?;
     let after = procs::bytes_received_from(redis_port)?;
-    run.redis_bytes_per_node = deployment
-        .server_pids()
-        .into_iter()
-        .map(|pid| {
-            after
-                .get(&pid)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(before.get(&pid).copied().unwrap_or(0))
-        })
-        .collect();
+    run.redis_bytes_per_node = per_pid_delta(&pids, &before, &after);
     eprintln!(
         "[rooms {}] {} messages, lost {}, p99 {:?} ms, redis cpu {:.2}s, bytes from redis per node {:?}",
         stack.label(),
@@ -1033,6 +1050,19 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
     );
     run.step = Some(step);
     Ok(())
+}
+
+fn per_pid_delta(
+    pids: &[u32],
+    before: &std::collections::HashMap<u32, u64>,
+    after: &std::collections::HashMap<u32, u64>,
+) -> Vec<u64> {
+    pids.iter()
+        .map(|pid| {
+            let a = after.get(pid).copied().unwrap_or(0);
+            a.saturating_sub(before.get(pid).copied().unwrap_or(0))
+        })
+        .collect()
 }
 
 /// Whether gateway nodes given `--redis-url` form a cluster: a room created and joined on node 1
