@@ -152,4 +152,22 @@ async fn cross_node() {
     );
     println!("adapter metrics on A: {:?}", _ctr_a.metrics());
     println!("adapter metrics on B: {:?}", ctr_b.metrics());
+
+    // Cost of the periodic room-subscription check (socket.join does not notify adapters).
+    let mut keep = Vec::new();
+    for i in 0..3000 {
+        keep.push(b.new_dummy_sock("/", format!("room-{}", i % 100)).await);
+    }
+    ctr_b.sync_rooms("/").await;
+    let rounds = 200u32;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        ctr_b.sync_rooms("/").await;
+    }
+    let per_check = start.elapsed() / rounds;
+    let interval = RedisAdapterConfig::default().room_sync_interval;
+    println!(
+        "room sync check with 3000 sockets in 100 rooms: {per_check:?} per check (every {interval:?}: {:.1}% of one core)",
+        100.0 * per_check.as_secs_f64() / interval.as_secs_f64()
+    );
 }
