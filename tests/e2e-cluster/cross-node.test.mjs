@@ -141,10 +141,10 @@ describe('three nodes on one Redis', () => {
     assert.equal(gotB.length, before, `the early form addressed the C socket but B got: ${JSON.stringify(gotB.slice(before))}`);
   });
 
-  test('a user is reachable from other nodes as soon as it has its welcome: 30 private messages sent right after connect all arrive', async (t) => {
+  test('a user is reachable from other nodes as soon as it has its welcome: 60 private messages sent right after connect all arrive', async (t) => {
     const sender = await on(t, 0, newUser('fastFrom'));
     const lost = [];
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 60; i++) {
       const target = newUser('fastTo');
       const r = await userOn(cluster, node(1 + (i % 2)), target, { transport: { transports: ['websocket'] } });
       try {
@@ -156,7 +156,7 @@ describe('three nodes on one Redis', () => {
         r.socket.disconnect();
       }
     }
-    assert.deepEqual(lost, [], `private messages acked { success: true } but never delivered to a socket that had just received welcome on another node: ${lost.length}/30`);
+    assert.deepEqual(lost, [], `private messages acked { success: true } but never delivered to a socket that had just received welcome on another node: ${lost.length}/60`);
   });
 
   test('/chat private message reaches user:<to> in /chat on another node; the sender gets message sent', async (t) => {
