@@ -24,6 +24,20 @@
 //! Build one [`RedisAdapterCtr`] per `SocketIo`: each holds its own two Redis connections, and
 //! the other nodes count servers by subscribed connections (`PUBSUB NUMSUB`).
 //!
+//! For a readiness probe use `ctr.is_local() || ctr.is_connected()` (or
+//! [`RedisAdapterCtr::connected_watch`]); counters are in [`RedisAdapterCtr::metrics`]
+//! (field names in [`AdapterMetricsSnapshot`], exported as `socketio_adapter_<field>`).
+//!
+//! # Deadlines
+//!
+//! `fetch_sockets`, `rooms`, [`RedisAdapterCtr::all_rooms`],
+//! [`RedisAdapterCtr::all_socket_ids`] and [`RedisAdapterCtr::server_side_emit_with_ack`]
+//! wait for `PUBSUB NUMSUB - 1` answers for at most [`RedisAdapterConfig::request_timeout`].
+//! A broadcast with acks waits for the caller's ack timeout plus that request timeout (the
+//! other nodes need the ack timeout themselves before they can stop waiting for their
+//! clients). Through socketioxide's API the partial result is returned as success (logged, and
+//! counted in `request_timeouts`); the `RedisAdapterCtr` methods also say what was missing.
+//!
 //! # Protocol
 //!
 //! Channels (built in [`channels`]; key prefix `socket.io`, namespace `/`):
