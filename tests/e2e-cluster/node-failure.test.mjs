@@ -158,6 +158,18 @@ describe('node failure', () => {
       assert.equal(notice.serverId, C.serverId);
       assert.equal(typeof notice.message, 'string');
     }
+    // Until the drain ends its sockets are still connected: messages from other nodes still reach
+    // them, and the user is not offline. Checked here, asserted at the end (so the rest still runs).
+    const drainProblems = [];
+    const during = once(leaving.socket, 'private message', 1500);
+    const duringAck = await call(watcher.socket, 'private message', { to: leavingUser.userId, content: 'during the drain' });
+    if (duringAck?.success !== true) drainProblems.push(`private message from node A during the drain was answered ${JSON.stringify(duringAck)}`);
+    if (!(await during.then((m) => m?.content === 'during the drain', () => false))) {
+      drainProblems.push(`the private message from node A during the ${DRAIN} s drain did not reach the still-connected client`);
+    }
+    const earlyOffline = offline.filter((e) => e?.userId === leavingUser.userId).length;
+    if (earlyOffline > 0 && leaving.socket.connected) drainProblems.push('user offline was announced while the user\'s socket was still connected (draining)');
+
     await waitFor(() => bus.messages.some((m) => m.event === 'server_shutdown' && m.serverId === C.serverId), 3000, {
       what: `server_shutdown from ${C.serverId} on cluster:message (seen: ${JSON.stringify(bus.messages)})`,
     });
@@ -184,5 +196,6 @@ describe('node failure', () => {
     assert.equal(leftOnA.find((e) => e.userId === leavingUser.userId).userCount, 2);
     for (const s of [watcher, onB]) await barrier(s.socket);
     for (const list of survivorsShutdown) assert.equal(list.length, 0, `a client of a surviving node got server shutdown: ${JSON.stringify(list)}`);
+    assert.deepEqual(drainProblems, [], 'during the drain the stopping node\'s clients are still connected members of the cluster');
   });
 });
