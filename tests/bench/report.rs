@@ -354,8 +354,12 @@ fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
             .map(|e| short(format!("failed: {e}")))
             .or_else(|| Some("no step sustained".into())),
     };
+    let bound = |r: Option<&ConnRateRun>| match r {
+        Some(r) if r.steps.last().is_some_and(|s| s.sustained) => "≥ ",
+        _ => "",
+    };
     rows.push(Row {
-        prefix: ("", ""),
+        prefix: (bound(g), bound(n)),
         figure: "Connection rate with JWT auth: highest sustained connects/s (1 node, no errors)"
             .into(),
         gateway: g.and_then(|r| r.max_sustained_per_sec),
@@ -435,7 +439,7 @@ fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
     let g_idle_node = per_msg(g, 2);
     push(
         format!(
-            "Many rooms: bytes node 3 (users, no room members) received from Redis per room message ({label})"
+            "Many rooms: bytes node 3 (users, no room members) received from Redis per room message, background subtracted ({label})"
         ),
         g_idle_node,
         per_msg(n, 2),
@@ -445,7 +449,7 @@ fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
     );
     push(
         format!(
-            "Many rooms: bytes node 1 (holds half the rooms) received from Redis per room message ({label})"
+            "Many rooms: bytes node 1 (holds half the rooms) received from Redis per room message, background subtracted ({label})"
         ),
         per_msg(g, 0),
         per_msg(n, 0),
@@ -553,7 +557,7 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
         }
     );
 
-    out.push_str("## Summary\n\nRatio = gateway ÷ Node.js (below 1 is better for CPU, latency and memory; above 1 is better for rates). `≥` marks a saturation figure where the ramp ended (most steps) before the stack saturated.\n\n");
+    out.push_str("## Summary\n\nRatio = gateway ÷ Node.js (below 1 is better for CPU, latency and memory; above 1 is better for rates). `≥` marks a saturation or connection-rate figure where the ramp ended (most steps) before the stack saturated.\n\n");
     out.push_str(
         "| figure | gateway | Node.js | ratio | target | met |\n|---|---:|---:|---:|---|---|\n",
     );
