@@ -696,13 +696,27 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     async fn sync_rooms(&self, remote: &Remote) {
         let mut opts = BroadcastOptions::default();
         opts.add_flag(BroadcastFlags::Broadcast);
-        let held: HashSet<String> = self
+        let mut held: HashSet<String> = self
             .local
             .rooms(opts)
             .into_iter()
             .map(|r| r.to_string())
             .filter(|r| !NamespaceChannels::room_covered_by_pattern(r))
             .collect();
+        if let Ok(mut pinned) = remote.core.pinned_rooms.lock() {
+            pinned.retain(|room| {
+                if held.contains(room) {
+                    return false;
+                }
+                let mut members = BroadcastOptions::default();
+                members.rooms.push(room.clone().into());
+                let has_member = !self.local.sockets(members).is_empty();
+                if has_member {
+                    held.insert(room.clone());
+                }
+                has_member
+            });
+        }
         let (add, remove): (Vec<String>, Vec<String>) = {
             let Ok(mut subscribed) = remote.core.subscribed_rooms.lock() else {
                 return;

@@ -34,6 +34,12 @@ pub struct RedisAdapterConfig {
     pub room_sync_interval: Duration,
     /// Longest wait between reconnection attempts after Redis goes away. Default 500 ms.
     pub reconnect_max_delay: Duration,
+    /// How often each connection PINGs Redis, so a silent network cut is noticed even on the
+    /// otherwise idle subscriber connection. Default 1 s.
+    pub heartbeat_interval: Duration,
+    /// A command (or heartbeat) unanswered for this long marks the connection dead; fred then
+    /// reconnects. Default 3 s.
+    pub unresponsive_timeout: Duration,
     /// Ids of sockets held by other nodes that are remembered so `RemoteSocket` operations
     /// can target them (Node socket ids do not fit socketioxide's `Sid`). Oldest are
     /// forgotten first. Default 65536.
@@ -56,6 +62,8 @@ impl Default for RedisAdapterConfig {
             max_responses_per_request: 4096,
             room_sync_interval: Duration::from_millis(20),
             reconnect_max_delay: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(1),
+            unresponsive_timeout: Duration::from_secs(3),
             foreign_id_capacity: 65536,
             server_side_event_queue: 1024,
         }

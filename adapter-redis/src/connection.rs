@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::interfaces::{ClientLike, EventInterface, HeartbeatInterface, PubsubInterface};
 use fred::prelude::{Builder, Config, ReconnectPolicy};
 use fred::types::{RespVersion, Value as RedisValue};
 use futures_util::StreamExt;
@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     shutdown: watch::Sender<bool>,
     closed: AtomicBool,
     resubscribing: AtomicBool,
+    lost: AtomicBool,
 }
 
 impl Shared {
@@ -83,10 +84,13 @@ impl Shared {
             perf.broadcast_channel_capacity = capacity;
             perf.default_command_timeout = command_timeout;
         });
+        let unresponsive = config.unresponsive_timeout.max(Duration::from_millis(100));
         builder.with_connection_config(|conn| {
             conn.connection_timeout = Duration::from_secs(2);
             conn.internal_command_timeout = Duration::from_secs(2);
             conn.max_command_attempts = 1;
+            conn.unresponsive.max_timeout = Some(unresponsive);
+            conn.unresponsive.interval = (unresponsive / 4).max(Duration::from_millis(10));
         });
         let sub = builder.build_subscriber_client()?;
         let publisher = builder.build()?;
@@ -113,11 +117,25 @@ impl Shared {
             shutdown,
             closed: AtomicBool::new(false),
             resubscribing: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
         });
         tokio::spawn(dispatch(shared.clone(), messages));
         tokio::spawn(publish_loop(shared.clone(), out_rx));
         tokio::spawn(resubscribe_loop(shared.clone(), sub_reconnects));
         tokio::spawn(status_loop(shared.clone()));
+        let interval = shared
+            .config
+            .heartbeat_interval
+            .max(Duration::from_millis(10));
+        for client in [shared.sub.to_client(), shared.publisher.clone()] {
+            let mut shutdown = shared.shutdown.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = client.enable_heartbeat(interval, false) => {}
+                    _ = shutdown.changed() => {}
+                }
+            });
+        }
         Ok(shared)
     }
 
@@ -383,7 +401,10 @@ async fn resubscribe_loop(
         tokio::select! {
             event = reconnects.recv() => match event {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    shared.resubscribing.store(true, Ordering::SeqCst);
+                    // The first event is the initial connection, not a reconnect.
+                    if shared.lost.swap(false, Ordering::SeqCst) {
+                        shared.resubscribing.store(true, Ordering::SeqCst);
+                    }
                     for _ in 0..50 {
                         if shared.resubscribe_all().await {
                             break;
@@ -414,6 +435,7 @@ async fn status_loop(shared: Arc<Shared>) {
                 inc(&shared.metrics.reconnects);
                 tracing::info!("adapter reconnected to redis");
             } else {
+                shared.lost.store(true, Ordering::SeqCst);
                 tracing::warn!("adapter lost its redis connection");
             }
             redis_was_up = redis_up;

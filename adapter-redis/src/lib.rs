@@ -254,6 +254,24 @@ impl RedisAdapterCtr {
         }
     }
 
+    /// [`RedisAdapterCtr::sync_rooms`], also covering `rooms` joined by sockets that are not
+    /// connected yet: call it right after `socket.join` in a connect middleware, so the socket's
+    /// rooms are subscribed before its CONNECT ack (the periodic check sees connected sockets
+    /// only). Returns at once for a local adapter.
+    pub async fn sync_rooms_with(&self, nsp: &str, rooms: impl IntoIterator<Item = String>) {
+        let Ok((_shared, core)) = self.namespace(nsp) else {
+            return;
+        };
+        if let Ok(mut pinned) = core.pinned_rooms.lock() {
+            pinned.extend(
+                rooms
+                    .into_iter()
+                    .filter(|r| !crate::channels::NamespaceChannels::room_covered_by_pattern(r)),
+            );
+        }
+        self.sync_rooms(nsp).await;
+    }
+
     /// Every room of namespace `nsp` across the cluster (Node's `allRooms()`), with the
     /// answers that were missing at the deadline.
     pub async fn all_rooms(&self, nsp: &str) -> Result<Gathered<Vec<String>>, AdapterError> {

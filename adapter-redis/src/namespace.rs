@@ -27,6 +27,10 @@ pub(crate) struct NsCore {
     pub pending: Mutex<HashMap<String, mpsc::Sender<Response>>>,
     pub peers: Mutex<HashMap<String, Instant>>,
     pub subscribed_rooms: Mutex<HashSet<String>>,
+    /// Rooms named by [`crate::RedisAdapterCtr::sync_rooms_with`]: kept subscribed while they
+    /// have a member, even one whose socket is not connected yet (the periodic check only sees
+    /// connected sockets). Dropped once connected sockets hold the room or nobody does.
+    pub pinned_rooms: Mutex<HashSet<String>>,
     pub sync_now: Notify,
     pub sync_waiters: mpsc::Sender<oneshot::Sender<()>>,
     pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<oneshot::Sender<()>>>>,
@@ -74,6 +78,7 @@ impl NsCore {
             pending: Mutex::default(),
             peers: Mutex::default(),
             subscribed_rooms: Mutex::default(),
+            pinned_rooms: Mutex::default(),
             sync_now: Notify::new(),
             sync_waiters,
             sync_waiters_rx: Mutex::new(Some(rx)),

@@ -76,3 +76,56 @@ async fn delivery_resumes_within_two_seconds_of_redis_coming_back() {
         1
     );
 }
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid} failed");
+}
+
+/// A frozen Redis (SIGSTOP) looks like a network cut: connections stay open, nothing answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_network_cut_is_detected_and_recovered() {
+    let redis = RedisServer::start().unwrap();
+    let config = adapter_redis::RedisAdapterConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        unresponsive_timeout: Duration::from_millis(800),
+        ..common::test_config()
+    };
+    let ctr_a = adapter_redis::RedisAdapterCtr::connect(&redis.url(), config.clone())
+        .await
+        .unwrap();
+    let ctr_b = adapter_redis::RedisAdapterCtr::connect(&redis.url(), config)
+        .await
+        .unwrap();
+    let a = common::server(ctr_a.clone()).await;
+    let b = common::server(ctr_b.clone()).await;
+    let mut b1 = client(&b, &["r1"]).await;
+    ctr_b.sync_rooms("/").await;
+
+    signal(redis.pid(), "-STOP");
+    eventually("the cut is noticed", async || {
+        !ctr_a.is_connected() && !ctr_b.is_connected()
+    })
+    .await;
+    signal(redis.pid(), "-CONT");
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for i in 0u32.. {
+                let _ = a.to("r1").emit("after", &i).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let first = b1.next().await;
+    sender.abort();
+    assert_eq!(first.name, "after");
+    eventually("both report connected again", async || {
+        ctr_a.is_connected() && ctr_b.is_connected()
+    })
+    .await;
+    assert!(ctr_a.metrics().reconnects >= 1 && ctr_b.metrics().reconnects >= 1);
+}
