@@ -736,7 +736,8 @@ pub struct ConnStep {
     pub offered_per_sec: f64,
     /// Handshakes that reached `welcome`.
     pub succeeded: u64,
-    /// Handshakes that failed or timed out.
+    /// Handshakes that failed or timed out, plus connects not attempted because too many
+    /// handshakes were still pending (the server fell behind).
     pub failed: u64,
     /// The first failure.
     pub first_error: Option<String>,
@@ -784,6 +785,11 @@ async fn conn_rate_inner(bench: &Bench, stack: Stack, run: &mut ConnRateRun) -> 
     let deployment = bench.launcher.deploy(stack, 1, false)?;
     let server = deployment.servers[0].addr;
     let mut index = 0usize;
+    // Handshakes pending at once, kept well under the open-file limit: a server that falls
+    // this far behind has failed the step, and the generator must not fail in its place.
+    let max_pending = procs::open_files_limit()
+        .map_or(4_096, |l| (l / 4) as usize)
+        .clamp(64, 4_096);
     for &rate in &bench.config.conn_rates {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let cpu0 = deployment.cpu();
@@ -791,31 +797,43 @@ async fn conn_rate_inner(bench: &Bench, stack: Stack, run: &mut ConnRateRun) -> 
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         let mut launched = 0usize;
+        let mut not_launched = 0u64;
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while launched < total {
             tick.tick().await;
             let due = ((start.elapsed().as_secs_f64() * rate) as usize).min(total);
             while launched < due {
+                launched += 1;
+                if pending.load(Ordering::Relaxed) >= max_pending {
+                    not_launched += 1;
+                    continue;
+                }
                 let target = bench.target(server, index, bench.token(&format!("c{index}")));
                 index += 1;
-                launched += 1;
+                pending.fetch_add(1, Ordering::Relaxed);
+                let pending = pending.clone();
                 tasks.spawn(async move {
                     let t = Instant::now();
-                    match client::handshake(&target, Duration::from_secs(10)).await {
+                    let result = match client::handshake(&target, Duration::from_secs(10)).await {
                         Ok(mut ws) => {
                             let took = t.elapsed();
                             let _ = ws.close(None).await;
                             Ok(took)
                         }
                         Err(e) => Err(e.to_string()),
-                    }
+                    };
+                    pending.fetch_sub(1, Ordering::Relaxed);
+                    result
                 });
             }
         }
         let mut latencies = Vec::new();
-        let mut failed = 0;
-        let mut first_error = None;
+        let mut failed = not_launched;
+        let mut first_error = (not_launched > 0).then(|| {
+            format!("server fell behind: {not_launched} connects not attempted while {max_pending} handshakes were pending")
+        });
         while let Some(r) = tasks.join_next().await {
             match r {
                 Ok(Ok(took)) => latencies.push(took.as_micros() as u64),
