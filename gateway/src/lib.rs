@@ -170,6 +170,7 @@ async fn serve_node(
             stop_http,
             publisher,
             lag_monitor,
+            namespaces: shared,
         },
     )
     .await;

@@ -37,6 +37,9 @@ pub struct Running {
     pub publisher: JoinHandle<()>,
     /// The runtime lag sampler task.
     pub lag_monitor: JoinHandle<()>,
+    /// What the namespace handlers share, to take this node's users out of the cluster-wide
+    /// state before the sockets close.
+    pub namespaces: std::sync::Arc<crate::namespaces::Shared>,
 }
 
 /// How a shutdown ended.
@@ -65,6 +68,7 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
         stop_http,
         publisher,
         lag_monitor,
+        namespaces,
     } = running;
 
     let sequence = async {
@@ -72,6 +76,10 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
         notify_local_sockets(app, io).await;
         tokio::time::sleep(app.config.drain()).await;
         tracing::info!("drain period over: closing all sockets");
+        // While the namespaces still exist, so `user left` / `user offline` reach the other
+        // nodes' clients; the disconnect handlers that run during the close find nothing left.
+        crate::namespaces::main_ns::depart_all(&namespaces).await;
+        crate::namespaces::game::depart_all(&namespaces).await;
         io.close().await;
         publisher.abort();
         let _ = publisher.await;

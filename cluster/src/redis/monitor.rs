@@ -177,9 +177,17 @@ impl Worker {
                             self.departed.insert(from.clone(), Utc::now());
                             self.heard.remove(&from);
                             self.publish_peers();
-                            if let Err(e) = self.node_gone(&from, true).await {
-                                tracing::warn!(server_id = %from, error = %e, "purge after shutdown failed");
-                            }
+                            // A draining node still holds its sockets until its drain ends, and its
+                            // own disconnect handlers then remove them: it is dropped from the live
+                            // set now, but nothing of it is purged. Whatever it fails to clean up
+                            // is swept as orphaned state once its key is gone for a full TTL.
+                            self.emit(NodeEvent::NodeLeft(NodeLeft {
+                                server_id: from,
+                                purged_here: false,
+                                went_offline: Vec::new(),
+                                purged: Vec::new(),
+                            }))
+                            .await;
                         } else {
                             self.heard.insert(from.clone(), Instant::now());
                             if !self.departed.contains_key(&from) && self.known.insert(from.clone()) {

@@ -101,10 +101,11 @@ async fn admit(
     }
     let session = Session::new(identity, app);
     s.extensions.insert(session.clone());
-    s.join([user_room(session.user_id()), s.id.to_string()]);
+    let user_room = user_room(session.user_id());
+    s.join([user_room.clone(), s.id.to_string()]);
     // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private
     // message sent from another node right after `connect` is not missed.
-    app.link.adapter().sync_rooms(ns).await;
+    app.link.adapter().sync_rooms_with(ns, [user_room]).await;
     super::on_unknown(s, shared);
     match ns {
         MAIN => super::main_ns::register_handlers(shared, s, &session).await,

@@ -70,21 +70,36 @@ pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
         let shared = Arc::clone(&for_disconnect);
         async move {
             shared.app.metrics.connections_active.dec();
-            let Some(session) = Session::of(&s) else {
-                return;
-            };
-            let Some(op) = shared.io.of(GAME) else { return };
-            for game in session.games() {
-                let _ = emit::broadcast(
-                    &shared,
-                    op.clone().to(game_room(&game)).except(s.id),
-                    "player disconnected",
-                    &json!({ "playerId": s.id.to_string(), "gameId": game }),
-                )
-                .await;
-            }
+            depart(&shared, &s).await;
         }
     });
+}
+
+/// `player disconnected` to each game the socket was in (once, whichever comes first: the
+/// disconnect, or a shutting-down node's [`depart_all`]).
+async fn depart(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
+    let Some(session) = Session::of(s) else {
+        return;
+    };
+    let Some(op) = shared.io.of(GAME) else { return };
+    for game in session.take_games() {
+        let _ = emit::broadcast(
+            shared,
+            op.clone().to(game_room(&game)).except(s.id),
+            "player disconnected",
+            &json!({ "playerId": s.id.to_string(), "gameId": game }),
+        )
+        .await;
+    }
+}
+
+/// Announces the departure of every local `/game` socket while the namespace still exists (a
+/// node that is shutting down).
+pub async fn depart_all(shared: &Arc<Shared>) {
+    let Some(op) = shared.io.of(GAME) else { return };
+    for s in op.local().sockets() {
+        depart(shared, &s).await;
+    }
 }
 
 async fn join_game(cx: Cx, v: Value) -> Outcome {

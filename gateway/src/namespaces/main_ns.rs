@@ -149,6 +149,24 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
     forget_presence(shared, &session, &sid).await;
 }
 
+/// Takes every local socket of `/` out of its rooms and out of presence, with the same events
+/// as a disconnect, while the sockets are still connected (a node that is shutting down, whose
+/// namespaces are gone by the time the disconnect handlers run).
+pub async fn depart_all(shared: &Arc<Shared>) {
+    let Some(main) = shared.io.of(MAIN) else {
+        return;
+    };
+    for s in main.local().sockets() {
+        let Some(session) = Session::of(&s) else {
+            continue;
+        };
+        for room in member_rooms(&s) {
+            leave(shared, &s, &session, &room).await;
+        }
+        forget_presence(shared, &session, &s.id.to_string()).await;
+    }
+}
+
 /// The chat rooms (ids) this socket is in.
 fn member_rooms(s: &SocketRef<Adapter>) -> Vec<String> {
     s.rooms()

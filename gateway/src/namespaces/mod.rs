@@ -211,6 +211,11 @@ impl Session {
         lock(&self.0.games).clone()
     }
 
+    /// Removes and returns every game the socket is in (its departure is announced once).
+    pub fn take_games(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.0.games))
+    }
+
     fn check_rate(&self) -> Verdict {
         lock(&self.0.limiter).check(Instant::now())
     }
