@@ -519,7 +519,7 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
     if cfg.mode == "quick" {
         let _ = writeln!(
             out,
-            "> **Quick-mode figures (smoke sizes), not the issue's measurement.** Fan-out with {} clients, idle memory at {:?} (Node) / {:?} (gateway) connections, many rooms with {} clients in {} rooms, steps of {} s. Run `bash tests/bench/run.sh` (no `--quick`) for the full sizes (3,000 clients, 10k/50k/100k idle, 10k clients in 1,000 rooms).\n",
+            "> **Quick-mode figures (smoke sizes), not the issue's measurement.** Fan-out with {} clients, idle memory at {:?} (Node) / {:?} (gateway) connections, many rooms with {} clients in {} rooms, steps of {} s. Run `bash tests/bench/run.sh` (no `--quick`) for the full sizes (3,000 clients, 10k/50k/100k idle (50k and 100k need an open-file limit above them), 10k clients in 1,000 rooms).\n",
             cfg.fanout_clients,
             cfg.idle_node,
             cfg.idle_gateway,
