@@ -6,7 +6,14 @@
 //! `@socket.io/redis-adapter`), and rooms, presence, bans, history, game sequence numbers and node
 //! records live in Redis through the `cluster` crate.
 
+use std::future::{Future, IntoFuture as _};
 use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+use tokio::net::TcpListener;
 
 use adapter_redis::{AdapterError, RedisAdapterConfig, RedisAdapterCtr};
 use cluster::StateBackends;
@@ -23,6 +30,92 @@ pub enum LinkError {
     /// The cluster state could not connect.
     #[error("cluster state: {0}")]
     Cluster(#[from] ClusterError),
+}
+
+/// Longest wait between two attempts to reach Redis at start-up.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Joins the cluster, waiting for Redis as long as it takes. Until then the listener answers
+/// `/health` 200 and everything else (`/ready` included) 503, so orchestrators see a node that
+/// is alive but not ready rather than one that crash-loops. Returns `None` when `shutdown`
+/// completes first.
+pub async fn connect_while_starting<S>(
+    listener: &TcpListener,
+    config: &Config,
+    shutdown: &mut S,
+    on_waiting: impl FnOnce(),
+) -> Result<Option<ClusterLink>, std::io::Error>
+where
+    S: Future<Output = ()> + Unpin,
+{
+    let mut failure = match ClusterLink::connect(config).await {
+        Ok(link) => return Ok(Some(link)),
+        Err(e) => e,
+    };
+    // Serve the "starting" answers on a twin of the listening socket; the node's own server
+    // takes over the same socket once Redis is reachable.
+    let twin = TcpListener::from_std(clone_listener(listener)?)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reason = std::sync::Arc::new(std::sync::Mutex::new(failure.to_string()));
+    let starting = starting_router(std::sync::Arc::clone(&reason));
+    let server = tokio::spawn(
+        axum::serve(twin, starting)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    on_waiting();
+    let mut delay = Duration::from_millis(250);
+    let link = loop {
+        tracing::warn!(error = %failure, retry_in_ms = delay.as_millis() as u64, "waiting for Redis before joining the cluster");
+        tokio::select! {
+            () = &mut *shutdown => break None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        match ClusterLink::connect(config).await {
+            Ok(link) => break Some(link),
+            Err(e) => {
+                *reason.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                failure = e;
+            }
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    };
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(link)
+}
+
+fn clone_listener(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
+    let fd = socket2::SockRef::from(listener).try_clone()?;
+    let std: std::net::TcpListener = fd.into();
+    std.set_nonblocking(true)?;
+    Ok(std)
+}
+
+fn starting_router(reason: std::sync::Arc<std::sync::Mutex<String>>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get(|| async {
+                Json(json!({ "status": "healthy", "issues": [], "stage": "starting" }))
+            }),
+        )
+        .fallback(move || {
+            let reason = reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            async move {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({
+                        "status": "starting",
+                        "ready": false,
+                        "reason": format!("waiting for Redis: {reason}"),
+                    })),
+                )
+                    .into_response()
+            }
+        })
 }
 
 /// The node's links to the rest of the cluster (none on a single node).

@@ -88,8 +88,28 @@ pub async fn run_announcing(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
-    let link = cluster_link::ClusterLink::connect(&config).await?;
-    serve_node(listener, App::with_link(config, link)?, shutdown, on_ready).await
+    let mut shutdown = Box::pin(shutdown);
+    // Announced once the node answers HTTP: when it is ready, or earlier when it has to wait
+    // for Redis (it then answers `/ready` 503 meanwhile).
+    let mut on_ready = Some(on_ready);
+    let addr = listener.local_addr()?;
+    let waiting = || {
+        if let Some(announce) = on_ready.take() {
+            announce(addr);
+        }
+    };
+    let Some(link) =
+        cluster_link::connect_while_starting(&listener, &config, &mut shutdown, waiting).await?
+    else {
+        tracing::info!("stopped before the cluster could be joined");
+        return Ok(());
+    };
+    let announce = move |addr| {
+        if let Some(announce) = on_ready.take() {
+            announce(addr);
+        }
+    };
+    serve_node(listener, App::with_link(config, link)?, shutdown, announce).await
 }
 
 /// [`run`] on its own (no cluster link) with the given state backends (test doubles, or a
