@@ -159,6 +159,13 @@ async fn serve_node(
     let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone());
 
     let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    // Small Socket.IO frames must leave at once: with Nagle's algorithm a handshake answer waited
+    // for the client's delayed ACK (about 40 ms per connect in the benchmark).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
