@@ -180,7 +180,7 @@ fn is_member(s: &SocketRef<Adapter>, room_id: &str) -> bool {
     s.rooms().iter().any(|r| *r == key)
 }
 
-fn sanitized(cx: &Cx, content: &str) -> Result<String, Reject> {
+pub(super) fn sanitized(cx: &Cx, content: &str) -> Result<String, Reject> {
     cx.shared
         .sanitizer
         .clean(content)
@@ -192,6 +192,20 @@ fn message_id() -> String {
 }
 
 async fn chat_message(cx: Cx, v: Value) -> Outcome {
+    deliver_chat_message(cx, v, |room| match room {
+        Some(room) => HistoryScope::Room(room.to_owned()),
+        None => HistoryScope::Namespace(MAIN.to_owned()),
+    })
+    .await
+}
+
+/// `chat message` on `/` and `/chat`: sanitise, check membership of the room, store in the
+/// history scope `scope_of(roomId)`, deliver to the room or to everyone else in the namespace.
+pub(super) async fn deliver_chat_message(
+    cx: Cx,
+    v: Value,
+    scope_of: impl Fn(Option<&str>) -> HistoryScope,
+) -> Outcome {
     let m = validation::chat_message(&v)?;
     let content = sanitized(&cx, &m.content)?;
     if let Some(room) = &m.room_id
@@ -214,14 +228,10 @@ async fn chat_message(cx: Cx, v: Value) -> Outcome {
     {
         o.insert("message".into(), Value::String(content.clone()));
     }
-    let scope = match &m.room_id {
-        Some(room) => HistoryScope::Room(room.clone()),
-        None => HistoryScope::Namespace(MAIN.to_owned()),
-    };
     cx.app()
         .backends
         .history
-        .append(&scope, msg.clone())
+        .append(&scope_of(m.room_id.as_deref()), msg.clone())
         .await?;
     let op = match &m.room_id {
         Some(room) => cx.socket.to(room_key(room)),
