@@ -531,14 +531,15 @@ fn room_summary(room: &RoomRecord, user_count: usize) -> Map<String, Value> {
 
 async fn get_rooms(cx: Cx, _: Value) -> Outcome {
     let backends = &cx.app().backends;
-    let mut rooms = Vec::new();
-    for room in backends.rooms.list().await? {
-        if room.is_private {
-            continue;
-        }
-        let count = backends.rooms.member_count(&room.id).await?;
-        rooms.push(Value::Object(room_summary(&room, count)));
-    }
+    // One round trip on Redis, however many rooms there are.
+    let rooms: Vec<Value> = backends
+        .rooms
+        .list_with_counts()
+        .await?
+        .into_iter()
+        .filter(|(room, _)| !room.is_private)
+        .map(|(room, count)| Value::Object(room_summary(&room, count)))
+        .collect();
     if !cx.ack_wanted {
         emit::to_socket(&cx.shared, &cx.socket, "room list", &rooms);
     }
