@@ -128,6 +128,23 @@ enum Selection {
     Sids(Vec<Sid>),
 }
 
+/// Applies `op` to each socket id, going on past failures, and returns every error.
+fn for_each_sid<T>(
+    sids: Vec<Sid>,
+    mut op: impl FnMut(Sid) -> Result<(), Vec<T>>,
+) -> Result<(), Vec<T>> {
+    let errors: Vec<T> = sids
+        .into_iter()
+        .filter_map(|sid| op(sid).err())
+        .flatten()
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 impl<E: SocketEmitter> RedisAdapter<E> {
     fn remote_for(&self, opts: &BroadcastOptions) -> Option<&Remote> {
         self.remote
@@ -215,22 +232,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     fn deliver(&self, selection: Selection, packet: Packet, volatile: bool) {
         let result = match selection {
             Selection::Opts(opts) => self.local.broadcast(packet, *opts),
-            Selection::Sids(sids) => {
-                let mut errors = Vec::new();
-                for sid in sids {
-                    if let Err(e) = self
-                        .local
-                        .broadcast(packet.clone(), Self::single(sid, volatile))
-                    {
-                        errors.extend(e);
-                    }
-                }
-                if errors.is_empty() {
-                    Ok(())
-                } else {
-                    Err(errors)
-                }
-            }
+            Selection::Sids(sids) => for_each_sid(sids, |sid| {
+                self.local
+                    .broadcast(packet.clone(), Self::single(sid, volatile))
+            }),
         };
         if let Err(errors) = result {
             tracing::debug!(
@@ -502,19 +507,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     fn disconnect_selection(&self, selection: Selection) {
         let result = match selection {
             Selection::Opts(opts) => self.local.disconnect_socket(*opts),
-            Selection::Sids(sids) => {
-                let mut errors = Vec::new();
-                for sid in sids {
-                    if let Err(e) = self.local.disconnect_socket(BroadcastOptions::new(sid)) {
-                        errors.extend(e);
-                    }
-                }
-                if errors.is_empty() {
-                    Ok(())
-                } else {
-                    Err(errors)
-                }
-            }
+            Selection::Sids(sids) => for_each_sid(sids, |sid| {
+                self.local.disconnect_socket(BroadcastOptions::new(sid))
+            }),
         };
         if let Err(errors) = result {
             tracing::debug!(
