@@ -47,6 +47,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// memory while it is full.
 pub const SOCKET_QUEUE_PACKETS: usize = 4096;
 
+/// Initial read buffer of each WebSocket connection. Chat frames are small and the buffer grows
+/// for larger ones; every idle connection holds it (socketioxide's default is 4 KiB).
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Why a node could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -141,6 +145,7 @@ async fn serve_node(
         .ws_max_frame_size(ws_limit)
         .connect_timeout(CONNECT_TIMEOUT)
         .max_buffer_size(SOCKET_QUEUE_PACKETS)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(Arc::clone(&app))
         .with_adapter::<Adapter>(app.link.adapter().clone())
         .build_layer();
