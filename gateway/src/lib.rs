@@ -96,22 +96,18 @@ pub async fn run_announcing(
     // Announced once the node answers HTTP: when it is ready, or earlier when it has to wait
     // for Redis (it then answers `/ready` 503 meanwhile).
     let mut on_ready = Some(on_ready);
-    let addr = listener.local_addr()?;
-    let waiting = || {
-        if let Some(announce) = on_ready.take() {
-            announce(addr);
+    let mut announce = move |addr| {
+        if let Some(on_ready) = on_ready.take() {
+            on_ready(addr);
         }
     };
+    let addr = listener.local_addr()?;
     let Some(link) =
-        cluster_link::connect_while_starting(&listener, &config, &mut shutdown, waiting).await?
+        cluster_link::connect_while_starting(&listener, &config, &mut shutdown, || announce(addr))
+            .await?
     else {
         tracing::info!("stopped before the cluster could be joined");
         return Ok(());
-    };
-    let announce = move |addr| {
-        if let Some(announce) = on_ready.take() {
-            announce(addr);
-        }
     };
     serve_node(listener, App::with_link(config, link)?, shutdown, announce).await
 }

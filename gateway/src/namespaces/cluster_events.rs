@@ -12,10 +12,10 @@ use cluster::RoomRecord;
 use cluster::bus::{ControlHandler, ServerShutdown, SystemAnnouncement, UserBanned};
 use cluster::redis::{LocalMembership, LocalSnapshot, NodeEvent, NodeLeft};
 use cluster::{Member, OnlineSocket};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::main_ns::room_key;
+use super::main_ns::{room_key, user_left, user_offline};
 use super::{MAIN, Session, Shared, emit};
 
 /// Records of rooms that this node's sockets joined, by room id. Entries for rooms without a
@@ -107,17 +107,18 @@ async fn announce_departures(shared: &Shared, left: &NodeLeft) {
         return;
     };
     for socket in &left.went_offline {
-        let payload = json!({ "userId": socket.user_id, "username": socket.username });
+        let payload = user_offline(&socket.user_id, &socket.username);
         let _ = emit::broadcast(shared, main.clone(), "user offline", &payload).await;
     }
     for p in &left.purged {
-        let payload = json!({
-            "socketId": p.member.socket_id,
-            "userId": p.member.user_id,
-            "username": p.member.username,
-            "roomId": p.room_id,
-            "userCount": p.user_count,
-        });
+        let m = &p.member;
+        let payload = user_left(
+            &m.socket_id,
+            &m.user_id,
+            &m.username,
+            &p.room_id,
+            p.user_count,
+        );
         let _ = emit::broadcast(
             shared,
             main.clone().to(room_key(&p.room_id)),

@@ -51,8 +51,7 @@ pub async fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>, ses
     match shared.app.backends.presence.socket_connected(online).await {
         Ok(true) => {
             if let Some(op) = shared.io.of(MAIN) {
-                let payload =
-                    json!({ "userId": session.user_id(), "username": session.username() });
+                let payload = user_offline(session.user_id(), &session.username());
                 let _ = emit::broadcast(
                     shared,
                     op.except(user_room(session.user_id())),
@@ -114,6 +113,28 @@ async fn forget_presence(shared: &Shared, session: &Session, sid: &str) {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, socket = %sid, "presence unavailable on disconnect"),
     }
+}
+
+/// The `user offline` payload.
+pub(super) fn user_offline(user_id: &str, username: &str) -> Value {
+    json!({ "userId": user_id, "username": username })
+}
+
+/// The `user left` payload.
+pub(super) fn user_left(
+    socket_id: &str,
+    user_id: &str,
+    username: &str,
+    room_id: &str,
+    user_count: usize,
+) -> Value {
+    json!({
+        "socketId": socket_id,
+        "userId": user_id,
+        "username": username,
+        "roomId": room_id,
+        "userCount": user_count,
+    })
 }
 
 /// Sends `welcome` (from the connect handler, once the socket is connected).
@@ -452,13 +473,13 @@ async fn leave(shared: &Shared, s: &SocketRef<Adapter>, session: &Session, room_
             shared,
             op.to(room_key(room_id)),
             "user left",
-            &json!({
-                "socketId": sid,
-                "userId": session.user_id(),
-                "username": session.username(),
-                "roomId": room_id,
-                "userCount": user_count,
-            }),
+            &user_left(
+                &sid,
+                session.user_id(),
+                &session.username(),
+                room_id,
+                user_count,
+            ),
         )
         .await;
     }
