@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod health;
+mod owned_head;
 
 use std::sync::Arc;
 
@@ -70,6 +71,7 @@ where
 {
     router
         .layer(socketio)
+        .layer(middleware::map_request(owned_head::own_handshake_head))
         .layer(middleware::from_fn_with_state(
             config.args.allow_eio3,
             engine_io_v3_switch,

@@ -1,7 +1,6 @@
 //! The main namespace `/` (PROTOCOL.md section 3).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use cluster::{HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord};
@@ -10,6 +9,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 
 use super::admission::user_room;
+use super::presence_guard::PresenceGuard;
 use super::{Cx, MAIN, Outcome, Reject, Session, Shared, emit, fields, now, on};
 use crate::validation::{self, PrivateMessage};
 use crate::{Adapter, passwords};
@@ -64,35 +64,10 @@ pub async fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>, ses
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, socket = %s.id, "presence unavailable on connect"),
     }
-    guard_presence(shared, s, session);
+    PresenceGuard::watch(shared, s.id, session);
 }
 
-/// How long after admission a socket must have entered the namespace.
-const ADMISSION_GUARD: Duration = Duration::from_secs(5);
-
-/// Presence is recorded before the CONNECT ack. If the ack then cannot be sent (transport gone),
-/// socketioxide drops the socket without calling its disconnect handler; this check removes the
-/// record such a socket would otherwise leave behind.
-fn guard_presence(shared: &Arc<Shared>, s: &SocketRef<Adapter>, session: &Session) {
-    let shared = Arc::clone(shared);
-    let session = session.clone();
-    let sid = s.id;
-    tokio::spawn(async move {
-        tokio::time::sleep(ADMISSION_GUARD).await;
-        let present = shared
-            .io
-            .of(MAIN)
-            .and_then(|op| op.get_socket(sid))
-            .is_some();
-        if session.was_connected() || present {
-            return;
-        }
-        tracing::debug!(socket = %sid, "socket never entered /: removing its presence");
-        forget_presence(&shared, &session, &sid.to_string()).await;
-    });
-}
-
-async fn forget_presence(shared: &Shared, session: &Session, sid: &str) {
+pub(super) async fn forget_presence(shared: &Shared, session: &Session, sid: &str) {
     match shared
         .app
         .backends

@@ -15,6 +15,7 @@ pub mod cluster_events;
 pub mod emit;
 pub mod game;
 pub mod main_ns;
+pub mod presence_guard;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -72,6 +73,8 @@ pub struct Shared {
     /// Records of the rooms this node's sockets joined, so a node can re-register them after
     /// Redis lost its data (see [`cluster_events`]).
     pub joined_rooms: cluster_events::JoinedRooms,
+    /// Checks that admitted sockets entered `/`.
+    pub presence_guard: presence_guard::PresenceGuard,
 }
 
 /// Registers every namespace on `io`; returns what the handlers share, for the cluster event
@@ -84,7 +87,9 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceE
         connections: ConnectionLimiter::new(app.config.args.connection_rate_limit),
         game_locks: game::GameLocks::default(),
         joined_rooms: cluster_events::JoinedRooms::default(),
+        presence_guard: presence_guard::PresenceGuard::default(),
     });
+    presence_guard::PresenceGuard::start(&shared);
     for ns in ALL {
         admission::register(&shared, ns)
             .await
