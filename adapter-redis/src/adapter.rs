@@ -675,15 +675,43 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 },
                 _ = tick.tick() => self.sync_rooms(remote).await,
                 () = remote.core.sync_now.notified() => self.sync_rooms(remote).await,
-                Some(waiter) = waiters.recv() => {
-                    self.sync_rooms(remote).await;
-                    let _ = waiter.send(());
+                Some(first) = waiters.recv() => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_SYNC_BATCH {
+                        match waiters.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.iter().any(|r| r.rooms.is_none()) {
+                        self.sync_rooms(remote).await;
+                    } else {
+                        let rooms = batch.iter().flat_map(|r| r.rooms.iter().flatten());
+                        self.subscribe_rooms(remote, rooms).await;
+                    }
+                    for request in batch {
+                        let _ = request.done.send(());
+                    }
                 }
             }
             if remote.core.closed.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
         }
+    }
+
+    /// Subscribes to the channels of `rooms` not subscribed yet.
+    async fn subscribe_rooms(&self, remote: &Remote, rooms: impl Iterator<Item = &String>) {
+        let add: Vec<String> = {
+            let Ok(mut subscribed) = remote.core.subscribed_rooms.lock() else {
+                return;
+            };
+            rooms
+                .filter(|room| subscribed.insert((*room).clone()))
+                .map(|room| remote.core.channels.room(room))
+                .collect()
+        };
+        remote.shared.subscribe(add).await;
     }
 
     /// Subscribes to the channel of each room the local sockets hold and unsubscribes from
@@ -763,6 +791,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         remote.shared.publish_queued(channel, bytes).await;
     }
 }
+
+/// Sync requests served by one subscription round at most; the rest wait for the next round.
+const MAX_SYNC_BATCH: usize = 256;
 
 impl<E: SocketEmitter> LocalView for RedisAdapter<E> {
     fn local_rooms(&self) -> Vec<String> {

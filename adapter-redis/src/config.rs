@@ -30,7 +30,10 @@ pub struct RedisAdapterConfig {
     /// Answers buffered per waiting request; extra answers are dropped and counted. Default 4096.
     pub max_responses_per_request: usize,
     /// How often each namespace compares the rooms its sockets hold with its room-channel
-    /// subscriptions (`socket.join` is local and does not notify the adapter). Default 20 ms.
+    /// subscriptions: this unsubscribes rooms nobody holds any more and picks up joins that were
+    /// not announced (`socket.join` is local and does not notify the adapter; announce it with
+    /// [`crate::RedisAdapterCtr::sync_rooms_with`]). One comparison walks every room of every
+    /// local socket. Default 1 s.
     pub room_sync_interval: Duration,
     /// Longest wait between reconnection attempts after Redis goes away. Default 500 ms.
     pub reconnect_max_delay: Duration,
@@ -60,7 +63,7 @@ impl Default for RedisAdapterConfig {
             fred_broadcast_capacity: 8192,
             max_pending_requests: 1024,
             max_responses_per_request: 4096,
-            room_sync_interval: Duration::from_millis(20),
+            room_sync_interval: Duration::from_secs(1),
             reconnect_max_delay: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(1),
             unresponsive_timeout: Duration::from_secs(3),

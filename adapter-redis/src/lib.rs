@@ -57,9 +57,10 @@
 //! # What this adapter does better than the Node adapter, with the same wire
 //!
 //! * **Per-room subscriptions.** Instead of `PSUBSCRIBE <key>#<nsp>#*`, a node subscribes to
-//!   the namespace channel, the channels of the rooms its sockets hold (kept in step every
-//!   [`RedisAdapterConfig::room_sync_interval`] and right after joins made through the adapter,
-//!   see [`RedisAdapterCtr::sync_rooms`]), and one narrow pattern matching 16-character rooms,
+//!   the namespace channel, the channels of the rooms its sockets hold (subscribed right after
+//!   joins announced with [`RedisAdapterCtr::sync_rooms_with`] or made through the adapter, and
+//!   compared with the rooms held every [`RedisAdapterConfig::room_sync_interval`]), and one
+//!   narrow pattern matching 16-character rooms,
 //!   which is how `io.to(<socket id>)` from other nodes reaches its sockets. A node with no
 //!   member of a room receives none of that room's traffic. A message to a room published
 //!   before this node's subscription to it is acknowledged is not received by this node.
@@ -242,34 +243,44 @@ impl RedisAdapterCtr {
     }
 
     /// Waits until this node's room-channel subscriptions of namespace `nsp` match the rooms
-    /// its sockets hold now (for example right after `socket.join`). Returns at once for a
-    /// local adapter.
+    /// its sockets hold now, unsubscribing rooms nobody holds any more. Its cost grows with the
+    /// local sockets; after a join, prefer [`RedisAdapterCtr::sync_rooms_with`]. Concurrent
+    /// calls share one check. Returns at once for a local adapter.
     pub async fn sync_rooms(&self, nsp: &str) {
-        let Ok((_shared, core)) = self.namespace(nsp) else {
-            return;
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if core.sync_waiters.send(tx).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.request_sync(nsp, None).await;
     }
 
-    /// [`RedisAdapterCtr::sync_rooms`], also covering `rooms` joined by sockets that are not
-    /// connected yet: call it right after `socket.join` in a connect middleware, so the socket's
-    /// rooms are subscribed before its CONNECT ack (the periodic check sees connected sockets
-    /// only). Returns at once for a local adapter.
+    /// Waits until `rooms` of namespace `nsp` are subscribed: call it right after
+    /// `socket.join`, also in a connect middleware (the socket is not connected yet), so
+    /// messages other nodes send to those rooms from then on are received. The rooms stay
+    /// subscribed while they have a member. The cost grows with the rooms named, not with the
+    /// sockets. Returns at once for a local adapter.
     pub async fn sync_rooms_with(&self, nsp: &str, rooms: impl IntoIterator<Item = String>) {
         let Ok((_shared, core)) = self.namespace(nsp) else {
             return;
         };
-        if let Ok(mut pinned) = core.pinned_rooms.lock() {
-            pinned.extend(
-                rooms
-                    .into_iter()
-                    .filter(|r| !crate::channels::NamespaceChannels::room_covered_by_pattern(r)),
-            );
+        let rooms: Vec<String> = rooms
+            .into_iter()
+            .filter(|r| !crate::channels::NamespaceChannels::room_covered_by_pattern(r))
+            .collect();
+        if rooms.is_empty() {
+            return;
         }
-        self.sync_rooms(nsp).await;
+        if let Ok(mut pinned) = core.pinned_rooms.lock() {
+            pinned.extend(rooms.iter().cloned());
+        }
+        self.request_sync(nsp, Some(rooms)).await;
+    }
+
+    async fn request_sync(&self, nsp: &str, rooms: Option<Vec<String>>) {
+        let Ok((_shared, core)) = self.namespace(nsp) else {
+            return;
+        };
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let request = namespace::SyncRequest { rooms, done };
+        if core.sync_waiters.send(request).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Every room of namespace `nsp` across the cluster (Node's `allRooms()`), with the

@@ -32,13 +32,24 @@ pub(crate) struct NsCore {
     /// connected sockets). Dropped once connected sockets hold the room or nobody does.
     pub pinned_rooms: Mutex<HashSet<String>>,
     pub sync_now: Notify,
-    pub sync_waiters: mpsc::Sender<oneshot::Sender<()>>,
-    pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<oneshot::Sender<()>>>>,
+    pub sync_waiters: mpsc::Sender<SyncRequest>,
+    pub sync_waiters_rx: Mutex<Option<mpsc::Receiver<SyncRequest>>>,
     pub local_view: OnceLock<Weak<dyn LocalView>>,
     /// Set by `close`: the namespace task stops.
     pub closed: std::sync::atomic::AtomicBool,
     /// Bounds the broadcast-with-ack requests of other nodes answered at once.
     pub ack_answers: Arc<tokio::sync::Semaphore>,
+}
+
+/// A caller waiting for room-channel subscriptions, served by the namespace task.
+#[derive(Debug)]
+pub(crate) struct SyncRequest {
+    /// `None`: compare every room the local sockets hold with the subscriptions (cost grows
+    /// with the sockets). `Some`: only make sure these rooms are subscribed (cost grows with
+    /// the rooms named).
+    pub rooms: Option<Vec<String>>,
+    /// Answered once the subscriptions are in place.
+    pub done: oneshot::Sender<()>,
 }
 
 /// What the constructor handle needs from a namespace's local adapter, without its

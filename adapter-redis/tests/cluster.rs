@@ -458,3 +458,36 @@ async fn acks_missing_on_another_node_end_at_the_callers_timeout() {
     remote.disconnect().await.unwrap();
     b_stuck.expect_disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_joins_are_subscribed_at_once_and_checks_unsubscribe_left_rooms() {
+    let redis = RedisServer::start().unwrap();
+    let url = redis.url();
+    // The periodic comparison is off: only announced joins and explicit checks subscribe.
+    let config = adapter_redis::RedisAdapterConfig {
+        room_sync_interval: Duration::from_secs(3600),
+        ..common::test_config()
+    };
+    let ctr_b = RedisAdapterCtr::connect(&url, config).await.unwrap();
+    let b = server(ctr_b.clone()).await;
+    let (a, _ctr_a) = node(&url).await;
+    let mut b1 = client(&b, &[]).await;
+    let socket = b.get_socket(b1.sid.parse().unwrap()).unwrap();
+
+    socket.join("announced");
+    ctr_b.sync_rooms_with("/", ["announced".to_owned()]).await;
+    assert_eq!(numsub(&url, "socket.io#/#announced#").await, 1);
+    a.to("announced").emit("hello", &1).await.unwrap();
+    assert_eq!(b1.expect("hello").await.args, vec![json!(1)]);
+
+    socket.join("silent");
+    assert_eq!(
+        numsub(&url, "socket.io#/#silent#").await,
+        0,
+        "not announced yet"
+    );
+    socket.leave("announced");
+    ctr_b.sync_rooms("/").await;
+    assert_eq!(numsub(&url, "socket.io#/#silent#").await, 1);
+    assert_eq!(numsub(&url, "socket.io#/#announced#").await, 0);
+}

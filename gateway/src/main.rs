@@ -14,16 +14,34 @@ use gateway::telemetry::Telemetry;
 /// Exit code for a configuration or usage error.
 const EXIT_CONFIG: i32 = 2;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    let code = match cli.command {
-        None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Token(args)) => token(&args),
-        Some(Command::Healthcheck(args)) => healthcheck(&args).await,
-        Some(Command::ClusterStats(args)) => cluster_stats(&args).await,
+    let worker_threads = match &cli.command {
+        None => cli.serve.worker_threads,
+        Some(Command::Serve(args)) => args.worker_threads,
+        Some(_) => 1,
     };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    let runtime = builder.enable_all().build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Token(args)) => token(&args),
+            Some(Command::Healthcheck(args)) => healthcheck(&args).await,
+            Some(Command::ClusterStats(args)) => cluster_stats(&args).await,
+        }
+    });
     let _ = std::io::stdout().flush();
     // Exit here rather than by dropping the runtime, which would wait for any blocking task
     // still running; the node has already shut down gracefully (or given up after its grace).

@@ -48,6 +48,15 @@ struct Args {
         value_delimiter = ','
     )]
     only: Vec<String>,
+    /// Stacks to measure (comma separated): gateway, node.
+    #[arg(long, default_value = "gateway,node", value_delimiter = ',')]
+    stacks: Vec<String>,
+    /// Overrides the mode's fan-out receivers (for profiling one size).
+    #[arg(long)]
+    fanout_clients: Option<usize>,
+    /// Overrides the mode's number of saturation ramp steps (0: the fixed point only).
+    #[arg(long)]
+    ramp_max_steps: Option<usize>,
     /// The command line to print in BENCHMARKS.md.
     #[arg(long, default_value = "bash tests/bench/run.sh")]
     command: String,
@@ -106,11 +115,17 @@ fn write_outputs(args: &Args, results: &Results) -> Result<()> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
-    let config = if args.quick {
+    let mut config = if args.quick {
         Config::quick()
     } else {
         Config::full()
     };
+    if let Some(clients) = args.fanout_clients {
+        config.fanout_clients = clients;
+    }
+    if let Some(steps) = args.ramp_max_steps {
+        config.ramp_max_steps = steps;
+    }
     if !args.gateway_bin.is_file() {
         anyhow::bail!(
             "{} not found: build it with `cargo build --release -p gateway`",
@@ -188,28 +203,37 @@ async fn main() -> Result<()> {
             format!("not measured: gateway cluster mode not available in this build ({e})")
         });
 
+    let stacks: Vec<Stack> = [Stack::Gateway, Stack::Node]
+        .into_iter()
+        .filter(|stack| {
+            let name = stack.label().to_lowercase().replace(".js", "");
+            args.stacks.iter().any(|s| s.eq_ignore_ascii_case(&name))
+        })
+        .collect();
+    let measured = |stack: Stack| stacks.contains(&stack);
+
     if wants("idle") {
-        for stack in [Stack::Gateway, Stack::Node] {
+        for &stack in &stacks {
             let run = scenarios::idle(&bench, stack).await;
             results.idle.push(run);
             save(&mut results);
         }
     }
     if wants("connrate") {
-        for stack in [Stack::Gateway, Stack::Node] {
+        for &stack in &stacks {
             let run = scenarios::conn_rate(&bench, stack).await;
             results.conn_rate.push(run);
             save(&mut results);
         }
     }
     if wants("single") {
-        for stack in [Stack::Gateway, Stack::Node] {
+        for &stack in &stacks {
             let run = scenarios::fanout(&bench, stack, false).await;
             results.fanout.push(run);
             save(&mut results);
         }
     }
-    if wants("cluster") {
+    if wants("cluster") && measured(Stack::Gateway) {
         let run = match &cluster_reason {
             Some(reason) => FanoutRun::not_measured(
                 Stack::Gateway,
@@ -222,11 +246,13 @@ async fn main() -> Result<()> {
         };
         results.fanout.push(run);
         save(&mut results);
+    }
+    if wants("cluster") && measured(Stack::Node) {
         let run = scenarios::fanout(&bench, Stack::Node, true).await;
         results.fanout.push(run);
         save(&mut results);
     }
-    if wants("rooms") {
+    if wants("rooms") && measured(Stack::Gateway) {
         let run = match &cluster_reason {
             Some(reason) => {
                 ManyRoomsRun::not_measured(Stack::Gateway, &bench.config, reason.clone())
@@ -235,6 +261,8 @@ async fn main() -> Result<()> {
         };
         results.many_rooms.push(run);
         save(&mut results);
+    }
+    if wants("rooms") && measured(Stack::Node) {
         let run = scenarios::many_rooms(&bench, Stack::Node).await;
         results.many_rooms.push(run);
         save(&mut results);

@@ -122,12 +122,18 @@ impl Launcher {
                 stack.label().to_lowercase().replace(".js", ""),
                 i + 1
             );
-            servers.push(self.start(stack, &id, redis_url.as_deref())?);
+            servers.push(self.start(stack, &id, redis_url.as_deref(), nodes)?);
         }
         Ok(Deployment { servers, redis })
     }
 
-    fn start(&self, stack: Stack, server_id: &str, redis_url: Option<&str>) -> Result<Server> {
+    fn start(
+        &self,
+        stack: Stack,
+        server_id: &str,
+        redis_url: Option<&str>,
+        nodes: usize,
+    ) -> Result<Server> {
         std::fs::create_dir_all(&self.log_dir)?;
         let log = std::fs::File::create(self.log_dir.join(format!("{server_id}.log")))?;
         let mut cmd = match stack {
@@ -142,6 +148,11 @@ impl Launcher {
                     .env("LOG_FORMAT", "text");
                 if let Some(url) = redis_url {
                     c.args(["--redis-url", url]);
+                }
+                // Several nodes on one machine: one thread each, as a Node.js process has; a
+                // single node uses every core (its default).
+                if nodes > 1 {
+                    c.args(["--worker-threads", "1"]);
                 }
                 c
             }

@@ -104,8 +104,14 @@ pub async fn depart_all(shared: &Arc<Shared>) {
 
 async fn join_game(cx: Cx, v: Value) -> Outcome {
     let game_id = validation::game_id(&v)?;
-    cx.socket.join(game_room(&game_id));
-    cx.shared.app.link.adapter().sync_rooms(super::GAME).await;
+    let room = game_room(&game_id);
+    cx.socket.join(room.clone());
+    cx.shared
+        .app
+        .link
+        .adapter()
+        .sync_rooms_with(super::GAME, [room])
+        .await;
     if cx.session.add_game(&game_id) {
         let _ = emit::broadcast(
             &cx.shared,

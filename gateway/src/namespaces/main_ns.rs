@@ -387,10 +387,16 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
         JoinOutcome::NoSuchRoom => return Err(room_error(&cx, "Room does not exist")),
         JoinOutcome::Full => return Err(room_error(&cx, "Room is full")),
     };
-    cx.socket.join(room_key(&j.room_id));
+    let key = room_key(&j.room_id);
+    cx.socket.join(key.clone());
     cx.shared.joined_rooms.remember(&room);
     // Subscribed to the room's channel before the ack: messages from other nodes are not missed.
-    cx.shared.app.link.adapter().sync_rooms(MAIN).await;
+    cx.shared
+        .app
+        .link
+        .adapter()
+        .sync_rooms_with(MAIN, [key])
+        .await;
     let users: Vec<String> = backends
         .rooms
         .members(&j.room_id)
