@@ -101,17 +101,18 @@ impl Conn {
         Ok(sha)
     }
 
-    /// Every key matching `pattern`, found with `SCAN` (on each primary of a Redis Cluster).
+    /// Every key matching `pattern`, found with `SCAN` (on each primary of a Redis Cluster),
+    /// [`SCAN_PAGE`] keys examined per call.
     pub(crate) async fn scan_keys(&self, pattern: &str) -> StateResult<Vec<String>> {
         self.ensure_connected()?;
         let keys: Vec<Key> = if self.client.is_clustered() {
             self.client
-                .scan_cluster_buffered(pattern.to_owned(), Some(100), None)
+                .scan_cluster_buffered(pattern.to_owned(), Some(SCAN_PAGE), None)
                 .try_collect()
                 .await
         } else {
             self.client
-                .scan_buffered(pattern.to_owned(), Some(100), None)
+                .scan_buffered(pattern.to_owned(), Some(SCAN_PAGE), None)
                 .try_collect()
                 .await
         }
@@ -122,6 +123,11 @@ impl Conn {
             .collect::<Vec<_>>())
     }
 }
+
+/// Keys `SCAN` examines per call: the keyspace holds a key or more per user, and every node
+/// lists the live nodes every few seconds, so small pages meant hundreds of round trips (and
+/// replies to every node) per listing.
+const SCAN_PAGE: u32 = 1000;
 
 /// Room registry on Redis.
 #[derive(Debug)]

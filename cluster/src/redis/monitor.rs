@@ -108,6 +108,7 @@ impl NodeMonitor {
             heard: HashMap::new(),
             orphan_candidates: HashMap::new(),
             settled: false,
+            last_sweep: None,
         };
         let task = tokio::spawn(worker.run(bus, reconnects));
         (Self { task, peers }, rx)
@@ -143,6 +144,8 @@ struct Worker {
     orphan_candidates: HashMap<String, Instant>,
     /// False until the first round after start or after a reconnect: that round only learns.
     settled: bool,
+    /// When the keyspace was last swept for orphaned node state.
+    last_sweep: Option<Instant>,
 }
 
 impl Worker {
@@ -258,7 +261,15 @@ impl Worker {
                 self.node_gone(&id, true).await?;
             }
         }
-        self.sweep_orphans(settled).await
+        // Orphans must go unclaimed for a whole TTL anyway, and the sweep walks the keyspace:
+        // a quarter of the TTL between sweeps delays a purge by that much at most.
+        let sweep_every = self.config.interval.max(self.stats_ttl / 4);
+        let due = self.last_sweep.is_none_or(|at| at.elapsed() >= sweep_every);
+        if !settled || due {
+            self.last_sweep = Some(Instant::now());
+            self.sweep_orphans(settled).await?;
+        }
+        Ok(())
     }
 
     async fn sweep_orphans(&mut self, settled: bool) -> StateResult<()> {
