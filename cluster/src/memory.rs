@@ -69,6 +69,10 @@ impl RoomRegistry for MemoryRooms {
         Ok(lock(&self.rooms).iter().map(|r| r.record.clone()).collect())
     }
 
+    async fn count(&self) -> StateResult<usize> {
+        Ok(lock(&self.rooms).len())
+    }
+
     async fn join(&self, room_id: &str, member: Member) -> StateResult<JoinOutcome> {
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.iter_mut().find(|r| r.record.id == room_id) else {
@@ -481,6 +485,7 @@ mod tests {
         rooms.create(room("r", 5)).await.unwrap();
         rooms.join("r", member("s1", "n")).await.unwrap();
         rooms.join("r", member("s2", "n")).await.unwrap();
+        assert_eq!(rooms.count().await.unwrap(), 1);
         assert_eq!(
             rooms.leave("r", "s9").await.unwrap(),
             LeaveOutcome::NotMember
@@ -500,6 +505,7 @@ mod tests {
             }
         );
         assert!(rooms.get("r").await.unwrap().is_none());
+        assert_eq!(rooms.count().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -119,6 +119,10 @@ pub trait RoomRegistry: Send + Sync + Debug {
     async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>>;
     /// Every room, private ones included, in creation order.
     async fn list(&self) -> StateResult<Vec<RoomRecord>>;
+    /// How many rooms exist. Backends answer it without listing them where they can.
+    async fn count(&self) -> StateResult<usize> {
+        Ok(self.list().await?.len())
+    }
     /// Adds a member unless the room is missing or full. The capacity check and the insert are
     /// one atomic step cluster-wide.
     async fn join(&self, room_id: &str, member: Member) -> StateResult<JoinOutcome>;

@@ -35,6 +35,7 @@ async fn rooms_create_get_list_and_refuse_duplicates() {
         .map(|r| r.id)
         .collect();
     assert_eq!(ids, ["first", "second", "third"], "creation order");
+    assert_eq!(rooms.count().await.unwrap(), 3);
 }
 
 #[tokio::test]

@@ -253,6 +253,17 @@ impl RoomRegistry for RedisRooms {
         jsons.iter().map(|j| decode(j)).collect()
     }
 
+    async fn count(&self) -> StateResult<usize> {
+        self.conn.ensure_connected()?;
+        let n: i64 = self
+            .conn
+            .client
+            .zcard(self.conn.keys.rooms_index())
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(count(n))
+    }
+
     async fn member_count(&self, room_id: &str) -> StateResult<usize> {
         self.conn.ensure_connected()?;
         let n: i64 = self
