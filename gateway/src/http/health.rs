@@ -124,9 +124,10 @@ fn parse_memory_limit(text: &str) -> Option<u64> {
     (limit < (1 << 60)).then_some(limit)
 }
 
-/// Asks the state backend for something cheap, within [`BACKEND_PROBE_TIMEOUT`].
+/// Asks the state backend for something cheap, within [`BACKEND_PROBE_TIMEOUT`]: the room
+/// count (one `ZCARD` on Redis; listing the live nodes would walk the keyspace on every probe).
 pub async fn probe_state_backend(app: &App) -> Result<(), String> {
-    match tokio::time::timeout(BACKEND_PROBE_TIMEOUT, app.backends.nodes.live_nodes()).await {
+    match tokio::time::timeout(BACKEND_PROBE_TIMEOUT, app.backends.rooms.count()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
