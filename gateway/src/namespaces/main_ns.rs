@@ -488,11 +488,18 @@ async fn room_message(cx: Cx, v: Value) -> Outcome {
         "roomId": m.room_id,
         "timestamp": now(),
     });
-    cx.app()
-        .backends
-        .history
-        .append(&HistoryScope::Room(m.room_id.clone()), msg.clone())
-        .await?;
+    // Stored before it is broadcast, as before; but the append is only queued here, and the
+    // socket's next event may start at once (see `history_writer`). Broadcasts keep arrival
+    // order through their turns.
+    let stored = cx
+        .shared
+        .history_writer
+        .append(HistoryScope::Room(m.room_id.clone()), msg.clone())
+        .await;
+    let mut turn = cx.session.broadcast_turn();
+    cx.let_next_run();
+    stored.wait().await?;
+    turn.wait().await;
     emit::broadcast(
         &cx.shared,
         cx.socket.to(room_key(&m.room_id)),

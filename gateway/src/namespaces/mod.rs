@@ -14,6 +14,7 @@ pub mod chat;
 pub mod cluster_events;
 pub mod emit;
 pub mod game;
+pub mod history_writer;
 pub mod main_ns;
 pub mod presence_guard;
 
@@ -75,6 +76,8 @@ pub struct Shared {
     pub joined_rooms: cluster_events::JoinedRooms,
     /// Checks that admitted sockets entered `/`.
     pub presence_guard: presence_guard::PresenceGuard,
+    /// Room message history appends, pipelined.
+    pub history_writer: history_writer::HistoryWriter,
 }
 
 /// Registers every namespace on `io`; returns what the handlers share, for the cluster event
@@ -88,6 +91,7 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceE
         game_locks: game::GameLocks::default(),
         joined_rooms: cluster_events::JoinedRooms::default(),
         presence_guard: presence_guard::PresenceGuard::default(),
+        history_writer: history_writer::HistoryWriter::start(Arc::clone(&app.backends.history)),
     });
     presence_guard::PresenceGuard::start(&shared);
     for ns in ALL {
@@ -109,6 +113,8 @@ struct SessionInner {
     limiter: Mutex<EventLimiter>,
     /// Completion of the event handled last; the next event waits for it (arrival order).
     tail: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Completion of the broadcast queued last by an event that let the next one start early.
+    broadcast_tail: Mutex<Option<oneshot::Receiver<()>>>,
     /// Events admitted and not finished yet, bounded by `max_pending`.
     pending: AtomicUsize,
     max_pending: usize,
@@ -130,6 +136,7 @@ impl Session {
                 Instant::now(),
             )),
             tail: Mutex::new(None),
+            broadcast_tail: Mutex::new(None),
             pending: AtomicUsize::new(0),
             // The bucket already bounds arrivals; this bounds the backlog when handlers stall
             // (state backend slow): twice the burst, past which events are rate limited.
@@ -235,9 +242,46 @@ impl Session {
         let previous = lock(&self.0.tail).replace(rx);
         Some(Ticket {
             previous,
-            _done: done,
+            next: NextEvent(Arc::new(Mutex::new(Some(done)))),
             session: self.clone(),
         })
+    }
+
+    /// Takes the next place in the order of this socket's broadcasts that may finish after the
+    /// socket's next event started (see [`Cx::let_next_run`]).
+    pub fn broadcast_turn(&self) -> BroadcastTurn {
+        let (done, rx) = oneshot::channel();
+        let previous = lock(&self.0.broadcast_tail).replace(rx);
+        BroadcastTurn {
+            previous,
+            _done: done,
+        }
+    }
+}
+
+/// A place in a socket's broadcast order: wait for the previous holder, broadcast, drop.
+#[derive(Debug)]
+pub struct BroadcastTurn {
+    previous: Option<oneshot::Receiver<()>>,
+    _done: oneshot::Sender<()>,
+}
+
+impl BroadcastTurn {
+    /// Waits until the broadcasts queued before this one are done (or abandoned).
+    pub async fn wait(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = previous.await;
+        }
+    }
+}
+
+/// Lets the socket's next event start; shared by an event's [`Ticket`] and its [`Cx`].
+#[derive(Debug, Clone, Default)]
+pub struct NextEvent(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl NextEvent {
+    fn release(&self) {
+        lock(&self.0).take();
     }
 }
 
@@ -246,12 +290,13 @@ impl Session {
 #[derive(Debug)]
 struct Ticket {
     previous: Option<oneshot::Receiver<()>>,
-    _done: oneshot::Sender<()>,
+    next: NextEvent,
     session: Session,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.next.release();
         self.session.0.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -308,9 +353,18 @@ pub struct Cx {
     pub ack_wanted: bool,
     /// The event name.
     pub event: &'static str,
+    /// Lets the socket's next event start before this one finishes.
+    next: NextEvent,
 }
 
 impl Cx {
+    /// Lets the socket's next event start now, before this handler finishes. Whatever the
+    /// handler does after this that must stay in arrival order has to take its own turn (for
+    /// broadcasts, [`Session::broadcast_turn`], taken before this call).
+    pub fn let_next_run(&self) {
+        self.next.release();
+    }
+
     /// The node state.
     pub fn app(&self) -> &App {
         &self.shared.app
@@ -398,12 +452,14 @@ pub fn on<F, Fut>(
                     // An error only means the previous handler is gone (finished or panicked).
                     let _ = previous.await;
                 }
+                let next = ticket.as_ref().map(|t| t.next.clone()).unwrap_or_default();
                 let cx = Cx {
                     shared: Arc::clone(&shared),
                     socket: s.clone(),
                     session,
                     ack_wanted,
                     event,
+                    next,
                 };
                 let outcome = match payload(data) {
                     Ok(value) => handler(cx, value).await,
