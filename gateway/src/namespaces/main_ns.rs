@@ -6,6 +6,7 @@ use chrono::Utc;
 use cluster::{HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord};
 use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
+use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::DisconnectReason;
 
 use super::admission::user_room;
@@ -224,18 +225,18 @@ pub(super) async fn deliver_chat_message(
     {
         o.insert("message".into(), Value::String(content.clone()));
     }
-    cx.app()
-        .backends
-        .history
-        .append(&scope_of(m.room_id.as_deref()), msg.clone())
-        .await?;
     let op = match &m.room_id {
         Some(room) => cx.socket.to(room_key(room)),
         None => cx.socket.broadcast(),
     };
-    emit::broadcast(&cx.shared, op, "chat message", &msg)
-        .await
-        .map_err(|_| Reject("Message could not be delivered".to_owned()))?;
+    store_then_broadcast(
+        &cx,
+        scope_of(m.room_id.as_deref()),
+        op,
+        "chat message",
+        &msg,
+    )
+    .await?;
     Ok(fields([("messageId", Value::String(id))]))
 }
 
@@ -488,27 +489,30 @@ async fn room_message(cx: Cx, v: Value) -> Outcome {
         "roomId": m.room_id,
         "timestamp": now(),
     });
-    // Stored before it is broadcast, as before; but the append is only queued here, and the
-    // socket's next event may start at once (see `history_writer`). Broadcasts keep arrival
-    // order through their turns.
-    let stored = cx
-        .shared
-        .history_writer
-        .append(HistoryScope::Room(m.room_id.clone()), msg.clone())
-        .await;
+    let op = cx.socket.to(room_key(&m.room_id));
+    store_then_broadcast(&cx, HistoryScope::Room(m.room_id), op, "room message", &msg).await?;
+    Ok(Map::new())
+}
+
+/// Stores `msg` in `scope`'s history, then broadcasts it through `op`. The append is only
+/// queued before the socket's next event may start (see `history_writer`); the broadcast waits
+/// for its own append and for the socket's earlier broadcasts, so arrival order holds for both
+/// history and receivers, and nothing is broadcast that was not stored.
+async fn store_then_broadcast(
+    cx: &Cx,
+    scope: HistoryScope,
+    op: BroadcastOperators<Adapter>,
+    event: &str,
+    msg: &Value,
+) -> Result<(), Reject> {
+    let stored = cx.shared.history_writer.append(scope, msg.clone()).await;
     let mut turn = cx.session.broadcast_turn();
     cx.let_next_run();
     stored.wait().await?;
     turn.wait().await;
-    emit::broadcast(
-        &cx.shared,
-        cx.socket.to(room_key(&m.room_id)),
-        "room message",
-        &msg,
-    )
-    .await
-    .map_err(|_| Reject("Message could not be delivered".to_owned()))?;
-    Ok(Map::new())
+    emit::broadcast(&cx.shared, op, event, msg)
+        .await
+        .map_err(|_| Reject("Message could not be delivered".to_owned()))
 }
 
 async fn room_history(cx: Cx, v: Value) -> Outcome {
