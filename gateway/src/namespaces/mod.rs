@@ -76,7 +76,7 @@ pub struct Shared {
     pub joined_rooms: cluster_events::JoinedRooms,
     /// Checks that admitted sockets entered `/`.
     pub presence_guard: presence_guard::PresenceGuard,
-    /// Room message history appends, pipelined.
+    /// Chat and room message history appends, pipelined.
     pub history_writer: history_writer::HistoryWriter,
 }
 
@@ -111,10 +111,10 @@ struct SessionInner {
     identity: Identity,
     username: Mutex<String>,
     limiter: Mutex<EventLimiter>,
-    /// Completion of the event handled last; the next event waits for it (arrival order).
-    tail: Mutex<Option<oneshot::Receiver<()>>>,
-    /// Completion of the broadcast queued last by an event that let the next one start early.
-    broadcast_tail: Mutex<Option<oneshot::Receiver<()>>>,
+    /// The socket's events, in arrival order.
+    events: OrderQueue,
+    /// Broadcasts of events that let the next event start early, in arrival order.
+    broadcasts: OrderQueue,
     /// Events admitted and not finished yet, bounded by `max_pending`.
     pending: AtomicUsize,
     max_pending: usize,
@@ -135,8 +135,8 @@ impl Session {
                 args.event_rate_burst,
                 Instant::now(),
             )),
-            tail: Mutex::new(None),
-            broadcast_tail: Mutex::new(None),
+            events: OrderQueue::default(),
+            broadcasts: OrderQueue::default(),
             pending: AtomicUsize::new(0),
             // The bucket already bounds arrivals; this bounds the backlog when handlers stall
             // (state backend slow): twice the burst, past which events are rate limited.
@@ -238,8 +238,7 @@ impl Session {
             self.0.pending.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let (done, rx) = oneshot::channel();
-        let previous = lock(&self.0.tail).replace(rx);
+        let (previous, done) = self.0.events.take_place();
         Some(Ticket {
             previous,
             next: NextEvent(Arc::new(Mutex::new(Some(done)))),
@@ -250,8 +249,7 @@ impl Session {
     /// Takes the next place in the order of this socket's broadcasts that may finish after the
     /// socket's next event started (see [`Cx::let_next_run`]).
     pub fn broadcast_turn(&self) -> BroadcastTurn {
-        let (done, rx) = oneshot::channel();
-        let previous = lock(&self.0.broadcast_tail).replace(rx);
+        let (previous, done) = self.0.broadcasts.take_place();
         BroadcastTurn {
             previous,
             _done: done,
@@ -269,9 +267,28 @@ pub struct BroadcastTurn {
 impl BroadcastTurn {
     /// Waits until the broadcasts queued before this one are done (or abandoned).
     pub async fn wait(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            let _ = previous.await;
-        }
+        wait_for(&mut self.previous).await;
+    }
+}
+
+/// A first-come order: each place is done when its sender is dropped, and the next place waits
+/// for that.
+#[derive(Debug, Default)]
+struct OrderQueue(Mutex<Option<oneshot::Receiver<()>>>);
+
+impl OrderQueue {
+    /// Takes the last place: the completion of the place before it, and this place's own.
+    fn take_place(&self) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, rx) = oneshot::channel();
+        (lock(&self.0).replace(rx), done)
+    }
+}
+
+/// Waits for the place before (once); an error only means its holder is gone (finished or
+/// panicked).
+async fn wait_for(previous: &mut Option<oneshot::Receiver<()>>) {
+    if let Some(previous) = previous.take() {
+        let _ = previous.await;
     }
 }
 
@@ -448,9 +465,8 @@ pub fn on<F, Fut>(
                     }
                 }
                 let mut ticket = ticket;
-                if let Some(previous) = ticket.as_mut().and_then(|t| t.previous.take()) {
-                    // An error only means the previous handler is gone (finished or panicked).
-                    let _ = previous.await;
+                if let Some(t) = ticket.as_mut() {
+                    wait_for(&mut t.previous).await;
                 }
                 let next = ticket.as_ref().map(|t| t.next.clone()).unwrap_or_default();
                 let cx = Cx {
