@@ -80,29 +80,24 @@ async fn run(shared: Weak<Shared>) {
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let next_due = lock(&strong.presence_guard.queue).front().map(|c| c.due);
+        let (due_checks, next_due) = {
+            let mut queue = lock(&strong.presence_guard.queue);
+            let now = Instant::now();
+            let ready = queue.iter().take_while(|c| c.due <= now).count();
+            let due: Vec<Check> = queue.drain(..ready).collect();
+            (due, queue.front().map(|c| c.due))
+        };
+        for check in due_checks {
+            run_check(&strong, check).await;
+        }
+        // No strong reference is held while waiting. `notify_one` stores a permit, so a check
+        // queued after the look above still wakes the wait on an empty queue; its timeout lets
+        // the loop see that the node stopped.
+        let queued = Arc::clone(&strong.presence_guard.queued);
+        drop(strong);
         match next_due {
-            Some(due) if due <= Instant::now() => {
-                let now = Instant::now();
-                let due_checks: Vec<Check> = {
-                    let mut queue = lock(&strong.presence_guard.queue);
-                    let ready = queue.iter().take_while(|c| c.due <= now).count();
-                    queue.drain(..ready).collect()
-                };
-                for check in due_checks {
-                    run_check(&strong, check).await;
-                }
-            }
-            Some(due) => {
-                drop(strong);
-                tokio::time::sleep_until(due).await;
-            }
+            Some(due) => tokio::time::sleep_until(due).await,
             None => {
-                // `notify_one` stores a permit, so a check queued after the look above still
-                // wakes this wait. No strong reference is held while waiting, and the timeout
-                // lets the loop see that the node stopped.
-                let queued = Arc::clone(&strong.presence_guard.queued);
-                drop(strong);
                 let _ = tokio::time::timeout(ADMISSION_GUARD, queued.notified()).await;
             }
         }
