@@ -186,6 +186,15 @@ fn json_to_wire(value: &serde_json::Value) -> Wire {
     json::from_json(&value.to_string(), &[]).unwrap_or(Wire::Nil)
 }
 
+/// Hands a sync request to the namespace task and waits for its answer.
+async fn request_sync(core: &namespace::NsCore, rooms: Option<Vec<String>>) {
+    let (done, rx) = tokio::sync::oneshot::channel();
+    let request = namespace::SyncRequest { rooms, done };
+    if core.sync_waiters.send(request).await.is_ok() {
+        let _ = rx.await;
+    }
+}
+
 impl RedisAdapterCtr {
     /// No Redis: the adapter behaves exactly as socketioxide's `LocalAdapter`.
     pub fn local() -> Self {
@@ -247,7 +256,9 @@ impl RedisAdapterCtr {
     /// local sockets; after a join, prefer [`RedisAdapterCtr::sync_rooms_with`]. Concurrent
     /// calls share one check. Returns at once for a local adapter.
     pub async fn sync_rooms(&self, nsp: &str) {
-        self.request_sync(nsp, None).await;
+        if let Ok((_shared, core)) = self.namespace(nsp) {
+            request_sync(&core, None).await;
+        }
     }
 
     /// Waits until `rooms` of namespace `nsp` are subscribed: call it right after
@@ -269,18 +280,7 @@ impl RedisAdapterCtr {
         if let Ok(mut pinned) = core.pinned_rooms.lock() {
             pinned.extend(rooms.iter().cloned());
         }
-        self.request_sync(nsp, Some(rooms)).await;
-    }
-
-    async fn request_sync(&self, nsp: &str, rooms: Option<Vec<String>>) {
-        let Ok((_shared, core)) = self.namespace(nsp) else {
-            return;
-        };
-        let (done, rx) = tokio::sync::oneshot::channel();
-        let request = namespace::SyncRequest { rooms, done };
-        if core.sync_waiters.send(request).await.is_ok() {
-            let _ = rx.await;
-        }
+        request_sync(&core, Some(rooms)).await;
     }
 
     /// Every room of namespace `nsp` across the cluster (Node's `allRooms()`), with the
