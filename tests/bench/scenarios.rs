@@ -94,7 +94,11 @@ impl Config {
             idle_node: vec![10_000, 50_000],
             idle_gateway: vec![10_000, 50_000, 100_000],
             idle_settle_secs: 5.0,
-            conn_rates: vec![250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0],
+            // Steps of about 1.25x above 1,000/s, so that the ratio is not an artifact of doubling.
+            conn_rates: vec![
+                250.0, 500.0, 1_000.0, 1_250.0, 1_600.0, 2_000.0, 2_500.0, 3_200.0, 4_000.0,
+                5_000.0, 6_400.0, 8_000.0, 10_000.0,
+            ],
             conn_step_secs: 5.0,
             fanout_clients: 3_000,
             fanout_rate_per_room: 100.0,
