@@ -16,6 +16,9 @@ pub mod memory;
 pub mod redis;
 pub mod state;
 pub mod stats;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod test_support;
 
 pub use aggregate::{ClusterStats, ClusterTotals, cluster_stats};
 pub use state::{

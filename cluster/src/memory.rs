@@ -395,37 +395,8 @@ impl NodeRegistry for MemoryNodes {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::test_support::*;
     use chrono::Duration;
-
-    fn room(id: &str, max: u32) -> RoomRecord {
-        RoomRecord {
-            id: id.into(),
-            name: format!("Room {id}"),
-            is_private: false,
-            password_hash: None,
-            max_users: max,
-            created_at: Utc::now(),
-            created_by: "u1".into(),
-        }
-    }
-
-    fn member(sid: &str, node: &str) -> Member {
-        Member {
-            socket_id: sid.into(),
-            user_id: format!("user-{sid}"),
-            username: sid.into(),
-            node_id: node.into(),
-        }
-    }
-
-    fn online(uid: &str, sid: &str, node: &str) -> OnlineSocket {
-        OnlineSocket {
-            user_id: uid.into(),
-            username: uid.into(),
-            socket_id: sid.into(),
-            node_id: node.into(),
-        }
-    }
 
     #[tokio::test]
     async fn rooms_refuse_duplicates_and_keep_order() {
@@ -433,50 +404,20 @@ mod tests {
         assert!(rooms.create(room("a", 10)).await.unwrap());
         assert!(rooms.create(room("b", 10)).await.unwrap());
         assert!(!rooms.create(room("a", 5)).await.unwrap());
-        let ids: Vec<_> = rooms
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(room_ids(&rooms).await, ["a", "b"]);
         assert_eq!(rooms.get("a").await.unwrap().unwrap().max_users, 10);
         rooms.join("b", member("s1", "n")).await.unwrap();
-        let counts: Vec<(String, usize)> = rooms
-            .list_with_counts()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(r, n)| (r.id, n))
-            .collect();
-        assert_eq!(counts, [("a".to_owned(), 0), ("b".to_owned(), 1)]);
+        assert_eq!(
+            room_counts(&rooms).await,
+            [("a".to_owned(), 0), ("b".to_owned(), 1)]
+        );
     }
 
     #[tokio::test]
     async fn join_enforces_capacity_and_existence() {
         let rooms = MemoryRooms::default();
         rooms.create(room("r", 2)).await.unwrap();
-        assert_eq!(
-            rooms.join("nope", member("s1", "n")).await.unwrap(),
-            JoinOutcome::NoSuchRoom
-        );
-        assert_eq!(
-            rooms.join("r", member("s1", "n")).await.unwrap(),
-            JoinOutcome::Joined { user_count: 1 }
-        );
-        assert_eq!(
-            rooms.join("r", member("s1", "n")).await.unwrap(),
-            JoinOutcome::AlreadyMember { user_count: 1 }
-        );
-        assert_eq!(
-            rooms.join("r", member("s2", "n")).await.unwrap(),
-            JoinOutcome::Joined { user_count: 2 }
-        );
-        assert_eq!(
-            rooms.join("r", member("s3", "n")).await.unwrap(),
-            JoinOutcome::Full
-        );
+        assert_joins_until_full(&rooms, "r").await;
     }
 
     #[tokio::test]
@@ -486,25 +427,7 @@ mod tests {
         rooms.join("r", member("s1", "n")).await.unwrap();
         rooms.join("r", member("s2", "n")).await.unwrap();
         assert_eq!(rooms.count().await.unwrap(), 1);
-        assert_eq!(
-            rooms.leave("r", "s9").await.unwrap(),
-            LeaveOutcome::NotMember
-        );
-        assert_eq!(
-            rooms.leave("r", "s1").await.unwrap(),
-            LeaveOutcome::Left {
-                user_count: 1,
-                room_deleted: false
-            }
-        );
-        assert_eq!(
-            rooms.leave("r", "s2").await.unwrap(),
-            LeaveOutcome::Left {
-                user_count: 0,
-                room_deleted: true
-            }
-        );
-        assert!(rooms.get("r").await.unwrap().is_none());
+        assert_leaves_until_deleted(&rooms, "r").await;
         assert_eq!(rooms.count().await.unwrap(), 0);
     }
 
@@ -558,7 +481,10 @@ mod tests {
             (s3.user_id.as_str(), s3.username.as_str()),
             ("a", "renamed")
         );
-        assert_eq!(p.find_socket("s1").await.unwrap().unwrap().username, "a");
+        assert_eq!(
+            p.find_socket("s1").await.unwrap().unwrap().username,
+            "name-a"
+        );
         assert!(p.find_socket("s9").await.unwrap().is_none());
         assert!(!p.socket_disconnected("a", "s1").await.unwrap());
         assert!(
@@ -587,25 +513,11 @@ mod tests {
     async fn bans_expire() {
         let bans = MemoryBans::default();
         let now = Utc::now();
-        bans.ban(Ban {
-            user_id: "u".into(),
-            reason: "r".into(),
-            banned_by: "admin".into(),
-            created_at: now,
-            expires_at: Some(now - Duration::seconds(1)),
-        })
-        .await
-        .unwrap();
+        bans.ban(ban("u", "r", now, Some(now - Duration::seconds(1))))
+            .await
+            .unwrap();
         assert!(bans.active("u").await.unwrap().is_none());
-        bans.ban(Ban {
-            user_id: "u".into(),
-            reason: "r".into(),
-            banned_by: "admin".into(),
-            created_at: now,
-            expires_at: None,
-        })
-        .await
-        .unwrap();
+        bans.ban(ban("u", "r", now, None)).await.unwrap();
         assert!(bans.active("u").await.unwrap().is_some());
         assert!(bans.unban("u").await.unwrap());
         assert!(bans.active("u").await.unwrap().is_none());

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use cluster::{Ban, HistoryScope, JoinOutcome, LeaveOutcome, StateBackends};
+use cluster::{History, HistoryScope, JoinOutcome, LeaveOutcome, StateBackends};
 use common::*;
 use fred::prelude::*;
 
@@ -27,14 +27,11 @@ async fn rooms_create_get_list_and_refuse_duplicates() {
     assert_eq!(rooms.get("first").await.unwrap().unwrap().max_users, 10);
     assert_eq!(rooms.get("second").await.unwrap().unwrap(), private);
     assert!(rooms.get("missing").await.unwrap().is_none());
-    let ids: Vec<String> = rooms
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(ids, ["first", "second", "third"], "creation order");
+    assert_eq!(
+        room_ids(&*rooms).await,
+        ["first", "second", "third"],
+        "creation order"
+    );
     assert_eq!(rooms.count().await.unwrap(), 3);
 }
 
@@ -44,26 +41,7 @@ async fn join_leave_members_and_counts() {
     let a = node(&server.url(), "a").await;
     let rooms = a.backends().rooms;
     rooms.create(room("r", 2)).await.unwrap();
-    assert_eq!(
-        rooms.join("nope", member("s0", "a")).await.unwrap(),
-        JoinOutcome::NoSuchRoom
-    );
-    assert_eq!(
-        rooms.join("r", member("s1", "a")).await.unwrap(),
-        JoinOutcome::Joined { user_count: 1 }
-    );
-    assert_eq!(
-        rooms.join("r", member("s1", "a")).await.unwrap(),
-        JoinOutcome::AlreadyMember { user_count: 1 }
-    );
-    assert_eq!(
-        rooms.join("r", member("s2", "b")).await.unwrap(),
-        JoinOutcome::Joined { user_count: 2 }
-    );
-    assert_eq!(
-        rooms.join("r", member("s3", "a")).await.unwrap(),
-        JoinOutcome::Full
-    );
+    assert_joins_until_full(&*rooms, "r").await;
     assert_eq!(
         rooms.members("r").await.unwrap(),
         vec![member("s1", "a"), member("s2", "b")],
@@ -71,47 +49,18 @@ async fn join_leave_members_and_counts() {
     );
     assert_eq!(rooms.member_count("r").await.unwrap(), 2);
     rooms.create(room("empty", 4)).await.unwrap();
-    let listed: Vec<(String, usize)> = rooms
-        .list_with_counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(r, n)| (r.id, n))
-        .collect();
-    assert_eq!(listed, [("r".to_owned(), 2), ("empty".to_owned(), 0)]);
+    assert_eq!(
+        room_counts(&*rooms).await,
+        [("r".to_owned(), 2), ("empty".to_owned(), 0)]
+    );
     assert_eq!(rooms.member_count("nope").await.unwrap(), 0);
     assert!(rooms.members("nope").await.unwrap().is_empty());
-    assert_eq!(
-        rooms.leave("r", "s9").await.unwrap(),
-        LeaveOutcome::NotMember
-    );
     assert_eq!(
         rooms.leave("nope", "s1").await.unwrap(),
         LeaveOutcome::NotMember
     );
-    assert_eq!(
-        rooms.leave("r", "s1").await.unwrap(),
-        LeaveOutcome::Left {
-            user_count: 1,
-            room_deleted: false
-        }
-    );
-    assert_eq!(
-        rooms.leave("r", "s2").await.unwrap(),
-        LeaveOutcome::Left {
-            user_count: 0,
-            room_deleted: true
-        }
-    );
-    assert!(rooms.get("r").await.unwrap().is_none());
-    let ids: Vec<String> = rooms
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(ids, ["empty"]);
+    assert_leaves_until_deleted(&*rooms, "r").await;
+    assert_eq!(room_ids(&*rooms).await, ["empty"]);
     // The id is free again, and nothing of the old room's members is left behind.
     assert!(rooms.create(room("r", 2)).await.unwrap());
     assert_eq!(rooms.member_count("r").await.unwrap(), 0);
@@ -288,13 +237,7 @@ async fn bans_store_lift_and_expire() {
     let a = node(&server.url(), "a").await;
     let b = node(&server.url(), "b").await;
     let now = Utc::now();
-    let permanent = Ban {
-        user_id: "u1".into(),
-        reason: "spam".into(),
-        banned_by: "admin".into(),
-        created_at: now,
-        expires_at: None,
-    };
+    let permanent = ban("u1", "spam", now, None);
     a.backends().bans.ban(permanent.clone()).await.unwrap();
     assert_eq!(
         b.backends().bans.active("u1").await.unwrap(),
@@ -304,23 +247,16 @@ async fn bans_store_lift_and_expire() {
     assert!(!b.backends().bans.unban("u1").await.unwrap());
     assert!(a.backends().bans.active("u1").await.unwrap().is_none());
 
-    let lapsed = Ban {
-        user_id: "u2".into(),
-        reason: "old".into(),
-        banned_by: "admin".into(),
-        created_at: now,
-        expires_at: Some(now - chrono::Duration::seconds(1)),
-    };
+    let lapsed = ban("u2", "old", now, Some(now - chrono::Duration::seconds(1)));
     a.backends().bans.ban(lapsed).await.unwrap();
     assert!(a.backends().bans.active("u2").await.unwrap().is_none());
 
-    let short = Ban {
-        user_id: "u3".into(),
-        reason: "short".into(),
-        banned_by: "admin".into(),
-        created_at: now,
-        expires_at: Some(Utc::now() + chrono::Duration::milliseconds(2000)),
-    };
+    let short = ban(
+        "u3",
+        "short",
+        now,
+        Some(Utc::now() + chrono::Duration::milliseconds(2000)),
+    );
     a.backends().bans.ban(short.clone()).await.unwrap();
     assert_eq!(b.backends().bans.active("u3").await.unwrap(), Some(short));
     let raw = raw_client(&server.url()).await;
@@ -343,6 +279,16 @@ async fn bans_store_lift_and_expire() {
         }
     })
     .await;
+}
+
+/// The `i` field of the `limit` most recent messages of `scope`.
+async fn recent_is(h: &dyn History, scope: &HistoryScope, limit: usize) -> Vec<i64> {
+    h.recent(scope, limit)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m["i"].as_i64().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -369,22 +315,12 @@ async fn history_is_bounded_per_scope_and_oldest_first() {
         .await
         .unwrap();
     let h = b.backends().history;
-    let got: Vec<i64> = h
-        .recent(&room, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m["i"].as_i64().unwrap())
-        .collect();
-    assert_eq!(got, [3, 4, 5, 6, 7], "capacity 5, oldest first");
-    let got: Vec<i64> = h
-        .recent(&room, 2)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m["i"].as_i64().unwrap())
-        .collect();
-    assert_eq!(got, [6, 7]);
+    assert_eq!(
+        recent_is(&*h, &room, 100).await,
+        [3, 4, 5, 6, 7],
+        "capacity 5, oldest first"
+    );
+    assert_eq!(recent_is(&*h, &room, 2).await, [6, 7]);
     assert_eq!(h.recent(&room, 1).await.unwrap()[0]["text"], "<b>x</b> é");
     assert!(h.recent(&room, 0).await.unwrap().is_empty());
     assert_eq!(

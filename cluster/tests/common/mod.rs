@@ -1,13 +1,15 @@
 //! Shared helpers of the Redis integration tests: a real redis-server per test, nodes with short
 //! timings, and waiting for a condition with a deadline.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
 use cluster::redis::{MonitorConfig, RedisCluster, RedisStateConfig};
-use cluster::{Member, NamespaceConnections, NodeStats, OnlineSocket, RoomRecord};
+// The fixtures are the unit tests' too, so both backends are tested with the same records.
+pub use cluster::test_support::*;
+use cluster::{NamespaceConnections, NodeStats};
 use fred::prelude::*;
 use testkit::RedisServer;
 
@@ -57,36 +59,6 @@ where
             "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-pub fn room(id: &str, max: u32) -> RoomRecord {
-    RoomRecord {
-        id: id.into(),
-        name: format!("Room {id}"),
-        is_private: false,
-        password_hash: None,
-        max_users: max,
-        created_at: Utc::now(),
-        created_by: "creator".into(),
-    }
-}
-
-pub fn member(sid: &str, node: &str) -> Member {
-    Member {
-        socket_id: sid.into(),
-        user_id: format!("user-{sid}"),
-        username: format!("name-{sid}"),
-        node_id: node.into(),
-    }
-}
-
-pub fn online(uid: &str, sid: &str, node: &str) -> OnlineSocket {
-    OnlineSocket {
-        user_id: uid.into(),
-        username: format!("name-{uid}"),
-        socket_id: sid.into(),
-        node_id: node.into(),
     }
 }
 
