@@ -127,12 +127,7 @@ impl Launcher {
         Ok(Deployment { servers, redis })
     }
 
-    fn start(
-        &self,
-        stack: Stack,
-        server_id: &str,
-        redis_url: Option<&str>,
-    ) -> Result<Server> {
+    fn start(&self, stack: Stack, server_id: &str, redis_url: Option<&str>) -> Result<Server> {
         std::fs::create_dir_all(&self.log_dir)?;
         let log = std::fs::File::create(self.log_dir.join(format!("{server_id}.log")))?;
         let mut cmd = match stack {

@@ -76,18 +76,68 @@ fn verdict(ok: Option<bool>) -> String {
     }
 }
 
-fn find_fanout<'a>(runs: &'a [FanoutRun], stack: Stack, topology: &str) -> Option<&'a FanoutRun> {
-    runs.iter()
-        .find(|r| r.stack == stack && r.topology == topology)
+/// What the summary table needs of every scenario's run: its stack, and why it has no figures.
+trait ScenarioRun {
+    fn stack(&self) -> Stack;
+    /// Why the run has no figures (not measured, or failed), if it has none.
+    fn missing(&self) -> Option<String>;
 }
 
-fn why_missing_fanout(run: Option<&FanoutRun>) -> Option<String> {
+fn failed(error: Option<&String>) -> Option<String> {
+    error.map(|e| format!("failed: {e}"))
+}
+
+impl ScenarioRun for FanoutRun {
+    fn stack(&self) -> Stack {
+        self.stack
+    }
+    fn missing(&self) -> Option<String> {
+        self.not_measured
+            .clone()
+            .or_else(|| failed(self.error.as_ref()))
+    }
+}
+
+impl ScenarioRun for IdleRun {
+    fn stack(&self) -> Stack {
+        self.stack
+    }
+    fn missing(&self) -> Option<String> {
+        failed(self.error.as_ref())
+    }
+}
+
+impl ScenarioRun for ConnRateRun {
+    fn stack(&self) -> Stack {
+        self.stack
+    }
+    fn missing(&self) -> Option<String> {
+        failed(self.error.as_ref())
+    }
+}
+
+impl ScenarioRun for ManyRoomsRun {
+    fn stack(&self) -> Stack {
+        self.stack
+    }
+    fn missing(&self) -> Option<String> {
+        self.not_measured
+            .clone()
+            .or_else(|| failed(self.error.as_ref()))
+    }
+}
+
+/// The gateway's and the Node.js stack's run among those `runs` that `keep` accepts.
+fn by_stack<T: ScenarioRun>(runs: &[T], keep: impl Fn(&T) -> bool) -> (Option<&T>, Option<&T>) {
+    let find = |stack| runs.iter().find(|r| r.stack() == stack && keep(r));
+    (find(Stack::Gateway), find(Stack::Node))
+}
+
+/// The note beside a missing figure: "not run", or why the run has none (shortened).
+fn why_missing<T: ScenarioRun>(run: Option<&T>) -> Option<String> {
     match run {
         None => Some("not run".into()),
-        Some(r) => r
-            .not_measured
-            .clone()
-            .or_else(|| r.error.as_ref().map(|e| format!("failed: {e}"))),
+        Some(r) => r.missing().map(short),
     }
 }
 
@@ -96,10 +146,9 @@ fn fixed<F: Fn(&Step) -> Option<f64>>(run: Option<&FanoutRun>, f: F) -> Option<f
 }
 
 fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
-    let g = find_fanout(&results.fanout, Stack::Gateway, topology);
-    let n = find_fanout(&results.fanout, Stack::Node, topology);
-    let gn = why_missing_fanout(g).map(short);
-    let nn = why_missing_fanout(n).map(short);
+    let (g, n) = by_stack(&results.fanout, |r| r.topology == topology);
+    let gn = why_missing(g);
+    let nn = why_missing(n);
     let label = if topology == "cluster" {
         "3 nodes + Redis"
     } else {
@@ -260,8 +309,7 @@ fn short(reason: String) -> String {
 }
 
 fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
-    let g = results.idle.iter().find(|r| r.stack == Stack::Gateway);
-    let n = results.idle.iter().find(|r| r.stack == Stack::Node);
+    let (g, n) = by_stack(&results.idle, |_| true);
     let per = |r: Option<&IdleRun>, count: usize| {
         r.and_then(|r| {
             r.bytes_per_connection()
@@ -269,10 +317,6 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
                 .find(|&(c, _)| c == count)
                 .map(|(_, b)| b)
         })
-    };
-    let note = |r: Option<&IdleRun>| match r {
-        None => Some("not run".to_owned()),
-        Some(r) => r.error.as_ref().map(|e| short(format!("failed: {e}"))),
     };
     let mut counts: Vec<usize> = results
         .config
@@ -294,8 +338,8 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
     for count in counts {
         let gv = per(g, count);
         let nv = per(n, count);
-        let g_note = skipped(g, count).or_else(|| note(g));
-        let n_note = skipped(n, count).or_else(|| note(n));
+        let g_note = skipped(g, count).or_else(|| why_missing(g));
+        let n_note = skipped(n, count).or_else(|| why_missing(n));
         rows.push(Row {
             prefix: ("", ""),
             figure: format!(
@@ -323,8 +367,8 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
         gateway: g_held,
         node: held(n),
         decimals: 0,
-        gateway_note: note(g),
-        node_note: note(n),
+        gateway_note: why_missing(g),
+        node_note: why_missing(n),
         target: "gateway 100,000".into(),
         met: match g_held {
             _ if skipped(g, 100_000).is_some() => "not measured (open-file limit)".into(),
@@ -338,22 +382,9 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
 }
 
 fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
-    let find = |s| {
-        results
-            .conn_rate
-            .iter()
-            .find(|r: &&ConnRateRun| r.stack == s)
-    };
-    let g = find(Stack::Gateway);
-    let n = find(Stack::Node);
-    let note = |r: Option<&ConnRateRun>| match r {
-        None => Some("not run".to_owned()),
-        Some(r) => r
-            .error
-            .as_ref()
-            .map(|e| short(format!("failed: {e}")))
-            .or_else(|| Some("no step sustained".into())),
-    };
+    let (g, n) = by_stack(&results.conn_rate, |_| true);
+    let note =
+        |r: Option<&ConnRateRun>| why_missing(r).or_else(|| Some("no step sustained".into()));
     let bound = |r: Option<&ConnRateRun>| match r {
         Some(r) if r.steps.last().is_some_and(|s| s.sustained) => "≥ ",
         _ => "",
@@ -373,22 +404,7 @@ fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
 }
 
 fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
-    let find = |s| {
-        results
-            .many_rooms
-            .iter()
-            .find(|r: &&ManyRoomsRun| r.stack == s)
-    };
-    let g = find(Stack::Gateway);
-    let n = find(Stack::Node);
-    let note = |r: Option<&ManyRoomsRun>| match r {
-        None => Some("not run".to_owned()),
-        Some(r) => r
-            .not_measured
-            .clone()
-            .or_else(|| r.error.as_ref().map(|e| format!("failed: {e}")))
-            .map(short),
-    };
+    let (g, n) = by_stack(&results.many_rooms, |_| true);
     let cfg = &results.config;
     let label = format!(
         "{} clients in {} rooms, 3 nodes, {} msg/s",
@@ -410,8 +426,8 @@ fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
             gateway: gv,
             node: nv,
             decimals,
-            gateway_note: note(g),
-            node_note: note(n),
+            gateway_note: why_missing(g),
+            node_note: why_missing(n),
             target,
             met,
         });
