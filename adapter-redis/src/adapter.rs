@@ -324,6 +324,21 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         let shared = &remote.shared;
         let own = Some(core.uid.as_str());
         let from_self = |uid: &Option<String>| uid.as_deref() == Some(core.uid.as_str());
+        // A request that asks for data also tells us the asker is alive (for the silent-peer
+        // report of `gather`); this node's own requests are skipped.
+        let from_self_else_note_peer = |uid: &Option<String>| {
+            if from_self(uid) {
+                return true;
+            }
+            if let Some(uid) = uid {
+                core.saw_peer(uid);
+            }
+            false
+        };
+        // Answers go to the asker's own response channel when it named itself.
+        let answer = |uid: &Option<String>, response: Vec<u8>| {
+            shared.publish_nowait(core.response_channel_for(uid.as_deref()), response);
+        };
         match request {
             Request::Sockets {
                 uid,
@@ -342,31 +357,22 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-                shared.publish_nowait(
-                    core.response_channel_for(uid.as_deref()),
-                    wire::socket_ids_response(&request_id, &ids, own),
-                );
+                answer(&uid, wire::socket_ids_response(&request_id, &ids, own));
             }
             Request::AllRooms {
                 uid,
                 request_id,
                 target,
             } => {
-                if from_self(&uid) {
+                if from_self_else_note_peer(&uid) {
                     return;
-                }
-                if let Some(uid) = &uid {
-                    core.saw_peer(uid);
                 }
                 let rooms: Vec<String> = self
                     .local_rooms(target.as_ref())
                     .into_iter()
                     .map(|r| r.to_string())
                     .collect();
-                shared.publish_nowait(
-                    core.response_channel_for(uid.as_deref()),
-                    wire::rooms_response(&request_id, &rooms, own),
-                );
+                answer(&uid, wire::rooms_response(&request_id, &rooms, own));
             }
             Request::JoinLeave {
                 join,
@@ -429,11 +435,8 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 request_id,
                 target,
             } => {
-                if from_self(&uid) {
+                if from_self_else_note_peer(&uid) {
                     return;
-                }
-                if let Some(uid) = &uid {
-                    core.saw_peer(uid);
                 }
                 let sockets: Vec<wire::FetchedSocket> = self
                     .selected_sids(self.select(&target, false))
@@ -459,10 +462,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                         }
                     })
                     .collect();
-                shared.publish_nowait(
-                    core.response_channel_for(uid.as_deref()),
-                    wire::fetch_response(&request_id, &sockets, own),
-                );
+                answer(&uid, wire::fetch_response(&request_id, &sockets, own));
             }
             Request::ServerSideEmit {
                 uid,
@@ -1137,22 +1137,15 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         };
         if let Some(remote) = self.remote_for(&opts) {
             let target = self.wire_target(&remote.shared, &opts);
-            let uid = remote.core.uid.clone();
             let gathered = remote
                 .core
-                .gather(
-                    &remote.shared,
-                    "rooms",
-                    remote.shared.config.request_timeout,
-                    |request_id| {
-                        Request::AllRooms {
-                            uid: Some(uid),
-                            request_id,
-                            target: target.filter(|t| !t.rooms.is_empty() || !t.except.is_empty()),
-                        }
-                        .encode()
-                    },
-                )
+                .gather(&remote.shared, "rooms", |uid, request_id| {
+                    Request::AllRooms {
+                        uid: Some(uid),
+                        request_id,
+                        target: target.filter(|t| !t.rooms.is_empty() || !t.except.is_empty()),
+                    }
+                })
                 .await?;
             for answer in gathered.value {
                 rooms.extend(answer.rooms().into_iter().map(Room::from));
@@ -1176,22 +1169,15 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let Some(target) = self.wire_target(&remote.shared, &opts) else {
             return Ok(sockets);
         };
-        let uid = remote.core.uid.clone();
         let gathered = remote
             .core
-            .gather(
-                &remote.shared,
-                "fetch_sockets",
-                remote.shared.config.request_timeout,
-                |request_id| {
-                    Request::Fetch {
-                        uid: Some(uid),
-                        request_id,
-                        target,
-                    }
-                    .encode()
-                },
-            )
+            .gather(&remote.shared, "fetch_sockets", |uid, request_id| {
+                Request::Fetch {
+                    uid: Some(uid),
+                    request_id,
+                    target,
+                }
+            })
             .await?;
         let ns = self.local.path().clone();
         for answer in gathered.value {

@@ -120,6 +120,7 @@ pub mod wire;
 #[cfg(test)]
 mod golden_tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -286,33 +287,22 @@ impl RedisAdapterCtr {
     /// Every room of namespace `nsp` across the cluster (Node's `allRooms()`), with the
     /// answers that were missing at the deadline.
     pub async fn all_rooms(&self, nsp: &str) -> Result<Gathered<Vec<String>>, AdapterError> {
-        let (shared, core) = self.namespace(nsp)?;
-        let mut rooms: std::collections::BTreeSet<String> = core
-            .local_view()
-            .map(|v| v.local_rooms().into_iter().collect())
-            .unwrap_or_default();
-        let uid = core.uid.clone();
-        let gathered = core
-            .gather(
-                &shared,
+        let rooms = self
+            .local_and_gathered(
+                nsp,
                 "rooms",
-                shared.config.request_timeout,
-                |request_id| {
-                    Request::AllRooms {
-                        uid: Some(uid),
-                        request_id,
-                        target: None,
-                    }
-                    .encode()
+                |v| v.local_rooms().into_iter().collect::<BTreeSet<String>>(),
+                |uid, request_id| Request::AllRooms {
+                    uid: Some(uid),
+                    request_id,
+                    target: None,
                 },
+                |rooms, answer| rooms.extend(answer.rooms()),
             )
             .await?;
-        for answer in &gathered.value {
-            rooms.extend(answer.rooms());
-        }
         Ok(Gathered {
-            value: rooms.into_iter().collect(),
-            missing: gathered.missing,
+            value: rooms.value.into_iter().collect(),
+            missing: rooms.missing,
         })
     }
 
@@ -320,33 +310,41 @@ impl RedisAdapterCtr {
     /// `fetchSockets()`, ids only: Node ids are 20 characters, this adapter's 16), with the
     /// answers that were missing at the deadline.
     pub async fn all_socket_ids(&self, nsp: &str) -> Result<Gathered<Vec<String>>, AdapterError> {
-        let (shared, core) = self.namespace(nsp)?;
-        let mut ids = core
-            .local_view()
-            .map(|v| v.local_socket_ids())
-            .unwrap_or_default();
-        let uid = core.uid.clone();
-        let gathered = core
-            .gather(
-                &shared,
+        let mut ids = self
+            .local_and_gathered(
+                nsp,
                 "fetch_sockets",
-                shared.config.request_timeout,
-                |request_id| {
-                    Request::Fetch {
-                        uid: Some(uid),
-                        request_id,
-                        target: wire::Target::default(),
-                    }
-                    .encode()
+                |v| v.local_socket_ids(),
+                |uid, request_id| Request::Fetch {
+                    uid: Some(uid),
+                    request_id,
+                    target: wire::Target::default(),
                 },
+                |ids, answer| ids.extend(answer.socket_ids()),
             )
             .await?;
+        ids.value.sort();
+        Ok(ids)
+    }
+
+    /// This node's own part of namespace `nsp` (`local`, taken before asking), with what
+    /// every other node answers to the request `request` builds merged in by `add`.
+    async fn local_and_gathered<T: Default>(
+        &self,
+        nsp: &str,
+        operation: &'static str,
+        local: impl FnOnce(&dyn namespace::LocalView) -> T,
+        request: impl FnOnce(String, String) -> Request,
+        mut add: impl FnMut(&mut T, &wire::Response),
+    ) -> Result<Gathered<T>, AdapterError> {
+        let (shared, core) = self.namespace(nsp)?;
+        let mut value = core.local_view().map(|v| local(&*v)).unwrap_or_default();
+        let gathered = core.gather(&shared, operation, request).await?;
         for answer in &gathered.value {
-            ids.extend(answer.socket_ids());
+            add(&mut value, answer);
         }
-        ids.sort();
         Ok(Gathered {
-            value: ids,
+            value,
             missing: gathered.missing,
         })
     }
@@ -389,21 +387,14 @@ impl RedisAdapterCtr {
     ) -> Result<Gathered<Vec<serde_json::Value>>, AdapterError> {
         let (shared, core) = self.namespace(nsp)?;
         let data = event_wire(event, &args);
-        let uid = core.uid.clone();
         let gathered = core
-            .gather(
-                &shared,
-                "server_side_emit_with_ack",
-                shared.config.request_timeout,
-                |request_id| {
-                    Request::ServerSideEmit {
-                        uid: Some(uid),
-                        request_id: Some(request_id),
-                        data,
-                    }
-                    .encode()
-                },
-            )
+            .gather(&shared, "server_side_emit_with_ack", |uid, request_id| {
+                Request::ServerSideEmit {
+                    uid: Some(uid),
+                    request_id: Some(request_id),
+                    data,
+                }
+            })
             .await?;
         let value = gathered
             .value

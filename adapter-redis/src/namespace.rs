@@ -13,7 +13,7 @@ use crate::channels::NamespaceChannels;
 use crate::connection::Shared;
 use crate::error::{AdapterError, MissingResponses};
 use crate::metrics::inc;
-use crate::wire::Response;
+use crate::wire::{Request, Response};
 
 const MAX_PEERS: usize = 1024;
 const PEER_TTL: Duration = Duration::from_secs(60);
@@ -171,14 +171,14 @@ impl NsCore {
         Ok(usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(1))
     }
 
-    /// Publishes a request built from its request id and collects one answer per other node,
-    /// de-duplicated per responder uid, until all arrived or `timeout` passed.
+    /// Publishes the request `build` makes from this node's uid and a fresh request id, and
+    /// collects one answer per other node, de-duplicated per responder uid, until all arrived
+    /// or the request timeout passed.
     pub(crate) async fn gather(
         self: &Arc<Self>,
         shared: &Shared,
         operation: &'static str,
-        timeout: Duration,
-        build: impl FnOnce(String) -> Vec<u8>,
+        build: impl FnOnce(String, String) -> Request,
     ) -> Result<Gathered<Vec<Response>>, AdapterError> {
         let expected = self.remote_server_count(shared).await?;
         if expected == 0 {
@@ -188,11 +188,12 @@ impl NsCore {
             });
         }
         let (guard, mut rx) = self.register(shared)?;
+        let request = build(self.uid.clone(), guard.id.clone());
         shared
-            .publish(self.channels.request.clone(), build(guard.id.clone()))
+            .publish(self.channels.request.clone(), request.encode())
             .await?;
         let started = Instant::now();
-        let deadline = crate::adapter::deadline_in(timeout);
+        let deadline = crate::adapter::deadline_in(shared.config.request_timeout);
         let mut answers = Vec::with_capacity(expected);
         let mut answered: HashSet<String> = HashSet::new();
         while answers.len() < expected {

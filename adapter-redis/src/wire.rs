@@ -296,10 +296,21 @@ pub enum Request {
     },
 }
 
-fn push_uid(entries: &mut Vec<(Wire, Wire)>, uid: &Option<String>) {
+/// The fields every request starts with, in the order Node writes them: `uid` and `requestId`
+/// where the request has them, then `type`.
+fn push_head(
+    entries: &mut Vec<(Wire, Wire)>,
+    uid: &Option<String>,
+    request_id: Option<&String>,
+    kind: i64,
+) {
     if let Some(uid) = uid {
-        entries.push((Wire::Str("uid".into()), Wire::Str(uid.clone())));
+        entries.push(entry("uid", Wire::Str(uid.clone())));
     }
+    if let Some(id) = request_id {
+        entries.push(entry("requestId", Wire::Str(id.clone())));
+    }
+    entries.push(entry("type", Wire::Int(kind)));
 }
 
 fn entry(key: &str, value: Wire) -> (Wire, Wire) {
@@ -316,9 +327,7 @@ impl Request {
                 request_id,
                 rooms,
             } => {
-                push_uid(&mut e, uid);
-                e.push(entry("requestId", Wire::Str(request_id.clone())));
-                e.push(entry("type", Wire::Int(rt::SOCKETS)));
+                push_head(&mut e, uid, Some(request_id), rt::SOCKETS);
                 e.push(entry("rooms", strings(rooms)));
             }
             Request::AllRooms {
@@ -326,9 +335,7 @@ impl Request {
                 request_id,
                 target,
             } => {
-                push_uid(&mut e, uid);
-                e.push(entry("requestId", Wire::Str(request_id.clone())));
-                e.push(entry("type", Wire::Int(rt::ALL_ROOMS)));
+                push_head(&mut e, uid, Some(request_id), rt::ALL_ROOMS);
                 if let Some(target) = target {
                     e.push(entry("opts", opts_wire(target, None)));
                 }
@@ -339,19 +346,17 @@ impl Request {
                 target,
                 rooms,
             } => {
-                push_uid(&mut e, uid);
                 let kind = if *join {
                     rt::REMOTE_JOIN
                 } else {
                     rt::REMOTE_LEAVE
                 };
-                e.push(entry("type", Wire::Int(kind)));
+                push_head(&mut e, uid, None, kind);
                 e.push(entry("opts", opts_wire(target, None)));
                 e.push(entry("rooms", strings(rooms)));
             }
             Request::Disconnect { uid, target, close } => {
-                push_uid(&mut e, uid);
-                e.push(entry("type", Wire::Int(rt::REMOTE_DISCONNECT)));
+                push_head(&mut e, uid, None, rt::REMOTE_DISCONNECT);
                 e.push(entry("opts", opts_wire(target, None)));
                 e.push(entry("close", Wire::Bool(*close)));
             }
@@ -362,8 +367,7 @@ impl Request {
                 room,
                 close,
             } => {
-                e.push(entry("requestId", Wire::Str(request_id.clone())));
-                e.push(entry("type", Wire::Int(*kind)));
+                push_head(&mut e, &None, Some(request_id), *kind);
                 e.push(entry("sid", Wire::Str(sid.clone())));
                 match room {
                     Some(room) => e.push(entry("room", Wire::Str(room.clone()))),
@@ -375,9 +379,7 @@ impl Request {
                 request_id,
                 target,
             } => {
-                push_uid(&mut e, uid);
-                e.push(entry("requestId", Wire::Str(request_id.clone())));
-                e.push(entry("type", Wire::Int(rt::REMOTE_FETCH)));
+                push_head(&mut e, uid, Some(request_id), rt::REMOTE_FETCH);
                 e.push(entry("opts", opts_wire(target, None)));
             }
             Request::ServerSideEmit {
@@ -385,11 +387,7 @@ impl Request {
                 request_id,
                 data,
             } => {
-                push_uid(&mut e, uid);
-                if let Some(id) = request_id {
-                    e.push(entry("requestId", Wire::Str(id.clone())));
-                }
-                e.push(entry("type", Wire::Int(rt::SERVER_SIDE_EMIT)));
+                push_head(&mut e, uid, request_id.as_ref(), rt::SERVER_SIDE_EMIT);
                 e.push(entry("data", data.clone()));
             }
             Request::BroadcastWithAck {
@@ -400,9 +398,7 @@ impl Request {
                 target,
                 flags,
             } => {
-                push_uid(&mut e, uid);
-                e.push(entry("requestId", Wire::Str(request_id.clone())));
-                e.push(entry("type", Wire::Int(rt::BROADCAST)));
+                push_head(&mut e, uid, Some(request_id), rt::BROADCAST);
                 e.push(entry("packet", packet_wire(data, nsp)));
                 e.push(entry("opts", opts_wire(target, Some(*flags))));
                 return Wire::Map(e).encode();
