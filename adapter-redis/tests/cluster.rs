@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use adapter_redis::RedisAdapterCtr;
 use bytes::Bytes;
-use common::{client, eventually, node, server};
+use common::{
+    client, eventually, fetch_all, fetch_one, node, node_with, raw_client, server, wait_room_size,
+};
 use fred::interfaces::{ClientLike, PubsubInterface};
 use serde_json::json;
 use testkit::RedisServer;
 
 async fn numsub(url: &str, channel: &str) -> i64 {
-    let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(url).unwrap())
-        .build()
-        .unwrap();
-    client.init().await.unwrap();
+    let client = raw_client(url).await;
     let v: Vec<fred::types::Value> = client.pubsub_numsub(channel).await.unwrap();
     let _ = client.quit().await;
     v.get(1).and_then(|v| v.as_i64()).unwrap_or(-1)
@@ -113,16 +112,7 @@ async fn requests_work_across_nodes() {
     let mut b2 = client(&b, &["r2"]).await;
     ctr_b.sync_rooms("/").await;
 
-    assert_eq!(
-        a.of("/")
-            .unwrap()
-            .broadcast()
-            .fetch_sockets()
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(fetch_all(&a).await.len(), 3);
     assert_eq!(ctr_a.server_count("/").await.unwrap(), 2);
     let in_r1 = a.to("r1").fetch_sockets().await.unwrap();
     let mut ids: Vec<String> = in_r1.iter().map(|s| s.data().id.to_string()).collect();
@@ -143,49 +133,19 @@ async fn requests_work_across_nodes() {
 
     // socketsJoin / socketsLeave across nodes.
     a.to("r2").join("r9").await.unwrap();
-    eventually("b2 joined r9", async || {
-        b.to("r9")
-            .fetch_sockets()
-            .await
-            .map(|s| s.len() == 1)
-            .unwrap_or(false)
-    })
-    .await;
+    wait_room_size(&b, "r9", 1, "b2 joined r9").await;
     ctr_b.sync_rooms("/").await;
     a.to("r9").emit("in-r9", &()).await.unwrap();
     b2.expect("in-r9").await;
     a.to("r2").leave("r9").await.unwrap();
-    eventually("b2 left r9", async || {
-        b.to("r9")
-            .fetch_sockets()
-            .await
-            .map(|s| s.is_empty())
-            .unwrap_or(false)
-    })
-    .await;
+    wait_room_size(&b, "r9", 0, "b2 left r9").await;
 
     // RemoteSocket operations on a socket of the other node.
-    let remote = a
-        .of("/")
-        .unwrap()
-        .broadcast()
-        .fetch_sockets()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.data().id.to_string() == b1.sid)
-        .unwrap();
+    let remote = fetch_one(&a, &b1.sid).await;
     remote.emit("direct", &"hi").await.unwrap();
     assert_eq!(b1.expect("direct").await.args, vec![json!("hi")]);
     remote.join("solo").await.unwrap();
-    eventually("b1 joined solo", async || {
-        b.to("solo")
-            .fetch_sockets()
-            .await
-            .map(|s| s.len() == 1)
-            .unwrap_or(false)
-    })
-    .await;
+    wait_room_size(&b, "solo", 1, "b1 joined solo").await;
 
     // Broadcast with acks: local and remote acks, counted.
     let acks = a
@@ -247,13 +207,7 @@ async fn a_silent_peer_does_not_stall_requests_past_the_timeout() {
     .await;
 
     let started = std::time::Instant::now();
-    let sockets = a
-        .of("/")
-        .unwrap()
-        .broadcast()
-        .fetch_sockets()
-        .await
-        .unwrap();
+    let sockets = fetch_all(&a).await;
     let waited = started.elapsed();
     assert_eq!(sockets.len(), 1, "the live peer's answer is kept");
     assert!(
@@ -294,16 +248,7 @@ async fn local_mode_behaves_as_a_local_adapter() {
     c1.expect("all").await;
     c2.expect("all").await;
     assert_eq!(ctr.server_count("/").await.unwrap(), 1);
-    assert_eq!(
-        io.of("/")
-            .unwrap()
-            .broadcast()
-            .fetch_sockets()
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(fetch_all(&io).await.len(), 2);
     let acks = io
         .timeout(Duration::from_secs(1))
         .emit_with_ack::<_, String>("ask", &())
@@ -323,11 +268,7 @@ async fn malformed_messages_are_counted_not_fatal() {
     let (a, ctr_a) = node(&redis.url()).await;
     let (b, _ctr_b) = node(&redis.url()).await;
     let mut a1 = client(&a, &[]).await;
-    let raw =
-        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis.url()).unwrap())
-            .build()
-            .unwrap();
-    raw.init().await.unwrap();
+    let raw = raw_client(&redis.url()).await;
     for payload in [
         &b"\x93\xc1"[..],
         b"{not json",
@@ -445,16 +386,7 @@ async fn acks_missing_on_another_node_end_at_the_callers_timeout() {
     b_stuck.expect("ask").await;
 
     // A remote socket disconnected through RemoteSocket::disconnect.
-    let remote = a
-        .of("/")
-        .unwrap()
-        .broadcast()
-        .fetch_sockets()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.data().id.to_string() == b_stuck.sid)
-        .unwrap();
+    let remote = fetch_one(&a, &b_stuck.sid).await;
     remote.disconnect().await.unwrap();
     b_stuck.expect_disconnect().await;
 }
@@ -468,8 +400,7 @@ async fn announced_joins_are_subscribed_at_once_and_checks_unsubscribe_left_room
         room_sync_interval: Duration::from_secs(3600),
         ..common::test_config()
     };
-    let ctr_b = RedisAdapterCtr::connect(&url, config).await.unwrap();
-    let b = server(ctr_b.clone()).await;
+    let (b, ctr_b) = node_with(&url, config).await;
     let (a, _ctr_a) = node(&url).await;
     let mut b1 = client(&b, &[]).await;
     let socket = b.get_socket(b1.sid.parse().unwrap()).unwrap();

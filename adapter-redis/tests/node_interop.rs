@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use adapter_redis::RedisAdapterCtr;
 use bytes::Bytes;
-use common::{eventually, http_server, test_config};
+use common::{fetch_all, http_server, test_config, wait_room_size};
 use serde_json::{Value as Json, json};
 use testkit::{KillOnDrop, RedisServer};
 use tokio::sync::mpsc;
@@ -299,13 +299,8 @@ async fn node_and_rust_servers_share_a_cluster() {
     node.expect("cn", "from-emitter").await;
 
     // fetchSockets both ways.
-    let mut rust_view: Vec<String> = io
-        .of("/")
-        .unwrap()
-        .broadcast()
-        .fetch_sockets()
+    let mut rust_view: Vec<String> = fetch_all(&io)
         .await
-        .unwrap()
         .iter()
         .map(|s| s.data().id.to_string())
         .collect();
@@ -319,13 +314,8 @@ async fn node_and_rust_servers_share_a_cluster() {
     assert_eq!(node.cmd("fetch", json!({})).await, json!(all));
 
     // Remote socket emit both ways (the Node socket through its derived Sid).
-    let remote_cn = io
-        .of("/")
-        .unwrap()
-        .broadcast()
-        .fetch_sockets()
+    let remote_cn = fetch_all(&io)
         .await
-        .unwrap()
         .into_iter()
         .find(|s| !local_ids.contains(&s.data().id.to_string()))
         .unwrap();
@@ -406,24 +396,10 @@ async fn node_and_rust_servers_share_a_cluster() {
     // socketsJoin / socketsLeave both ways.
     node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))
         .await;
-    eventually("cr2 joined r5 on the Rust node", async || {
-        io.to("r5")
-            .fetch_sockets()
-            .await
-            .map(|s| s.len() == 1)
-            .unwrap_or(false)
-    })
-    .await;
+    wait_room_size(&io, "r5", 1, "cr2 joined r5 on the Rust node").await;
     node.cmd("leave", json!({"room": "r2", "rooms": ["r5"]}))
         .await;
-    eventually("cr2 left r5", async || {
-        io.to("r5")
-            .fetch_sockets()
-            .await
-            .map(|s| s.is_empty())
-            .unwrap_or(false)
-    })
-    .await;
+    wait_room_size(&io, "r5", 0, "cr2 left r5").await;
     io.to("r1").join("r6").await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while node.cmd("local_room_size", json!({"room": "r6"})).await != json!(1) {
@@ -431,14 +407,7 @@ async fn node_and_rust_servers_share_a_cluster() {
     }
     node.cmd("emitter_join", json!({"room": "r2", "rooms": ["r7"]}))
         .await;
-    eventually("the emitter's join reached cr2", async || {
-        io.to("r7")
-            .fetch_sockets()
-            .await
-            .map(|s| s.len() == 1)
-            .unwrap_or(false)
-    })
-    .await;
+    wait_room_size(&io, "r7", 1, "the emitter's join reached cr2").await;
 
     // disconnectSockets both ways.
     node.cmd("disconnect", json!({"room": "r2"})).await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, eventually, node};
+use common::{client, emit_until_aborted, eventually, fetch_all, node, node_with};
 use testkit::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,15 +36,7 @@ async fn delivery_resumes_within_two_seconds_of_redis_coming_back() {
 
     let _redis = RedisServer::start_on(port).unwrap();
     let restarted = Instant::now();
-    let sender = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            for i in 0u32.. {
-                let _ = a.to("r1").emit("after", &i).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let sender = emit_until_aborted(&a, "r1", "after");
     let first = b1.next().await;
     let resumed = restarted.elapsed();
     sender.abort();
@@ -65,16 +57,7 @@ async fn delivery_resumes_within_two_seconds_of_redis_coming_back() {
     assert!(ma.publish_failures >= 5, "{ma:?}");
 
     // Requests work again too.
-    assert_eq!(
-        a.of("/")
-            .unwrap()
-            .broadcast()
-            .fetch_sockets()
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(fetch_all(&a).await.len(), 1);
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -94,14 +77,8 @@ async fn a_silent_network_cut_is_detected_and_recovered() {
         unresponsive_timeout: Duration::from_millis(800),
         ..common::test_config()
     };
-    let ctr_a = adapter_redis::RedisAdapterCtr::connect(&redis.url(), config.clone())
-        .await
-        .unwrap();
-    let ctr_b = adapter_redis::RedisAdapterCtr::connect(&redis.url(), config)
-        .await
-        .unwrap();
-    let a = common::server(ctr_a.clone()).await;
-    let b = common::server(ctr_b.clone()).await;
+    let (a, ctr_a) = node_with(&redis.url(), config.clone()).await;
+    let (b, ctr_b) = node_with(&redis.url(), config).await;
     let mut b1 = client(&b, &["r1"]).await;
     ctr_b.sync_rooms("/").await;
 
@@ -111,15 +88,7 @@ async fn a_silent_network_cut_is_detected_and_recovered() {
     })
     .await;
     signal(redis.pid(), "-CONT");
-    let sender = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            for i in 0u32.. {
-                let _ = a.to("r1").emit("after", &i).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let sender = emit_until_aborted(&a, "r1", "after");
     let first = b1.next().await;
     sender.abort();
     assert_eq!(first.name, "after");

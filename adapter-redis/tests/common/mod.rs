@@ -10,7 +10,9 @@ use serde_json::Value as Json;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Emitter;
 use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::socket::RemoteSocket;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 pub type Adapter = RedisAdapter<Emitter>;
 pub type Io = SocketIo<Adapter>;
@@ -47,8 +49,65 @@ async fn on_connect(socket: SocketRef<Adapter>, Data(auth): Data<Json>) {
 }
 
 pub async fn node(url: &str) -> (Io, RedisAdapterCtr) {
-    let ctr = RedisAdapterCtr::connect(url, test_config()).await.unwrap();
+    node_with(url, test_config()).await
+}
+
+/// A [`server`] on its own adapter connected to `url` with `config`.
+pub async fn node_with(url: &str, config: RedisAdapterConfig) -> (Io, RedisAdapterCtr) {
+    let ctr = RedisAdapterCtr::connect(url, config).await.unwrap();
     (server(ctr.clone()).await, ctr)
+}
+
+/// A plain Redis client, for looking at Redis or publishing on it directly.
+pub async fn raw_client(url: &str) -> fred::prelude::Client {
+    let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(url).unwrap())
+        .build()
+        .unwrap();
+    fred::interfaces::ClientLike::init(&client).await.unwrap();
+    client
+}
+
+/// Every socket of namespace `/`, on all nodes.
+pub async fn fetch_all(io: &Io) -> Vec<RemoteSocket<Adapter>> {
+    io.of("/")
+        .unwrap()
+        .broadcast()
+        .fetch_sockets()
+        .await
+        .unwrap()
+}
+
+/// Socket `sid` of namespace `/`, wherever it is (panics when no node has it).
+pub async fn fetch_one(io: &Io, sid: &str) -> RemoteSocket<Adapter> {
+    fetch_all(io)
+        .await
+        .into_iter()
+        .find(|s| s.data().id.to_string() == sid)
+        .unwrap()
+}
+
+/// Waits (see [`eventually`]) until `room` holds `n` sockets across the cluster.
+pub async fn wait_room_size(io: &Io, room: &str, n: usize, what: &str) {
+    eventually(what, async || {
+        io.to(room.to_owned())
+            .fetch_sockets()
+            .await
+            .map(|s| s.len() == n)
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+/// Emits `event` (with a counter) to `room` every 20 ms until aborted: traffic that is
+/// already flowing when Redis comes back.
+pub fn emit_until_aborted(io: &Io, room: &'static str, event: &'static str) -> JoinHandle<()> {
+    let io = io.clone();
+    tokio::spawn(async move {
+        for i in 0u32.. {
+            let _ = io.to(room).emit(event, &i).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
 }
 
 /// A received socket.io event: name, arguments, binary attachments.
