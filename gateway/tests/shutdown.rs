@@ -4,12 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use clap::Parser as _;
+use gateway::GatewayError;
 use gateway::config::{Cli, Config};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 fn config(drain_secs: u64, grace_secs: u64) -> Config {
@@ -55,21 +59,74 @@ where
     panic!("timed out after {deadline:?} waiting for {what}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_turns_503_then_the_node_drains_and_stops_within_grace() {
+/// The shutdown future handed to the node: it resolves when the test signals.
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A node serving on an ephemeral port, already answering `/ready` with 200.
+struct Running {
+    base: String,
+    ready: String,
+    client: reqwest::Client,
+    /// Starts the shutdown sequence.
+    signal: oneshot::Sender<()>,
+    node: JoinHandle<Result<(), GatewayError>>,
+}
+
+/// Spawns `run` (`gateway::run` or `gateway::run_with_backends`, with the test's config) on an
+/// ephemeral port and waits until `/ready` answers 200 through `client`.
+async fn start<Fut>(
+    client: reqwest::Client,
+    run: impl FnOnce(TcpListener, Shutdown) -> Fut,
+) -> Running
+where
+    Fut: Future<Output = Result<(), GatewayError>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (signal, signalled) = oneshot::channel::<()>();
-    let node = tokio::spawn(gateway::run(listener, config(2, 5), async move {
-        let _ = signalled.await;
-    }));
+    let node = tokio::spawn(run(
+        listener,
+        Box::pin(async move {
+            let _ = signalled.await;
+        }),
+    ));
+    let ready = format!("{base}/ready");
+    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
+        status(&client, &ready).await == Some(200)
+    })
+    .await;
+    Running {
+        base,
+        ready,
+        client,
+        signal,
+        node,
+    }
+}
+
+/// Waits for the node's `run` to return `Ok` within `within`; `late` says what it means if not.
+async fn returns_within(node: JoinHandle<Result<(), GatewayError>>, within: Duration, late: &str) {
+    tokio::time::timeout(within, node)
+        .await
+        .expect(late)
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_503_then_the_node_drains_and_stops_within_grace() {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let ready = format!("{base}/ready");
-    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
-        status(&client, &ready).await == Some(200)
+    let Running {
+        base,
+        ready,
+        client,
+        signal,
+        node,
+    } = start(client, |listener, shutdown| {
+        gateway::run(listener, config(2, 5), shutdown)
     })
     .await;
 
@@ -100,11 +157,12 @@ async fn ready_turns_503_then_the_node_drains_and_stops_within_grace() {
         "the node stopped before the drain period"
     );
 
-    let result = tokio::time::timeout(Duration::from_secs(6), node)
-        .await
-        .expect("run() did not return within the grace period")
-        .unwrap();
-    result.unwrap();
+    returns_within(
+        node,
+        Duration::from_secs(6),
+        "run() did not return within the grace period",
+    )
+    .await;
     let took = signalled_at.elapsed();
     assert!(
         took >= Duration::from_secs(2),
@@ -123,23 +181,10 @@ async fn ready_turns_503_then_the_node_drains_and_stops_within_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stats_record_is_published_while_running_and_withdrawn_on_shutdown() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let backends = cluster::memory::backends(10);
     let nodes = std::sync::Arc::clone(&backends.nodes);
-    let (signal, signalled) = oneshot::channel::<()>();
-    let node = tokio::spawn(gateway::run_with_backends(
-        listener,
-        config(0, 2),
-        backends,
-        async move {
-            let _ = signalled.await;
-        },
-    ));
-    let client = reqwest::Client::new();
-    let ready = format!("{base}/ready");
-    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
-        status(&client, &ready).await == Some(200)
+    let Running { signal, node, .. } = start(reqwest::Client::new(), |listener, shutdown| {
+        gateway::run_with_backends(listener, config(0, 2), backends, shutdown)
     })
     .await;
     wait_until(Duration::from_secs(5), "the stats record", || async {
@@ -154,11 +199,12 @@ async fn the_stats_record_is_published_while_running_and_withdrawn_on_shutdown()
 
     let signalled_at = Instant::now();
     signal.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(3), node)
-        .await
-        .expect("run() did not return within the grace period")
-        .unwrap()
-        .unwrap();
+    returns_within(
+        node,
+        Duration::from_secs(3),
+        "run() did not return within the grace period",
+    )
+    .await;
     assert!(signalled_at.elapsed() < Duration::from_secs(2));
     assert!(
         nodes.live_nodes().await.unwrap().is_empty(),
@@ -185,32 +231,26 @@ impl cluster::NodeRegistry for HangingWithdraw {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_step_is_abandoned_when_the_grace_period_ends() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let mut backends = cluster::memory::backends(10);
     backends.nodes = std::sync::Arc::new(HangingWithdraw);
-    let (signal, signalled) = oneshot::channel::<()>();
-    let node = tokio::spawn(gateway::run_with_backends(
-        listener,
-        config(1, 2),
-        backends,
-        async move {
-            let _ = signalled.await;
-        },
-    ));
-    let client = reqwest::Client::new();
-    let ready = format!("{base}/ready");
-    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
-        status(&client, &ready).await == Some(200)
+    let Running {
+        ready,
+        client,
+        signal,
+        node,
+        ..
+    } = start(reqwest::Client::new(), |listener, shutdown| {
+        gateway::run_with_backends(listener, config(1, 2), backends, shutdown)
     })
     .await;
     let signalled_at = Instant::now();
     signal.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(4), node)
-        .await
-        .expect("run() did not give up at the end of the grace period")
-        .unwrap()
-        .unwrap();
+    returns_within(
+        node,
+        Duration::from_secs(4),
+        "run() did not give up at the end of the grace period",
+    )
+    .await;
     let took = signalled_at.elapsed();
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_millis(2800),
@@ -289,8 +329,6 @@ impl Polling {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_local_socket_gets_server_shutdown_and_is_closed_after_the_drain() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let config = config(1, 4);
     let token = gateway::auth::TokenVerifier::new(&config.jwt_key, config.jwt_algorithm)
         .unwrap()
@@ -303,17 +341,18 @@ async fn every_local_socket_gets_server_shutdown_and_is_closed_after_the_drain()
             60,
         )
         .unwrap();
-    let (signal, signalled) = oneshot::channel::<()>();
-    let node = tokio::spawn(gateway::run(listener, config, async move {
-        let _ = signalled.await;
-    }));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let ready = format!("{base}/ready");
-    wait_until(Duration::from_secs(10), "/ready to answer 200", || async {
-        status(&client, &ready).await == Some(200)
+    let Running {
+        base,
+        client,
+        signal,
+        node,
+        ..
+    } = start(client, |listener, shutdown| {
+        gateway::run(listener, config, shutdown)
     })
     .await;
 
@@ -364,9 +403,10 @@ async fn every_local_socket_gets_server_shutdown_and_is_closed_after_the_drain()
         closed_at >= Duration::from_millis(900),
         "closed after {closed_at:?}, before the 1 s drain"
     );
-    tokio::time::timeout(Duration::from_secs(4), node)
-        .await
-        .expect("run() did not return within the grace period")
-        .unwrap()
-        .unwrap();
+    returns_within(
+        node,
+        Duration::from_secs(4),
+        "run() did not return within the grace period",
+    )
+    .await;
 }
