@@ -32,6 +32,75 @@ pub(crate) fn membership_token(room_id: &str, socket_id: &str) -> String {
     format!("{}:{room_id}{socket_id}", room_id.len())
 }
 
+// Lua shared by several scripts, spliced in with `concat!` so that each script is still one
+// `&'static str` known at compile time. Macros, not consts: `concat!` takes only literals.
+
+/// A whole script: for each id of the Lua list `$ids`, `HGET $args` (which may use `id`);
+/// returns the values found, in the list's order.
+macro_rules! hget_each {
+    ($ids:literal, $args:literal) => {
+        concat!(
+            "
+local out = {}
+for _, id in ipairs(",
+            $ids,
+            ") do
+  local value = redis.call('HGET', ",
+            $args,
+            ")
+  if value then table.insert(out, value) end
+end
+return out
+"
+        )
+    };
+}
+
+/// Lua `token(room, sid)` and `split_token(t)`: the membership token as [`membership_token`]
+/// builds it, and back to room id and socket id (nil when `t` is not a token).
+macro_rules! token_fns {
+    () => {
+        "
+local function token(room, sid)
+  return string.len(room) .. ':' .. room .. sid
+end
+local function split_token(t)
+  local c = string.find(t, ':', 1, true)
+  if not c then return nil end
+  local n = tonumber(string.sub(t, 1, c - 1))
+  return string.sub(t, c + 1, c + n), string.sub(t, c + n + 1)
+end
+"
+    };
+}
+
+/// Lua `unindex_socket(p, sid, o)`: removes socket `sid`, whose decoded record is `o`, from
+/// its user's and its node's socket sets.
+macro_rules! unindex_socket_fn {
+    () => {
+        "
+local function unindex_socket(p, sid, o)
+  redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+  redis.call('SREM', p .. 'node:' .. o.nodeId .. ':sockets', sid)
+end
+"
+    };
+}
+
+/// Lua `delete_room(p, index, room)`: deletes the keys of room `room` and its entry in the
+/// rooms index `index`.
+macro_rules! delete_room_fn {
+    () => {
+        "
+local function delete_room(p, index, room)
+  local rk = p .. 'room:' .. room
+  redis.call('DEL', rk, rk .. ':members', rk .. ':member')
+  redis.call('ZREM', index, room)
+end
+"
+    };
+}
+
 /// KEYS: room, rooms index, order counter. ARGV: record JSON, capacity, room id.
 /// Returns 1 when created, 0 when the id is taken.
 pub(crate) static CREATE_ROOM: Script = Script::new(
@@ -45,16 +114,10 @@ return 1
 );
 
 /// KEYS: rooms index. ARGV: prefix. Returns every room record in creation order.
-pub(crate) static LIST_ROOMS: Script = Script::new(
-    r#"
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local record = redis.call('HGET', ARGV[1] .. 'room:' .. id, 'record')
-  if record then table.insert(out, record) end
-end
-return out
-"#,
-);
+pub(crate) static LIST_ROOMS: Script = Script::new(hget_each!(
+    "redis.call('ZRANGE', KEYS[1], 0, -1)",
+    "ARGV[1] .. 'room:' .. id, 'record'"
+));
 
 /// KEYS: rooms index. ARGV: prefix. Returns record JSON and member count per room, flattened.
 pub(crate) static LIST_ROOMS_WITH_COUNTS: Script = Script::new(
@@ -92,15 +155,15 @@ return {1, count + 1}
 
 /// KEYS: room, members, member records, rooms index. ARGV: socket id, room id, prefix.
 /// Returns {code, count, deleted}: 1 left, -1 not a member.
-pub(crate) static LEAVE_ROOM: Script = Script::new(
+pub(crate) static LEAVE_ROOM: Script = Script::new(concat!(
+    token_fns!(),
     r#"
 local json = redis.call('HGET', KEYS[3], ARGV[1])
 if not json then return {-1, 0, 0} end
 local member = cjson.decode(json)
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('SREM', ARGV[3] .. 'node:' .. member.nodeId .. ':memberships',
-  string.len(ARGV[2]) .. ':' .. ARGV[2] .. ARGV[1])
+redis.call('SREM', ARGV[3] .. 'node:' .. member.nodeId .. ':memberships', token(ARGV[2], ARGV[1]))
 local count = redis.call('ZCARD', KEYS[2])
 if count == 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
@@ -108,33 +171,26 @@ if count == 0 then
   return {1, 0, 1}
 end
 return {1, count, 0}
-"#,
-);
+"#
+));
 
 /// KEYS: members, member records. Returns the member JSONs in joining order.
-pub(crate) static ROOM_MEMBERS: Script = Script::new(
-    r#"
-local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local json = redis.call('HGET', KEYS[2], sid)
-  if json then table.insert(out, json) end
-end
-return out
-"#,
-);
+pub(crate) static ROOM_MEMBERS: Script = Script::new(hget_each!(
+    "redis.call('ZRANGE', KEYS[1], 0, -1)",
+    "KEYS[2], id"
+));
 
 /// KEYS: node memberships, rooms index. ARGV: prefix.
 /// Returns a flat list: room id, member JSON, remaining count, deleted (0/1), repeated.
-pub(crate) static PURGE_NODE_ROOMS: Script = Script::new(
+pub(crate) static PURGE_NODE_ROOMS: Script = Script::new(concat!(
+    token_fns!(),
+    delete_room_fn!(),
     r#"
 local p = ARGV[1]
 local removed = {}
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local c = string.find(t, ':', 1, true)
-  if c then
-    local n = tonumber(string.sub(t, 1, c - 1))
-    local room = string.sub(t, c + 1, c + n)
-    local sid = string.sub(t, c + n + 1)
+  local room, sid = split_token(t)
+  if room then
     local rk = p .. 'room:' .. room
     local json = redis.call('HGET', rk .. ':member', sid)
     if json then
@@ -155,8 +211,7 @@ for _, e in ipairs(removed) do
     gone = 1
     if not deleted[e[1]] then
       deleted[e[1]] = true
-      redis.call('DEL', rk, rk .. ':members', rk .. ':member')
-      redis.call('ZREM', KEYS[2], e[1])
+      delete_room(p, KEYS[2], e[1])
     end
   end
   table.insert(out, e[1])
@@ -165,42 +220,39 @@ for _, e in ipairs(removed) do
   table.insert(out, gone)
 end
 return out
-"#,
-);
+"#
+));
 
 /// KEYS: presence sockets, the user's socket set, the node's socket set.
 /// ARGV: socket id, socket JSON, prefix. Returns 1 when it is the user's first socket.
-pub(crate) static SOCKET_CONNECTED: Script = Script::new(
+pub(crate) static SOCKET_CONNECTED: Script = Script::new(concat!(
+    unindex_socket_fn!(),
     r#"
 local first = redis.call('SCARD', KEYS[2]) == 0
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local o = cjson.decode(old)
-  redis.call('SREM', ARGV[3] .. 'presence:user:' .. o.userId, ARGV[1])
-  redis.call('SREM', ARGV[3] .. 'node:' .. o.nodeId .. ':sockets', ARGV[1])
-end
+if old then unindex_socket(ARGV[3], ARGV[1], cjson.decode(old)) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 if first then return 1 end
 return 0
-"#,
-);
+"#
+));
 
 /// KEYS: presence sockets, the user's socket set. ARGV: socket id, prefix.
 /// Returns 1 when the socket was known and the user has no socket left.
-pub(crate) static SOCKET_DISCONNECTED: Script = Script::new(
+pub(crate) static SOCKET_DISCONNECTED: Script = Script::new(concat!(
+    unindex_socket_fn!(),
     r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 local o = cjson.decode(old)
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', ARGV[2] .. 'presence:user:' .. o.userId, ARGV[1])
-redis.call('SREM', ARGV[2] .. 'node:' .. o.nodeId .. ':sockets', ARGV[1])
+unindex_socket(ARGV[2], ARGV[1], o)
 if redis.call('SCARD', KEYS[2]) == 0 then return 1 end
 return 0
-"#,
-);
+"#
+));
 
 /// KEYS: presence sockets. ARGV: socket id, user id, new username.
 pub(crate) static SET_USERNAME: Script = Script::new(
@@ -216,16 +268,8 @@ return 1
 );
 
 /// KEYS: presence sockets, the user's socket set. Returns the user's socket JSONs.
-pub(crate) static SOCKETS_OF: Script = Script::new(
-    r#"
-local out = {}
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local json = redis.call('HGET', KEYS[1], sid)
-  if json then table.insert(out, json) end
-end
-return out
-"#,
-);
+pub(crate) static SOCKETS_OF: Script =
+    Script::new(hget_each!("redis.call('SMEMBERS', KEYS[2])", "KEYS[1], id"));
 
 /// KEYS: the node's socket set, presence sockets. ARGV: prefix.
 /// Returns one socket JSON per user who has no socket left after the purge.
@@ -264,7 +308,10 @@ return out
 /// ARGV: prefix, node id, socket count N, then N × (socket id, user id, socket JSON), then per
 /// membership (room id, record JSON, capacity, socket id, member JSON).
 /// Returns {sockets registered, memberships registered, rooms recreated}.
-pub(crate) static RESYNC_NODE: Script = Script::new(
+pub(crate) static RESYNC_NODE: Script = Script::new(concat!(
+    token_fns!(),
+    unindex_socket_fn!(),
+    delete_room_fn!(),
     r#"
 local p = ARGV[1]
 local node = ARGV[2]
@@ -281,11 +328,8 @@ end
 redis.call('DEL', KEYS[2])
 local touched = {}
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  local c = string.find(t, ':', 1, true)
-  if c then
-    local n = tonumber(string.sub(t, 1, c - 1))
-    local room = string.sub(t, c + 1, c + n)
-    local sid = string.sub(t, c + n + 1)
+  local room, sid = split_token(t)
+  if room then
     local rk = p .. 'room:' .. room
     redis.call('HDEL', rk .. ':member', sid)
     redis.call('ZREM', rk .. ':members', sid)
@@ -299,11 +343,7 @@ for _ = 1, nsockets do
   local sid, uid, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   i = i + 3
   local old = redis.call('HGET', KEYS[1], sid)
-  if old then
-    local o = cjson.decode(old)
-    redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
-    redis.call('SREM', p .. 'node:' .. o.nodeId .. ':sockets', sid)
-  end
+  if old then unindex_socket(p, sid, cjson.decode(old)) end
   redis.call('HSET', KEYS[1], sid, json)
   redis.call('SADD', p .. 'presence:user:' .. uid, sid)
   redis.call('SADD', KEYS[2], sid)
@@ -324,20 +364,18 @@ while i + 4 <= #ARGV do
     redis.call('ZADD', rk .. ':members', redis.call('INCR', KEYS[5]), sid)
   end
   redis.call('HSET', rk .. ':member', sid, json)
-  redis.call('SADD', KEYS[3], string.len(room) .. ':' .. room .. sid)
+  redis.call('SADD', KEYS[3], token(room, sid))
   memberships = memberships + 1
   touched[room] = nil
 end
 for room, _ in pairs(touched) do
-  local rk = p .. 'room:' .. room
-  if redis.call('ZCARD', rk .. ':members') == 0 then
-    redis.call('DEL', rk, rk .. ':members', rk .. ':member')
-    redis.call('ZREM', KEYS[4], room)
+  if redis.call('ZCARD', p .. 'room:' .. room .. ':members') == 0 then
+    delete_room(p, KEYS[4], room)
   end
 end
 return {nsockets, memberships, recreated}
-"#,
-);
+"#
+));
 
 #[cfg(test)]
 mod tests {
