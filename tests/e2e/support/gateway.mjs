@@ -272,21 +272,23 @@ export function client(gw, { namespace = '/', token, auth, transport = {}, ...re
   return socket;
 }
 
-/** Waits for `connect`; rejects with the `connect_error` message otherwise. */
-export function connected(socket, ms = 10_000) {
-  if (socket.connected) return Promise.resolve(socket);
+/**
+ * Waits for the first of `connect` and `connect_error`: resolves `{ connected: true }` or
+ * `{ connected: false, error }`; rejects with `timeoutMessage` after `ms`.
+ */
+function firstConnectOutcome(socket, ms, timeoutMessage) {
   return new Promise((res, rej) => {
     const timer = setTimeout(() => {
       cleanup();
-      rej(new Error(`socket did not connect within ${ms} ms`));
+      rej(new Error(timeoutMessage));
     }, ms);
     const onConnect = () => {
       cleanup();
-      res(socket);
+      res({ connected: true });
     };
-    const onError = (err) => {
+    const onError = (error) => {
       cleanup();
-      rej(new Error(`connect_error: ${err?.message}`));
+      res({ connected: false, error });
     };
     function cleanup() {
       clearTimeout(timer);
@@ -298,31 +300,28 @@ export function connected(socket, ms = 10_000) {
   });
 }
 
+/** Waits for `connect`; rejects with the `connect_error` message otherwise. */
+export async function connected(socket, ms = 10_000) {
+  if (socket.connected) return socket;
+  const { connected: ok, error } = await firstConnectOutcome(
+    socket,
+    ms,
+    `socket did not connect within ${ms} ms`,
+  );
+  if (!ok) throw new Error(`connect_error: ${error?.message}`);
+  return socket;
+}
+
 /** Waits for `connect_error` and returns the error; rejects if the socket connects instead. */
-export function connectError(socket, ms = 10_000) {
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      rej(new Error(`neither connect nor connect_error within ${ms} ms`));
-    }, ms);
-    const onConnect = () => {
-      cleanup();
-      socket.disconnect();
-      rej(new Error('connected, but a connect_error was expected'));
-    };
-    const onError = (err) => {
-      cleanup();
-      socket.disconnect();
-      res(err);
-    };
-    function cleanup() {
-      clearTimeout(timer);
-      socket.off('connect', onConnect);
-      socket.off('connect_error', onError);
-    }
-    socket.on('connect', onConnect);
-    socket.on('connect_error', onError);
-  });
+export async function connectError(socket, ms = 10_000) {
+  const { connected: ok, error } = await firstConnectOutcome(
+    socket,
+    ms,
+    `neither connect nor connect_error within ${ms} ms`,
+  );
+  socket.disconnect();
+  if (ok) throw new Error('connected, but a connect_error was expected');
+  return error;
 }
 
 /**
