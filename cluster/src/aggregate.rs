@@ -164,7 +164,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::memory::MemoryNodes;
-    use chrono::Utc;
+    use crate::test_support::node_stats;
 
     fn node(id: &str, main: u64, chat: u64) -> NodeStats {
         let connections = NamespaceConnections {
@@ -173,20 +173,7 @@ mod tests {
             game: 1,
             admin: 0,
         };
-        NodeStats {
-            server_id: id.into(),
-            hostname: format!("host-{id}"),
-            version: "0.1.0".into(),
-            uptime_secs: 3725,
-            total_connections: connections.total(),
-            connections,
-            rooms: 2,
-            messages_in: 10,
-            messages_out: 20,
-            rss_bytes: 10 * 1024 * 1024,
-            started_at: Utc::now(),
-            last_seen: Utc::now(),
-        }
+        node_stats(id, connections)
     }
 
     #[tokio::test]

@@ -181,29 +181,7 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn node(id: &str, main: u64, chat: u64) -> NodeStats {
-        let connections = NamespaceConnections {
-            main,
-            chat,
-            game: 1,
-            admin: 0,
-        };
-        NodeStats {
-            server_id: id.into(),
-            hostname: "h".into(),
-            version: "0".into(),
-            uptime_secs: 1,
-            total_connections: connections.total(),
-            connections,
-            rooms: 2,
-            messages_in: 3,
-            messages_out: 4,
-            rss_bytes: 5,
-            started_at: Utc::now(),
-            last_seen: Utc::now(),
-        }
-    }
+    use cluster::test_support::node_stats;
 
     #[test]
     fn overview_serialises_with_the_contract_names() {
@@ -213,7 +191,15 @@ mod tests {
             game_connections: 1,
             admin_connections: 0,
             rooms: vec!["lobby".into()],
-            nodes: vec![node("a", 1, 1)],
+            nodes: vec![node_stats(
+                "a",
+                NamespaceConnections {
+                    main: 1,
+                    chat: 1,
+                    game: 1,
+                    admin: 0,
+                },
+            )],
         };
         let json = serde_json::to_value(&o).unwrap();
         for key in [

@@ -1,13 +1,14 @@
 //! Shared helpers of the Redis integration tests: a real redis-server per test, nodes with short
 //! timings, and waiting for a condition with a deadline.
-#![allow(dead_code, unused_imports, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::Utc;
 use cluster::redis::{MonitorConfig, RedisCluster, RedisStateConfig};
 // The fixtures are the unit tests' too, so both backends are tested with the same records.
+// (Not every test file uses them.)
+#[allow(unused_imports)]
 pub use cluster::test_support::*;
 use cluster::{NamespaceConnections, NodeStats};
 use fred::prelude::*;
@@ -69,18 +70,5 @@ pub fn stats(id: &str, main: u64) -> NodeStats {
         game: 0,
         admin: 0,
     };
-    NodeStats {
-        server_id: id.into(),
-        hostname: "test-host".into(),
-        version: "0.1.0".into(),
-        uptime_secs: 1,
-        total_connections: connections.total(),
-        connections,
-        rooms: 1,
-        messages_in: 2,
-        messages_out: 3,
-        rss_bytes: 1024,
-        started_at: Utc::now(),
-        last_seen: Utc::now(),
-    }
+    node_stats(id, connections)
 }

@@ -98,6 +98,29 @@ fn bad_body(rejection: JsonRejection) -> Response {
     )
 }
 
+/// Runs `action` for the admin behind the request, with the request's body, once both are
+/// checked in the order of the module docs (token, then body). Its `Ok` value is the 200 JSON
+/// body; its error is answered by [`action_failed`].
+async fn admin_action<T>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Result<Json<T>, JsonRejection>,
+    action: impl AsyncFnOnce(Identity, T) -> Result<Value, ActionError>,
+) -> Response {
+    let admin = match require_admin(&state.app, headers) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match action(admin, body).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => action_failed(e),
+    }
+}
+
 fn action_failed(e: ActionError) -> Response {
     let status = match &e {
         ActionError::Invalid(_) | ActionError::UnknownNamespace(_) => StatusCode::BAD_REQUEST,
@@ -116,21 +139,12 @@ pub async fn announce(
     headers: HeaderMap,
     body: Result<Json<AnnounceBody>, JsonRejection>,
 ) -> Response {
-    let admin = match require_admin(&state.app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(r) => return bad_body(r),
-    };
-    match actions::announce(&state.app, &state.io, &body.message).await {
-        Ok(()) => {
-            tracing::info!(by = %admin.user_id, "announcement sent through the API");
-            Json(json!({ "success": true })).into_response()
-        }
-        Err(e) => action_failed(e),
-    }
+    admin_action(&state, &headers, body, async |admin, body: AnnounceBody| {
+        actions::announce(&state.app, &state.io, &body.message).await?;
+        tracing::info!(by = %admin.user_id, "announcement sent through the API");
+        Ok(json!({ "success": true }))
+    })
+    .await
 }
 
 /// `POST /api/ban` `{ userId, reason?, durationSecs? }`.
@@ -139,27 +153,19 @@ pub async fn ban(
     headers: HeaderMap,
     body: Result<Json<BanBody>, JsonRejection>,
 ) -> Response {
-    let admin = match require_admin(&state.app, &headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(r) => return bad_body(r),
-    };
-    match actions::ban_user(
-        &state.app,
-        &state.io,
-        &body.user_id,
-        body.reason.as_deref(),
-        body.duration_secs,
-        &admin.user_id,
-    )
+    admin_action(&state, &headers, body, async |admin, body: BanBody| {
+        let ban = actions::ban_user(
+            &state.app,
+            &state.io,
+            &body.user_id,
+            body.reason.as_deref(),
+            body.duration_secs,
+            &admin.user_id,
+        )
+        .await?;
+        Ok(json!({ "success": true, "ban": ban }))
+    })
     .await
-    {
-        Ok(ban) => Json(json!({ "success": true, "ban": ban })).into_response(),
-        Err(e) => action_failed(e),
-    }
 }
 
 /// `POST /api/emit` `{ namespace?, room?, event, data }`.
@@ -168,24 +174,17 @@ pub async fn emit(
     headers: HeaderMap,
     body: Result<Json<EmitBody>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = require_admin(&state.app, &headers) {
-        return r.into_response();
-    }
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(r) => return bad_body(r),
-    };
-    match actions::emit(
-        &state.app,
-        &state.io,
-        body.namespace.as_deref(),
-        body.room.as_deref(),
-        &body.event,
-        body.data,
-    )
+    admin_action(&state, &headers, body, async |_admin, body: EmitBody| {
+        actions::emit(
+            &state.app,
+            &state.io,
+            body.namespace.as_deref(),
+            body.room.as_deref(),
+            &body.event,
+            body.data,
+        )
+        .await?;
+        Ok(json!({ "success": true }))
+    })
     .await
-    {
-        Ok(()) => Json(json!({ "success": true })).into_response(),
-        Err(e) => action_failed(e),
-    }
 }
