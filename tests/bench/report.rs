@@ -255,7 +255,7 @@ fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
     let sat_g = g.and_then(|r| r.max_sustained_deliveries_per_sec);
     let sat_n = n.and_then(|r| r.max_sustained_deliveries_per_sec);
     let bound = |run: Option<&FanoutRun>| match run {
-        Some(r) if r.ramp.last().is_some_and(|s| s.sustained) => "≥ ",
+        Some(r) if !r.saturated && !r.ramp.is_empty() => "≥ ",
         _ => "",
     };
     rows.push(Row {
@@ -771,7 +771,7 @@ const METHOD: &str = r#"
 - **Idle memory**: one node, no Redis, all connections as one user (so no `user online` storm); RSS (`VmRSS`) minus the RSS before any connection, divided by the connections, after a settle pause.
 - **Connection rate**: offered connects/s in steps; a step is sustained with no failed handshake and at least 90 % of the offered rate achieved; the ramp stops at the first failing step. Pending handshakes are capped (a quarter of the open-file limit, at most 4,096); connects that would exceed the cap count as failures ("server fell behind"), so the generator never runs out of descriptors in the server's place.
 - **Many rooms**: rooms sit on nodes 1 and 2 (all members of a room on one node); node 3 holds users that joined no room, so everything it receives from Redis during the step is traffic of rooms it has no members of (plus the cluster's own background traffic). Nodes 1 and 2 also receive their own publishes back from Redis. Bytes each node received from Redis are read from the kernel (`ss -ti`, `bytes_received` of the node's sockets to the Redis port) before and after the step.
-- **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected. A step that misses only on latency is measured once more before the ramp stops (the machine is shared; both attempts are listed).
+- **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected. A step that misses only on latency is measured once more before the ramp stops (the machine is shared; both attempts are listed). Once it stops, one more step is measured halfway (geometric mean) between the last sustained rate and the first unsustained one, with the same second chance.
 - **Setup**: fan-out and many-rooms clients connect and join with a bounded number of handshakes/joins in flight (listed with each run), because every connect and join is broadcast to the others.
 "#;
 

@@ -250,10 +250,14 @@ pub struct FanoutRun {
     pub setup_disconnects: Option<u64>,
     /// The step at the configured rate.
     pub fixed: Option<Step>,
-    /// The saturation ramp, in order; stops at the first step that is not sustained.
+    /// The saturation ramp, in order; stops at the first step that is not sustained, then
+    /// measures once between that step and the last sustained one.
     pub ramp: Vec<Step>,
     /// Highest deliveries/s of a sustained ramp step.
     pub max_sustained_deliveries_per_sec: Option<f64>,
+    /// Whether the ramp reached a step that was not sustained (otherwise it ran out of steps
+    /// and the highest sustained rate is only a lower bound).
+    pub saturated: bool,
     /// What went wrong mid-run, if anything.
     pub error: Option<String>,
 }
@@ -273,6 +277,7 @@ impl FanoutRun {
             fixed: None,
             ramp: Vec::new(),
             max_sustained_deliveries_per_sec: None,
+            saturated: false,
             error: None,
         }
     }
@@ -575,6 +580,8 @@ async fn fanout_inner(
     let mut rates_done = 0;
     let mut step_index = 1;
     let mut attempt = 1;
+    let mut last_sustained_rate: Option<f64> = None;
+    let mut refining = false;
     while rates_done < cfg.ramp_max_steps && step_index < MAX_STEPS {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut step = step_at(step_index, rate).await?;
@@ -597,10 +604,20 @@ async fn fanout_inner(
             attempt = 2;
             continue;
         }
-        if !sustained {
+        attempt = 1;
+        if refining {
             break;
         }
-        attempt = 1;
+        if !sustained {
+            run.saturated = true;
+            // One more step halfway (geometric mean) between the last sustained rate and this
+            // one halves the ramp's granularity where it matters, at the cost of one step.
+            let Some(ok) = last_sustained_rate else { break };
+            rate = (ok * rate).sqrt();
+            refining = true;
+            continue;
+        }
+        last_sustained_rate = Some(rate);
         rates_done += 1;
         rate *= cfg.ramp_factor;
     }
