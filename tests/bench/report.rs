@@ -79,53 +79,40 @@ fn verdict(ok: Option<bool>) -> String {
 /// What the summary table needs of every scenario's run: its stack, and why it has no figures.
 trait ScenarioRun {
     fn stack(&self) -> Stack;
+    fn error(&self) -> Option<&String>;
+    fn not_measured(&self) -> Option<&String> {
+        None
+    }
     /// Why the run has no figures (not measured, or failed), if it has none.
-    fn missing(&self) -> Option<String>;
-}
-
-fn failed(error: Option<&String>) -> Option<String> {
-    error.map(|e| format!("failed: {e}"))
-}
-
-impl ScenarioRun for FanoutRun {
-    fn stack(&self) -> Stack {
-        self.stack
-    }
     fn missing(&self) -> Option<String> {
-        self.not_measured
-            .clone()
-            .or_else(|| failed(self.error.as_ref()))
+        self.not_measured()
+            .cloned()
+            .or_else(|| self.error().map(|e| format!("failed: {e}")))
     }
 }
 
-impl ScenarioRun for IdleRun {
-    fn stack(&self) -> Stack {
-        self.stack
-    }
-    fn missing(&self) -> Option<String> {
-        failed(self.error.as_ref())
-    }
+/// `impl ScenarioRun` for a run type with `stack` and `error` fields (and `not_measured`, when
+/// named).
+macro_rules! scenario_run {
+    ($run:ty $(, $not_measured:ident)?) => {
+        impl ScenarioRun for $run {
+            fn stack(&self) -> Stack {
+                self.stack
+            }
+            fn error(&self) -> Option<&String> {
+                self.error.as_ref()
+            }
+            $(fn not_measured(&self) -> Option<&String> {
+                self.$not_measured.as_ref()
+            })?
+        }
+    };
 }
 
-impl ScenarioRun for ConnRateRun {
-    fn stack(&self) -> Stack {
-        self.stack
-    }
-    fn missing(&self) -> Option<String> {
-        failed(self.error.as_ref())
-    }
-}
-
-impl ScenarioRun for ManyRoomsRun {
-    fn stack(&self) -> Stack {
-        self.stack
-    }
-    fn missing(&self) -> Option<String> {
-        self.not_measured
-            .clone()
-            .or_else(|| failed(self.error.as_ref()))
-    }
-}
+scenario_run!(FanoutRun, not_measured);
+scenario_run!(ManyRoomsRun, not_measured);
+scenario_run!(IdleRun);
+scenario_run!(ConnRateRun);
 
 /// The gateway's and the Node.js stack's run among those `runs` that `keep` accepts.
 fn by_stack<T: ScenarioRun>(runs: &[T], keep: impl Fn(&T) -> bool) -> (Option<&T>, Option<&T>) {
