@@ -15,7 +15,7 @@ use cluster::{Member, OnlineSocket};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::main_ns::{room_key, user_left, user_offline};
+use super::main_ns::{room_key, user_left, user_presence};
 use super::{MAIN, Session, Shared, emit};
 
 /// Records of rooms that this node's sockets joined, by room id. Entries for rooms without a
@@ -107,7 +107,7 @@ async fn announce_departures(shared: &Shared, left: &NodeLeft) {
         return;
     };
     for socket in &left.went_offline {
-        let payload = user_offline(&socket.user_id, &socket.username);
+        let payload = user_presence(&socket.user_id, &socket.username);
         let _ = emit::broadcast(shared, main.clone(), "user offline", &payload).await;
     }
     for p in &left.purged {

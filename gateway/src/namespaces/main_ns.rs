@@ -52,7 +52,7 @@ pub async fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>, ses
     match shared.app.backends.presence.socket_connected(online).await {
         Ok(true) => {
             if let Some(op) = shared.io.of(MAIN) {
-                let payload = user_offline(session.user_id(), &session.username());
+                let payload = user_presence(session.user_id(), &session.username());
                 let _ = emit::broadcast(
                     shared,
                     op.except(user_room(session.user_id())),
@@ -78,8 +78,7 @@ pub(super) async fn forget_presence(shared: &Shared, session: &Session, sid: &st
     {
         Ok(true) => {
             if let Some(op) = shared.io.of(MAIN) {
-                let payload =
-                    json!({ "userId": session.user_id(), "username": session.username() });
+                let payload = user_presence(session.user_id(), &session.username());
                 // The leaving socket is still listed while its disconnect handler runs.
                 let _ =
                     emit::broadcast(shared, op.except(sid.to_owned()), "user offline", &payload)
@@ -91,8 +90,8 @@ pub(super) async fn forget_presence(shared: &Shared, session: &Session, sid: &st
     }
 }
 
-/// The `user offline` payload.
-pub(super) fn user_offline(user_id: &str, username: &str) -> Value {
+/// The `user online` and `user offline` payload.
+pub(super) fn user_presence(user_id: &str, username: &str) -> Value {
     json!({ "userId": user_id, "username": username })
 }
 
