@@ -206,8 +206,9 @@ async fn main() -> Result<()> {
     let stacks: Vec<Stack> = [Stack::Gateway, Stack::Node]
         .into_iter()
         .filter(|stack| {
-            let name = stack.label().to_lowercase().replace(".js", "");
-            args.stacks.iter().any(|s| s.eq_ignore_ascii_case(&name))
+            args.stacks
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(stack.name()))
         })
         .collect();
     let measured = |stack: Stack| stacks.contains(&stack);

@@ -29,6 +29,14 @@ impl Stack {
             Stack::Node => "Node.js",
         }
     }
+
+    /// Short name, as serialised and as `--stacks` takes it: `gateway`, `node`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::Gateway => "gateway",
+            Stack::Node => "node",
+        }
+    }
 }
 
 /// Paths and secrets needed to start servers.
@@ -117,11 +125,7 @@ impl Launcher {
         let redis_url = redis.as_ref().map(RedisServer::url);
         let mut servers = Vec::new();
         for i in 0..nodes {
-            let id = format!(
-                "{}-{}",
-                stack.label().to_lowercase().replace(".js", ""),
-                i + 1
-            );
+            let id = format!("{}-{}", stack.name(), i + 1);
             servers.push(self.start(stack, &id, redis_url.as_deref())?);
         }
         Ok(Deployment { servers, redis })
