@@ -161,10 +161,13 @@ if [ "$BUILD_OK" -eq 1 ] && [ "$NODE_OK" -eq 1 ]; then
     stage e2e 900 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=2 e2e/*.test.mjs'
     stage e2e-cluster 900 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=2 e2e-cluster/*.test.mjs'
     stage browser 300 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 browser/*.test.mjs'
+    # One file at a time: several of these attacks measure the node's RSS.
+    stage hostile 900 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 hostile/*.test.mjs'
 else
     skip e2e "the build or npm ci failed"
     skip e2e-cluster "the build or npm ci failed"
     skip browser "the build or npm ci failed"
+    skip hostile "the build or npm ci failed"
 fi
 
 if [ "$BUILD_OK" -eq 1 ] && [ "$PY_OK" -eq 1 ]; then
