@@ -107,6 +107,8 @@ check_node() {
 install_node_packages() {
     check_node || return 1
     (cd "$REPO/tests" && npm ci --no-audit --no-fund) || return 1
+    # The socket.io client bundle the gateway serves at /socket.io/socket.io.js (README, quick start).
+    npm ci --prefix "$REPO/gateway/client-bundle" --no-audit --no-fund --ignore-scripts || return 1
     if [ -f "$REPO/adapter-redis/tests/node/package.json" ]; then
         (cd "$REPO/adapter-redis/tests/node" && npm ci --no-audit --no-fund) || return 1
     fi
