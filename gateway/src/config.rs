@@ -160,6 +160,10 @@ pub struct ServeArgs {
     /// TTL of this node's `cluster:stats:<serverId>` key, seconds.
     #[arg(long, env = "STATS_TTL_SECS", default_value_t = 60)]
     pub stats_ttl_secs: u64,
+    /// TTL of this node's liveness key, milliseconds: peers declare a node dead once it lapses
+    /// (rewritten every sixth of it, so five beats may be missed under load).
+    #[arg(long, env = "LIVENESS_TTL_MS", default_value_t = 6000)]
+    pub liveness_ttl_ms: u64,
     /// Time between the shutdown notice and closing sockets, seconds.
     #[arg(long, env = "DRAIN_SECS", default_value_t = 5)]
     pub drain_secs: u64,
@@ -460,6 +464,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "STATS_TTL_SECS",
                 "must be at least 3 (the record is refreshed every third of it)".into(),
+            ));
+        }
+        if args.liveness_ttl_ms < 600 {
+            return Err(ConfigError::Invalid(
+                "LIVENESS_TTL_MS",
+                "must be at least 600 (the key is rewritten every sixth of it)".into(),
             ));
         }
         if let Some(bad) = args
