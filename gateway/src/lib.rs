@@ -16,6 +16,7 @@ pub mod node_stats;
 pub mod passwords;
 pub mod sanitize;
 pub mod shutdown;
+pub mod state_limits;
 pub mod telemetry;
 pub mod validation;
 

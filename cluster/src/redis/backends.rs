@@ -133,6 +133,16 @@ const SCAN_PAGE: u32 = 1000;
 #[derive(Debug)]
 pub struct RedisRooms {
     pub(crate) conn: Conn,
+    pub(crate) retention: Retention,
+}
+
+/// Now, in Unix milliseconds (the clock of the unjoined-room deadlines).
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 fn pair(v: &[i64], i: usize) -> i64 {
@@ -151,8 +161,23 @@ impl RoomRegistry for RedisRooms {
             .conn
             .eval(
                 &scripts::CREATE_ROOM,
-                vec![k.room(&room.id), k.rooms_index(), k.order_counter()],
-                vec![encode(&room)?, room.max_users.to_string(), room.id.clone()],
+                vec![
+                    k.room(&room.id),
+                    k.rooms_index(),
+                    k.order_counter(),
+                    k.history(&HistoryScope::Room(room.id.clone())),
+                    k.unjoined_rooms(),
+                ],
+                vec![
+                    encode(&room)?,
+                    room.max_users.to_string(),
+                    room.id.clone(),
+                    k.prefix().to_owned(),
+                    now_ms().to_string(),
+                    now_ms()
+                        .saturating_add(millis(self.retention.unjoined_room))
+                        .to_string(),
+                ],
             )
             .await?;
         Ok(created == 1)
@@ -176,7 +201,7 @@ impl RoomRegistry for RedisRooms {
             .eval(
                 &scripts::LIST_ROOMS,
                 vec![k.rooms_index()],
-                vec![k.prefix().to_owned()],
+                vec![k.prefix().to_owned(), now_ms().to_string()],
             )
             .await?;
         jsons.iter().map(|j| decode(j)).collect()
@@ -194,11 +219,15 @@ impl RoomRegistry for RedisRooms {
                     k.room_member_records(room_id),
                     k.order_counter(),
                     k.node_memberships(&member.node_id),
+                    k.rooms_index(),
                 ],
                 vec![
                     member.socket_id.clone(),
                     encode(&member)?,
                     membership_token(room_id, &member.socket_id),
+                    k.prefix().to_owned(),
+                    room_id.to_owned(),
+                    now_ms().to_string(),
                 ],
             )
             .await?;
@@ -222,6 +251,7 @@ impl RoomRegistry for RedisRooms {
                     k.room_members(room_id),
                     k.room_member_records(room_id),
                     k.rooms_index(),
+                    k.history(&HistoryScope::Room(room_id.to_owned())),
                 ],
                 vec![
                     socket_id.to_owned(),
@@ -254,13 +284,15 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn count(&self) -> StateResult<usize> {
-        self.conn.ensure_connected()?;
+        let k = &self.conn.keys;
         let n: i64 = self
             .conn
-            .client
-            .zcard(self.conn.keys.rooms_index())
-            .await
-            .map_err(|e| state_error(&e))?;
+            .eval(
+                &scripts::COUNT_ROOMS,
+                vec![k.rooms_index()],
+                vec![k.prefix().to_owned(), now_ms().to_string()],
+            )
+            .await?;
         Ok(count(n))
     }
 
@@ -282,7 +314,7 @@ impl RoomRegistry for RedisRooms {
             .eval(
                 &scripts::LIST_ROOMS_WITH_COUNTS,
                 vec![k.rooms_index()],
-                vec![k.prefix().to_owned()],
+                vec![k.prefix().to_owned(), now_ms().to_string()],
             )
             .await?;
         let mut out = Vec::with_capacity(flat.len() / 2);
@@ -493,30 +525,38 @@ impl BanList for RedisBans {
     }
 }
 
-/// History on Redis: one stream per scope, trimmed to `capacity` entries on every append.
+/// History on Redis: one stream per scope, trimmed to `capacity` entries on every append, with
+/// a TTL restarted by every append. A room's stream is deleted with the room, and a message for
+/// a room that no longer exists is not stored.
 #[derive(Debug)]
 pub struct RedisHistory {
     pub(crate) conn: Conn,
     pub(crate) capacity: usize,
+    pub(crate) ttl: Duration,
 }
 
 #[async_trait]
 impl History for RedisHistory {
     async fn append(&self, scope: &HistoryScope, message: serde_json::Value) -> StateResult<()> {
-        self.conn.ensure_connected()?;
-        let cap = i64::try_from(self.capacity.max(1)).unwrap_or(i64::MAX);
-        let _: Value = self
+        let k = &self.conn.keys;
+        let stream = k.history(scope);
+        let (guard, must_exist) = match scope {
+            HistoryScope::Room(room_id) => (k.room(room_id), "1"),
+            _ => (stream.clone(), "0"),
+        };
+        let _: i64 = self
             .conn
-            .client
-            .xadd(
-                self.conn.keys.history(scope),
-                false,
-                ("MAXLEN", "=", cap, None),
-                "*",
-                vec![("m", encode(&message)?)],
+            .eval(
+                &scripts::APPEND_HISTORY,
+                vec![stream, guard],
+                vec![
+                    encode(&message)?,
+                    self.capacity.max(1).to_string(),
+                    millis(self.ttl).to_string(),
+                    must_exist.to_owned(),
+                ],
             )
-            .await
-            .map_err(|e| state_error(&e))?;
+            .await?;
         Ok(())
     }
 
@@ -550,22 +590,24 @@ impl History for RedisHistory {
     }
 }
 
-/// Game sequence numbers on Redis (`INCR`).
+/// Game sequence numbers on Redis (`INCR`), each counter expiring once its game is idle.
 #[derive(Debug)]
 pub struct RedisGames {
     pub(crate) conn: Conn,
+    pub(crate) ttl: Duration,
 }
 
 #[async_trait]
 impl GameSequence for RedisGames {
     async fn next(&self, game_id: &str) -> StateResult<u64> {
-        self.conn.ensure_connected()?;
         let n: i64 = self
             .conn
-            .client
-            .incr(self.conn.keys.game_seq(game_id))
-            .await
-            .map_err(|e| state_error(&e))?;
+            .eval(
+                &scripts::NEXT_GAME_SEQ,
+                vec![self.conn.keys.game_seq(game_id)],
+                vec![millis(self.ttl).to_string()],
+            )
+            .await?;
         u64::try_from(n).map_err(|_| StateError::Corrupt(format!("game sequence {n}")))
     }
 }
@@ -696,8 +738,16 @@ pub(crate) struct RedisBackends {
 }
 
 impl RedisBackends {
-    pub(crate) fn new(conn: Conn, history_capacity: usize, stats_ttl: Duration) -> Self {
-        let rooms = Arc::new(RedisRooms { conn: conn.clone() });
+    pub(crate) fn new(
+        conn: Conn,
+        history_capacity: usize,
+        retention: Retention,
+        stats_ttl: Duration,
+    ) -> Self {
+        let rooms = Arc::new(RedisRooms {
+            conn: conn.clone(),
+            retention,
+        });
         let presence = Arc::new(RedisPresence { conn: conn.clone() });
         let nodes = Arc::new(RedisNodes::new(conn.clone(), stats_ttl));
         let state = StateBackends {
@@ -707,8 +757,12 @@ impl RedisBackends {
             history: Arc::new(RedisHistory {
                 conn: conn.clone(),
                 capacity: history_capacity,
+                ttl: retention.history,
             }),
-            games: Arc::new(RedisGames { conn }),
+            games: Arc::new(RedisGames {
+                conn,
+                ttl: retention.game_sequence,
+            }),
             nodes: nodes.clone(),
         };
         Self {

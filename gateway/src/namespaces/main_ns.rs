@@ -362,6 +362,12 @@ fn room_error(cx: &Cx, message: &str) -> Reject {
 
 async fn join_room(cx: Cx, v: Value) -> Outcome {
     let j = validation::join_room(&v)?;
+    let limits = &cx.app().config.args.state_limits;
+    if !is_member(&cx.socket, &j.room_id)
+        && member_rooms(&cx.socket).len() >= limits.max_rooms_per_socket as usize
+    {
+        return Err(room_error(&cx, &limits.too_many_rooms()));
+    }
     let backends = &cx.app().backends;
     let Some(room) = backends.rooms.get(&j.room_id).await? else {
         return Err(room_error(&cx, "Room does not exist"));
