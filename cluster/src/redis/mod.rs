@@ -43,7 +43,9 @@ use fred::types::config::UnresponsiveConfig;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use backends::{RedisBans, RedisGames, RedisHistory, RedisNodes, RedisPresence, RedisRooms};
+pub use backends::{
+    BanSync, RedisBans, RedisGames, RedisHistory, RedisNodes, RedisPresence, RedisRooms,
+};
 pub use monitor::{MonitorConfig, NodeEvent, NodeLeft, NodeMonitor};
 
 use crate::aggregate::ClusterStats;
@@ -678,6 +680,24 @@ impl RedisCluster {
         };
         tracing::info!(?report, "re-registered this node's state in Redis");
         Ok(report)
+    }
+
+    /// Makes Redis and this node agree on the bans (see [`RedisBans::sync`]): bans Redis lost are
+    /// written back, and the node learns every ban in force. Call it at start-up, after every
+    /// reconnect and periodically; then disconnect the local users among [`BanSync::active`].
+    pub async fn sync_bans(&self) -> StateResult<BanSync> {
+        self.backends.bans.sync().await
+    }
+
+    /// Records a ban announced by another node (`user_banned`), so this node can write it back
+    /// should Redis lose it.
+    pub fn remember_ban(&self, ban: crate::state::Ban) {
+        self.backends.bans.remember(ban);
+    }
+
+    /// The bans in force this node knows of.
+    pub fn known_bans(&self) -> Vec<crate::state::Ban> {
+        self.backends.bans.known()
     }
 
     /// Each id escaped by the Lua scripts' `esc`, so tests can hold it to [`crate::keys::key_part`].
