@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod namespaces;
 pub mod node_stats;
+pub mod password_guard;
 pub mod passwords;
 pub mod sanitize;
 pub mod shutdown;

@@ -329,10 +329,17 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
         return Err(Reject("Room already exists".to_owned()));
     }
     let password_hash = match r.password {
-        Some(pw) => Some(passwords::hash_blocking(pw).await.map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            Reject("Room could not be created".to_owned())
-        })?),
+        Some(pw) => {
+            let _turn = cx
+                .shared
+                .passwords
+                .begin(cx.session.user_id(), None)
+                .map_err(|refusal| Reject(refusal.to_string()))?;
+            Some(passwords::hash_blocking(pw).await.map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                Reject("Room could not be created".to_owned())
+            })?)
+        }
         None => None,
     };
     let record = RoomRecord {
@@ -373,11 +380,16 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
         return Err(room_error(&cx, "Room does not exist"));
     };
     if let Some(hash) = room.password_hash.clone() {
-        let ok = match j.password {
-            Some(pw) => passwords::verify_blocking(pw, hash).await,
-            None => false,
+        let Some(pw) = j.password else {
+            return Err(room_error(&cx, "Wrong room password"));
         };
-        if !ok {
+        let attempt = cx
+            .shared
+            .passwords
+            .begin(cx.session.user_id(), Some(&room.id))
+            .map_err(|refusal| room_error(&cx, &refusal.to_string()))?;
+        if !passwords::verify_blocking(pw, hash).await {
+            attempt.failed();
             return Err(room_error(&cx, "Wrong room password"));
         }
     }
