@@ -59,6 +59,8 @@ describe('bounded growth', () => {
       await expectAccepted(game.socket, 'join game', 'g2');
       await expectAccepted(game.socket, 'leave game', 'g1');
       await expectAccepted(game.socket, 'join game', 'g3');
+      const metrics = (await http(gw, '/metrics')).text;
+      assert.match(metrics, /^socketio_state_limit_refusals_total 2$/m, 'both refusals are counted');
       await healthyAndServing(gw);
     } finally {
       closeAll(mallory.socket, game.socket);

@@ -21,6 +21,7 @@ describe('room password guessing', () => {
       // Even the right password is refused now, without hashing: the guessing is over.
       const { ack } = await expectRejected(mallory.socket, 'join room', { roomId, password: 'right' });
       assert.match(ack.error, /^Too many wrong room passwords: try again in \d+ s$/);
+      assert.match((await http(gw, '/metrics')).text, /^socketio_state_limit_refusals_total 1$/m);
       await expectAccepted(alice.socket, 'join room', { roomId, password: 'right' });
       assert.equal((await http(gw, '/health')).status, 200);
     } finally {

@@ -32,6 +32,26 @@ impl JoinedRooms {
         self.lock().insert(room.id.clone(), room.clone());
     }
 
+    /// Forgets a room once no local socket is in it, so joining and leaving rooms cannot grow
+    /// the map. `in_use` is asked under the map's lock: a socket that joins meanwhile (it joins,
+    /// then remembers) either is seen by it or remembers the room again after.
+    pub fn forget_unless(&self, room_id: &str, in_use: impl FnOnce() -> bool) {
+        let mut records = self.lock();
+        if !in_use() {
+            records.remove(room_id);
+        }
+    }
+
+    /// Rooms remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no room is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomRecord>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -324,5 +344,23 @@ impl ControlHandler for ControlReactions {
 
     async fn server_shutdown(&self, from: &str, shutdown: ServerShutdown) {
         tracing::info!(peer = from, message = ?shutdown.message, "a node is shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_rooms_forget_rooms_no_local_socket_is_in() {
+        let rooms = JoinedRooms::default();
+        for id in ["a", "b"] {
+            rooms.remember(&cluster::test_support::room(id, 5));
+        }
+        rooms.forget_unless("a", || true);
+        assert_eq!(rooms.len(), 2, "a room still in use is kept");
+        rooms.forget_unless("a", || false);
+        rooms.forget_unless("b", || false);
+        assert!(rooms.is_empty());
     }
 }

@@ -108,6 +108,7 @@ async fn join_game(cx: Cx, v: Value) -> Outcome {
     if !cx.session.in_game(&game_id)
         && cx.session.games().len() >= limits.max_games_per_socket as usize
     {
+        cx.app().metrics.state_limit_refusals.inc();
         return Err(Reject(limits.too_many_games()));
     }
     let room = game_room(&game_id);
