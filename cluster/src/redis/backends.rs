@@ -685,9 +685,11 @@ impl BanList for RedisBans {
             return Ok(None);
         };
         // Redis has no ban but this node knows one: lifted elsewhere if Redis still holds the
-        // data of the last sync, lost with Redis's data otherwise (and still in force).
+        // data of the last sync (or this node never synced, so knows of no loss), lost with
+        // Redis's data otherwise (and still in force).
         let epoch = self.epoch().await?;
-        if epoch.is_some() && epoch == self.book().epoch {
+        let synced = self.book().epoch.clone();
+        if synced.is_none() || epoch == synced {
             self.book().bans.remove(user_id);
             return Ok(None);
         }
