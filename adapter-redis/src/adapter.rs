@@ -96,7 +96,7 @@ pub(crate) fn value_to_wire(value: &Value) -> Result<Wire, AdapterError> {
     match value {
         Value::Str(text, bins) => {
             let bins: Vec<Bytes> = bins.iter().flatten().cloned().collect();
-            json::from_json(text, &bins).map_err(|e| AdapterError::Encode(e.to_string()))
+            json::from_event_json(text, &bins).map_err(|e| AdapterError::Encode(e.to_string()))
         }
         Value::Bytes(_) => Err(AdapterError::Encode(
             "the msgpack socket.io parser is not supported; use the common parser".into(),

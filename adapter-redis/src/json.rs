@@ -10,12 +10,30 @@ use bytes::Bytes;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::msgpack::{MAX_DEPTH, Wire};
+use crate::wire::MAX_EVENT_DATA_DEPTH;
 
 /// Parses JSON text into a [`Wire`] value, replacing `{"_placeholder":true,"num":N}` objects
-/// with the matching entry of `bins` (or `nil` if there is none).
+/// with the matching entry of `bins` (or `nil` if there is none). Refuses what the msgpack
+/// decoder refuses: a value nested deeper than [`MAX_DEPTH`].
 pub fn from_json(text: &str, bins: &[Bytes]) -> Result<Wire, serde_json::Error> {
+    parse(text, bins, MAX_DEPTH)
+}
+
+/// [`from_json`] for the data of an event (`["name", args...]`), which travels inside a
+/// broadcast or request message: refuses data nested deeper than
+/// [`MAX_EVENT_DATA_DEPTH`], so whatever is published, every peer can decode.
+pub fn from_event_json(text: &str, bins: &[Bytes]) -> Result<Wire, serde_json::Error> {
+    parse(text, bins, MAX_EVENT_DATA_DEPTH)
+}
+
+fn parse(text: &str, bins: &[Bytes], limit: usize) -> Result<Wire, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = JsonSeed { bins, depth: 0 }.deserialize(&mut de)?;
+    let value = JsonSeed {
+        bins,
+        depth: 0,
+        limit,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -156,11 +174,26 @@ fn timestamp_iso(data: &[u8]) -> Option<String> {
 struct JsonSeed<'b> {
     bins: &'b [Bytes],
     depth: usize,
+    /// Deepest level a value may sit at (the top value is at 0), as in the msgpack decoder.
+    limit: usize,
+}
+
+impl JsonSeed<'_> {
+    fn child(&self) -> Self {
+        JsonSeed {
+            bins: self.bins,
+            depth: self.depth + 1,
+            limit: self.limit,
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for JsonSeed<'_> {
     type Value = Wire;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Wire, D::Error> {
+        if self.depth > self.limit {
+            return Err(de::Error::custom("JSON nested too deeply"));
+        }
         deserializer.deserialize_any(self)
     }
 }
@@ -193,28 +226,16 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
         Ok(Wire::Str(v))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Wire, A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(de::Error::custom("JSON nested too deeply"));
-        }
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(JsonSeed {
-            bins: self.bins,
-            depth: self.depth + 1,
-        })? {
+        while let Some(item) = seq.next_element_seed(self.child())? {
             items.push(item);
         }
         Ok(Wire::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(de::Error::custom("JSON nested too deeply"));
-        }
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(JsonSeed {
-                bins: self.bins,
-                depth: self.depth + 1,
-            })?;
+            let value = map.next_value_seed(self.child())?;
             entries.push((Wire::Str(key), value));
         }
         let map = Wire::Map(entries);
@@ -239,6 +260,7 @@ impl<'de> Deserialize<'de> for Wire {
         JsonSeed {
             bins: &[],
             depth: 0,
+            limit: MAX_DEPTH,
         }
         .deserialize(deserializer)
     }
@@ -276,6 +298,30 @@ mod tests {
             r#"["ev",{"z":1,"a":[true,null,1.5]},{"_placeholder":true,"num":0}]"#
         );
         assert_eq!(out, bins);
+    }
+
+    /// `["ev", [[...[1]...]]]` with the `1` at `level` (the event array is level 0).
+    fn event_with_value_at(level: usize) -> String {
+        let inner = level - 1;
+        format!(r#"["ev",{}1{}]"#, "[".repeat(inner), "]".repeat(inner))
+    }
+
+    #[test]
+    fn the_encoder_accepts_exactly_the_event_data_every_peer_decodes() {
+        use crate::wire::{self, Flags, MAX_EVENT_DATA_DEPTH, Target};
+        let deepest = event_with_value_at(MAX_EVENT_DATA_DEPTH);
+        let data = from_event_json(&deepest, &[]).unwrap();
+        let message =
+            wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
+        assert_eq!(wire::decode_broadcast(&message).unwrap().data, data);
+
+        let too_deep = event_with_value_at(MAX_EVENT_DATA_DEPTH + 1);
+        assert!(from_event_json(&too_deep, &[]).is_err());
+        // Had it been published, no peer could have read it: the limit is the decoder's.
+        let data = from_json(&too_deep, &[]).unwrap();
+        let message =
+            wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
+        assert!(wire::decode_broadcast(&message).is_err());
     }
 
     #[test]

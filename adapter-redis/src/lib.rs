@@ -129,6 +129,7 @@ pub use adapter::{InitRes, RedisAdapter};
 pub use config::RedisAdapterConfig;
 pub use error::{AdapterError, MissingResponses};
 pub use metrics::AdapterMetricsSnapshot;
+pub use wire::MAX_EVENT_DATA_DEPTH;
 
 use crate::connection::Shared;
 use crate::msgpack::Wire;

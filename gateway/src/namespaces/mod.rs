@@ -36,7 +36,7 @@ use crate::auth::Identity;
 use crate::connection_limit::ConnectionLimiter;
 use crate::event_limit::{EventLimiter, Verdict};
 use crate::sanitize::Sanitizer;
-use crate::validation::Invalid;
+use crate::validation::{self, Invalid};
 use crate::{Adapter, Io};
 
 /// Namespace paths.
@@ -477,7 +477,11 @@ pub fn on<F, Fut>(
                     event,
                     next,
                 };
-                let outcome = match payload(data) {
+                let checked = payload(data).and_then(|value| {
+                    validation::payload_depth(&value)?;
+                    Ok(value)
+                });
+                let outcome = match checked {
                     Ok(value) => handler(cx, value).await,
                     Err(reject) => Err(reject),
                 };
