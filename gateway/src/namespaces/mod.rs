@@ -94,6 +94,10 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceE
         history_writer: history_writer::HistoryWriter::start(Arc::clone(&app.backends.history)),
     });
     presence_guard::PresenceGuard::start(&shared);
+    // Broadcasts from this node and from others go through one outgoing-queue policy.
+    app.link
+        .adapter()
+        .set_delivery_observer(Arc::new(emit::QueuePolicy::new(&shared)));
     for ns in ALL {
         admission::register(&shared, ns)
             .await
