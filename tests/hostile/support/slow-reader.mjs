@@ -42,3 +42,29 @@ export async function stalledPlayer(gw, token, gameId) {
 export function bigAction(gameId, bytes, i) {
   return { gameId, i, blob: 'x'.repeat(bytes) };
 }
+
+/**
+ * A raw long-polling `/game` player in `gameId` that then never polls again: its frames pile up
+ * in its queue on the node. `poll()` reads once more (packets, split).
+ */
+export async function stalledPollingPlayer(gw, token, gameId) {
+  const { rawPolling } = await import('../../e2e/support/raw.mjs');
+  const session = await rawPolling(gw);
+  const packets = [];
+  const poll = async () => {
+    const { status, text } = await session.get();
+    if (status !== 200) throw new Error(`poll answered ${status}: ${text}`);
+    const got = text.split('\x1e');
+    packets.push(...got);
+    return got;
+  };
+  const until = async (pred, what) => {
+    for (let i = 0; i < 20 && !packets.some(pred); i += 1) await poll();
+    if (!packets.some(pred)) throw new Error(`stalled polling player: no ${what} in ${JSON.stringify(packets)}`);
+  };
+  await session.post(`40/game,${JSON.stringify({ token })}`);
+  await until((p) => p.startsWith('40/game,{'), 'CONNECT ack');
+  await session.post(`42/game,0["join game",${JSON.stringify({ gameId })}]`);
+  await until((p) => p.startsWith('43/game,0'), 'join game ack');
+  return { ...session, packets, poll };
+}
