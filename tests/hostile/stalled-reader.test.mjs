@@ -3,7 +3,7 @@
 // queue was bounded only in packets (4,096), so it held every frame until its heartbeat timed
 // out. Now each socket's queue has a byte budget (SOCKET_QUEUE_BYTES): the stalled player is cut
 // off within seconds, counted in /metrics, and the players who read (WebSocket and long-polling)
-// keep receiving every update. One real node, socket.io-client players, a raw stalled WebSocket.
+// keep receiving every update (WebSocket, long-polling, upgraded). One real node, socket.io-client players, a raw stalled WebSocket.
 import assert from 'node:assert/strict';
 import { ask, connectUser, newUser, startGateway, test, waitFor } from '../e2e/support/gateway.mjs';
 import { bigAction, metric, rssBytes, stalledPlayer } from './support/slow-reader.mjs';
@@ -18,7 +18,10 @@ test('a player that stops reading is cut off within seconds; memory stays bounde
   const readers = [
     (await connectUser(gw, newUser('ws-reader'), { namespace: '/game', transport: { transports: ['websocket'] } })).socket,
     (await connectUser(gw, newUser('poll-reader'), { namespace: '/game', transport: { transports: ['polling'] } })).socket,
+    (await connectUser(gw, newUser('upgrade-reader'), { namespace: '/game' })).socket,
   ];
+  // The third reader's bytes are counted first on polling, then on the upgraded WebSocket.
+  await waitFor(() => readers[2].io.engine.transport.name === 'websocket', 10_000, { what: 'the upgrade to WebSocket' });
   t.after(() => [sender, ...readers].forEach((s) => s.disconnect()));
   for (const s of [sender, ...readers]) assert.equal((await ask(s, 'join game', { gameId })).success, true);
   const stalled = await stalledPlayer(gw, gw.token(newUser('stalled')), gameId);
