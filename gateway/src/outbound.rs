@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -116,20 +116,25 @@ impl<K: Hash + Eq, V> WeakMap<K, V> {
 
 /// Every session meter and connection tap of a node. Entries live as long as someone holds
 /// them: the sockets of a session (its [`SessionMeter`]s) and the connection carrying it.
+/// Read-mostly: every broadcast reads the sessions of its receivers.
 #[derive(Debug, Default)]
 pub struct Meters {
-    sessions: Mutex<WeakMap<Sid, Meter>>,
-    conns: Mutex<WeakMap<SocketAddr, ConnTap>>,
+    sessions: RwLock<WeakMap<Sid, Meter>>,
+    conns: RwLock<WeakMap<SocketAddr, ConnTap>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Meters {
     /// The meter of session `sid`, created if it has none.
     pub fn session(&self, sid: Sid) -> Arc<Meter> {
-        let mut sessions = lock(&self.sessions);
+        let mut sessions = write(&self.sessions);
         if let Some(meter) = sessions.get(&sid) {
             return meter;
         }
@@ -140,13 +145,13 @@ impl Meters {
 
     /// The meter of session `sid`, if it has one.
     pub fn find(&self, sid: Sid) -> Option<Arc<Meter>> {
-        lock(&self.sessions).get(&sid)
+        read(&self.sessions).get(&sid)
     }
 
     /// Charges a frame of `bytes` to each of `sids`; returns those whose queue is then over
     /// `budget` (sessions without a meter are not counted yet: not admitted to a namespace).
     pub fn charge_all(&self, sids: &[Sid], bytes: u64, budget: u64) -> Vec<Sid> {
-        let sessions = lock(&self.sessions);
+        let sessions = read(&self.sessions);
         sids.iter()
             .filter(|sid| {
                 sessions
@@ -159,17 +164,17 @@ impl Meters {
 
     /// The tap of the open connection from `peer`.
     pub fn conn(&self, peer: SocketAddr) -> Option<Arc<ConnTap>> {
-        lock(&self.conns).get(&peer)
+        read(&self.conns).get(&peer)
     }
 
     fn open_conn(&self, peer: SocketAddr) -> Arc<ConnTap> {
         let tap = Arc::new(ConnTap::default());
-        lock(&self.conns).insert(peer, &tap);
+        write(&self.conns).insert(peer, &tap);
         tap
     }
 
     fn close_conn(&self, peer: SocketAddr, tap: &Arc<ConnTap>) {
-        let mut conns = lock(&self.conns);
+        let mut conns = write(&self.conns);
         if conns
             .map
             .get(&peer)
