@@ -247,12 +247,39 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
 }
 
 fn placeholder(map: &Wire, bins: &[Bytes]) -> Option<Wire> {
+    let num = placeholder_index(map)?;
+    Some(bins.get(num).cloned().map_or(Wire::Nil, Wire::Bin))
+}
+
+/// The attachment index of socket.io's binary placeholder `{"_placeholder":true,"num":N}`:
+/// the one shape this adapter reads as a binary attachment (or `nil` when there is no such
+/// attachment), so event data holding it as a plain object cannot cross the cluster unchanged.
+pub fn placeholder_index(map: &Wire) -> Option<usize> {
     let Wire::Map(entries) = map else { return None };
     if entries.len() != 2 || map.get("_placeholder") != Some(&Wire::Bool(true)) {
         return None;
     }
-    let num = usize::try_from(map.get("num")?.as_i64()?).ok()?;
-    Some(bins.get(num).cloned().map_or(Wire::Nil, Wire::Bin))
+    usize::try_from(map.get("num")?.as_i64()?).ok()
+}
+
+/// Whether a JSON object is a binary placeholder (see [`placeholder_index`]): a server must
+/// refuse such objects in client data it forwards, since other nodes would read them as binary.
+pub fn is_placeholder_object(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    if map.len() != 2 || !map.contains_key("_placeholder") {
+        return false;
+    }
+    let entries: Option<Vec<(Wire, Wire)>> = map
+        .iter()
+        .map(|(k, v)| {
+            // Only scalars can make a placeholder; anything else is not one.
+            let value = match v {
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => return None,
+                scalar => Wire::deserialize(scalar).ok()?,
+            };
+            Some((Wire::Str(k.clone()), value))
+        })
+        .collect();
+    entries.is_some_and(|e| placeholder_index(&Wire::Map(e)).is_some())
 }
 
 impl<'de> Deserialize<'de> for Wire {
@@ -322,6 +349,33 @@ mod tests {
         let message =
             wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
         assert!(wire::decode_broadcast(&message).is_err());
+    }
+
+    #[test]
+    fn placeholder_objects_are_recognised_as_the_decoder_reads_them() {
+        let json = |t: &str| -> serde_json::Map<String, serde_json::Value> {
+            serde_json::from_str(t).unwrap()
+        };
+        for yes in [
+            r#"{"_placeholder":true,"num":0}"#,
+            r#"{"num":3,"_placeholder":true}"#,
+            r#"{"_placeholder":true,"num":1.0}"#,
+        ] {
+            assert!(is_placeholder_object(&json(yes)), "{yes}");
+            // And the adapter indeed turns it into something else.
+            assert_eq!(from_json(yes, &[]).unwrap(), Wire::Nil, "{yes}");
+        }
+        for no in [
+            r#"{"_placeholder":false,"num":0}"#,
+            r#"{"_placeholder":true,"num":-1}"#,
+            r#"{"_placeholder":true,"num":"0"}"#,
+            r#"{"_placeholder":true,"num":0,"x":1}"#,
+            r#"{"_placeholder":true,"n":0}"#,
+            r#"{"_placeholder":{"a":1},"num":0}"#,
+        ] {
+            assert!(!is_placeholder_object(&json(no)), "{no}");
+            assert!(matches!(from_json(no, &[]).unwrap(), Wire::Map(_)), "{no}");
+        }
     }
 
     #[test]

@@ -58,9 +58,11 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Refuses a payload nested deeper than [`MAX_PAYLOAD_DEPTH`], which the cluster could not
-/// carry: checked for every event before its handler runs, so nothing changes.
-pub fn payload_depth(v: &Value) -> Result<()> {
+/// Refuses a payload the cluster could not carry unchanged: nested deeper than
+/// [`MAX_PAYLOAD_DEPTH`], or holding an object the Redis adapter reads as a binary attachment
+/// (`{"_placeholder":true,"num":N}`, which other nodes would receive as `null`). Checked for
+/// every event before its handler runs, so nothing changes.
+pub fn payload_fits_cluster(v: &Value) -> Result<()> {
     // Iterative: the check itself must not recurse as deep as the input.
     let mut stack = vec![(v, 0usize)];
     while let Some((value, level)) = stack.pop() {
@@ -71,7 +73,14 @@ pub fn payload_depth(v: &Value) -> Result<()> {
         }
         match value {
             Value::Array(items) => stack.extend(items.iter().map(|i| (i, level + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|i| (i, level + 1))),
+            Value::Object(map) => {
+                if adapter_redis::json::is_placeholder_object(map) {
+                    return Err(invalid(
+                        "Payload contains a binary placeholder object (_placeholder, num)",
+                    ));
+                }
+                stack.extend(map.values().map(|i| (i, level + 1)));
+            }
             _ => {}
         }
     }
@@ -463,16 +472,20 @@ mod tests {
     #[test]
     fn payloads_the_cluster_can_carry_pass_and_deeper_ones_are_refused() {
         let deepest = payload_with_value_at(MAX_PAYLOAD_DEPTH);
-        assert!(payload_depth(&deepest).is_ok());
+        assert!(payload_fits_cluster(&deepest).is_ok());
         // Wrapped as `game update` wraps it, it is still event data the adapter publishes.
         let update = json!(["game update", { "gameId": "g", "action": deepest, "seq": 1 }]);
         assert!(adapter_redis::json::from_event_json(&update.to_string(), &[]).is_ok());
 
         let too_deep = payload_with_value_at(MAX_PAYLOAD_DEPTH + 1);
-        let err = payload_depth(&too_deep).unwrap_err();
+        let err = payload_fits_cluster(&too_deep).unwrap_err();
         assert!(err.0.contains("nested too deeply"), "{err}");
-        assert!(payload_depth(&json!([])).is_ok());
-        assert!(payload_depth(&json!(null)).is_ok());
+        assert!(payload_fits_cluster(&json!([])).is_ok());
+        assert!(payload_fits_cluster(&json!(null)).is_ok());
+        let fake = json!({ "gameId": "g", "x": [{ "_placeholder": true, "num": 0 }] });
+        let err = payload_fits_cluster(&fake).unwrap_err();
+        assert!(err.0.contains("placeholder"), "{err}");
+        assert!(payload_fits_cluster(&json!({ "_placeholder": true, "num": 0, "x": 1 })).is_ok());
     }
 
     #[test]

@@ -54,3 +54,27 @@ test('a payload nested deeper than the cluster carries is refused at the edge; n
     assert.ok(!/panicked/.test(gw.stderr), `${gw.serverId} panicked:\n${gw.stderr}`);
   }
 });
+
+test('an object the adapter would read as a binary attachment is refused at the edge', async (t) => {
+  const cluster = await startCluster(t, { nodes: 2 });
+  const [nodeA, nodeB] = cluster.nodes;
+  const gameId = `placeholder-${process.pid}`;
+  const sender = await userOn(cluster, nodeA, newUser('ph-sender'), { namespace: '/game', t });
+  const watcher = await userOn(cluster, nodeB, newUser('ph-watcher'), { namespace: '/game', t });
+  for (const { socket } of [sender, watcher]) {
+    assert.equal((await call(socket, 'join game', { gameId })).success, true);
+  }
+  const updates = record(watcher.socket, 'game update');
+  const first = await call(sender.socket, 'game action', { gameId, move: 'warm-up' });
+  await waitFor(() => updates.some((u) => u.seq === first.seq), 10_000, { what: 'the warm-up action on the other node' });
+
+  // Delivered as is on the sending node, it reached the other node as `null` before the fix.
+  const { ack } = await expectRejected(sender.socket, 'game action', { gameId, fake: { _placeholder: true, num: 0 } });
+  assert.match(ack.error, /placeholder/, ack.error);
+  // Objects merely resembling it travel unchanged.
+  const lookalike = { gameId, fake: { _placeholder: true, num: 0, other: 1 } };
+  const next = await call(sender.socket, 'game action', lookalike);
+  assert.equal(next.seq, first.seq + 1, 'the refused action consumed a seq');
+  await waitFor(() => updates.some((u) => u.seq === next.seq), 10_000, { what: 'the look-alike on the other node' });
+  assert.deepEqual(updates.find((u) => u.seq === next.seq).action, lookalike);
+});

@@ -482,7 +482,7 @@ pub fn on<F, Fut>(
                     next,
                 };
                 let checked = payload(data).and_then(|value| {
-                    validation::payload_depth(&value)?;
+                    validation::payload_fits_cluster(&value)?;
                     Ok(value)
                 });
                 let outcome = match checked {
