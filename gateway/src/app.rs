@@ -48,6 +48,8 @@ pub struct App {
     /// Latest measured scheduling delay of the async runtime, milliseconds (see
     /// `http::health::LagMonitor`).
     pub runtime_lag_ms: AtomicU64,
+    /// Bytes queued per client session (see [`crate::outbound`]).
+    pub outbound: Arc<crate::outbound::Meters>,
     lifecycle: watch::Sender<Lifecycle>,
 }
 
@@ -83,6 +85,7 @@ impl App {
             started_at: Utc::now(),
             started: Instant::now(),
             runtime_lag_ms: AtomicU64::new(0),
+            outbound: Arc::default(),
             lifecycle: watch::channel(Lifecycle::Starting).0,
         }))
     }

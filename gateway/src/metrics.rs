@@ -39,6 +39,8 @@ pub struct Metrics {
     /// Events refused by a bound on client-created state (rooms or games per socket, room
     /// password attempts).
     pub state_limit_refusals: Counter,
+    /// Clients disconnected because their outgoing queue went over its byte budget.
+    pub queue_budget_disconnects: Counter,
     rate_window: Mutex<RateWindow>,
 }
 
@@ -70,6 +72,7 @@ impl Metrics {
         let slow_client_disconnects = Counter::default();
         let dropped_frames = Counter::default();
         let state_limit_refusals = Counter::default();
+        let queue_budget_disconnects = Counter::default();
         // prometheus-client appends `_total` to counters itself.
         registry.register(
             "socketio_connections",
@@ -131,6 +134,11 @@ impl Metrics {
             "Events refused by a bound on client-created state (rooms or games per socket, room password attempts)",
             state_limit_refusals.clone(),
         );
+        registry.register(
+            "socketio_queue_budget_disconnects",
+            "Clients disconnected because their outgoing queue went over SOCKET_QUEUE_BYTES",
+            queue_budget_disconnects.clone(),
+        );
         Self {
             registry,
             connections_total,
@@ -145,6 +153,7 @@ impl Metrics {
             slow_client_disconnects,
             dropped_frames,
             state_limit_refusals,
+            queue_budget_disconnects,
             rate_window: Mutex::new(RateWindow {
                 at: Instant::now(),
                 received_then: 0,

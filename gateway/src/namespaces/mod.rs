@@ -36,7 +36,7 @@ use crate::auth::Identity;
 use crate::connection_limit::ConnectionLimiter;
 use crate::event_limit::{EventLimiter, Verdict};
 use crate::sanitize::Sanitizer;
-use crate::validation::Invalid;
+use crate::validation::{self, Invalid};
 use crate::{Adapter, Io};
 
 /// Namespace paths.
@@ -97,6 +97,10 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceE
         passwords: app.config.args.state_limits.password_guard(),
     });
     presence_guard::PresenceGuard::start(&shared);
+    // Broadcasts from this node and from others go through one outgoing-queue policy.
+    app.link
+        .adapter()
+        .set_delivery_observer(Arc::new(emit::QueuePolicy::new(&shared)));
     for ns in ALL {
         admission::register(&shared, ns)
             .await
@@ -480,7 +484,11 @@ pub fn on<F, Fut>(
                     event,
                     next,
                 };
-                let outcome = match payload(data) {
+                let checked = payload(data).and_then(|value| {
+                    validation::payload_fits_cluster(&value)?;
+                    Ok(value)
+                });
+                let outcome = match checked {
                     Ok(value) => handler(cx, value).await,
                     Err(reject) => Err(reject),
                 };
