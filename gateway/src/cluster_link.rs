@@ -147,6 +147,7 @@ impl ClusterLink {
             .with_stats_ttl(Duration::from_secs(config.args.stats_ttl_secs))
             .with_liveness_ttl(Duration::from_millis(config.args.liveness_ttl_ms));
         state_config.history_capacity = config.args.history_size;
+        state_config.retention = config.args.state_limits.retention();
         // List the stats records at least as often as they are refreshed; liveness keys, which
         // decide deaths, are read every liveness beat regardless.
         state_config.monitor.interval = state_config
@@ -186,10 +187,10 @@ impl ClusterLink {
     }
 
     /// The state backends: Redis in cluster mode, memory otherwise.
-    pub fn backends(&self, history_size: usize) -> StateBackends {
+    pub fn backends(&self, history_size: usize, retention: cluster::Retention) -> StateBackends {
         match &self.redis {
             Some(redis) => redis.backends(),
-            None => cluster::memory::backends(history_size),
+            None => cluster::memory::backends_with(history_size, retention),
         }
     }
 

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub slow_client_disconnects: Counter,
     /// Frames that could not be queued to a client.
     pub dropped_frames: Counter,
+    /// Events refused by a bound on client-created state (rooms or games per socket, room
+    /// password attempts).
+    pub state_limit_refusals: Counter,
+    /// Clients disconnected because their outgoing queue went over its byte budget.
+    pub queue_budget_disconnects: Counter,
     rate_window: Mutex<RateWindow>,
 }
 
@@ -66,6 +71,8 @@ impl Metrics {
         let auth_errors = Counter::default();
         let slow_client_disconnects = Counter::default();
         let dropped_frames = Counter::default();
+        let state_limit_refusals = Counter::default();
+        let queue_budget_disconnects = Counter::default();
         // prometheus-client appends `_total` to counters itself.
         registry.register(
             "socketio_connections",
@@ -122,6 +129,16 @@ impl Metrics {
             "Frames that could not be queued to a client",
             dropped_frames.clone(),
         );
+        registry.register(
+            "socketio_state_limit_refusals",
+            "Events refused by a bound on client-created state (rooms or games per socket, room password attempts)",
+            state_limit_refusals.clone(),
+        );
+        registry.register(
+            "socketio_queue_budget_disconnects",
+            "Clients disconnected because their outgoing queue went over SOCKET_QUEUE_BYTES",
+            queue_budget_disconnects.clone(),
+        );
         Self {
             registry,
             connections_total,
@@ -135,6 +152,8 @@ impl Metrics {
             auth_errors,
             slow_client_disconnects,
             dropped_frames,
+            state_limit_refusals,
+            queue_budget_disconnects,
             rate_window: Mutex::new(RateWindow {
                 at: Instant::now(),
                 received_then: 0,
