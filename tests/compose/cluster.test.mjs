@@ -165,7 +165,11 @@ describe('docker compose cluster through nginx', () => {
       await waitFor('carol disconnected', 5_000, () => c.seen('carol', 'disconnect', () => true, killedAt));
       await waitFor('carol reconnected through nginx', 10_000, () => c.seen('carol', 'connect', () => true, killedAt));
       const back = Date.now() - killedAt;
+      // A fresh request from the dead node's /24: nginx must not sit on the silent address.
+      const asked = Date.now();
       const carolNode = await c.node();
+      const answeredIn = Date.now() - asked;
+      assert.ok(answeredIn < 3000, `a request from the dead node's /24 took ${answeredIn} ms`);
       assert.notEqual(carolNode, victim);
       await waitFor('user offline for dave', 10_000, () => a.seen('alice', 'user offline', (p) => p.userId === 'dave', killedAt));
       const offline = Date.now() - killedAt;
@@ -190,6 +194,29 @@ describe('docker compose cluster through nginx', () => {
       assert.ok(!(await clusterNodes(a)).includes(victim));
       console.log(`# graceful stop of ${victim}: ${stopTook} ms; bob moved`);
       await compose('up', '-d', '--wait', victim);
+    });
+
+    await t.test('recreated containers (new addresses): nginx follows them, quickly and stickily', async () => {
+      const t1 = Date.now();
+      await compose('up', '-d', '--wait', '--force-recreate', '--no-deps', 'gateway-1', 'gateway-2', 'gateway-3');
+      // Each /24 is answered by a live node, at once, and by the same one request after request.
+      // (Which node a /24 hashes to may change: re-resolved servers can change places in nginx's list.)
+      await waitFor('each /24 answered fast and stickily by a recreated node', 20_000, async () => {
+        for (const agent of [a, b, c]) {
+          const seen = new Set();
+          for (let i = 0; i < 3; i++) {
+            const asked = Date.now();
+            seen.add(await agent.node());
+            if (Date.now() - asked > 1500) return false;
+          }
+          if (seen.size !== 1) return false;
+        }
+        return true;
+      });
+      for (const [agent, id] of [[a, 'alice'], [b, 'bob'], [c, 'carol']]) {
+        await waitFor(`${id} reconnected after the recreate`, 15_000, () => agent.seen(id, 'connect', () => true, t1));
+      }
+      console.log(`# recreated gateway-1..3, every /24 answered stickily and its clients back in ${since(t1)}`);
     });
 
     await t.test('scale out the pool: new nodes join and take new clients; scale in drains them', async () => {

@@ -12,6 +12,7 @@ ensure_engine() {
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
     fi
+    command -v curl >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
     DOCKER=/usr/bin/docker
     if ! "$DOCKER" info >/dev/null 2>&1; then
         echo "compose: starting dockerd (log: $engine_log)"

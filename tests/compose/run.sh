@@ -147,9 +147,12 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Beare
     -H 'Content-Type: application/json' -d '{"message":"compose stage"}' \
     "http://127.0.0.1:$GATEWAY_HTTP_PORT/api/announce")
 [[ $status == 200 ]] || { echo "compose: /api/announce with a 'gateway token' admin token answered $status"; exit 1; }
+# `gateway cluster-stats` (README, operations) lists the three nodes.
+"$DOCKER" "${compose_args[@]}" exec -T gateway-1 /usr/local/bin/gateway cluster-stats --redis-url redis://redis:6379 --json \
+    | python3 -c 'import json, sys; ids = sorted(n["serverId"] for n in json.load(sys.stdin)["nodes"]); assert ids == ["gateway-1", "gateway-2", "gateway-3"], ids'
 # Nodes answer /metrics on the backend network (what Prometheus scrapes).
 "$DOCKER" "${compose_args[@]}" exec -T gateway-2 /usr/local/bin/gateway healthcheck --url http://gateway-1:3000/metrics
-step "port on 127.0.0.1, client bundle, token, /metrics on the backend"
+step "port on 127.0.0.1, client bundle, token, cluster-stats, /metrics on the backend"
 
 networks=()
 for i in 0 1 2; do networks+=("\"${project}_client-$i\""); done
@@ -163,7 +166,7 @@ node_image=${NODE_IMAGE:-node:22-bookworm-slim}
     NODE_IMAGE="$node_image" TESTS_DIR="$repo/tests" AGENT_LABEL="$project-agent" \
         node --test --test-concurrency=1 compose/cluster.test.mjs
 )
-step "clients on three /24s: chat, kill, stop, scale (cluster.test.mjs)"
+step "clients on three /24s: chat, kill, stop, recreate, scale (cluster.test.mjs)"
 
 (
     cd "$repo/tests"

@@ -19,7 +19,7 @@ image_exists() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 debootstrap_image() { # name suite
     local name=$1 suite=$2
     image_exists "$name" && return
-    command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    command -v debootstrap >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
     local dir="$COMPOSE_TMP/rootfs-$suite"
     rm -rf "$dir"
     debootstrap --variant=minbase "$suite" "$dir" http://deb.debian.org/debian >"$COMPOSE_TMP/debootstrap-$suite.log" 2>&1 \
@@ -64,7 +64,9 @@ standin_runtime() { # name
     image_exists "$name" && return
     local dir="$COMPOSE_TMP/runtime-rootfs" debs="$COMPOSE_TMP/runtime-debs"
     rm -rf "$dir" "$debs" && mkdir -p "$dir" "$debs"
-    (cd "$debs" && apt-get download -qq libc6 libgcc-s1 libssl3 libstdc++6 tzdata netbase base-files >/dev/null)
+    local packages=(libc6 libgcc-s1 libssl3 libstdc++6 tzdata netbase base-files)
+    (cd "$debs" && { apt-get download -qq "${packages[@]}" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get download -qq "${packages[@]}" >/dev/null; }; })
     local deb
     for deb in "$debs"/*.deb; do dpkg -x "$deb" "$dir"; done
     rm -rf "$dir/usr/share/doc" "$dir/usr/share/man" "$dir/usr/share/lintian" "$dir/usr/share/locale"
