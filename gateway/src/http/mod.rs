@@ -2,6 +2,7 @@
 //! layers shared with Socket.IO (CORS, request tracing, the Engine.IO v3 switch).
 
 pub mod api;
+mod handshake;
 pub mod health;
 mod owned_head;
 
@@ -22,7 +23,6 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, TraceLayer};
 use crate::Io;
 use crate::app::App;
 use crate::auth::Identity;
-use crate::config::Config;
 use crate::node_stats;
 
 /// Lifetime of tokens handed out by `GET /dev/token`, seconds.
@@ -59,9 +59,9 @@ pub fn router(app: Arc<App>, io: Io) -> Router {
         .with_state(HttpState { app, io })
 }
 
-/// Wraps `router` in the Socket.IO layer and the layers both share: the Engine.IO v3 switch,
-/// CORS and request tracing (outermost).
-pub fn with_layers<L>(router: Router, config: &Config, socketio: L) -> Router
+/// Wraps `router` in the Socket.IO layer and the layers both share: the handshake gate, the
+/// Engine.IO v3 switch, CORS and request tracing (outermost).
+pub fn with_layers<L>(router: Router, app: &Arc<App>, socketio: L) -> Router
 where
     L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
     L::Service: tower::Service<Request> + Clone + Send + Sync + 'static,
@@ -69,9 +69,15 @@ where
     <L::Service as tower::Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
     <L::Service as tower::Service<Request>>::Future: Send + 'static,
 {
+    let config = &app.config;
     router
         .layer(socketio)
         .layer(middleware::map_request(owned_head::own_handshake_head))
+        // Before anything else is done for a handshake, so a refused one costs next to nothing.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(app),
+            handshake::gate,
+        ))
         .layer(middleware::from_fn_with_state(
             config.args.allow_eio3,
             engine_io_v3_switch,
