@@ -5,7 +5,7 @@
 //
 // The sockets are cheap raw WebSockets of one user (so connecting them is not quadratic in
 // `user online` frames), in rooms of three so each departure also leaves a room and tells its
-// remaining members. Redis is reached through a proxy that delays every chunk by 1 ms each way,
+// remaining members. Redis is reached through a proxy that delays every chunk by 2 ms each way,
 // a network round trip between machines rather than loopback's few microseconds.
 import assert from 'node:assert/strict';
 import { createServer, connect as tcpConnect } from 'node:net';
@@ -15,9 +15,9 @@ import { newRoomId, startGateway, tail, test, waitFor, T } from '../e2e/support/
 
 const SOCKETS = 3000;
 const ROOMS = SOCKETS / 3;
-const GRACE_SECS = 6;
+const GRACE_SECS = 10;
 const IN_FLIGHT = 100;
-const ONE_WAY_DELAY_MS = 1;
+const ONE_WAY_DELAY_MS = 2;
 
 /** A TCP proxy to `port` that delays every chunk by `ms` in both directions, in order. */
 async function delayingProxy(t, port, ms) {

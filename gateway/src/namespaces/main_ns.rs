@@ -139,12 +139,21 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
         return;
     };
     tracing::debug!(socket = %s.id, user = session.user_id(), ?reason, "socket disconnected");
+    if s.extensions.get::<Departed>().is_some() {
+        // A shutting-down node already took it out of rooms and presence.
+        return;
+    }
     let sid = s.id.to_string();
     for room in member_rooms(&s) {
         leave(shared, &s, &session, &room).await;
     }
     forget_presence(shared, &session, &sid).await;
 }
+
+/// Marks a socket [`depart_all`] took out of the cluster state, so its disconnect handler does
+/// not spend another Redis round trip on presence it no longer has.
+#[derive(Debug, Clone, Copy)]
+struct Departed;
 
 /// Takes every local socket of `/` out of its rooms and out of presence, with the same events
 /// as a disconnect, while the sockets are still connected (a node that is shutting down, whose
@@ -167,6 +176,7 @@ pub async fn depart_all(shared: &Arc<Shared>, in_flight: usize) {
                 leave(shared, &s, &session, &room).await;
             }
             forget_presence(shared, &session, &s.id.to_string()).await;
+            s.extensions.insert(Departed);
         })
         .await;
 }
