@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Fuse};
 use futures_util::{StreamExt, stream};
-use socketioxide_core::adapter::errors::BroadcastError;
+use socketioxide_core::adapter::errors::{BroadcastError, SocketError};
 use socketioxide_core::adapter::{
     AckStreamItem, BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter,
     RemoteSocketData, Room, RoomParam, SocketEmitter, Spawnable,
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::channels::NamespaceChannels;
 use crate::connection::{Inbound, Shared};
+use crate::delivery::{ObserverSlot, packet_bytes};
 use crate::error::AdapterError;
 use crate::json;
 use crate::metrics::inc;
@@ -35,6 +36,7 @@ use crate::{RedisAdapterCtr, ServerSideAck, ServerSideEvent};
 pub struct RedisAdapter<E> {
     local: CoreLocalAdapter<E>,
     remote: Option<Remote>,
+    observer: ObserverSlot,
 }
 
 #[derive(Debug)]
@@ -96,7 +98,7 @@ pub(crate) fn value_to_wire(value: &Value) -> Result<Wire, AdapterError> {
     match value {
         Value::Str(text, bins) => {
             let bins: Vec<Bytes> = bins.iter().flatten().cloned().collect();
-            json::from_json(text, &bins).map_err(|e| AdapterError::Encode(e.to_string()))
+            json::from_event_json(text, &bins).map_err(|e| AdapterError::Encode(e.to_string()))
         }
         Value::Bytes(_) => Err(AdapterError::Encode(
             "the msgpack socket.io parser is not supported; use the common parser".into(),
@@ -229,7 +231,12 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         opts
     }
 
+    /// Delivers a broadcast from another node to the selected local sockets, under the same
+    /// outgoing-queue policy as a local broadcast (see [`DeliveryObserver`]).
+    ///
+    /// [`DeliveryObserver`]: crate::DeliveryObserver
     fn deliver(&self, selection: Selection, packet: Packet, volatile: bool) {
+        let selection = self.admit(selection, &packet, volatile);
         let result = match selection {
             Selection::Opts(opts) => self.local.broadcast(packet, *opts),
             Selection::Sids(sids) => for_each_sid(sids, |sid| {
@@ -238,10 +245,43 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             }),
         };
         if let Err(errors) = result {
+            let full = errors
+                .iter()
+                .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                .count();
             tracing::debug!(
                 count = errors.len(),
+                full,
                 "remote broadcast: some sockets were not reachable"
             );
+            if full > 0
+                && let Some(observer) = self.observer.get()
+            {
+                observer.dropped(self.local.path(), full);
+            }
+        }
+    }
+
+    /// Tells the observer about a delivery to come and leaves out the sockets it refuses.
+    /// Volatile frames bypass the queue and are not counted.
+    fn admit(&self, selection: Selection, packet: &Packet, volatile: bool) -> Selection {
+        let Some(observer) = self.observer.get().filter(|_| !volatile) else {
+            return selection;
+        };
+        let bytes = packet_bytes(packet);
+        let excluded = Room::from(observer.excluded_room().to_owned());
+        match selection {
+            Selection::Opts(mut opts) => {
+                let sids = self.local.sockets((*opts).clone());
+                observer.before_delivery(self.local.path(), &sids, bytes);
+                opts.except.push(excluded);
+                Selection::Opts(opts)
+            }
+            Selection::Sids(mut sids) => {
+                observer.before_delivery(self.local.path(), &sids, bytes);
+                sids.retain(|sid| !self.local.socket_rooms(*sid).contains(&excluded));
+                Selection::Sids(sids)
+            }
         }
     }
 
@@ -930,7 +970,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 inbound_tx: tx,
             }
         });
-        Self { local, remote }
+        Self {
+            local,
+            remote,
+            observer: state.observer(),
+        }
     }
 
     fn init(self: Arc<Self>, on_success: impl FnOnce() + Send + 'static) -> Self::InitRes {
@@ -1027,6 +1071,15 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         }
         if self.targets_other_node(&opts) {
             return Ok(());
+        }
+        let mut opts = opts;
+        if let Some(observer) = self.observer.get()
+            && !opts.has_flag(BroadcastFlags::Volatile)
+        {
+            let sids = self.local.sockets(opts.clone());
+            observer.before_delivery(self.local.path(), &sids, packet_bytes(&packet));
+            opts.except
+                .push(Room::from(observer.excluded_room().to_owned()));
         }
         self.local
             .broadcast(packet, opts)

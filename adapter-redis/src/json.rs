@@ -10,12 +10,30 @@ use bytes::Bytes;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::msgpack::{MAX_DEPTH, Wire};
+use crate::wire::MAX_EVENT_DATA_DEPTH;
 
 /// Parses JSON text into a [`Wire`] value, replacing `{"_placeholder":true,"num":N}` objects
-/// with the matching entry of `bins` (or `nil` if there is none).
+/// with the matching entry of `bins` (or `nil` if there is none). Refuses what the msgpack
+/// decoder refuses: a value nested deeper than [`MAX_DEPTH`].
 pub fn from_json(text: &str, bins: &[Bytes]) -> Result<Wire, serde_json::Error> {
+    parse(text, bins, MAX_DEPTH)
+}
+
+/// [`from_json`] for the data of an event (`["name", args...]`), which travels inside a
+/// broadcast or request message: refuses data nested deeper than
+/// [`MAX_EVENT_DATA_DEPTH`], so whatever is published, every peer can decode.
+pub fn from_event_json(text: &str, bins: &[Bytes]) -> Result<Wire, serde_json::Error> {
+    parse(text, bins, MAX_EVENT_DATA_DEPTH)
+}
+
+fn parse(text: &str, bins: &[Bytes], limit: usize) -> Result<Wire, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = JsonSeed { bins, depth: 0 }.deserialize(&mut de)?;
+    let value = JsonSeed {
+        bins,
+        depth: 0,
+        limit,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -156,11 +174,26 @@ fn timestamp_iso(data: &[u8]) -> Option<String> {
 struct JsonSeed<'b> {
     bins: &'b [Bytes],
     depth: usize,
+    /// Deepest level a value may sit at (the top value is at 0), as in the msgpack decoder.
+    limit: usize,
+}
+
+impl JsonSeed<'_> {
+    fn child(&self) -> Self {
+        JsonSeed {
+            bins: self.bins,
+            depth: self.depth + 1,
+            limit: self.limit,
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for JsonSeed<'_> {
     type Value = Wire;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Wire, D::Error> {
+        if self.depth > self.limit {
+            return Err(de::Error::custom("JSON nested too deeply"));
+        }
         deserializer.deserialize_any(self)
     }
 }
@@ -193,28 +226,16 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
         Ok(Wire::Str(v))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Wire, A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(de::Error::custom("JSON nested too deeply"));
-        }
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(JsonSeed {
-            bins: self.bins,
-            depth: self.depth + 1,
-        })? {
+        while let Some(item) = seq.next_element_seed(self.child())? {
             items.push(item);
         }
         Ok(Wire::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(de::Error::custom("JSON nested too deeply"));
-        }
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(JsonSeed {
-                bins: self.bins,
-                depth: self.depth + 1,
-            })?;
+            let value = map.next_value_seed(self.child())?;
             entries.push((Wire::Str(key), value));
         }
         let map = Wire::Map(entries);
@@ -226,12 +247,39 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
 }
 
 fn placeholder(map: &Wire, bins: &[Bytes]) -> Option<Wire> {
+    let num = placeholder_index(map)?;
+    Some(bins.get(num).cloned().map_or(Wire::Nil, Wire::Bin))
+}
+
+/// The attachment index of socket.io's binary placeholder `{"_placeholder":true,"num":N}`:
+/// the one shape this adapter reads as a binary attachment (or `nil` when there is no such
+/// attachment), so event data holding it as a plain object cannot cross the cluster unchanged.
+pub fn placeholder_index(map: &Wire) -> Option<usize> {
     let Wire::Map(entries) = map else { return None };
     if entries.len() != 2 || map.get("_placeholder") != Some(&Wire::Bool(true)) {
         return None;
     }
-    let num = usize::try_from(map.get("num")?.as_i64()?).ok()?;
-    Some(bins.get(num).cloned().map_or(Wire::Nil, Wire::Bin))
+    usize::try_from(map.get("num")?.as_i64()?).ok()
+}
+
+/// Whether a JSON object is a binary placeholder (see [`placeholder_index`]): a server must
+/// refuse such objects in client data it forwards, since other nodes would read them as binary.
+pub fn is_placeholder_object(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    if map.len() != 2 || !map.contains_key("_placeholder") {
+        return false;
+    }
+    let entries: Option<Vec<(Wire, Wire)>> = map
+        .iter()
+        .map(|(k, v)| {
+            // Only scalars can make a placeholder; anything else is not one.
+            let value = match v {
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => return None,
+                scalar => Wire::deserialize(scalar).ok()?,
+            };
+            Some((Wire::Str(k.clone()), value))
+        })
+        .collect();
+    entries.is_some_and(|e| placeholder_index(&Wire::Map(e)).is_some())
 }
 
 impl<'de> Deserialize<'de> for Wire {
@@ -239,6 +287,7 @@ impl<'de> Deserialize<'de> for Wire {
         JsonSeed {
             bins: &[],
             depth: 0,
+            limit: MAX_DEPTH,
         }
         .deserialize(deserializer)
     }
@@ -276,6 +325,57 @@ mod tests {
             r#"["ev",{"z":1,"a":[true,null,1.5]},{"_placeholder":true,"num":0}]"#
         );
         assert_eq!(out, bins);
+    }
+
+    /// `["ev", [[...[1]...]]]` with the `1` at `level` (the event array is level 0).
+    fn event_with_value_at(level: usize) -> String {
+        let inner = level - 1;
+        format!(r#"["ev",{}1{}]"#, "[".repeat(inner), "]".repeat(inner))
+    }
+
+    #[test]
+    fn the_encoder_accepts_exactly_the_event_data_every_peer_decodes() {
+        use crate::wire::{self, Flags, MAX_EVENT_DATA_DEPTH, Target};
+        let deepest = event_with_value_at(MAX_EVENT_DATA_DEPTH);
+        let data = from_event_json(&deepest, &[]).unwrap();
+        let message =
+            wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
+        assert_eq!(wire::decode_broadcast(&message).unwrap().data, data);
+
+        let too_deep = event_with_value_at(MAX_EVENT_DATA_DEPTH + 1);
+        assert!(from_event_json(&too_deep, &[]).is_err());
+        // Had it been published, no peer could have read it: the limit is the decoder's.
+        let data = from_json(&too_deep, &[]).unwrap();
+        let message =
+            wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
+        assert!(wire::decode_broadcast(&message).is_err());
+    }
+
+    #[test]
+    fn placeholder_objects_are_recognised_as_the_decoder_reads_them() {
+        let json = |t: &str| -> serde_json::Map<String, serde_json::Value> {
+            serde_json::from_str(t).unwrap()
+        };
+        for yes in [
+            r#"{"_placeholder":true,"num":0}"#,
+            r#"{"num":3,"_placeholder":true}"#,
+            r#"{"_placeholder":true,"num":1.0}"#,
+        ] {
+            assert!(is_placeholder_object(&json(yes)), "{yes}");
+            // And the adapter indeed turns it into something else.
+            assert_eq!(from_json(yes, &[]).unwrap(), Wire::Nil, "{yes}");
+        }
+        for no in [
+            r#"{"_placeholder":false,"num":0}"#,
+            r#"{"_placeholder":true,"num":-1}"#,
+            r#"{"_placeholder":true,"num":"0"}"#,
+            r#"{"_placeholder":true,"num":0,"x":1}"#,
+            r#"{"_placeholder":true,"n":0}"#,
+            r#"{"_placeholder":{"a":1},"num":0}"#,
+        ] {
+            assert!(!is_placeholder_object(&json(no)), "{no}");
+            assert!(matches!(from_json(no, &[]).unwrap(), Wire::Map(_)), "{no}");
+        }
     }
 
     #[test]

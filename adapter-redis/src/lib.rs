@@ -109,6 +109,7 @@ mod adapter;
 pub mod channels;
 mod config;
 mod connection;
+mod delivery;
 mod error;
 mod ids;
 pub mod json;
@@ -127,8 +128,10 @@ use tokio::sync::{mpsc, watch};
 
 pub use adapter::{InitRes, RedisAdapter};
 pub use config::RedisAdapterConfig;
+pub use delivery::{DeliveryObserver, packet_bytes};
 pub use error::{AdapterError, MissingResponses};
 pub use metrics::AdapterMetricsSnapshot;
+pub use wire::MAX_EVENT_DATA_DEPTH;
 
 use crate::connection::Shared;
 use crate::msgpack::Wire;
@@ -139,6 +142,7 @@ use crate::wire::Request;
 #[derive(Debug, Clone)]
 pub struct RedisAdapterCtr {
     shared: Option<Arc<Shared>>,
+    observer: delivery::ObserverSlot,
 }
 
 /// The answers a cluster-wide request got, and which were missing at its deadline.
@@ -199,7 +203,10 @@ async fn request_sync(core: &namespace::NsCore, rooms: Option<Vec<String>>) {
 impl RedisAdapterCtr {
     /// No Redis: the adapter behaves exactly as socketioxide's `LocalAdapter`.
     pub fn local() -> Self {
-        Self { shared: None }
+        Self {
+            shared: None,
+            observer: delivery::ObserverSlot::default(),
+        }
     }
 
     /// Connects to Redis (`redis://host:port[/db]`, `rediss://`, sentinel and cluster URLs as
@@ -208,11 +215,22 @@ impl RedisAdapterCtr {
     pub async fn connect(url: &str, config: RedisAdapterConfig) -> Result<Self, AdapterError> {
         Ok(Self {
             shared: Some(Shared::connect(url, config).await?),
+            observer: delivery::ObserverSlot::default(),
         })
     }
 
     pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
         self.shared.clone()
+    }
+
+    pub(crate) fn observer(&self) -> delivery::ObserverSlot {
+        self.observer.clone()
+    }
+
+    /// Installs the server's outgoing-queue policy for every namespace, existing and future
+    /// (local and cross-node deliveries alike); `false` if one was already installed.
+    pub fn set_delivery_observer(&self, observer: Arc<dyn DeliveryObserver>) -> bool {
+        self.observer.set(observer)
     }
 
     /// True when built with [`Self::local`].

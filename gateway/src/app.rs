@@ -51,6 +51,8 @@ pub struct App {
     /// Latest measured scheduling delay of the async runtime, milliseconds (see
     /// `http::health::LagMonitor`).
     pub runtime_lag_ms: AtomicU64,
+    /// Bytes queued per client session (see [`crate::outbound`]).
+    pub outbound: Arc<crate::outbound::Meters>,
     lifecycle: watch::Sender<Lifecycle>,
 }
 
@@ -63,7 +65,10 @@ impl App {
     /// Builds the shared state of a node linked to a cluster (or standalone), taking the state
     /// backends the link provides.
     pub fn with_link(config: Config, link: ClusterLink) -> Result<Arc<Self>, KeyError> {
-        let backends = link.backends(config.args.history_size);
+        let backends = link.backends(
+            config.args.history_size,
+            config.args.state_limits.retention(),
+        );
         Self::assemble(config, backends, link)
     }
 
@@ -91,6 +96,7 @@ impl App {
             started_at: Utc::now(),
             started: Instant::now(),
             runtime_lag_ms: AtomicU64::new(0),
+            outbound: Arc::default(),
             lifecycle: watch::channel(Lifecycle::Starting).0,
         }))
     }

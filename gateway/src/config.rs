@@ -30,11 +30,9 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start-up: the size of the node's settings does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "parsed once at start-up; boxing the settings buys nothing"
-)]
 pub enum Command {
     /// Run a gateway node (the default).
     Serve(ServeArgs),
@@ -160,6 +158,10 @@ pub struct ServeArgs {
     /// Largest accepted message (`maxHttpBufferSize`), bytes.
     #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1_000_000)]
     pub max_payload_bytes: u64,
+    /// Bytes a socket may have queued for sending before it is disconnected as a slow client
+    /// (at least `MAX_PAYLOAD_BYTES`, so one largest frame always fits).
+    #[arg(long, env = "SOCKET_QUEUE_BYTES", default_value_t = 4 << 20)]
+    pub socket_queue_bytes: u64,
     /// Threads that run the node's tasks; 0: one per CPU core. When several nodes share a
     /// machine, one thread per node spends the least CPU per message (fewer cross-thread
     /// wake-ups).
@@ -189,6 +191,9 @@ pub struct ServeArgs {
     /// Messages kept per room, per user pair and per namespace.
     #[arg(long, env = "HISTORY_SIZE", default_value_t = 100)]
     pub history_size: usize,
+    /// Bounds on the state one client can create (rooms and games per socket, TTLs).
+    #[command(flatten)]
+    pub state_limits: crate::state_limits::StateLimits,
 }
 
 /// Settings of `gateway token`.
@@ -373,6 +378,15 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if args.socket_queue_bytes < args.max_payload_bytes {
+            return Err(ConfigError::Invalid(
+                "SOCKET_QUEUE_BYTES",
+                format!(
+                    "must be at least MAX_PAYLOAD_BYTES ({})",
+                    args.max_payload_bytes
+                ),
+            ));
+        }
         if args.grace_secs == 0 || args.drain_secs >= args.grace_secs {
             return Err(ConfigError::Invalid(
                 "DRAIN_SECS / GRACE_SECS",
@@ -541,6 +555,24 @@ mod tests {
         let ok =
             Config::from_args(parse(&["--dev", "--drain-secs", "0", "--grace-secs", "1"]).serve);
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn the_socket_queue_budget_holds_at_least_one_largest_frame() {
+        let c = Config::from_args(parse(&["--dev"]).serve).unwrap();
+        assert_eq!(c.args.socket_queue_bytes, 4 << 20);
+        let err = Config::from_args(
+            parse(&[
+                "--dev",
+                "--max-payload-bytes",
+                "2000",
+                "--socket-queue-bytes",
+                "1999",
+            ])
+            .serve,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("SOCKET_QUEUE_BYTES"), "{err}");
     }
 
     #[test]

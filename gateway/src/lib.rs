@@ -14,9 +14,12 @@ pub mod http;
 pub mod metrics;
 pub mod namespaces;
 pub mod node_stats;
+pub mod outbound;
+pub mod password_guard;
 pub mod passwords;
 pub mod sanitize;
 pub mod shutdown;
+pub mod state_limits;
 pub mod telemetry;
 pub mod validation;
 
@@ -148,7 +151,9 @@ async fn serve_node(
         .map_err(|e| GatewayError::Namespaces(e.to_string()))?;
     // Held until the node stops: dead peers, control messages and Redis reconnects.
     let _cluster_reactions = namespaces::cluster_events::start(&shared).await;
-    let router = http::with_layers(http::router(Arc::clone(&app), io.clone()), &app, layer);
+    let router = http::with_layers(http::router(Arc::clone(&app), io.clone()), &app, layer).layer(
+        axum::middleware::from_fn_with_state(Arc::clone(&app.outbound), outbound::track_transport),
+    );
 
     let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app));
     let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone());
@@ -156,8 +161,10 @@ async fn serve_node(
     let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     // Small Socket.IO frames must leave at once: with Nagle's algorithm a handshake answer waited
     // for the client's delayed ACK (about 40 ms per connect in the benchmark).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    // Metered: what each connection writes is released from its session's outgoing byte count.
+    let listener = outbound::MeteredListener::new(listener, Arc::clone(&app.outbound));
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(e) = stream.tcp().set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });

@@ -45,6 +45,11 @@ pub struct Metrics {
     pub handshakes_rate_limited: Counter,
     /// Handshakes refused because too many sessions were pending on the node (HTTP 503).
     pub handshakes_over_pending_cap: Counter,
+    /// Events refused by a bound on client-created state (rooms or games per socket, room
+    /// password attempts).
+    pub state_limit_refusals: Counter,
+    /// Clients disconnected because their outgoing queue went over its byte budget.
+    pub queue_budget_disconnects: Counter,
     rate_window: Mutex<RateWindow>,
 }
 
@@ -79,6 +84,8 @@ impl Metrics {
         let sessions_abandoned = Counter::default();
         let handshakes_rate_limited = Counter::default();
         let handshakes_over_pending_cap = Counter::default();
+        let state_limit_refusals = Counter::default();
+        let queue_budget_disconnects = Counter::default();
         // prometheus-client appends `_total` to counters itself.
         registry.register(
             "socketio_connections",
@@ -155,6 +162,16 @@ impl Metrics {
             "Engine.IO handshakes refused: too many sessions pending on the node",
             handshakes_over_pending_cap.clone(),
         );
+        registry.register(
+            "socketio_state_limit_refusals",
+            "Events refused by a bound on client-created state (rooms or games per socket, room password attempts)",
+            state_limit_refusals.clone(),
+        );
+        registry.register(
+            "socketio_queue_budget_disconnects",
+            "Clients disconnected because their outgoing queue went over SOCKET_QUEUE_BYTES",
+            queue_budget_disconnects.clone(),
+        );
         Self {
             registry,
             connections_total,
@@ -172,6 +189,8 @@ impl Metrics {
             sessions_abandoned,
             handshakes_rate_limited,
             handshakes_over_pending_cap,
+            state_limit_refusals,
+            queue_budget_disconnects,
             rate_window: Mutex::new(RateWindow {
                 at: Instant::now(),
                 received_then: 0,

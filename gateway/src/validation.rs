@@ -30,6 +30,11 @@ pub const MAX_ID: usize = 128;
 pub const MAX_PASSWORD: usize = 128;
 /// Longest ban reason.
 pub const MAX_REASON: usize = 500;
+/// Deepest nesting of a client payload (the payload itself is level 0, its elements level 1)
+/// that every event can carry to the other nodes: `game update` puts the payload two levels
+/// into the event data (the event array, then the update object), and the adapter's limit is
+/// [`adapter_redis::MAX_EVENT_DATA_DEPTH`].
+pub const MAX_PAYLOAD_DEPTH: usize = adapter_redis::MAX_EVENT_DATA_DEPTH - 2;
 
 /// Why a payload was refused; the text goes to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +56,35 @@ fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Refuses a payload the cluster could not carry unchanged: nested deeper than
+/// [`MAX_PAYLOAD_DEPTH`], or holding an object the Redis adapter reads as a binary attachment
+/// (`{"_placeholder":true,"num":N}`, which other nodes would receive as `null`). Checked for
+/// every event before its handler runs, so nothing changes.
+pub fn payload_fits_cluster(v: &Value) -> Result<()> {
+    // Iterative: the check itself must not recurse as deep as the input.
+    let mut stack = vec![(v, 0usize)];
+    while let Some((value, level)) = stack.pop() {
+        if level > MAX_PAYLOAD_DEPTH {
+            return Err(invalid(format!(
+                "Payload nested too deeply (at most {MAX_PAYLOAD_DEPTH} levels)"
+            )));
+        }
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, level + 1))),
+            Value::Object(map) => {
+                if adapter_redis::json::is_placeholder_object(map) {
+                    return Err(invalid(
+                        "Payload contains a binary placeholder object (_placeholder, num)",
+                    ));
+                }
+                stack.extend(map.values().map(|i| (i, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `s` has `min..=max` characters.
@@ -424,6 +458,34 @@ mod tests {
 
     fn s(n: usize) -> String {
         "x".repeat(n)
+    }
+
+    /// `{"gameId":"g","a":[[...[1]...]]}` with the `1` at `level` of the payload.
+    fn payload_with_value_at(level: usize) -> Value {
+        let mut v = json!(1);
+        for _ in 1..level {
+            v = json!([v]);
+        }
+        json!({ "gameId": "g", "a": v })
+    }
+
+    #[test]
+    fn payloads_the_cluster_can_carry_pass_and_deeper_ones_are_refused() {
+        let deepest = payload_with_value_at(MAX_PAYLOAD_DEPTH);
+        assert!(payload_fits_cluster(&deepest).is_ok());
+        // Wrapped as `game update` wraps it, it is still event data the adapter publishes.
+        let update = json!(["game update", { "gameId": "g", "action": deepest, "seq": 1 }]);
+        assert!(adapter_redis::json::from_event_json(&update.to_string(), &[]).is_ok());
+
+        let too_deep = payload_with_value_at(MAX_PAYLOAD_DEPTH + 1);
+        let err = payload_fits_cluster(&too_deep).unwrap_err();
+        assert!(err.0.contains("nested too deeply"), "{err}");
+        assert!(payload_fits_cluster(&json!([])).is_ok());
+        assert!(payload_fits_cluster(&json!(null)).is_ok());
+        let fake = json!({ "gameId": "g", "x": [{ "_placeholder": true, "num": 0 }] });
+        let err = payload_fits_cluster(&fake).unwrap_err();
+        assert!(err.0.contains("placeholder"), "{err}");
+        assert!(payload_fits_cluster(&json!({ "_placeholder": true, "num": 0, "x": 1 })).is_ok());
     }
 
     #[test]

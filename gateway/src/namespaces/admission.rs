@@ -102,6 +102,7 @@ async fn admit(
     }
     let session = Session::new(identity, app);
     s.extensions.insert(session.clone());
+    crate::outbound::attach(&app.outbound, s);
     let user_room = user_room(session.user_id());
     s.join([user_room.clone(), s.id.to_string()]);
     // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private

@@ -12,16 +12,25 @@
 //!
 //! A slow socket is disconnected with a DISCONNECT packet; that packet itself needs queue space,
 //! so it is retried until the queue has room, the socket is gone, or the ping timeout passed.
+//!
+//! The queue is also bounded in bytes (`SOCKET_QUEUE_BYTES`, see [`crate::outbound`]): every
+//! frame is charged to the socket's session before it is queued, direct emits here and
+//! broadcasts, from this node or another, in [`QueuePolicy`] (called by the adapter). A frame
+//! that would take the session over its budget is not queued and the socket is disconnected as
+//! a slow client.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SendError, SocketError};
 
 use super::{Session, Shared};
 use crate::app::App;
+use crate::outbound::SessionMeter;
 use crate::{Adapter, Io};
 
 /// Where emits are counted and slow clients handled: the namespaces' [`Shared`], or a plain
@@ -74,7 +83,7 @@ pub fn to_socket<T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) {
-    if is_slow(socket) {
+    if is_slow(socket) || !fits_budget(shared, socket, event, data) {
         return;
     }
     let result = socket.emit(event, data);
@@ -88,7 +97,7 @@ pub fn ack<T: Serialize + ?Sized>(
     sender: AckSender<Adapter>,
     data: &T,
 ) {
-    if is_slow(socket) {
+    if is_slow(socket) || !fits_budget(shared, socket, "ack", data) {
         return;
     }
     let result = sender.send(data);
@@ -97,6 +106,121 @@ pub fn ack<T: Serialize + ?Sized>(
 
 fn is_slow(socket: &SocketRef<Adapter>) -> bool {
     Session::of(socket).is_some_and(|s| s.is_slow())
+}
+
+/// Bytes of a packet header beyond its data: type, ack id, namespace, separators.
+const PACKET_OVERHEAD: usize = 32;
+
+/// Counts serialised bytes without keeping them.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Charges a frame to the socket's session; `false` when that takes the session over its byte
+/// budget, in which case the frame must not be queued and the socket is cut off.
+fn fits_budget<T: Serialize + ?Sized>(
+    shared: &impl Sink,
+    socket: &SocketRef<Adapter>,
+    event: &str,
+    data: &T,
+) -> bool {
+    let Some(SessionMeter(meter)) = socket.extensions.get::<SessionMeter>() else {
+        return true;
+    };
+    let mut count = ByteCount(0);
+    // A payload that does not serialise is reported by the emit itself.
+    let _ = serde_json::to_writer(&mut count, data);
+    let bytes = (count.0 + event.len() + socket.ns().len() + PACKET_OVERHEAD) as u64;
+    let queued = meter.charge(bytes);
+    if queued <= shared.app().config.args.socket_queue_bytes {
+        return true;
+    }
+    over_budget(shared, socket, queued);
+    false
+}
+
+/// Cuts off a socket whose queue went over its byte budget, counting it.
+fn over_budget(shared: &impl Sink, socket: &SocketRef<Adapter>, queued: u64) {
+    shared.app().metrics.dropped_frames.inc();
+    if slow_client(shared, socket) {
+        shared.app().metrics.queue_budget_disconnects.inc();
+        tracing::warn!(
+            socket = %socket.id,
+            ns = socket.ns(),
+            queued,
+            budget = shared.app().config.args.socket_queue_bytes,
+            "outgoing queue over its byte budget: disconnecting slow client"
+        );
+    }
+}
+
+/// The byte budget and full-queue policy of broadcasts, applied by the adapter to every local
+/// delivery: broadcasts from this node and from the others alike.
+#[derive(Debug)]
+pub struct QueuePolicy(Weak<Shared>);
+
+impl QueuePolicy {
+    /// The policy of `shared`'s node (held weakly: the adapter outlives nothing it points to).
+    pub fn new(shared: &Arc<Shared>) -> Self {
+        Self(Arc::downgrade(shared))
+    }
+}
+
+impl adapter_redis::DeliveryObserver for QueuePolicy {
+    fn before_delivery(&self, ns: &str, sids: &[Sid], bytes: usize) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let budget = shared.app.config.args.socket_queue_bytes;
+        let over = shared.app.outbound.charge_all(sids, bytes as u64, budget);
+        if over.is_empty() {
+            return;
+        }
+        let Some(op) = shared.io.of(ns) else { return };
+        for sid in over {
+            if let Some(socket) = op.get_socket(sid) {
+                let queued = socket
+                    .extensions
+                    .get::<SessionMeter>()
+                    .map_or(0, |SessionMeter(m)| m.queued());
+                over_budget(&shared, &socket, queued);
+            }
+        }
+    }
+
+    fn dropped(&self, ns: &str, dropped: usize) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        shared.app.metrics.dropped_frames.inc_by(dropped as u64);
+        let found = disconnect_full_sockets(&shared, ns);
+        if found > 0 {
+            tracing::warn!(
+                ns,
+                dropped,
+                found,
+                "broadcast from another node met full outgoing queues: disconnecting slow clients"
+            );
+        } else {
+            tracing::debug!(
+                ns,
+                dropped,
+                "frames from another node dropped for clients already being disconnected"
+            );
+        }
+    }
+
+    fn excluded_room(&self) -> &str {
+        SLOW_ROOM
+    }
 }
 
 fn after_send(

@@ -36,7 +36,7 @@ use crate::auth::Identity;
 use crate::connection_limit::ConnectionLimiter;
 use crate::event_limit::{EventLimiter, Verdict};
 use crate::sanitize::Sanitizer;
-use crate::validation::Invalid;
+use crate::validation::{self, Invalid};
 use crate::{Adapter, Io};
 
 /// Namespace paths.
@@ -78,6 +78,8 @@ pub struct Shared {
     pub presence_guard: presence_guard::PresenceGuard,
     /// Chat and room message history appends, pipelined.
     pub history_writer: history_writer::HistoryWriter,
+    /// Who may spend argon2 time on room passwords, and how often.
+    pub passwords: crate::password_guard::PasswordGuard,
 }
 
 /// Registers every namespace on `io`; returns what the handlers share, for the cluster event
@@ -92,8 +94,13 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceE
         joined_rooms: cluster_events::JoinedRooms::default(),
         presence_guard: presence_guard::PresenceGuard::default(),
         history_writer: history_writer::HistoryWriter::start(Arc::clone(&app.backends.history)),
+        passwords: app.config.args.state_limits.password_guard(),
     });
     presence_guard::PresenceGuard::start(&shared);
+    // Broadcasts from this node and from others go through one outgoing-queue policy.
+    app.link
+        .adapter()
+        .set_delivery_observer(Arc::new(emit::QueuePolicy::new(&shared)));
     for ns in ALL {
         admission::register(&shared, ns)
             .await
@@ -477,7 +484,11 @@ pub fn on<F, Fut>(
                     event,
                     next,
                 };
-                let outcome = match payload(data) {
+                let checked = payload(data).and_then(|value| {
+                    validation::payload_fits_cluster(&value)?;
+                    Ok(value)
+                });
+                let outcome = match checked {
                     Ok(value) => handler(cx, value).await,
                     Err(reject) => Err(reject),
                 };
