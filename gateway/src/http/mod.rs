@@ -3,6 +3,7 @@
 
 pub mod api;
 mod handshake;
+pub mod client_bundle;
 pub mod health;
 mod owned_head;
 
@@ -72,6 +73,11 @@ where
     let config = &app.config;
     router
         .layer(socketio)
+        // Outside the Socket.IO layer, which answers every path under /socket.io/ itself.
+        .layer(middleware::from_fn_with_state(
+            client_bundle::ClientBundle::load(&config.client_bundle_dir),
+            client_bundle::serve,
+        ))
         .layer(middleware::map_request(owned_head::own_handshake_head))
         // Before anything else is done for a handshake, so a refused one costs next to nothing.
         .layer(middleware::from_fn_with_state(
@@ -178,9 +184,12 @@ pub struct DevTokenQuery {
     pub user_id: Option<String>,
 }
 
-/// `GET /dev/token?username=alice&role=admin[&userId=..]` → `{ token }`, with `--dev` only.
+/// `GET /dev/token?username=alice&role=admin[&userId=..]` → `{ token }`, with `--dev` (any role,
+/// signed with the public dev secret) or `DEV_TOKENS` (role `user` only, signed with the
+/// configured secret: an admin token is never handed out over HTTP with a real key).
 async fn dev_token(State(state): State<HttpState>, Query(q): Query<DevTokenQuery>) -> Response {
-    if !state.app.config.dev() {
+    let config = &state.app.config;
+    if !config.dev() && !config.args.dev_tokens {
         return json_error(StatusCode::NOT_FOUND, "not found");
     }
     let Some(username) = q
@@ -198,6 +207,12 @@ async fn dev_token(State(state): State<HttpState>, Query(q): Query<DevTokenQuery
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "user".to_owned());
+    if role != "user" && !config.dev() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "DEV_TOKENS hands out role `user` only; mint other roles with `gateway token --role ROLE`",
+        );
+    }
     let user_id = q
         .user_id
         .map(|u| u.trim().to_owned())

@@ -35,7 +35,8 @@ fn web_root() -> PathBuf {
 fn node(extra: &[&str]) -> (Arc<App>, Router) {
     let www = web_root();
     let mut args = vec!["gateway"];
-    if !extra.contains(&"--jwt-secret") {
+    // `--dev` signs with its own public secret and refuses a real one next to it.
+    if !extra.contains(&"--jwt-secret") && !extra.contains(&"--dev") {
         args.extend_from_slice(&["--jwt-secret", "unit-test-secret"]);
     }
     args.extend_from_slice(&[
