@@ -14,6 +14,11 @@ pub struct StateLimits {
     #[arg(long, env = "MAX_GAMES_PER_SOCKET", default_value_t = 20,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub max_games_per_socket: u32,
+    /// Rooms of `/` that may exist at once, cluster-wide: past it, `create room` is refused, so
+    /// neither the state nor `get rooms` can grow without bound.
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms: u32,
     /// A room nobody joins is deleted this many seconds after its creation.
     #[arg(long, env = "UNJOINED_ROOM_TTL_SECS", default_value_t = 600,
         value_parser = clap::value_parser!(u64).range(1..))]
@@ -67,6 +72,14 @@ impl StateLimits {
         format!(
             "Too many rooms: a connection may be in at most {} rooms",
             self.max_rooms_per_socket
+        )
+    }
+
+    /// The error for a `create room` when as many rooms exist as allowed.
+    pub fn too_many_rooms_exist(&self) -> String {
+        format!(
+            "Too many rooms exist (at most {}): try again later",
+            self.max_rooms
         )
     }
 

@@ -328,6 +328,13 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
     if rooms.get(&r.room_id).await?.is_some() {
         return Err(Reject("Room already exists".to_owned()));
     }
+    // Checked before the creation, not with it: concurrent creations may pass it together, so
+    // the bound can be overshot by the number of creations in flight, never more.
+    let limits = &cx.app().config.args.state_limits;
+    if rooms.count().await? >= limits.max_rooms as usize {
+        cx.app().metrics.state_limit_refusals.inc();
+        return Err(Reject(limits.too_many_rooms_exist()));
+    }
     let password_hash = match r.password {
         Some(pw) => {
             let _turn = cx
