@@ -492,6 +492,9 @@ pub struct BanSync {
     pub active: Vec<Ban>,
 }
 
+/// Ban records read per `MGET` when a node loads every ban.
+const BAN_LOAD_BATCH: usize = 500;
+
 /// A value no other node picks for the epoch marker (only the first `SET NX` wins anyway).
 fn fresh_epoch() -> String {
     format!(
@@ -574,20 +577,25 @@ impl RedisBans {
             }
         }
         let mut loaded = HashMap::new();
-        for key in self.conn.scan_keys(&self.conn.keys.ban_pattern()).await? {
-            let json: Option<String> = self
+        let keys = self.conn.scan_keys(&self.conn.keys.ban_pattern()).await?;
+        // Every prefixed key shares the prefix's hash tag on a Redis Cluster, so MGET works there
+        // too; a key that expired since the SCAN reads as nil.
+        for chunk in keys.chunks(BAN_LOAD_BATCH) {
+            let jsons: Vec<Option<String>> = self
                 .conn
                 .client
-                .get(&key)
+                .mget(chunk.to_vec())
                 .await
                 .map_err(|e| state_error(&e))?;
-            let Some(json) = json else { continue };
-            match decode::<Ban>(&json) {
-                Ok(ban) if ban.is_active_at(Utc::now()) => {
-                    loaded.insert(ban.user_id.clone(), ban);
+            for (key, json) in chunk.iter().zip(jsons) {
+                let Some(json) = json else { continue };
+                match decode::<Ban>(&json) {
+                    Ok(ban) if ban.is_active_at(Utc::now()) => {
+                        loaded.insert(ban.user_id.clone(), ban);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%key, error = %e, "unreadable ban record"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%key, error = %e, "unreadable ban record"),
             }
         }
         let active = loaded.values().cloned().collect();
