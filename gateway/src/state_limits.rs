@@ -19,6 +19,11 @@ pub struct StateLimits {
     #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rooms: u32,
+    /// Rooms one user may have created that nobody has joined yet, cluster-wide (so one user
+    /// cannot take all of `MAX_ROOMS`).
+    #[arg(long, env = "MAX_UNJOINED_ROOMS_PER_USER", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unjoined_rooms_per_user: u32,
     /// A room nobody joins is deleted this many seconds after its creation.
     #[arg(long, env = "UNJOINED_ROOM_TTL_SECS", default_value_t = 600,
         value_parser = clap::value_parser!(u64).range(1..))]
@@ -80,6 +85,14 @@ impl StateLimits {
         format!(
             "Too many rooms exist (at most {}): try again later",
             self.max_rooms
+        )
+    }
+
+    /// The error for a `create room` by a user with as many unjoined rooms as allowed.
+    pub fn too_many_unjoined_rooms(&self) -> String {
+        format!(
+            "Too many rooms of yours that nobody has joined yet (at most {}): join one or wait until they expire",
+            self.max_unjoined_rooms_per_user
         )
     }
 

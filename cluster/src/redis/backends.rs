@@ -156,7 +156,11 @@ fn count(n: i64) -> usize {
 
 #[async_trait]
 impl RoomRegistry for RedisRooms {
-    async fn create(&self, room: RoomRecord) -> StateResult<bool> {
+    async fn create_bounded(
+        &self,
+        room: RoomRecord,
+        max_unjoined: usize,
+    ) -> StateResult<CreateOutcome> {
         let k = &self.conn.keys;
         let created: i64 = self
             .conn
@@ -168,6 +172,7 @@ impl RoomRegistry for RedisRooms {
                     k.order_counter(),
                     k.history(&HistoryScope::Room(room.id.clone())),
                     k.unjoined_rooms(),
+                    k.unjoined_rooms_of(&room.created_by),
                 ],
                 vec![
                     encode(&room)?,
@@ -178,10 +183,16 @@ impl RoomRegistry for RedisRooms {
                     now_ms()
                         .saturating_add(millis(self.retention.unjoined_room))
                         .to_string(),
+                    // Lua numbers are doubles: anything past 2^53 means "no bound" all the same.
+                    max_unjoined.min(1 << 53).to_string(),
                 ],
             )
             .await?;
-        Ok(created == 1)
+        Ok(match created {
+            1 => CreateOutcome::Created,
+            -1 => CreateOutcome::CreatorAtLimit,
+            _ => CreateOutcome::Exists,
+        })
     }
 
     async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>> {

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use cluster::{HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord};
+use cluster::{
+    CreateOutcome, HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord,
+};
 use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
@@ -361,8 +363,16 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
         created_at: Utc::now(),
         created_by: cx.session.user_id().to_owned(),
     };
-    if !rooms.create(record).await? {
-        return Err(Reject("Room already exists".to_owned()));
+    match rooms
+        .create_bounded(record, limits.max_unjoined_rooms_per_user as usize)
+        .await?
+    {
+        CreateOutcome::Created => {}
+        CreateOutcome::Exists => return Err(Reject("Room already exists".to_owned())),
+        CreateOutcome::CreatorAtLimit => {
+            cx.app().metrics.state_limit_refusals.inc();
+            return Err(Reject(limits.too_many_unjoined_rooms()));
+        }
     }
     Ok(fields([("roomId", Value::String(r.room_id))]))
 }
