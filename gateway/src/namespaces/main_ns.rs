@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use cluster::{HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord};
+use cluster::{
+    CreateOutcome, HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord,
+};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
@@ -346,6 +348,13 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
     if rooms.get(&r.room_id).await?.is_some() {
         return Err(Reject("Room already exists".to_owned()));
     }
+    // Checked before the creation, not with it: concurrent creations may pass it together, so
+    // the bound can be overshot by the number of creations in flight, never more.
+    let limits = &cx.app().config.args.state_limits;
+    if rooms.count().await? >= limits.max_rooms as usize {
+        cx.app().metrics.state_limit_refusals.inc();
+        return Err(Reject(limits.too_many_rooms_exist()));
+    }
     let password_hash = match r.password {
         Some(pw) => {
             let _turn = cx
@@ -372,8 +381,16 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
         created_at: Utc::now(),
         created_by: cx.session.user_id().to_owned(),
     };
-    if !rooms.create(record).await? {
-        return Err(Reject("Room already exists".to_owned()));
+    match rooms
+        .create_bounded(record, limits.max_unjoined_rooms_per_user as usize)
+        .await?
+    {
+        CreateOutcome::Created => {}
+        CreateOutcome::Exists => return Err(Reject("Room already exists".to_owned())),
+        CreateOutcome::CreatorAtLimit => {
+            cx.app().metrics.state_limit_refusals.inc();
+            return Err(Reject(limits.too_many_unjoined_rooms()));
+        }
     }
     Ok(fields([("roomId", Value::String(r.room_id))]))
 }
