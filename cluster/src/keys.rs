@@ -4,6 +4,14 @@
 //! section 8) so that Node.js nodes of the original design can share the cluster. Everything else
 //! lives under one configurable prefix (default `gateway:`). On a Redis Cluster the prefix should
 //! carry a hash tag (for example `{gateway}:`) so that the multi-key scripts stay in one slot.
+//!
+//! Ids chosen by clients (room ids, user ids, game ids, namespace names) may hold any character
+//! (PROTOCOL.md section 3: no room id is reserved). Each one is escaped with [`key_part`] before it
+//! becomes part of a key name, so no id can contain the `:` that separates a key's parts, end
+//! early, or name another key: `x` and `x:members` are different rooms with different keys.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use crate::state::HistoryScope;
 
@@ -28,6 +36,35 @@ pub fn stats_key(server_id: &str) -> String {
 pub fn server_id_of_stats_key(key: &str) -> Option<&str> {
     key.strip_prefix(STATS_KEY_PREFIX)
         .filter(|id| !id.is_empty())
+}
+
+/// Characters written as `%XX` (upper-case hex of the byte) inside a key name: the escape
+/// character itself, the separator `:`, the hash-tag braces, and the `SCAN MATCH` wildcards. The
+/// Lua scripts escape with the same set (`scripts::esc`), so keys built on either side agree.
+fn needs_escape(b: u8) -> bool {
+    matches!(
+        b,
+        b'%' | b':' | b'{' | b'}' | b'*' | b'?' | b'[' | b']' | b'\\'
+    )
+}
+
+/// A client-chosen id as it appears inside a key name: every character of [`needs_escape`]
+/// becomes `%XX`, everything else is kept. The mapping is one-to-one, so two different ids never
+/// share a key, and the result contains no `:`.
+pub fn key_part(id: &str) -> Cow<'_, str> {
+    if !id.bytes().any(needs_escape) {
+        return Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len() + 8);
+    for c in id.chars() {
+        match u8::try_from(c) {
+            Ok(b) if needs_escape(b) => {
+                let _ = write!(out, "%{b:02X}");
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Names of the prefixed keys.
@@ -57,17 +94,34 @@ impl Keys {
 
     /// Hash of one room: fields `record` (JSON [`crate::RoomRecord`]) and `max` (capacity).
     pub fn room(&self, room_id: &str) -> String {
-        format!("{}room:{room_id}", self.prefix)
+        format!("{}room:{}", self.prefix, key_part(room_id))
     }
 
     /// Sorted set of a room's socket ids, scored by joining order.
     pub fn room_members(&self, room_id: &str) -> String {
-        format!("{}room:{room_id}:members", self.prefix)
+        format!("{}room:{}:members", self.prefix, key_part(room_id))
     }
 
     /// Hash of a room's members: socket id to JSON [`crate::Member`].
     pub fn room_member_records(&self, room_id: &str) -> String {
-        format!("{}room:{room_id}:member", self.prefix)
+        format!("{}room:{}:member", self.prefix, key_part(room_id))
+    }
+
+    /// Sorted set of the ids of rooms nobody has joined yet, scored by the time (Unix ms) at which
+    /// they are deleted if still unjoined.
+    pub fn unjoined_rooms(&self) -> String {
+        format!("{}rooms:unjoined", self.prefix)
+    }
+
+    /// Marker written once into a Redis that holds this cluster's bans; its absence after a
+    /// reconnect means Redis lost its data and the nodes must register the bans they know again.
+    pub fn bans_marker(&self) -> String {
+        format!("{}bans:epoch", self.prefix)
+    }
+
+    /// `SCAN MATCH` pattern for every ban key.
+    pub fn ban_pattern(&self) -> String {
+        format!("{}ban:*", self.prefix)
     }
 
     /// Sorted set of every room id, scored by creation order.
@@ -87,7 +141,7 @@ impl Keys {
 
     /// Set of one user's socket ids.
     pub fn presence_user(&self, user_id: &str) -> String {
-        format!("{}presence:user:{user_id}", self.prefix)
+        format!("{}presence:user:{}", self.prefix, key_part(user_id))
     }
 
     /// Set of the socket ids a node holds.
@@ -120,24 +174,29 @@ impl Keys {
 
     /// A user's ban (JSON [`crate::Ban`]), with a Redis TTL when it expires.
     pub fn ban(&self, user_id: &str) -> String {
-        format!("{}ban:{user_id}", self.prefix)
+        format!("{}ban:{}", self.prefix, key_part(user_id))
     }
 
     /// The stream holding a scope's history.
     pub fn history(&self, scope: &HistoryScope) -> String {
         match scope {
-            HistoryScope::Room(id) => format!("{}history:room:{id}", self.prefix),
-            // The length of the first id keeps `a:b`+`c` apart from `a`+`b:c`.
-            HistoryScope::Private(a, b) => {
-                format!("{}history:private:{}:{a}:{b}", self.prefix, a.len())
+            HistoryScope::Room(id) => format!("{}history:room:{}", self.prefix, key_part(id)),
+            // Escaped ids hold no `:`, so the separator keeps `a:b`+`c` apart from `a`+`b:c`.
+            HistoryScope::Private(a, b) => format!(
+                "{}history:private:{}:{}",
+                self.prefix,
+                key_part(a),
+                key_part(b)
+            ),
+            HistoryScope::Namespace(ns) => {
+                format!("{}history:ns:{}", self.prefix, key_part(ns))
             }
-            HistoryScope::Namespace(ns) => format!("{}history:ns:{ns}", self.prefix),
         }
     }
 
     /// A game's sequence counter.
     pub fn game_seq(&self, game_id: &str) -> String {
-        format!("{}game:{game_id}:seq", self.prefix)
+        format!("{}game:{}:seq", self.prefix, key_part(game_id))
     }
 }
 
@@ -185,13 +244,40 @@ mod tests {
         );
         assert_eq!(
             k.history(&HistoryScope::private("bob", "al")),
-            "gateway:history:private:2:al:bob"
+            "gateway:history:private:al:bob"
         );
         assert_ne!(
             k.history(&HistoryScope::private("a:b", "c")),
             k.history(&HistoryScope::private("a", "b:c"))
         );
         assert_eq!(Keys::new("{t}:").room("x"), "{t}:room:x");
+    }
+
+    #[test]
+    fn client_chosen_ids_never_share_or_split_a_key() {
+        let k = Keys::default();
+        assert_eq!(key_part("plain-id é"), "plain-id é");
+        assert_eq!(
+            key_part("a:b%c{d}*?[]\\"),
+            "a%3Ab%25c%7Bd%7D%2A%3F%5B%5D%5C"
+        );
+        assert_eq!(k.room("x:members"), "gateway:room:x%3Amembers");
+        assert_ne!(k.room("x:members"), k.room_members("x"));
+        assert_ne!(k.room("x:member"), k.room_member_records("x"));
+        assert_ne!(k.room("%3A"), k.room(":"));
+        assert_ne!(k.game_seq("a:seq"), k.game_seq("a"));
+        assert_ne!(k.presence_user("a:b"), k.presence_user("a%3Ab"));
+        assert_ne!(
+            k.history(&HistoryScope::private("a:b", "c")),
+            k.history(&HistoryScope::private("a", "b:c"))
+        );
+        for id in ["x", "x:members", ":", "%", "{t}", "a*b", "é:ü"] {
+            assert!(!key_part(id).contains(':'), "{id}");
+            assert_eq!(
+                k.room(id).strip_prefix("gateway:room:"),
+                Some(&*key_part(id))
+            );
+        }
     }
 
     #[test]

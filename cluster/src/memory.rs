@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use tokio::time::Instant;
 
 use crate::state::*;
 use crate::stats::{NodeRegistry, NodeStats};
@@ -18,14 +20,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds the full set of in-memory backends.
+/// Builds the full set of in-memory backends, with the default [`Retention`].
 pub fn backends(history_capacity: usize) -> StateBackends {
+    backends_with(history_capacity, Retention::default())
+}
+
+/// Builds the full set of in-memory backends. A room's history lives in the room's entry, so it
+/// goes when the room goes.
+pub fn backends_with(history_capacity: usize, retention: Retention) -> StateBackends {
+    let rooms = Arc::new(MemoryRooms::new(retention));
     StateBackends {
-        rooms: Arc::new(MemoryRooms::default()),
+        rooms: rooms.clone(),
         presence: Arc::new(MemoryPresence::default()),
         bans: Arc::new(MemoryBans::default()),
-        history: Arc::new(MemoryHistory::new(history_capacity)),
-        games: Arc::new(MemoryGames::default()),
+        history: Arc::new(MemoryHistory::with_rooms(
+            history_capacity,
+            retention.history,
+            rooms,
+        )),
+        games: Arc::new(MemoryGames::new(retention.game_sequence)),
         nodes: Arc::new(MemoryNodes::default()),
     }
 }
@@ -34,47 +47,95 @@ pub fn backends(history_capacity: usize) -> StateBackends {
 struct RoomEntry {
     record: RoomRecord,
     members: Vec<Member>,
+    /// When the room is deleted if nobody has joined it by then.
+    unjoined_until: Option<Instant>,
+    history: VecDeque<serde_json::Value>,
 }
 
-/// Room registry of a single node.
+/// Room registry of a single node; each room carries its own history.
 #[derive(Debug, Default)]
 pub struct MemoryRooms {
     // Vec keeps creation order for `list`; room counts are small enough for linear lookups to be
     // cheaper than keeping a second index in step.
     rooms: Mutex<Vec<RoomEntry>>,
+    retention: Retention,
+}
+
+impl MemoryRooms {
+    /// A registry whose unjoined rooms live `retention.unjoined_room`.
+    pub fn new(retention: Retention) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            retention,
+        }
+    }
+
+    /// The room list with rooms nobody joined in time removed.
+    fn swept(&self) -> MutexGuard<'_, Vec<RoomEntry>> {
+        let mut rooms = lock(&self.rooms);
+        let now = Instant::now();
+        rooms.retain(|r| r.unjoined_until.is_none_or(|t| t > now) || !r.members.is_empty());
+        rooms
+    }
+
+    fn append_history(&self, room_id: &str, message: serde_json::Value, capacity: usize) {
+        let mut rooms = lock(&self.rooms);
+        // A message for a room that is gone starts no history: a later room of that id starts
+        // empty.
+        if let Some(room) = rooms.iter_mut().find(|r| r.record.id == room_id) {
+            if room.history.len() >= capacity {
+                room.history.pop_front();
+            }
+            room.history.push_back(message);
+        }
+    }
+
+    fn recent_history(&self, room_id: &str, limit: usize) -> Vec<serde_json::Value> {
+        lock(&self.rooms)
+            .iter()
+            .find(|r| r.record.id == room_id)
+            .map(|r| {
+                let skip = r.history.len().saturating_sub(limit);
+                r.history.iter().skip(skip).cloned().collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[async_trait]
 impl RoomRegistry for MemoryRooms {
     async fn create(&self, room: RoomRecord) -> StateResult<bool> {
-        let mut rooms = lock(&self.rooms);
+        let mut rooms = self.swept();
         if rooms.iter().any(|r| r.record.id == room.id) {
             return Ok(false);
         }
         rooms.push(RoomEntry {
             record: room,
             members: Vec::new(),
+            unjoined_until: Some(Instant::now() + self.retention.unjoined_room),
+            history: VecDeque::new(),
         });
         Ok(true)
     }
 
     async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>> {
-        Ok(lock(&self.rooms)
+        Ok(self
+            .swept()
             .iter()
             .find(|r| r.record.id == room_id)
             .map(|r| r.record.clone()))
     }
 
     async fn list(&self) -> StateResult<Vec<RoomRecord>> {
-        Ok(lock(&self.rooms).iter().map(|r| r.record.clone()).collect())
+        Ok(self.swept().iter().map(|r| r.record.clone()).collect())
     }
 
     async fn count(&self) -> StateResult<usize> {
-        Ok(lock(&self.rooms).len())
+        Ok(self.swept().len())
     }
 
     async fn join(&self, room_id: &str, member: Member) -> StateResult<JoinOutcome> {
-        let mut rooms = lock(&self.rooms);
+        let mut rooms = self.swept();
         let Some(room) = rooms.iter_mut().find(|r| r.record.id == room_id) else {
             return Ok(JoinOutcome::NoSuchRoom);
         };
@@ -87,11 +148,11 @@ impl RoomRegistry for MemoryRooms {
             return Ok(JoinOutcome::Full);
         }
         room.members.push(member);
+        room.unjoined_until = None;
         Ok(JoinOutcome::Joined {
             user_count: room.members.len(),
         })
     }
-
     async fn leave(&self, room_id: &str, socket_id: &str) -> StateResult<LeaveOutcome> {
         let mut rooms = lock(&self.rooms);
         let Some(idx) = rooms.iter().position(|r| r.record.id == room_id) else {
@@ -305,28 +366,111 @@ impl BanList for MemoryBans {
     }
 }
 
-/// Bounded history of a single node: a ring of `capacity` messages per scope.
+/// Bounded history of a single node: a ring of `capacity` messages per scope. Rooms' rings live
+/// in their [`MemoryRooms`] entry when the history is built [`MemoryHistory::with_rooms`]; every
+/// other scope is forgotten once it has had no message for the TTL.
 #[derive(Debug)]
 pub struct MemoryHistory {
     capacity: usize,
-    scopes: Mutex<HashMap<HistoryScope, VecDeque<serde_json::Value>>>,
+    ttl: Duration,
+    rooms: Option<Arc<MemoryRooms>>,
+    scopes: Mutex<Expiring<HistoryScope, VecDeque<serde_json::Value>>>,
 }
 
 impl MemoryHistory {
-    /// A history keeping at most `capacity` messages per scope (at least one).
+    /// A history keeping at most `capacity` messages per scope (at least one), rooms included.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
+            ttl: Retention::default().history,
+            rooms: None,
             scopes: Mutex::default(),
         }
+    }
+
+    /// A history whose room scopes are kept by `rooms` (deleted with their room), the other
+    /// scopes forgotten after `ttl` without a message.
+    pub fn with_rooms(capacity: usize, ttl: Duration, rooms: Arc<MemoryRooms>) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            ttl,
+            rooms: Some(rooms),
+            scopes: Mutex::default(),
+        }
+    }
+
+    /// How many scopes outside rooms hold messages (for the tests of shrinking).
+    pub fn scope_count(&self) -> usize {
+        let mut scopes = lock(&self.scopes);
+        scopes.sweep(self.ttl);
+        scopes.len()
+    }
+}
+
+/// A map whose entries are dropped once not touched for a TTL: each write stamps its entry, and
+/// a sweep (at most once per TTL/4, on a write) drops what is older. Its size is bounded by what
+/// was written within about one TTL.
+#[derive(Debug)]
+struct Expiring<K, V> {
+    entries: HashMap<K, (Instant, V)>,
+    last_sweep: Instant,
+}
+
+impl<K, V> Default for Expiring<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Default> Expiring<K, V> {
+    fn sweep(&mut self, ttl: Duration) {
+        let now = Instant::now();
+        self.entries
+            .retain(|_, (at, _)| now.duration_since(*at) < ttl);
+        self.last_sweep = now;
+    }
+
+    /// The live entry of `key` (a fresh default when absent or expired), stamped now.
+    fn touch(&mut self, key: K, ttl: Duration) -> &mut V {
+        let now = Instant::now();
+        if now.duration_since(self.last_sweep) >= ttl / 4 {
+            self.sweep(ttl);
+        }
+        let entry = self
+            .entries
+            .entry(key)
+            .or_insert_with(|| (now, V::default()));
+        if now.duration_since(entry.0) >= ttl {
+            entry.1 = V::default();
+        }
+        entry.0 = now;
+        &mut entry.1
+    }
+
+    fn get(&self, key: &K, ttl: Duration) -> Option<&V> {
+        self.entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, v)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
     }
 }
 
 #[async_trait]
 impl History for MemoryHistory {
     async fn append(&self, scope: &HistoryScope, message: serde_json::Value) -> StateResult<()> {
+        if let (Some(rooms), HistoryScope::Room(room_id)) = (&self.rooms, scope) {
+            rooms.append_history(room_id, message, self.capacity);
+            return Ok(());
+        }
         let mut scopes = lock(&self.scopes);
-        let ring = scopes.entry(scope.clone()).or_default();
+        let ring = scopes.touch(scope.clone(), self.ttl);
         if ring.len() >= self.capacity {
             ring.pop_front();
         }
@@ -339,9 +483,12 @@ impl History for MemoryHistory {
         scope: &HistoryScope,
         limit: usize,
     ) -> StateResult<Vec<serde_json::Value>> {
+        if let (Some(rooms), HistoryScope::Room(room_id)) = (&self.rooms, scope) {
+            return Ok(rooms.recent_history(room_id, limit));
+        }
         let scopes = lock(&self.scopes);
         Ok(scopes
-            .get(scope)
+            .get(scope, self.ttl)
             .map(|ring| {
                 let skip = ring.len().saturating_sub(limit);
                 ring.iter().skip(skip).cloned().collect()
@@ -350,17 +497,41 @@ impl History for MemoryHistory {
     }
 }
 
-/// Game sequence numbers of a single node.
-#[derive(Debug, Default)]
+/// Game sequence numbers of a single node; a game idle for the TTL is forgotten.
+#[derive(Debug)]
 pub struct MemoryGames {
-    seqs: Mutex<HashMap<String, u64>>,
+    ttl: Duration,
+    seqs: Mutex<Expiring<String, u64>>,
+}
+
+impl Default for MemoryGames {
+    fn default() -> Self {
+        Self::new(Retention::default().game_sequence)
+    }
+}
+
+impl MemoryGames {
+    /// Counters forgotten after `ttl` without an action.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            seqs: Mutex::default(),
+        }
+    }
+
+    /// How many games have a live counter (for the tests of shrinking).
+    pub fn game_count(&self) -> usize {
+        let mut seqs = lock(&self.seqs);
+        seqs.sweep(self.ttl);
+        seqs.len()
+    }
 }
 
 #[async_trait]
 impl GameSequence for MemoryGames {
     async fn next(&self, game_id: &str) -> StateResult<u64> {
         let mut seqs = lock(&self.seqs);
-        let seq = seqs.entry(game_id.to_owned()).or_insert(0);
+        let seq = seqs.touch(game_id.to_owned(), self.ttl);
         *seq += 1;
         Ok(*seq)
     }
@@ -549,6 +720,93 @@ mod tests {
         assert_eq!(
             HistoryScope::private("b", "a"),
             HistoryScope::private("a", "b")
+        );
+    }
+
+    fn short_retention() -> Retention {
+        Retention {
+            unjoined_room: std::time::Duration::from_secs(60),
+            history: std::time::Duration::from_secs(3600),
+            game_sequence: std::time::Duration::from_secs(3600),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rooms_history_goes_with_the_room() {
+        let state = backends_with(10, short_retention());
+        let scope = HistoryScope::Room("hr".into());
+        state.rooms.create(room("hr", 5)).await.unwrap();
+        state.rooms.join("hr", member("s1", "n")).await.unwrap();
+        state
+            .history
+            .append(&scope, serde_json::json!({"secret": 1}))
+            .await
+            .unwrap();
+        assert_eq!(state.history.recent(&scope, 10).await.unwrap().len(), 1);
+        state.rooms.leave("hr", "s1").await.unwrap();
+        // A late message for the deleted room starts no history.
+        state
+            .history
+            .append(&scope, serde_json::json!({"late": 1}))
+            .await
+            .unwrap();
+        state.rooms.create(room("hr", 5)).await.unwrap();
+        assert!(
+            state.history.recent(&scope, 10).await.unwrap().is_empty(),
+            "a room re-created under the same id starts empty"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rooms_nobody_joins_expire_and_joined_ones_stay() {
+        let rooms = MemoryRooms::new(short_retention());
+        rooms.create(room("never", 5)).await.unwrap();
+        rooms.create(room("joined", 5)).await.unwrap();
+        rooms.join("joined", member("s1", "n")).await.unwrap();
+        tokio::time::advance(std::time::Duration::from_secs(59)).await;
+        assert_eq!(rooms.count().await.unwrap(), 2);
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        assert_eq!(room_ids(&rooms).await, ["joined"]);
+        assert_eq!(
+            rooms.join("never", member("s2", "n")).await.unwrap(),
+            JoinOutcome::NoSuchRoom
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_histories_and_game_counters_are_forgotten() {
+        let h = MemoryHistory::with_rooms(
+            5,
+            std::time::Duration::from_secs(100),
+            Arc::new(MemoryRooms::default()),
+        );
+        let games = MemoryGames::new(std::time::Duration::from_secs(100));
+        for i in 0..50 {
+            h.append(
+                &HistoryScope::private("a", &format!("made-up-{i}")),
+                serde_json::json!(i),
+            )
+            .await
+            .unwrap();
+            games.next(&format!("g{i}")).await.unwrap();
+        }
+        assert_eq!((h.scope_count(), games.game_count()), (50, 50));
+        tokio::time::advance(std::time::Duration::from_secs(60)).await;
+        h.append(&HistoryScope::private("a", "b"), serde_json::json!(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            games.next("g0").await.unwrap(),
+            2,
+            "a live game keeps counting"
+        );
+        tokio::time::advance(std::time::Duration::from_secs(60)).await;
+        assert_eq!((h.scope_count(), games.game_count()), (1, 1));
+        assert!(
+            h.recent(&HistoryScope::private("a", "made-up-1"), 10)
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 

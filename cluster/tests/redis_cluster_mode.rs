@@ -169,16 +169,18 @@ async fn backends_bus_and_stats_work_on_a_redis_cluster() {
     );
     assert_eq!(sa.games.next("g").await.unwrap(), 1);
     assert_eq!(sb.games.next("g").await.unwrap(), 2);
+    // A room's history lives only as long as the room ("r" is gone now).
+    assert!(sa.rooms.create(room("h", 5)).await.unwrap());
     sa.history
         .append(
-            &cluster::HistoryScope::Room("r".into()),
+            &cluster::HistoryScope::Room("h".into()),
             serde_json::json!({"m": 1}),
         )
         .await
         .unwrap();
     assert_eq!(
         sb.history
-            .recent(&cluster::HistoryScope::Room("r".into()), 5)
+            .recent(&cluster::HistoryScope::Room("h".into()), 5)
             .await
             .unwrap()
             .len(),

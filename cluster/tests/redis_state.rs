@@ -298,6 +298,12 @@ async fn history_is_bounded_per_scope_and_oldest_first() {
     let b = node(&server.url(), "b").await;
     let room = HistoryScope::Room("r".into());
     let private = HistoryScope::private("bob", "alice");
+    // A room's history exists only while the room does.
+    a.backends()
+        .rooms
+        .create(common::room("r", 5))
+        .await
+        .unwrap();
     for i in 0..8 {
         let h = if i % 2 == 0 {
             a.backends()

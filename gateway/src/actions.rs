@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::namespaces::admission::user_room;
 use crate::namespaces::{ALL, MAIN, RESERVED_EVENTS, emit};
-use crate::validation::{MAX_CONTENT, MAX_ID, MAX_REASON};
+use crate::validation::{BanUser, MAX_CONTENT, MAX_ID};
 use crate::{Adapter, Io};
 
 /// Why an admin action failed.
@@ -75,33 +75,24 @@ pub async fn announce(app: &App, io: &Io, message: &str) -> Result<(), ActionErr
 }
 
 /// Bans a user: stores the ban (for `duration_secs`, permanent when `None`), then every socket of
-/// the user, in every namespace, gets `banned` `{ reason }` and is disconnected.
+/// the user, in every namespace, gets `banned` `{ reason }` and is disconnected. `request` comes
+/// from [`crate::validation::ban_user`], the one validator of the socket and the HTTP path.
 pub async fn ban_user(
     app: &App,
     io: &Io,
-    user_id: &str,
-    reason: Option<&str>,
-    duration_secs: Option<u64>,
+    request: &BanUser,
     by: &str,
 ) -> Result<cluster::Ban, ActionError> {
-    check_len("userId", user_id, MAX_ID)?;
-    let reason = reason
+    let user_id = request.user_id.as_str();
+    let reason = request
+        .reason
+        .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .unwrap_or(DEFAULT_BAN_REASON);
-    if reason.chars().count() > MAX_REASON {
-        return Err(ActionError::Invalid(format!(
-            "\"reason\" must be at most {MAX_REASON} characters long"
-        )));
-    }
     let created_at = Utc::now();
-    let expires_at = match duration_secs {
+    let expires_at = match request.duration_secs {
         None => None,
-        Some(0) => {
-            return Err(ActionError::Invalid(
-                "\"durationSecs\" must be at least 1".into(),
-            ));
-        }
         Some(secs) => {
             let secs = i64::try_from(secs)
                 .ok()

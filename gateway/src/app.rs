@@ -62,7 +62,10 @@ impl App {
     /// Builds the shared state of a node linked to a cluster (or standalone), taking the state
     /// backends the link provides.
     pub fn with_link(config: Config, link: ClusterLink) -> Result<Arc<Self>, KeyError> {
-        let backends = link.backends(config.args.history_size);
+        let backends = link.backends(
+            config.args.history_size,
+            config.args.state_limits.retention(),
+        );
         Self::assemble(config, backends, link)
     }
 

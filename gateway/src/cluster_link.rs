@@ -142,6 +142,7 @@ impl ClusterLink {
         let mut state_config = RedisStateConfig::new(config.server_id.clone())
             .with_stats_ttl(Duration::from_secs(config.args.stats_ttl_secs));
         state_config.history_capacity = config.args.history_size;
+        state_config.retention = config.args.state_limits.retention();
         // Look for dead peers as often as records are refreshed, so a death is noticed within
         // about one heartbeat of its key expiring.
         state_config.monitor.interval = state_config
@@ -179,10 +180,10 @@ impl ClusterLink {
     }
 
     /// The state backends: Redis in cluster mode, memory otherwise.
-    pub fn backends(&self, history_size: usize) -> StateBackends {
+    pub fn backends(&self, history_size: usize, retention: cluster::Retention) -> StateBackends {
         match &self.redis {
             Some(redis) => redis.backends(),
-            None => cluster::memory::backends(history_size),
+            None => cluster::memory::backends_with(history_size, retention),
         }
     }
 

@@ -30,6 +30,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start-up: the size of the node's settings does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a gateway node (the default).
@@ -178,6 +180,9 @@ pub struct ServeArgs {
     /// Messages kept per room, per user pair and per namespace.
     #[arg(long, env = "HISTORY_SIZE", default_value_t = 100)]
     pub history_size: usize,
+    /// Bounds on the state one client can create (rooms and games per socket, TTLs).
+    #[command(flatten)]
+    pub state_limits: crate::state_limits::StateLimits,
 }
 
 /// Settings of `gateway token`.

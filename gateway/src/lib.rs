@@ -13,10 +13,12 @@ pub mod http;
 pub mod metrics;
 pub mod namespaces;
 pub mod node_stats;
+pub mod password_guard;
 pub mod outbound;
 pub mod passwords;
 pub mod sanitize;
 pub mod shutdown;
+pub mod state_limits;
 pub mod telemetry;
 pub mod validation;
 

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub slow_client_disconnects: Counter,
     /// Frames that could not be queued to a client.
     pub dropped_frames: Counter,
+    /// Events refused by a bound on client-created state (rooms or games per socket, room
+    /// password attempts).
+    pub state_limit_refusals: Counter,
     /// Clients disconnected because their outgoing queue went over its byte budget.
     pub queue_budget_disconnects: Counter,
     rate_window: Mutex<RateWindow>,
@@ -68,6 +71,7 @@ impl Metrics {
         let auth_errors = Counter::default();
         let slow_client_disconnects = Counter::default();
         let dropped_frames = Counter::default();
+        let state_limit_refusals = Counter::default();
         let queue_budget_disconnects = Counter::default();
         // prometheus-client appends `_total` to counters itself.
         registry.register(
@@ -126,6 +130,11 @@ impl Metrics {
             dropped_frames.clone(),
         );
         registry.register(
+            "socketio_state_limit_refusals",
+            "Events refused by a bound on client-created state (rooms or games per socket, room password attempts)",
+            state_limit_refusals.clone(),
+        );
+        registry.register(
             "socketio_queue_budget_disconnects",
             "Clients disconnected because their outgoing queue went over SOCKET_QUEUE_BYTES",
             queue_budget_disconnects.clone(),
@@ -143,6 +152,7 @@ impl Metrics {
             auth_errors,
             slow_client_disconnects,
             dropped_frames,
+            state_limit_refusals,
             queue_budget_disconnects,
             rate_window: Mutex::new(RateWindow {
                 at: Instant::now(),

@@ -1,5 +1,6 @@
 //! Redis implementations of the state traits.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,6 +134,16 @@ const SCAN_PAGE: u32 = 1000;
 #[derive(Debug)]
 pub struct RedisRooms {
     pub(crate) conn: Conn,
+    pub(crate) retention: Retention,
+}
+
+/// Now, in Unix milliseconds (the clock of the unjoined-room deadlines).
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 fn pair(v: &[i64], i: usize) -> i64 {
@@ -151,8 +162,23 @@ impl RoomRegistry for RedisRooms {
             .conn
             .eval(
                 &scripts::CREATE_ROOM,
-                vec![k.room(&room.id), k.rooms_index(), k.order_counter()],
-                vec![encode(&room)?, room.max_users.to_string(), room.id.clone()],
+                vec![
+                    k.room(&room.id),
+                    k.rooms_index(),
+                    k.order_counter(),
+                    k.history(&HistoryScope::Room(room.id.clone())),
+                    k.unjoined_rooms(),
+                ],
+                vec![
+                    encode(&room)?,
+                    room.max_users.to_string(),
+                    room.id.clone(),
+                    k.prefix().to_owned(),
+                    now_ms().to_string(),
+                    now_ms()
+                        .saturating_add(millis(self.retention.unjoined_room))
+                        .to_string(),
+                ],
             )
             .await?;
         Ok(created == 1)
@@ -176,7 +202,7 @@ impl RoomRegistry for RedisRooms {
             .eval(
                 &scripts::LIST_ROOMS,
                 vec![k.rooms_index()],
-                vec![k.prefix().to_owned()],
+                vec![k.prefix().to_owned(), now_ms().to_string()],
             )
             .await?;
         jsons.iter().map(|j| decode(j)).collect()
@@ -194,11 +220,15 @@ impl RoomRegistry for RedisRooms {
                     k.room_member_records(room_id),
                     k.order_counter(),
                     k.node_memberships(&member.node_id),
+                    k.rooms_index(),
                 ],
                 vec![
                     member.socket_id.clone(),
                     encode(&member)?,
                     membership_token(room_id, &member.socket_id),
+                    k.prefix().to_owned(),
+                    room_id.to_owned(),
+                    now_ms().to_string(),
                 ],
             )
             .await?;
@@ -222,6 +252,7 @@ impl RoomRegistry for RedisRooms {
                     k.room_members(room_id),
                     k.room_member_records(room_id),
                     k.rooms_index(),
+                    k.history(&HistoryScope::Room(room_id.to_owned())),
                 ],
                 vec![
                     socket_id.to_owned(),
@@ -254,13 +285,15 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn count(&self) -> StateResult<usize> {
-        self.conn.ensure_connected()?;
+        let k = &self.conn.keys;
         let n: i64 = self
             .conn
-            .client
-            .zcard(self.conn.keys.rooms_index())
-            .await
-            .map_err(|e| state_error(&e))?;
+            .eval(
+                &scripts::COUNT_ROOMS,
+                vec![k.rooms_index()],
+                vec![k.prefix().to_owned(), now_ms().to_string()],
+            )
+            .await?;
         Ok(count(n))
     }
 
@@ -282,7 +315,7 @@ impl RoomRegistry for RedisRooms {
             .eval(
                 &scripts::LIST_ROOMS_WITH_COUNTS,
                 vec![k.rooms_index()],
-                vec![k.prefix().to_owned()],
+                vec![k.prefix().to_owned(), now_ms().to_string()],
             )
             .await?;
         let mut out = Vec::with_capacity(flat.len() / 2);
@@ -431,40 +464,187 @@ impl Presence for RedisPresence {
 }
 
 /// Bans on Redis; a ban with an expiry is stored with a matching Redis TTL.
+///
+/// Redis may lose every ban (the shipped Redis keeps nothing on disk), so each node also keeps
+/// the bans it knows in a book: those it stored or read, those other nodes announced, and all of
+/// Redis's at every [`RedisBans::sync`]. A marker key holds a random epoch, written by the first
+/// node to find it missing; a node that sees a different epoch than at its last sync knows Redis
+/// lost its data and writes its book back (`SET NX`, so a ban stored meanwhile wins).
 #[derive(Debug)]
 pub struct RedisBans {
     pub(crate) conn: Conn,
+    book: Mutex<BanBook>,
 }
 
-#[async_trait]
-impl BanList for RedisBans {
-    async fn ban(&self, ban: Ban) -> StateResult<()> {
+#[derive(Debug, Default)]
+struct BanBook {
+    bans: HashMap<String, Ban>,
+    /// The marker's value at this node's last sync.
+    epoch: Option<String>,
+}
+
+/// What [`RedisBans::sync`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BanSync {
+    /// Bans this node wrote back because Redis had lost them.
+    pub reregistered: usize,
+    /// Every ban in force cluster-wide after the sync.
+    pub active: Vec<Ban>,
+}
+
+/// A value no other node picks for the epoch marker (only the first `SET NX` wins anyway).
+fn fresh_epoch() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+impl RedisBans {
+    pub(crate) fn new(conn: Conn) -> Self {
+        Self {
+            conn,
+            book: Mutex::default(),
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, BanBook> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a ban this node heard of (a `user_banned` notice from another node).
+    pub fn remember(&self, ban: Ban) {
+        if ban.is_active_at(Utc::now()) {
+            self.book().bans.insert(ban.user_id.clone(), ban);
+        }
+    }
+
+    /// The bans in force that this node knows of.
+    pub fn known(&self) -> Vec<Ban> {
+        let now = Utc::now();
+        let mut book = self.book();
+        book.bans.retain(|_, b| b.is_active_at(now));
+        book.bans.values().cloned().collect()
+    }
+
+    async fn epoch(&self) -> StateResult<Option<String>> {
+        self.conn
+            .client
+            .get(self.conn.keys.bans_marker())
+            .await
+            .map_err(|e| state_error(&e))
+    }
+
+    /// Makes Redis and this node agree on the bans: writes the book back when Redis lost its data
+    /// (a new epoch), then reloads the book from Redis. Call it at start-up (so a restarted node
+    /// knows every ban), after every reconnect, and from time to time (so unbans made through
+    /// other nodes leave the book).
+    pub async fn sync(&self) -> StateResult<BanSync> {
         self.conn.ensure_connected()?;
+        let marker = self.conn.keys.bans_marker();
+        let epoch = match self.epoch().await? {
+            Some(e) => e,
+            None => {
+                let _: Value = self
+                    .conn
+                    .client
+                    .set(&marker, fresh_epoch(), None, Some(SetOptions::NX), false)
+                    .await
+                    .map_err(|e| state_error(&e))?;
+                self.epoch()
+                    .await?
+                    .ok_or_else(|| StateError::Backend("the bans epoch marker vanished".into()))?
+            }
+        };
+        let (previous, book) = {
+            let book = self.book();
+            (
+                book.epoch.clone(),
+                book.bans.values().cloned().collect::<Vec<_>>(),
+            )
+        };
+        let mut reregistered = 0;
+        if previous.as_ref() != Some(&epoch) {
+            let now = Utc::now();
+            for ban in book.iter().filter(|b| b.is_active_at(now)) {
+                if self.store(ban, Some(SetOptions::NX)).await? {
+                    reregistered += 1;
+                }
+            }
+        }
+        let mut loaded = HashMap::new();
+        for key in self.conn.scan_keys(&self.conn.keys.ban_pattern()).await? {
+            let json: Option<String> = self
+                .conn
+                .client
+                .get(&key)
+                .await
+                .map_err(|e| state_error(&e))?;
+            let Some(json) = json else { continue };
+            match decode::<Ban>(&json) {
+                Ok(ban) if ban.is_active_at(Utc::now()) => {
+                    loaded.insert(ban.user_id.clone(), ban);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%key, error = %e, "unreadable ban record"),
+            }
+        }
+        let active = loaded.values().cloned().collect();
+        let mut book = self.book();
+        book.bans = loaded;
+        book.epoch = Some(epoch);
+        if reregistered > 0 {
+            tracing::info!(reregistered, "wrote back bans that Redis had lost");
+        }
+        Ok(BanSync {
+            reregistered,
+            active,
+        })
+    }
+
+    /// Writes one ban with its TTL; `false` when it has lapsed or `NX` found one already.
+    async fn store(&self, ban: &Ban, options: Option<SetOptions>) -> StateResult<bool> {
         let key = self.conn.keys.ban(&ban.user_id);
         let expiry = match ban.expires_at {
             None => None,
             Some(at) => {
                 let ms = (at - Utc::now()).num_milliseconds();
                 if ms <= 0 {
-                    // Already lapsed: storing it would only shadow nothing, but it must replace
-                    // (lift) any earlier ban, as the in-memory backend does.
-                    let _: i64 = self
-                        .conn
-                        .client
-                        .del(key)
-                        .await
-                        .map_err(|e| state_error(&e))?;
-                    return Ok(());
+                    return Ok(false);
                 }
                 Some(Expiration::PX(ms))
             }
         };
-        let _: Value = self
+        let written: Value = self
             .conn
             .client
-            .set(key, encode(&ban)?, expiry, None, false)
+            .set(key, encode(ban)?, expiry, options, false)
             .await
             .map_err(|e| state_error(&e))?;
+        Ok(!written.is_null())
+    }
+}
+
+#[async_trait]
+impl BanList for RedisBans {
+    async fn ban(&self, ban: Ban) -> StateResult<()> {
+        self.conn.ensure_connected()?;
+        let lapsed = ban.expires_at.is_some_and(|at| at <= Utc::now());
+        if lapsed {
+            // Storing it would only shadow nothing, but it must replace (lift) any earlier ban,
+            // as the in-memory backend does.
+            let _: i64 = self
+                .conn
+                .client
+                .del(self.conn.keys.ban(&ban.user_id))
+                .await
+                .map_err(|e| state_error(&e))?;
+            self.book().bans.remove(&ban.user_id);
+            return Ok(());
+        }
+        self.store(&ban, None).await?;
+        self.remember(ban);
         Ok(())
     }
 
@@ -476,6 +656,7 @@ impl BanList for RedisBans {
             .del(self.conn.keys.ban(user_id))
             .await
             .map_err(|e| state_error(&e))?;
+        self.book().bans.remove(user_id);
         Ok(removed > 0)
     }
 
@@ -487,36 +668,67 @@ impl BanList for RedisBans {
             .get(self.conn.keys.ban(user_id))
             .await
             .map_err(|e| state_error(&e))?;
+        let now = Utc::now();
         let ban: Option<Ban> = json.as_deref().map(decode).transpose()?;
         // The TTL has millisecond precision; the record decides at the boundary.
-        Ok(ban.filter(|b| b.is_active_at(Utc::now())))
+        if let Some(ban) = ban.filter(|b| b.is_active_at(now)) {
+            self.remember(ban.clone());
+            return Ok(Some(ban));
+        }
+        let known = self
+            .book()
+            .bans
+            .get(user_id)
+            .filter(|b| b.is_active_at(now))
+            .cloned();
+        let Some(known) = known else {
+            return Ok(None);
+        };
+        // Redis has no ban but this node knows one: lifted elsewhere if Redis still holds the
+        // data of the last sync (or this node never synced, so knows of no loss), lost with
+        // Redis's data otherwise (and still in force).
+        let epoch = self.epoch().await?;
+        let synced = self.book().epoch.clone();
+        if synced.is_none() || epoch == synced {
+            self.book().bans.remove(user_id);
+            return Ok(None);
+        }
+        Ok(Some(known))
     }
 }
 
-/// History on Redis: one stream per scope, trimmed to `capacity` entries on every append.
+/// History on Redis: one stream per scope, trimmed to `capacity` entries on every append, with
+/// a TTL restarted by every append. A room's stream is deleted with the room, and a message for
+/// a room that no longer exists is not stored.
 #[derive(Debug)]
 pub struct RedisHistory {
     pub(crate) conn: Conn,
     pub(crate) capacity: usize,
+    pub(crate) ttl: Duration,
 }
 
 #[async_trait]
 impl History for RedisHistory {
     async fn append(&self, scope: &HistoryScope, message: serde_json::Value) -> StateResult<()> {
-        self.conn.ensure_connected()?;
-        let cap = i64::try_from(self.capacity.max(1)).unwrap_or(i64::MAX);
-        let _: Value = self
+        let k = &self.conn.keys;
+        let stream = k.history(scope);
+        let (guard, must_exist) = match scope {
+            HistoryScope::Room(room_id) => (k.room(room_id), "1"),
+            _ => (stream.clone(), "0"),
+        };
+        let _: i64 = self
             .conn
-            .client
-            .xadd(
-                self.conn.keys.history(scope),
-                false,
-                ("MAXLEN", "=", cap, None),
-                "*",
-                vec![("m", encode(&message)?)],
+            .eval(
+                &scripts::APPEND_HISTORY,
+                vec![stream, guard],
+                vec![
+                    encode(&message)?,
+                    self.capacity.max(1).to_string(),
+                    millis(self.ttl).to_string(),
+                    must_exist.to_owned(),
+                ],
             )
-            .await
-            .map_err(|e| state_error(&e))?;
+            .await?;
         Ok(())
     }
 
@@ -550,22 +762,24 @@ impl History for RedisHistory {
     }
 }
 
-/// Game sequence numbers on Redis (`INCR`).
+/// Game sequence numbers on Redis (`INCR`), each counter expiring once its game is idle.
 #[derive(Debug)]
 pub struct RedisGames {
     pub(crate) conn: Conn,
+    pub(crate) ttl: Duration,
 }
 
 #[async_trait]
 impl GameSequence for RedisGames {
     async fn next(&self, game_id: &str) -> StateResult<u64> {
-        self.conn.ensure_connected()?;
         let n: i64 = self
             .conn
-            .client
-            .incr(self.conn.keys.game_seq(game_id))
-            .await
-            .map_err(|e| state_error(&e))?;
+            .eval(
+                &scripts::NEXT_GAME_SEQ,
+                vec![self.conn.keys.game_seq(game_id)],
+                vec![millis(self.ttl).to_string()],
+            )
+            .await?;
         u64::try_from(n).map_err(|_| StateError::Corrupt(format!("game sequence {n}")))
     }
 }
@@ -692,29 +906,44 @@ pub(crate) struct RedisBackends {
     pub(crate) rooms: Arc<RedisRooms>,
     pub(crate) presence: Arc<RedisPresence>,
     pub(crate) nodes: Arc<RedisNodes>,
+    pub(crate) bans: Arc<RedisBans>,
     pub(crate) state: StateBackends,
 }
 
 impl RedisBackends {
-    pub(crate) fn new(conn: Conn, history_capacity: usize, stats_ttl: Duration) -> Self {
-        let rooms = Arc::new(RedisRooms { conn: conn.clone() });
+    pub(crate) fn new(
+        conn: Conn,
+        history_capacity: usize,
+        retention: Retention,
+        stats_ttl: Duration,
+    ) -> Self {
+        let rooms = Arc::new(RedisRooms {
+            conn: conn.clone(),
+            retention,
+        });
         let presence = Arc::new(RedisPresence { conn: conn.clone() });
         let nodes = Arc::new(RedisNodes::new(conn.clone(), stats_ttl));
+        let bans = Arc::new(RedisBans::new(conn.clone()));
         let state = StateBackends {
             rooms: rooms.clone(),
             presence: presence.clone(),
-            bans: Arc::new(RedisBans { conn: conn.clone() }),
+            bans: bans.clone(),
             history: Arc::new(RedisHistory {
                 conn: conn.clone(),
                 capacity: history_capacity,
+                ttl: retention.history,
             }),
-            games: Arc::new(RedisGames { conn }),
+            games: Arc::new(RedisGames {
+                conn,
+                ttl: retention.game_sequence,
+            }),
             nodes: nodes.clone(),
         };
         Self {
             rooms,
             presence,
             nodes,
+            bans,
             state,
         }
     }

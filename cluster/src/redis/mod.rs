@@ -43,7 +43,9 @@ use fred::types::config::UnresponsiveConfig;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use backends::{RedisBans, RedisGames, RedisHistory, RedisNodes, RedisPresence, RedisRooms};
+pub use backends::{
+    BanSync, RedisBans, RedisGames, RedisHistory, RedisNodes, RedisPresence, RedisRooms,
+};
 pub use monitor::{MonitorConfig, NodeEvent, NodeLeft, NodeMonitor};
 
 use crate::aggregate::ClusterStats;
@@ -53,7 +55,7 @@ use crate::bus::{
 };
 use crate::keys::{self, Keys};
 use crate::state::{
-    Member, OnlineSocket, Presence, RoomRecord, RoomRegistry, StateBackends, StateError,
+    Member, OnlineSocket, Presence, Retention, RoomRecord, RoomRegistry, StateBackends, StateError,
     StateResult,
 };
 use crate::stats::{NodeRegistry, NodeStats};
@@ -104,6 +106,8 @@ pub struct RedisStateConfig {
     pub key_prefix: String,
     /// Messages kept per history scope (default 100).
     pub history_capacity: usize,
+    /// How long unused rooms, histories and game counters live (see [`Retention`]).
+    pub retention: Retention,
     /// TTL of `cluster:stats:<serverId>` (default 60 s).
     pub stats_ttl: Duration,
     /// How often the heartbeat rewrites the stats key (default a third of the TTL).
@@ -126,6 +130,7 @@ impl RedisStateConfig {
             node_id: node_id.into(),
             key_prefix: keys::DEFAULT_PREFIX.to_owned(),
             history_capacity: 100,
+            retention: Retention::default(),
             stats_ttl,
             stats_refresh: stats_ttl / 3,
             command_timeout: Duration::from_secs(2),
@@ -161,6 +166,13 @@ impl RedisStateConfig {
         }
         if self.monitor.interval.is_zero() {
             return bad("monitor.interval must not be zero");
+        }
+        let r = &self.retention;
+        if [r.unjoined_room, r.history, r.game_sequence]
+            .iter()
+            .any(|d| d.as_millis() == 0)
+        {
+            return bad("retention times must be at least 1 ms");
         }
         Ok(())
     }
@@ -280,7 +292,12 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         link_up: Arc::new(AtomicBool::new(true)),
     };
     let subscriber_up = Arc::new(AtomicBool::new(true));
-    let backends = RedisBackends::new(conn.clone(), config.history_capacity, config.stats_ttl);
+    let backends = RedisBackends::new(
+        conn.clone(),
+        config.history_capacity,
+        config.retention,
+        config.stats_ttl,
+    );
     let counters = Arc::new(BusCounters::default());
     let (events_tx, _) = broadcast::channel(config.control_queue);
     let bus = ControlBus {
@@ -663,6 +680,37 @@ impl RedisCluster {
         };
         tracing::info!(?report, "re-registered this node's state in Redis");
         Ok(report)
+    }
+
+    /// Makes Redis and this node agree on the bans (see [`RedisBans::sync`]): bans Redis lost are
+    /// written back, and the node learns every ban in force. Call it at start-up, after every
+    /// reconnect and periodically; then disconnect the local users among [`BanSync::active`].
+    pub async fn sync_bans(&self) -> StateResult<BanSync> {
+        self.backends.bans.sync().await
+    }
+
+    /// Records a ban announced by another node (`user_banned`), so this node can write it back
+    /// should Redis lose it.
+    pub fn remember_ban(&self, ban: crate::state::Ban) {
+        self.backends.bans.remember(ban);
+    }
+
+    /// The bans in force this node knows of.
+    pub fn known_bans(&self) -> Vec<crate::state::Ban> {
+        self.backends.bans.known()
+    }
+
+    /// Each id escaped by the Lua scripts' `esc`, so tests can hold it to [`crate::keys::key_part`].
+    #[cfg(any(test, feature = "test-support"))]
+    #[doc(hidden)]
+    pub async fn lua_key_parts(&self, ids: &[&str]) -> StateResult<Vec<String>> {
+        self.conn
+            .eval(
+                &scripts::ESCAPE_IDS,
+                vec![],
+                ids.iter().map(|s| (*s).to_owned()).collect(),
+            )
+            .await
     }
 
     /// Removes what a previous process under this node's id left in Redis (peers do not see a

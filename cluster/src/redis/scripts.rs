@@ -7,6 +7,9 @@
 //!
 //! A membership token is `<byte length of roomId>:<roomId><socketId>`, unambiguous whatever
 //! characters the ids contain, and built identically here and in Rust ([`membership_token`]).
+//!
+//! Ids taken from stored data go through Lua `esc` before they become part of a key name, the
+//! same escaping as [`crate::keys::key_part`] (checked against a real Redis by the tests).
 
 use std::sync::OnceLock;
 
@@ -34,6 +37,19 @@ pub(crate) fn membership_token(room_id: &str, socket_id: &str) -> String {
 
 // Lua shared by several scripts, spliced in with `concat!` so that each script is still one
 // `&'static str` known at compile time. Macros, not consts: `concat!` takes only literals.
+
+/// Lua `esc(s)`: `s` as it appears inside a key name (see [`crate::keys::key_part`]).
+macro_rules! esc_fn {
+    () => {
+        r#"
+local function esc(s)
+  return (string.gsub(s, '[%%:{}%*%?%[%]\\]', function(c)
+    return string.format('%%%02X', string.byte(c))
+  end))
+end
+"#
+    };
+}
 
 /// A whole script: for each id of the Lua list `$ids`, `HGET $args` (which may use `id`);
 /// returns the values found, in the list's order.
@@ -80,51 +96,102 @@ macro_rules! unindex_socket_fn {
     () => {
         "
 local function unindex_socket(p, sid, o)
-  redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+  redis.call('SREM', p .. 'presence:user:' .. esc(o.userId), sid)
   redis.call('SREM', p .. 'node:' .. o.nodeId .. ':sockets', sid)
 end
 "
     };
 }
 
-/// Lua `delete_room(p, index, room)`: deletes the keys of room `room` and its entry in the
-/// rooms index `index`.
+/// Lua `delete_room(p, index, room)`: deletes room `room` whole (record, members, history),
+/// its entry in the rooms index `index` and in the unjoined-rooms set. Needs `esc`.
 macro_rules! delete_room_fn {
     () => {
         "
 local function delete_room(p, index, room)
-  local rk = p .. 'room:' .. room
-  redis.call('DEL', rk, rk .. ':members', rk .. ':member')
+  local rk = p .. 'room:' .. esc(room)
+  redis.call('DEL', rk, rk .. ':members', rk .. ':member', p .. 'history:room:' .. esc(room))
   redis.call('ZREM', index, room)
+  redis.call('ZREM', p .. 'rooms:unjoined', room)
 end
 "
     };
 }
 
-/// KEYS: room, rooms index, order counter. ARGV: record JSON, capacity, room id.
-/// Returns 1 when created, 0 when the id is taken.
-pub(crate) static CREATE_ROOM: Script = Script::new(
+/// Lua `sweep_unjoined(p, index, now)`: deletes up to 100 rooms whose unjoined deadline (Unix ms)
+/// is at or before `now` and that still have no member. Needs `esc` and `delete_room`.
+macro_rules! sweep_unjoined_fn {
+    () => {
+        "
+local function sweep_unjoined(p, index, now)
+  local due = redis.call('ZRANGEBYSCORE', p .. 'rooms:unjoined', '-inf', now, 'LIMIT', 0, 100)
+  for _, room in ipairs(due) do
+    if redis.call('ZCARD', p .. 'room:' .. esc(room) .. ':members') == 0 then
+      delete_room(p, index, room)
+    else
+      redis.call('ZREM', p .. 'rooms:unjoined', room)
+    end
+  end
+end
+"
+    };
+}
+
+/// KEYS: room, rooms index, order counter, room history, unjoined rooms.
+/// ARGV: record JSON, capacity, room id, prefix, now (Unix ms), unjoined deadline (Unix ms).
+/// Returns 1 when created, 0 when the id is taken. Rooms past their unjoined deadline are swept
+/// first, so a room nobody joins is gone by its deadline or at the next creation after it.
+pub(crate) static CREATE_ROOM: Script = Script::new(concat!(
+    esc_fn!(),
+    delete_room_fn!(),
+    sweep_unjoined_fn!(),
     r#"
+sweep_unjoined(ARGV[4], KEYS[2], ARGV[5])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local order = redis.call('INCR', KEYS[3])
+redis.call('DEL', KEYS[4])
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'max', ARGV[2])
 redis.call('ZADD', KEYS[2], order, ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3])
 return 1
-"#,
-);
-
-/// KEYS: rooms index. ARGV: prefix. Returns every room record in creation order.
-pub(crate) static LIST_ROOMS: Script = Script::new(hget_each!(
-    "redis.call('ZRANGE', KEYS[1], 0, -1)",
-    "ARGV[1] .. 'room:' .. id, 'record'"
+"#
 ));
 
-/// KEYS: rooms index. ARGV: prefix. Returns record JSON and member count per room, flattened.
-pub(crate) static LIST_ROOMS_WITH_COUNTS: Script = Script::new(
+/// KEYS: rooms index. ARGV: prefix, now (Unix ms). Sweeps unjoined rooms past their deadline,
+/// then returns how many rooms exist.
+pub(crate) static COUNT_ROOMS: Script = Script::new(concat!(
+    esc_fn!(),
+    delete_room_fn!(),
+    sweep_unjoined_fn!(),
     r#"
+sweep_unjoined(ARGV[1], KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+"#
+));
+
+/// KEYS: rooms index. ARGV: prefix, now (Unix ms). Returns every room record in creation order.
+pub(crate) static LIST_ROOMS: Script = Script::new(concat!(
+    esc_fn!(),
+    delete_room_fn!(),
+    sweep_unjoined_fn!(),
+    "sweep_unjoined(ARGV[1], KEYS[1], ARGV[2])",
+    hget_each!(
+        "redis.call('ZRANGE', KEYS[1], 0, -1)",
+        "ARGV[1] .. 'room:' .. esc(id), 'record'"
+    )
+));
+
+/// KEYS: rooms index. ARGV: prefix, now (Unix ms). Returns record JSON and member count per
+/// room, flattened.
+pub(crate) static LIST_ROOMS_WITH_COUNTS: Script = Script::new(concat!(
+    esc_fn!(),
+    delete_room_fn!(),
+    sweep_unjoined_fn!(),
+    r#"
+sweep_unjoined(ARGV[1], KEYS[1], ARGV[2])
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local rk = ARGV[1] .. 'room:' .. id
+  local rk = ARGV[1] .. 'room:' .. esc(id)
   local record = redis.call('HGET', rk, 'record')
   if record then
     table.insert(out, record)
@@ -132,16 +199,24 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 return out
-"#,
-);
+"#
+));
 
-/// KEYS: room, members, member records, order counter, node memberships.
-/// ARGV: socket id, member JSON, membership token.
+/// KEYS: room, members, member records, order counter, node memberships, rooms index.
+/// ARGV: socket id, member JSON, membership token, prefix, room id, now (Unix ms).
 /// Returns {code, count}: 1 joined, 2 already a member, -1 no such room, -2 full.
-pub(crate) static JOIN_ROOM: Script = Script::new(
+/// A room still unjoined past its deadline is deleted here rather than joined.
+pub(crate) static JOIN_ROOM: Script = Script::new(concat!(
+    esc_fn!(),
+    delete_room_fn!(),
     r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local count = redis.call('ZCARD', KEYS[2])
+local deadline = redis.call('ZSCORE', ARGV[4] .. 'rooms:unjoined', ARGV[5])
+if deadline and count == 0 and tonumber(deadline) <= tonumber(ARGV[6]) then
+  delete_room(ARGV[4], KEYS[6], ARGV[5])
+  return {-1, 0}
+end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {2, count} end
 local max = tonumber(redis.call('HGET', KEYS[1], 'max')) or 0
 if count >= max then return {-2, count} end
@@ -149,12 +224,15 @@ local order = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[2], order, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[3])
+redis.call('ZREM', ARGV[4] .. 'rooms:unjoined', ARGV[5])
 return {1, count + 1}
-"#,
-);
+"#
+));
 
-/// KEYS: room, members, member records, rooms index. ARGV: socket id, room id, prefix.
-/// Returns {code, count, deleted}: 1 left, -1 not a member.
+/// KEYS: room, members, member records, rooms index, room history.
+/// ARGV: socket id, room id, prefix.
+/// Returns {code, count, deleted}: 1 left, -1 not a member. The last member out deletes the
+/// room with its history.
 pub(crate) static LEAVE_ROOM: Script = Script::new(concat!(
     token_fns!(),
     r#"
@@ -166,8 +244,9 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', ARGV[3] .. 'node:' .. member.nodeId .. ':memberships', token(ARGV[2], ARGV[1]))
 local count = redis.call('ZCARD', KEYS[2])
 if count == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
   redis.call('ZREM', KEYS[4], ARGV[2])
+  redis.call('ZREM', ARGV[3] .. 'rooms:unjoined', ARGV[2])
   return {1, 0, 1}
 end
 return {1, count, 0}
@@ -183,6 +262,7 @@ pub(crate) static ROOM_MEMBERS: Script = Script::new(hget_each!(
 /// KEYS: node memberships, rooms index. ARGV: prefix.
 /// Returns a flat list: room id, member JSON, remaining count, deleted (0/1), repeated.
 pub(crate) static PURGE_NODE_ROOMS: Script = Script::new(concat!(
+    esc_fn!(),
     token_fns!(),
     delete_room_fn!(),
     r#"
@@ -191,7 +271,7 @@ local removed = {}
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local room, sid = split_token(t)
   if room then
-    local rk = p .. 'room:' .. room
+    local rk = p .. 'room:' .. esc(room)
     local json = redis.call('HGET', rk .. ':member', sid)
     if json then
       redis.call('HDEL', rk .. ':member', sid)
@@ -204,7 +284,7 @@ redis.call('DEL', KEYS[1])
 local out = {}
 local deleted = {}
 for _, e in ipairs(removed) do
-  local rk = p .. 'room:' .. e[1]
+  local rk = p .. 'room:' .. esc(e[1])
   local count = redis.call('ZCARD', rk .. ':members')
   local gone = 0
   if count == 0 then
@@ -226,6 +306,7 @@ return out
 /// KEYS: presence sockets, the user's socket set, the node's socket set.
 /// ARGV: socket id, socket JSON, prefix. Returns 1 when it is the user's first socket.
 pub(crate) static SOCKET_CONNECTED: Script = Script::new(concat!(
+    esc_fn!(),
     unindex_socket_fn!(),
     r#"
 local first = redis.call('SCARD', KEYS[2]) == 0
@@ -242,6 +323,7 @@ return 0
 /// KEYS: presence sockets, the user's socket set. ARGV: socket id, prefix.
 /// Returns 1 when the socket was known and the user has no socket left.
 pub(crate) static SOCKET_DISCONNECTED: Script = Script::new(concat!(
+    esc_fn!(),
     unindex_socket_fn!(),
     r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -273,7 +355,8 @@ pub(crate) static SOCKETS_OF: Script =
 
 /// KEYS: the node's socket set, presence sockets. ARGV: prefix.
 /// Returns one socket JSON per user who has no socket left after the purge.
-pub(crate) static PURGE_NODE_PRESENCE: Script = Script::new(
+pub(crate) static PURGE_NODE_PRESENCE: Script = Script::new(concat!(
+    esc_fn!(),
     r#"
 local p = ARGV[1]
 local first_seen = {}
@@ -283,7 +366,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if json then
     local o = cjson.decode(json)
     redis.call('HDEL', KEYS[2], sid)
-    redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+    redis.call('SREM', p .. 'presence:user:' .. esc(o.userId), sid)
     if not first_seen[o.userId] then
       first_seen[o.userId] = json
       table.insert(order, o.userId)
@@ -293,13 +376,13 @@ end
 redis.call('DEL', KEYS[1])
 local out = {}
 for _, uid in ipairs(order) do
-  if redis.call('SCARD', p .. 'presence:user:' .. uid) == 0 then
+  if redis.call('SCARD', p .. 'presence:user:' .. esc(uid)) == 0 then
     table.insert(out, first_seen[uid])
   end
 end
 return out
-"#,
-);
+"#
+));
 
 /// Makes Redis hold exactly what one node reports it holds (after a Redis restart, or at start-up
 /// to clear a previous incarnation's leftovers).
@@ -309,6 +392,7 @@ return out
 /// membership (room id, record JSON, capacity, socket id, member JSON).
 /// Returns {sockets registered, memberships registered, rooms recreated}.
 pub(crate) static RESYNC_NODE: Script = Script::new(concat!(
+    esc_fn!(),
     token_fns!(),
     unindex_socket_fn!(),
     delete_room_fn!(),
@@ -321,7 +405,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     local o = cjson.decode(json)
     if o.nodeId == node then
       redis.call('HDEL', KEYS[1], sid)
-      redis.call('SREM', p .. 'presence:user:' .. o.userId, sid)
+      redis.call('SREM', p .. 'presence:user:' .. esc(o.userId), sid)
     end
   end
 end
@@ -330,7 +414,7 @@ local touched = {}
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local room, sid = split_token(t)
   if room then
-    local rk = p .. 'room:' .. room
+    local rk = p .. 'room:' .. esc(room)
     redis.call('HDEL', rk .. ':member', sid)
     redis.call('ZREM', rk .. ':members', sid)
     touched[room] = true
@@ -345,7 +429,7 @@ for _ = 1, nsockets do
   local old = redis.call('HGET', KEYS[1], sid)
   if old then unindex_socket(p, sid, cjson.decode(old)) end
   redis.call('HSET', KEYS[1], sid, json)
-  redis.call('SADD', p .. 'presence:user:' .. uid, sid)
+  redis.call('SADD', p .. 'presence:user:' .. esc(uid), sid)
   redis.call('SADD', KEYS[2], sid)
 end
 local memberships = 0
@@ -353,7 +437,7 @@ local recreated = 0
 while i + 4 <= #ARGV do
   local room, record, max, sid, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   i = i + 5
-  local rk = p .. 'room:' .. room
+  local rk = p .. 'room:' .. esc(room)
   if redis.call('EXISTS', rk) == 0 then
     local order = redis.call('INCR', KEYS[5])
     redis.call('HSET', rk, 'record', record, 'max', max)
@@ -369,11 +453,44 @@ while i + 4 <= #ARGV do
   touched[room] = nil
 end
 for room, _ in pairs(touched) do
-  if redis.call('ZCARD', p .. 'room:' .. room .. ':members') == 0 then
+  if redis.call('ZCARD', p .. 'room:' .. esc(room) .. ':members') == 0 then
     delete_room(p, KEYS[4], room)
   end
 end
 return {nsockets, memberships, recreated}
+"#
+));
+
+/// KEYS: history stream, the room record for a room's scope (the stream again for any other).
+/// ARGV: message JSON, capacity, TTL (ms), `1` when KEYS[2] must exist. Appends unless the scope
+/// is a room that does not exist (so a deleted room's history is never started again by a late
+/// message), trims to the capacity, and (re)starts the stream's TTL. Returns 1 when appended.
+pub(crate) static APPEND_HISTORY: Script = Script::new(
+    r#"
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[2], '*', 'm', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#,
+);
+
+/// KEYS: a game's sequence counter. ARGV: TTL (ms). The next number, with the TTL restarted.
+pub(crate) static NEXT_GAME_SEQ: Script = Script::new(
+    r#"
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
+"#,
+);
+
+/// ARGV: ids. Returns each id escaped by Lua `esc` (for the tests that hold it to `key_part`).
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) static ESCAPE_IDS: Script = Script::new(concat!(
+    esc_fn!(),
+    r#"
+local out = {}
+for _, id in ipairs(ARGV) do table.insert(out, esc(id)) end
+return out
 "#
 ));
 

@@ -26,18 +26,6 @@ pub struct AnnounceBody {
     pub message: String,
 }
 
-/// Body of `POST /api/ban`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BanBody {
-    /// The user to ban.
-    pub user_id: String,
-    /// Why (shown to the user).
-    pub reason: Option<String>,
-    /// How long; permanent when absent.
-    pub duration_secs: Option<u64>,
-}
-
 /// Body of `POST /api/emit`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -147,22 +135,21 @@ pub async fn announce(
     .await
 }
 
-/// `POST /api/ban` `{ userId, reason?, durationSecs? }`.
+/// `POST /api/ban` `{ userId, reason?, durationSecs? }`, checked by the same validator as the
+/// `/admin` event `ban user` (lengths, a duration of 1 s to [`crate::validation::MAX_BAN_SECS`]).
 pub async fn ban(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    body: Result<Json<BanBody>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    admin_action(&state, &headers, body, async |admin, body: BanBody| {
-        let ban = actions::ban_user(
-            &state.app,
-            &state.io,
-            &body.user_id,
-            body.reason.as_deref(),
-            body.duration_secs,
-            &admin.user_id,
-        )
-        .await?;
+    admin_action(&state, &headers, body, async |admin, body: Value| {
+        if !body.is_object() {
+            return Err(ActionError::Invalid(
+                "the body must be a JSON object".into(),
+            ));
+        }
+        let request = crate::validation::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
+        let ban = actions::ban_user(&state.app, &state.io, &request, &admin.user_id).await?;
         Ok(json!({ "success": true, "ban": ban }))
     })
     .await

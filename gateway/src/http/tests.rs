@@ -133,6 +133,12 @@ async fn api_answers_400_with_a_json_error_for_invalid_bodies() {
         ("/api/announce", r#"{"message":"   "}"#),
         ("/api/ban", r#"{"reason":"no user"}"#),
         ("/api/ban", r#"{"userId":"u","durationSecs":-5}"#),
+        // The socket path's limits hold on the HTTP path too (one validator for both).
+        ("/api/ban", r#"{"userId":"u","durationSecs":315360001}"#),
+        ("/api/ban", r#"{"userId":"u","durationSecs":0}"#),
+        ("/api/ban", r#"{"userId":"u","durationSecs":"60"}"#),
+        ("/api/ban", r#""u""#),
+        ("/api/ban", r#"{"userId":"u","reason":7}"#),
         ("/api/ban", "not json"),
     ];
     for (route, body) in cases {

@@ -58,15 +58,7 @@ async fn kick_user(cx: Cx, v: Value) -> Outcome {
 
 async fn ban_user(cx: Cx, v: Value) -> Outcome {
     let b = validation::ban_user(&v)?;
-    let ban = actions::ban_user(
-        &cx.shared.app,
-        &cx.shared.io,
-        &b.user_id,
-        b.reason.as_deref(),
-        b.duration_secs,
-        cx.session.user_id(),
-    )
-    .await?;
+    let ban = actions::ban_user(&cx.shared.app, &cx.shared.io, &b, cx.session.user_id()).await?;
     Ok(fields([
         ("userId", Value::String(ban.user_id)),
         ("reason", Value::String(ban.reason)),

@@ -21,8 +21,9 @@ pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
 
 async fn chat_message(cx: Cx, v: Value) -> Outcome {
     super::main_ns::deliver_chat_message(cx, v, |room| match room {
-        // Kept apart from the main namespace's room of the same id.
-        Some(room) => HistoryScope::Room(format!("{CHAT}#{room}")),
+        // A namespace scope, kept apart from the main namespace's rooms (whose histories live
+        // and die with the room) and from `/chat` itself (no namespace name holds `#`).
+        Some(room) => HistoryScope::Namespace(format!("{CHAT}#{room}")),
         None => HistoryScope::Namespace(CHAT.to_owned()),
     })
     .await
@@ -31,6 +32,23 @@ async fn chat_message(cx: Cx, v: Value) -> Outcome {
 async fn private_message(cx: Cx, v: Value) -> Outcome {
     let (to, content) = validation::chat_private_message(&v)?;
     let content = super::main_ns::sanitized(&cx, &content)?;
+    let op = cx
+        .shared
+        .io
+        .of(CHAT)
+        .ok_or_else(|| Reject("Namespace unavailable".to_owned()))?;
+    // Only a user who is online gets a conversation (and a history key): a made-up id must not
+    // create state. Presence knows the users on `/`; one on `/chat` alone is asked of the nodes.
+    if cx.app().backends.presence.sockets_of(&to).await?.is_empty()
+        && op
+            .clone()
+            .to(user_room(&to))
+            .fetch_sockets()
+            .await
+            .map_or(true, |sockets| sockets.is_empty())
+    {
+        return Err(Reject("User is offline".to_owned()));
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let msg = json!({
         "id": id,
@@ -49,11 +67,6 @@ async fn private_message(cx: Cx, v: Value) -> Outcome {
             msg.clone(),
         )
         .await?;
-    let op = cx
-        .shared
-        .io
-        .of(CHAT)
-        .ok_or_else(|| Reject("Namespace unavailable".to_owned()))?;
     emit::broadcast(&cx.shared, op.to(user_room(&to)), "private message", &msg)
         .await
         .map_err(|_| Reject("Message could not be delivered".to_owned()))?;

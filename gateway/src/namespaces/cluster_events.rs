@@ -4,8 +4,9 @@
 //!
 //! Nothing here runs on a single node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cluster::RoomRecord;
@@ -13,10 +14,11 @@ use cluster::bus::{ControlHandler, ServerShutdown, SystemAnnouncement, UserBanne
 use cluster::redis::{LocalMembership, LocalSnapshot, NodeEvent, NodeLeft};
 use cluster::{Member, OnlineSocket};
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::main_ns::{room_key, user_left, user_presence};
-use super::{MAIN, Session, Shared, emit};
+use super::{ALL, MAIN, Session, Shared, emit};
 
 /// Records of rooms that this node's sockets joined, by room id. Entries for rooms without a
 /// local member are dropped at each re-registration, so the map stays as small as the set of
@@ -28,6 +30,26 @@ impl JoinedRooms {
     /// Remembers a room a local socket joined.
     pub fn remember(&self, room: &RoomRecord) {
         self.lock().insert(room.id.clone(), room.clone());
+    }
+
+    /// Forgets a room once no local socket is in it, so joining and leaving rooms cannot grow
+    /// the map. `in_use` is asked under the map's lock: a socket that joins meanwhile (it joins,
+    /// then remembers) either is seen by it or remembers the room again after.
+    pub fn forget_unless(&self, room_id: &str, in_use: impl FnOnce() -> bool) {
+        let mut records = self.lock();
+        if !in_use() {
+            records.remove(room_id);
+        }
+    }
+
+    /// Rooms remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no room is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomRecord>> {
@@ -90,14 +112,98 @@ pub async fn start(shared: &Arc<Shared>) -> Option<ClusterReactions> {
         shared: Arc::clone(shared),
     })));
 
-    let mut reconnects = redis.reconnects();
-    let for_resync = Arc::clone(shared);
-    tasks.push(tokio::spawn(async move {
-        while reconnects.changed().await.is_ok() {
-            resync(&for_resync).await;
-        }
-    }));
+    tasks.push(tokio::spawn(follow_redis(
+        Arc::clone(shared),
+        redis.reconnects(),
+    )));
     Some(ClusterReactions { tasks })
+}
+
+/// How often a node reloads the bans from Redis (so unbans made through other nodes leave its
+/// book, and a notice it missed still disconnects the user).
+const BAN_REFRESH: Duration = Duration::from_secs(30);
+
+/// Longest wait between two attempts to re-register after a reconnect.
+const MAX_RESYNC_DELAY: Duration = Duration::from_secs(5);
+
+/// Learns every ban at start-up, then after each reconnect re-registers what the node holds
+/// (bans included) until it succeeds, and reloads the bans every [`BAN_REFRESH`]; each time, the
+/// local users among the bans in force are disconnected.
+async fn follow_redis(shared: Arc<Shared>, mut reconnects: watch::Receiver<u64>) {
+    retry_until_done(&shared, "learn the cluster's bans", sync_bans).await;
+    let mut refresh = tokio::time::interval(BAN_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.tick().await;
+    loop {
+        tokio::select! {
+            changed = reconnects.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                retry_until_done(&shared, "re-register this node's state", resync).await;
+            }
+            _ = refresh.tick() => {
+                if let Err(e) = sync_bans(&shared).await {
+                    tracing::warn!(error = %e, "cannot reload the bans");
+                }
+            }
+        }
+    }
+}
+
+/// Runs `step` until it succeeds, backing off from 250 ms to [`MAX_RESYNC_DELAY`].
+async fn retry_until_done<F>(shared: &Shared, what: &str, step: F)
+where
+    F: AsyncFn(&Shared) -> Result<(), cluster::StateError>,
+{
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match step(shared).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot {what} yet");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RESYNC_DELAY);
+    }
+}
+
+/// Agrees with Redis on the bans (writing back those Redis lost) and disconnects the local
+/// sockets of every banned user.
+async fn sync_bans(shared: &Shared) -> Result<(), cluster::StateError> {
+    let Some(redis) = shared.app.link.redis() else {
+        return Ok(());
+    };
+    let sync = redis.sync_bans().await?;
+    enforce_bans(shared, &sync.active).await;
+    Ok(())
+}
+
+/// Disconnects the sockets this node holds of any user among `bans`.
+async fn enforce_bans(shared: &Shared, bans: &[cluster::Ban]) {
+    if bans.is_empty() {
+        return;
+    }
+    let mut held = HashSet::new();
+    for ns in ALL {
+        if let Some(op) = shared.io.of(ns) {
+            for socket in op.local().sockets() {
+                if let Some(session) = Session::of(&socket) {
+                    held.insert(session.user_id().to_owned());
+                }
+            }
+        }
+    }
+    for ban in bans.iter().filter(|b| held.contains(&b.user_id)) {
+        tracing::info!(user = %ban.user_id, "disconnecting a banned user found after a resync");
+        if let Err(e) =
+            crate::actions::enforce_ban_locally(&shared.app, &shared.io, &ban.user_id, &ban.reason)
+                .await
+        {
+            tracing::warn!(error = %e, user = %ban.user_id, "cannot enforce a ban locally");
+        }
+    }
 }
 
 /// Tells the clients about the users and memberships a departed node took with it:
@@ -172,21 +278,22 @@ fn local_snapshot(shared: &Shared) -> LocalSnapshot {
     snapshot
 }
 
-/// Makes Redis hold exactly what this node holds again (after Redis came back, possibly empty).
-async fn resync(shared: &Shared) {
+/// Makes Redis hold exactly what this node holds again (after Redis came back, possibly empty):
+/// presence, memberships and the bans it knows; then disconnects local users banned meanwhile
+/// (a `user_banned` notice published while this node was cut off never reached it).
+async fn resync(shared: &Shared) -> Result<(), cluster::StateError> {
     let Some(redis) = shared.app.link.redis() else {
-        return;
+        return Ok(());
     };
     let snapshot = local_snapshot(shared);
-    match redis.resync(&snapshot).await {
-        Ok(report) => tracing::info!(
-            sockets = report.sockets,
-            memberships = report.memberships,
-            rooms_recreated = report.rooms_recreated,
-            "re-registered this node's state after a Redis reconnect"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot re-register this node's state yet"),
-    }
+    let report = redis.resync(&snapshot).await?;
+    tracing::info!(
+        sockets = report.sockets,
+        memberships = report.memberships,
+        rooms_recreated = report.rooms_recreated,
+        "re-registered this node's state after a Redis reconnect"
+    );
+    sync_bans(shared).await
 }
 
 /// Reactions to control messages from other nodes.
@@ -199,6 +306,16 @@ impl ControlHandler for ControlReactions {
     async fn user_banned(&self, from: &str, ban: UserBanned) {
         tracing::info!(peer = from, user = %ban.user_id, "ban from another node");
         let app = &self.shared.app;
+        if let Some(redis) = app.link.redis() {
+            // Known here too, so this node can write it back should Redis lose it.
+            redis.remember_ban(cluster::Ban {
+                user_id: ban.user_id.clone(),
+                reason: ban.reason.clone(),
+                banned_by: ban.banned_by.clone().unwrap_or_else(|| from.to_owned()),
+                created_at: chrono::Utc::now(),
+                expires_at: ban.expires_at,
+            });
+        }
         if let Err(e) =
             crate::actions::enforce_ban_locally(app, &self.shared.io, &ban.user_id, &ban.reason)
                 .await
@@ -227,5 +344,23 @@ impl ControlHandler for ControlReactions {
 
     async fn server_shutdown(&self, from: &str, shutdown: ServerShutdown) {
         tracing::info!(peer = from, message = ?shutdown.message, "a node is shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_rooms_forget_rooms_no_local_socket_is_in() {
+        let rooms = JoinedRooms::default();
+        for id in ["a", "b"] {
+            rooms.remember(&cluster::test_support::room(id, 5));
+        }
+        rooms.forget_unless("a", || true);
+        assert_eq!(rooms.len(), 2, "a room still in use is kept");
+        rooms.forget_unless("a", || false);
+        rooms.forget_unless("b", || false);
+        assert!(rooms.is_empty());
     }
 }

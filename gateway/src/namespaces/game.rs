@@ -104,6 +104,13 @@ pub async fn depart_all(shared: &Arc<Shared>) {
 
 async fn join_game(cx: Cx, v: Value) -> Outcome {
     let game_id = validation::game_id(&v)?;
+    let limits = &cx.app().config.args.state_limits;
+    if !cx.session.in_game(&game_id)
+        && cx.session.games().len() >= limits.max_games_per_socket as usize
+    {
+        cx.app().metrics.state_limit_refusals.inc();
+        return Err(Reject(limits.too_many_games()));
+    }
     let room = game_room(&game_id);
     cx.socket.join(room.clone());
     cx.shared

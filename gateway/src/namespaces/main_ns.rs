@@ -329,10 +329,20 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
         return Err(Reject("Room already exists".to_owned()));
     }
     let password_hash = match r.password {
-        Some(pw) => Some(passwords::hash_blocking(pw).await.map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            Reject("Room could not be created".to_owned())
-        })?),
+        Some(pw) => {
+            let _turn = cx
+                .shared
+                .passwords
+                .begin(cx.session.user_id(), None)
+                .map_err(|refusal| {
+                    cx.app().metrics.state_limit_refusals.inc();
+                    Reject(refusal.to_string())
+                })?;
+            Some(passwords::hash_blocking(pw).await.map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                Reject("Room could not be created".to_owned())
+            })?)
+        }
         None => None,
     };
     let record = RoomRecord {
@@ -362,16 +372,31 @@ fn room_error(cx: &Cx, message: &str) -> Reject {
 
 async fn join_room(cx: Cx, v: Value) -> Outcome {
     let j = validation::join_room(&v)?;
+    let limits = &cx.app().config.args.state_limits;
+    if !is_member(&cx.socket, &j.room_id)
+        && member_rooms(&cx.socket).len() >= limits.max_rooms_per_socket as usize
+    {
+        cx.app().metrics.state_limit_refusals.inc();
+        return Err(room_error(&cx, &limits.too_many_rooms()));
+    }
     let backends = &cx.app().backends;
     let Some(room) = backends.rooms.get(&j.room_id).await? else {
         return Err(room_error(&cx, "Room does not exist"));
     };
     if let Some(hash) = room.password_hash.clone() {
-        let ok = match j.password {
-            Some(pw) => passwords::verify_blocking(pw, hash).await,
-            None => false,
+        let Some(pw) = j.password else {
+            return Err(room_error(&cx, "Wrong room password"));
         };
-        if !ok {
+        let attempt = cx
+            .shared
+            .passwords
+            .begin(cx.session.user_id(), Some(&room.id))
+            .map_err(|refusal| {
+                cx.app().metrics.state_limit_refusals.inc();
+                room_error(&cx, &refusal.to_string())
+            })?;
+        if !passwords::verify_blocking(pw, hash).await {
+            attempt.failed();
             return Err(room_error(&cx, "Wrong room password"));
         }
     }
@@ -439,6 +464,12 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
 async fn leave(shared: &Shared, s: &SocketRef<Adapter>, session: &Session, room_id: &str) -> bool {
     let sid = s.id.to_string();
     s.leave(room_key(room_id));
+    shared.joined_rooms.forget_unless(room_id, || {
+        shared
+            .io
+            .of(MAIN)
+            .is_some_and(|op| !op.local().within(room_key(room_id)).sockets().is_empty())
+    });
     let outcome = match shared.app.backends.rooms.leave(room_id, &sid).await {
         Ok(o) => o,
         Err(e) => {

@@ -78,6 +78,8 @@ pub struct Shared {
     pub presence_guard: presence_guard::PresenceGuard,
     /// Chat and room message history appends, pipelined.
     pub history_writer: history_writer::HistoryWriter,
+    /// Who may spend argon2 time on room passwords, and how often.
+    pub passwords: crate::password_guard::PasswordGuard,
 }
 
 /// Registers every namespace on `io`; returns what the handlers share, for the cluster event
@@ -92,6 +94,7 @@ pub async fn register(io: &Io, app: &Arc<App>) -> Result<Arc<Shared>, NamespaceE
         joined_rooms: cluster_events::JoinedRooms::default(),
         presence_guard: presence_guard::PresenceGuard::default(),
         history_writer: history_writer::HistoryWriter::start(Arc::clone(&app.backends.history)),
+        passwords: app.config.args.state_limits.password_guard(),
     });
     presence_guard::PresenceGuard::start(&shared);
     // Broadcasts from this node and from others go through one outgoing-queue policy.

@@ -15,13 +15,13 @@ process.on('exit', () => {
   }
 });
 
-/** Starts redis-server (no persistence) and registers `t.after` to kill it. */
-export async function startRedis(t, { port: wanted } = {}) {
+/** Starts redis-server (no persistence, plus `args`) and registers `t.after` to kill it. */
+export async function startRedis(t, { port: wanted, args = [] } = {}) {
   if (spawnSync('redis-server', ['--version']).status !== 0) {
     throw new Error('redis-server is not installed: apt-get install -y redis-server');
   }
   const port = wanted ?? (await freePort());
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child.pid);
