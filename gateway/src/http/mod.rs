@@ -2,8 +2,8 @@
 //! layers shared with Socket.IO (CORS, request tracing, the Engine.IO v3 switch).
 
 pub mod api;
-mod handshake;
 pub mod client_bundle;
+mod handshake;
 pub mod health;
 mod owned_head;
 
