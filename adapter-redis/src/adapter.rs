@@ -270,16 +270,19 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         };
         let bytes = packet_bytes(packet);
         let excluded = Room::from(observer.excluded_room().to_owned());
+        // Sockets already refused are neither counted nor reached.
         match selection {
             Selection::Opts(mut opts) => {
+                opts.except.push(excluded);
                 let sids = self.local.sockets((*opts).clone());
                 observer.before_delivery(self.local.path(), &sids, bytes);
-                opts.except.push(excluded);
                 Selection::Opts(opts)
             }
             Selection::Sids(mut sids) => {
+                let refused = |sid: &Sid| self.local.socket_rooms(*sid).contains(&excluded);
+                sids.retain(|sid| !refused(sid));
                 observer.before_delivery(self.local.path(), &sids, bytes);
-                sids.retain(|sid| !self.local.socket_rooms(*sid).contains(&excluded));
+                sids.retain(|sid| !refused(sid));
                 Selection::Sids(sids)
             }
         }
@@ -1076,10 +1079,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         if let Some(observer) = self.observer.get()
             && !opts.has_flag(BroadcastFlags::Volatile)
         {
-            let sids = self.local.sockets(opts.clone());
-            observer.before_delivery(self.local.path(), &sids, packet_bytes(&packet));
+            // Sockets already refused are neither counted nor reached.
             opts.except
                 .push(Room::from(observer.excluded_room().to_owned()));
+            let sids = self.local.sockets(opts.clone());
+            observer.before_delivery(self.local.path(), &sids, packet_bytes(&packet));
         }
         self.local
             .broadcast(packet, opts)

@@ -16,6 +16,10 @@ pub struct RedisAdapterConfig {
     /// Messages from Redis waiting to be handled, per namespace. When full, new messages are
     /// dropped and counted in `dropped`. Default 4096.
     pub inbound_queue: usize,
+    /// Bytes of the messages from Redis waiting to be handled, all namespaces together; when a
+    /// message would go over, it is dropped and counted in `dropped` (a message larger than
+    /// this is taken only into an empty queue). Default 128 MiB.
+    pub inbound_queue_bytes: usize,
     /// Messages waiting to be published. When full, broadcasts are dropped and counted in
     /// `dropped`; requests fail with [`crate::AdapterError::QueueFull`]. Default 4096.
     pub publish_queue: usize,
@@ -58,6 +62,7 @@ impl Default for RedisAdapterConfig {
             key: "socket.io".to_owned(),
             request_timeout: Duration::from_secs(5),
             inbound_queue: 4096,
+            inbound_queue_bytes: 128 << 20,
             publish_queue: 4096,
             publish_concurrency: 64,
             fred_broadcast_capacity: 8192,

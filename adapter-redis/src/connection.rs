@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::ServerSideEvent;
+use crate::budget::{ByteBudget, Held};
 use crate::channels::namespace_of;
 use crate::config::RedisAdapterConfig;
 use crate::error::AdapterError;
@@ -28,6 +29,8 @@ use crate::namespace::NsCore;
 pub(crate) struct Inbound {
     pub channel: String,
     pub payload: Bytes,
+    /// Its bytes of the inbound budget, given back once it is handled.
+    _held: Held,
 }
 
 #[derive(Debug)]
@@ -50,6 +53,8 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub foreign: ForeignIds,
     pub routes: RwLock<HashMap<String, mpsc::Sender<Inbound>>>,
+    /// Bytes of every namespace's inbound queue together.
+    inbound_bytes: Arc<ByteBudget>,
     pub namespaces: RwLock<HashMap<String, Arc<NsCore>>>,
     pub sse_sinks: Mutex<HashMap<String, mpsc::Sender<ServerSideEvent>>>,
     pub connected: watch::Sender<bool>,
@@ -104,6 +109,7 @@ impl Shared {
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             foreign: ForeignIds::new(config.foreign_id_capacity),
+            inbound_bytes: ByteBudget::new(config.inbound_queue_bytes),
             config,
             metrics: Metrics::default(),
             routes: RwLock::default(),
@@ -361,9 +367,20 @@ async fn dispatch(shared: Arc<Shared>, mut messages: broadcast::Receiver<fred::t
                 };
                 let route = shared.routes.read().ok().and_then(|r| r.get(nsp).cloned());
                 if let Some(tx) = route {
+                    let Some(held) = shared.inbound_bytes.try_hold(payload.len()) else {
+                        inc(&shared.metrics.dropped);
+                        tracing::warn!(
+                            nsp,
+                            bytes = payload.len(),
+                            queued = shared.inbound_bytes.used(),
+                            "inbound queues over their byte budget: message dropped"
+                        );
+                        continue;
+                    };
                     let inbound = Inbound {
                         channel: channel.to_owned(),
                         payload,
+                        _held: held,
                     };
                     if tx.try_send(inbound).is_err() {
                         inc(&shared.metrics.dropped);

@@ -106,6 +106,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod adapter;
+mod budget;
 pub mod channels;
 mod config;
 mod connection;

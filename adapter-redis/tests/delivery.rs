@@ -98,6 +98,11 @@ async fn cross_node_and_local_deliveries_are_observed_and_refused_sockets_skippe
     b1.expect("refused-cross").await;
     b.to("r").emit("refused-local", &3).await.unwrap();
     b1.expect("refused-local").await;
+    // Once refused, a socket is no longer counted either.
+    assert_eq!(recorder.last().1, vec![sid1]);
+    a.to("r").emit("after", &4).await.unwrap();
+    b1.expect("after").await;
+    assert_eq!(recorder.last().1, vec![sid1]);
     // A direct emit bypasses the adapter: it is the first thing b2 sees after `local`.
     b.get_socket(sid2).unwrap().emit("direct", &()).unwrap();
     b2.expect("direct").await;

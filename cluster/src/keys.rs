@@ -113,6 +113,11 @@ impl Keys {
         format!("{}rooms:unjoined", self.prefix)
     }
 
+    /// Sorted set of the unjoined rooms one user created, scored like [`Keys::unjoined_rooms`].
+    pub fn unjoined_rooms_of(&self, user_id: &str) -> String {
+        format!("{}rooms:unjoined:by:{}", self.prefix, key_part(user_id))
+    }
+
     /// Marker written once into a Redis that holds this cluster's bans; its absence after a
     /// reconnect means Redis lost its data and the nodes must register the bans they know again.
     pub fn bans_marker(&self) -> String {

@@ -129,6 +129,17 @@ pub struct ServeArgs {
     /// Connection attempts per client address per minute.
     #[arg(long, env = "CONNECTION_RATE_LIMIT", default_value_t = 50)]
     pub connection_rate_limit: u32,
+    /// Engine.IO handshakes (new sessions) per client address per minute, checked before a
+    /// session exists; twice `CONNECTION_RATE_LIMIT` when unset.
+    #[arg(long, env = "HANDSHAKE_RATE_LIMIT")]
+    pub handshake_rate_limit: Option<u32>,
+    /// Sessions that have not joined a namespace yet, node-wide; handshakes past it get 503.
+    #[arg(long, env = "MAX_PENDING_SESSIONS", default_value_t = 4096)]
+    pub max_pending_sessions: usize,
+    /// How long a session may take to join its first namespace before it is closed,
+    /// milliseconds.
+    #[arg(long, env = "CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub connect_timeout_ms: u64,
     /// Events per second per socket (token bucket refill rate).
     #[arg(long, env = "EVENT_RATE_LIMIT", default_value_t = 20)]
     pub event_rate_limit: u32,
@@ -452,6 +463,24 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if args.handshake_rate_limit == Some(0) {
+            return Err(ConfigError::Invalid(
+                "HANDSHAKE_RATE_LIMIT",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.max_pending_sessions == 0 {
+            return Err(ConfigError::Invalid(
+                "MAX_PENDING_SESSIONS",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.connect_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "CONNECT_TIMEOUT_MS",
+                "must be at least 1".into(),
+            ));
+        }
         if args.max_payload_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "MAX_PAYLOAD_BYTES",
@@ -549,6 +578,21 @@ impl Config {
         Duration::from_millis(self.args.ping_timeout_ms)
     }
 
+    /// Engine.IO handshakes per client address per minute. By default twice the connection
+    /// budget: each connection attempt of a Socket.IO client takes one handshake, so a client
+    /// over its budget is refused at the CONNECT with the contract's `Rate limit exceeded`
+    /// before its handshakes get the bare HTTP 429 a client library cannot show.
+    pub fn handshake_rate_limit(&self) -> u32 {
+        self.args
+            .handshake_rate_limit
+            .unwrap_or_else(|| self.args.connection_rate_limit.saturating_mul(2))
+    }
+
+    /// How long a session may take to join its first namespace.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.args.connect_timeout_ms)
+    }
+
     /// Drain period of a graceful shutdown.
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.args.drain_secs)
@@ -581,6 +625,18 @@ mod tests {
         assert_eq!(c.args.banned_words, ["spam", "abuse", "inappropriate"]);
         assert_eq!((c.args.event_rate_limit, c.args.event_rate_burst), (20, 40));
         assert_eq!(c.args.connection_rate_limit, 50);
+        assert_eq!(c.handshake_rate_limit(), 100, "twice CONNECTION_RATE_LIMIT");
+        assert_eq!(c.args.max_pending_sessions, 4096);
+        assert_eq!(c.connect_timeout(), Duration::from_secs(45));
+        let own = parse(&["--dev", "--handshake-rate-limit", "7"]).serve;
+        assert_eq!(Config::from_args(own).unwrap().handshake_rate_limit(), 7);
+        for zero in [
+            "--handshake-rate-limit",
+            "--max-pending-sessions",
+            "--connect-timeout-ms",
+        ] {
+            assert!(Config::from_args(parse(&["--dev", zero, "0"]).serve).is_err());
+        }
         assert_eq!((c.args.drain_secs, c.args.grace_secs), (5, 30));
         assert_eq!(c.args.stats_ttl_secs, 60);
         assert_eq!(c.args.worker_threads, 0, "one per core");

@@ -58,6 +58,14 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The refusal of a payload nested deeper than [`MAX_PAYLOAD_DEPTH`] (also given when the
+/// Socket.IO parser itself gives up on a deeper one).
+pub fn too_deep() -> Invalid {
+    invalid(format!(
+        "Payload nested too deeply (at most {MAX_PAYLOAD_DEPTH} levels)"
+    ))
+}
+
 /// Refuses a payload the cluster could not carry unchanged: nested deeper than
 /// [`MAX_PAYLOAD_DEPTH`], or holding an object the Redis adapter reads as a binary attachment
 /// (`{"_placeholder":true,"num":N}`, which other nodes would receive as `null`). Checked for
@@ -67,9 +75,7 @@ pub fn payload_fits_cluster(v: &Value) -> Result<()> {
     let mut stack = vec![(v, 0usize)];
     while let Some((value, level)) = stack.pop() {
         if level > MAX_PAYLOAD_DEPTH {
-            return Err(invalid(format!(
-                "Payload nested too deeply (at most {MAX_PAYLOAD_DEPTH} levels)"
-            )));
+            return Err(too_deep());
         }
         match value {
             Value::Array(items) => stack.extend(items.iter().map(|i| (i, level + 1))),

@@ -36,6 +36,9 @@ test('a payload nested deeper than the cluster carries is refused at the edge; n
 
   const { ack } = await expectRejected(sender.socket, 'game action', nestedAction(gameId, MAX_PAYLOAD_DEPTH + 1));
   assert.match(ack.error, /nested too deeply/, ack.error);
+  // Past serde_json's own limit (128) the refusal says the same.
+  const { ack: deeper } = await expectRejected(sender.socket, 'game action', nestedAction(gameId, 200));
+  assert.match(deeper.error, /nested too deeply/, deeper.error);
 
   // The deepest accepted payload crosses intact; the seq right after the warm-up was not consumed.
   const deepest = nestedAction(gameId, MAX_PAYLOAD_DEPTH);

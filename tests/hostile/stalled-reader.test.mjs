@@ -79,3 +79,33 @@ test('a player that stops reading is cut off within seconds; memory stays bounde
   assert.equal(gw.exitCode, undefined, 'the node exited');
   assert.ok(!/panicked/.test(gw.stderr), gw.stderr);
 });
+
+test('a client that stops reading but keeps asking for room history is cut off; its answers do not pile up', { timeout: 120_000 }, async (t) => {
+  const gw = await startGateway(t, { args: ['--event-rate-limit', '100000', '--event-rate-burst', '100000'] });
+  const roomId = `hist-${process.pid}`;
+  const writer = (await connectUser(gw, newUser('hist-writer'), { transport: { transports: ['websocket'] } })).socket;
+  t.after(() => writer.disconnect());
+  assert.equal((await ask(writer, 'create room', { roomId, roomName: 'History' })).success, true);
+  assert.equal((await ask(writer, 'join room', { roomId })).success, true);
+  await Promise.all(Array.from({ length: 100 }, (_, i) => ask(writer, 'room message', { roomId, message: `${i} ${'h'.repeat(990)}` })));
+  const full = await ask(writer, 'room history', { roomId, limit: 100 });
+  assert.equal(full.messages?.length, 100, JSON.stringify(full).slice(0, 300));
+
+  // Raw WebSocket on `/` that stops reading and keeps sending requests with acks: each answer
+  // is about 100 KB; 400 of them would be 40 MB held for it.
+  const { rawWebSocket } = await import('../e2e/support/raw.mjs');
+  const raw = await rawWebSocket(gw, { token: gw.token(newUser('hist-stalled')) });
+  t.after(() => raw.ws.terminate());
+  raw.ws._socket.pause();
+  const rssBefore = rssBytes(gw.pid);
+  for (let i = 0; i < 400; i += 1) raw.send(`42${i}["room history",${JSON.stringify({ roomId, limit: 100 })}]`);
+  await waitFor(async () => (await metric(gw, 'socketio_queue_budget_disconnects_total')) >= 1, 20_000, {
+    what: 'the stalled asker to be cut off',
+  });
+  const grown = rssBytes(gw.pid) - rssBefore;
+  t.diagnostic(`RSS grew by ${Math.round(grown / 2 ** 20)} MiB`);
+  assert.ok(grown < 30 * 2 ** 20, `RSS grew by ${Math.round(grown / 2 ** 20)} MiB`);
+  // The node still serves others.
+  assert.equal((await ask(writer, 'room history', { roomId, limit: 1 })).success, true);
+  assert.ok(!/panicked/.test(gw.stderr), gw.stderr);
+});

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client_bundle;
+mod handshake;
 pub mod health;
 mod owned_head;
 
@@ -23,7 +24,6 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, TraceLayer};
 use crate::Io;
 use crate::app::App;
 use crate::auth::Identity;
-use crate::config::Config;
 use crate::node_stats;
 
 /// Lifetime of tokens handed out by `GET /dev/token`, seconds.
@@ -60,9 +60,9 @@ pub fn router(app: Arc<App>, io: Io) -> Router {
         .with_state(HttpState { app, io })
 }
 
-/// Wraps `router` in the Socket.IO layer and the layers both share: the Engine.IO v3 switch,
-/// CORS and request tracing (outermost).
-pub fn with_layers<L>(router: Router, config: &Config, socketio: L) -> Router
+/// Wraps `router` in the Socket.IO layer and the layers both share: the handshake gate, the
+/// Engine.IO v3 switch, CORS and request tracing (outermost).
+pub fn with_layers<L>(router: Router, app: &Arc<App>, socketio: L) -> Router
 where
     L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
     L::Service: tower::Service<Request> + Clone + Send + Sync + 'static,
@@ -70,6 +70,7 @@ where
     <L::Service as tower::Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
     <L::Service as tower::Service<Request>>::Future: Send + 'static,
 {
+    let config = &app.config;
     router
         .layer(socketio)
         // Outside the Socket.IO layer, which answers every path under /socket.io/ itself.
@@ -78,6 +79,11 @@ where
             client_bundle::serve,
         ))
         .layer(middleware::map_request(owned_head::own_handshake_head))
+        // Before anything else is done for a handshake, so a refused one costs next to nothing.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(app),
+            handshake::gate,
+        ))
         .layer(middleware::from_fn_with_state(
             config.args.allow_eio3,
             engine_io_v3_switch,

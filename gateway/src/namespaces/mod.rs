@@ -412,6 +412,10 @@ fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, Reje
         Ok(v) => Ok(v),
         // How socketioxide's parser reports an event sent with no argument (`emit("get rooms")`).
         Err(e) if e.to_string().contains("first element not found") => Ok(Value::Null),
+        // serde_json's own nesting limit (128), far past the gateway's.
+        Err(e) if e.to_string().contains("recursion limit exceeded") => {
+            Err(Reject::from(validation::too_deep()))
+        }
         Err(e) => {
             tracing::debug!(error = %e, "undecodable event payload");
             Err(Reject("Invalid payload: expected JSON data".to_owned()))
