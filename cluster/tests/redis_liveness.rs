@@ -51,6 +51,24 @@ async fn next_matching(
     }
 }
 
+/// Waits until `id`'s first liveness beat has landed. A peer that sees a node's stats record
+/// before its liveness key judges it by the stats key (as a node that never beats) until then.
+async fn beating(raw: &Client, id: &str) {
+    let key = format!("gateway:alive:{id}");
+    wait_for(
+        &format!("{id}'s first liveness beat"),
+        Duration::from_secs(5),
+        || {
+            let key = key.clone();
+            async move {
+                let v: Option<String> = raw.get(key).await.unwrap();
+                v
+            }
+        },
+    )
+    .await;
+}
+
 fn left_of(ev: NodeEvent) -> NodeLeft {
     match ev {
         NodeEvent::NodeLeft(left) => left,
@@ -66,6 +84,8 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
     let c = live_node(&server.url(), "c").await;
     let _beat_a = a.spawn_liveness();
     let beat_c = c.spawn_liveness();
+    beating(&raw, "a").await;
+    beating(&raw, "c").await;
     for n in [&a, &c] {
         n.backends()
             .nodes
@@ -135,13 +155,15 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
 async fn a_stalled_node_that_peers_purged_registers_itself_again() {
     let server = redis();
     let url = server.url();
+    let raw = raw_client(&url).await;
     let a = live_node(&url, "a").await;
     let _beat_a = a.spawn_liveness();
+    beating(&raw, "a").await;
     a.backends().nodes.publish(&stats("a", 1)).await.unwrap();
     let (mon_a, mut rx_a) = a.start_monitor();
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let (stall_tx, stall_rx) = std::sync::mpsc::channel::<()>();
+    let (stall_tx, stall_rx) = tokio::sync::oneshot::channel::<()>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let c_url = url.clone();
     let c_thread = std::thread::spawn(move || {
@@ -152,6 +174,7 @@ async fn a_stalled_node_that_peers_purged_registers_itself_again() {
         rt.block_on(async move {
             let c = live_node(&c_url, "c").await;
             let _beat = c.spawn_liveness();
+            beating(&raw_client(&c_url).await, "c").await;
             c.backends().nodes.publish(&stats("c", 1)).await.unwrap();
             let held = online("held-by-c", "c1", "c");
             c.backends()
@@ -162,7 +185,8 @@ async fn a_stalled_node_that_peers_purged_registers_itself_again() {
             let mut reconnects = c.reconnects();
             reconnects.borrow_and_update();
             ready_tx.send(()).unwrap();
-            stall_rx.recv().unwrap();
+            // Awaited, not blocked on: c keeps beating until the stall begins.
+            stall_rx.await.unwrap();
             // The whole runtime stops: no beat, no task runs, for several liveness TTLs.
             std::thread::sleep(LIVENESS_TTL * 4);
             // What the gateway does on this signal (gateway/src/namespaces/cluster_events.rs).
