@@ -172,6 +172,18 @@ impl Keys {
             .filter(|id| !id.is_empty())
     }
 
+    /// A node's liveness key, rewritten every second or so with a TTL of a few seconds: the fast
+    /// death signal beside the contract's long-lived stats key.
+    pub fn alive(&self, node_id: &str) -> String {
+        format!("{}alive:{node_id}", self.prefix)
+    }
+
+    /// Left by the peer that purged a node (after the purge): the node, if it was only stalled
+    /// or cut off, finds it and registers what it holds again.
+    pub fn purged_marker(&self, node_id: &str) -> String {
+        format!("{}purged:{node_id}", self.prefix)
+    }
+
     /// The claim a node takes (`SET NX PX`) before purging a dead node, so only one does.
     pub fn purge_claim(&self, node_id: &str) -> String {
         format!("{}purge:{node_id}", self.prefix)

@@ -6,6 +6,7 @@ use chrono::Utc;
 use cluster::{
     CreateOutcome, HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord,
 };
+use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
@@ -140,6 +141,10 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
         return;
     };
     tracing::debug!(socket = %s.id, user = session.user_id(), ?reason, "socket disconnected");
+    if s.extensions.get::<Departed>().is_some() {
+        // A shutting-down node already took it out of rooms and presence.
+        return;
+    }
     let sid = s.id.to_string();
     for room in member_rooms(&s) {
         leave(shared, &s, &session, &room).await;
@@ -147,22 +152,35 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
     forget_presence(shared, &session, &sid).await;
 }
 
+/// Marks a socket [`depart_all`] took out of the cluster state, so its disconnect handler does
+/// not spend another Redis round trip on presence it no longer has.
+#[derive(Debug, Clone, Copy)]
+struct Departed;
+
 /// Takes every local socket of `/` out of its rooms and out of presence, with the same events
 /// as a disconnect, while the sockets are still connected (a node that is shutting down, whose
 /// namespaces are gone by the time the disconnect handlers run).
-pub async fn depart_all(shared: &Arc<Shared>) {
+///
+/// Up to `in_flight` sockets depart at once: each departure is a few Redis round trips, so one
+/// socket at a time made a node with thousands of sockets overrun its grace period. Each
+/// socket's own steps stay in order (rooms, then presence); the room and presence updates are
+/// atomic per call, so sockets of one user departing together still send one `user offline`.
+pub async fn depart_all(shared: &Arc<Shared>, in_flight: usize) {
     let Some(main) = shared.io.of(MAIN) else {
         return;
     };
-    for s in main.local().sockets() {
-        let Some(session) = Session::of(&s) else {
-            continue;
-        };
-        for room in member_rooms(&s) {
-            leave(shared, &s, &session, &room).await;
-        }
-        forget_presence(shared, &session, &s.id.to_string()).await;
-    }
+    futures_util::stream::iter(main.local().sockets())
+        .for_each_concurrent(in_flight.max(1), |s| async move {
+            let Some(session) = Session::of(&s) else {
+                return;
+            };
+            for room in member_rooms(&s) {
+                leave(shared, &s, &session, &room).await;
+            }
+            forget_presence(shared, &session, &s.id.to_string()).await;
+            s.extensions.insert(Departed);
+        })
+        .await;
 }
 
 /// The chat rooms (ids) this socket is in.
