@@ -59,7 +59,11 @@ async function inBatches(items, size, fn) {
 test(`a node with ${SOCKETS} sockets in ${ROOMS} rooms leaves the cluster state and exits within its grace period`, { timeout: 300_000 }, async (t) => {
   const redis = await startRedis(t);
   const viaNetwork = await delayingProxy(t, redis.port, ONE_WAY_DELAY_MS);
-  const gw = await startGateway(t, { args: ['--redis-url', `redis://127.0.0.1:${viaNetwork}`, '--drain-secs', '0', '--grace-secs', String(GRACE_SECS)], env: { RUST_LOG: 'warn,gateway::shutdown=info' } });
+  // One user creates every room before anyone joins: lift the per-user bound on unjoined rooms.
+  const gw = await startGateway(t, {
+    args: ['--redis-url', `redis://127.0.0.1:${viaNetwork}`, '--drain-secs', '0', '--grace-secs', String(GRACE_SECS), '--max-unjoined-rooms-per-user', String(ROOMS)],
+    env: { RUST_LOG: 'warn,gateway::shutdown=info' },
+  });
   const token = gw.token({ userId: 'crowd', username: 'crowd' });
   const sockets = await inBatches(Array.from({ length: SOCKETS }, (_, i) => i), IN_FLIGHT, () => rawWebSocket(gw, { token }));
   t.after(() => sockets.forEach((s) => s.ws.terminate()));
