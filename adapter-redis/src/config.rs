@@ -23,10 +23,6 @@ pub struct RedisAdapterConfig {
     /// Messages waiting to be published. When full, broadcasts are dropped and counted in
     /// `dropped`; requests fail with [`crate::AdapterError::QueueFull`]. Default 4096.
     pub publish_queue: usize,
-    /// Bytes of the messages waiting to be published or in flight; over it, messages are handled
-    /// as with a full queue (a message larger than this is taken only into an empty queue).
-    /// Default 128 MiB.
-    pub publish_queue_bytes: usize,
     /// Publishes in flight at once on the publishing connection (order is kept). Default 64.
     pub publish_concurrency: usize,
     /// Capacity of fred's pub/sub broadcast channel (fred's default is 32, which loses
@@ -68,7 +64,6 @@ impl Default for RedisAdapterConfig {
             inbound_queue: 4096,
             inbound_queue_bytes: 128 << 20,
             publish_queue: 4096,
-            publish_queue_bytes: 128 << 20,
             publish_concurrency: 64,
             fred_broadcast_capacity: 8192,
             max_pending_requests: 1024,

@@ -24,9 +24,6 @@ use crate::ids::ForeignIds;
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
 
-/// How often a broadcast waiting for publish-queue bytes tries again.
-const PUBLISH_BYTES_RETRY: Duration = Duration::from_millis(5);
-
 /// A message from Redis for one namespace.
 #[derive(Debug)]
 pub(crate) struct Inbound {
@@ -41,8 +38,6 @@ struct Outgoing {
     channel: String,
     payload: Bytes,
     done: Option<oneshot::Sender<Result<(), AdapterError>>>,
-    /// Its bytes of the publish budget, given back once Redis answered.
-    _held: Held,
 }
 
 #[derive(Debug, Default)]
@@ -60,8 +55,6 @@ pub(crate) struct Shared {
     pub routes: RwLock<HashMap<String, mpsc::Sender<Inbound>>>,
     /// Bytes of every namespace's inbound queue together.
     inbound_bytes: Arc<ByteBudget>,
-    /// Bytes waiting to be published or in flight.
-    publish_bytes: Arc<ByteBudget>,
     pub namespaces: RwLock<HashMap<String, Arc<NsCore>>>,
     pub sse_sinks: Mutex<HashMap<String, mpsc::Sender<ServerSideEvent>>>,
     pub connected: watch::Sender<bool>,
@@ -117,7 +110,6 @@ impl Shared {
         let shared = Arc::new(Shared {
             foreign: ForeignIds::new(config.foreign_id_capacity),
             inbound_bytes: ByteBudget::new(config.inbound_queue_bytes),
-            publish_bytes: ByteBudget::new(config.publish_queue_bytes),
             config,
             metrics: Metrics::default(),
             routes: RwLock::default(),
@@ -167,16 +159,10 @@ impl Shared {
 
     /// Queues a message without waiting; a full queue drops it (counted in `dropped`).
     pub(crate) fn publish_nowait(&self, channel: String, payload: Vec<u8>) {
-        let Some(held) = self.publish_bytes.try_hold(payload.len()) else {
-            inc(&self.metrics.dropped);
-            tracing::warn!("adapter publish queue over its byte budget: message dropped");
-            return;
-        };
         let msg = Outgoing {
             channel,
             payload: Bytes::from(payload),
             done: None,
-            _held: held,
         };
         if self.out_tx.try_send(msg).is_err() {
             inc(&self.metrics.dropped);
@@ -187,23 +173,12 @@ impl Shared {
     /// Queues a message, waiting for queue space (back-pressure on the emitting task) for at
     /// most the request timeout; then it is dropped and counted in `dropped`.
     pub(crate) async fn publish_queued(&self, channel: String, payload: Vec<u8>) {
-        let len = payload.len();
-        let queued = async {
-            let held = loop {
-                match self.publish_bytes.try_hold(len) {
-                    Some(held) => break held,
-                    None => tokio::time::sleep(PUBLISH_BYTES_RETRY).await,
-                }
-            };
-            let msg = Outgoing {
-                channel,
-                payload: Bytes::from(payload),
-                done: None,
-                _held: held,
-            };
-            self.out_tx.send(msg).await
+        let msg = Outgoing {
+            channel,
+            payload: Bytes::from(payload),
+            done: None,
         };
-        let sent = tokio::time::timeout(self.config.request_timeout, queued).await;
+        let sent = tokio::time::timeout(self.config.request_timeout, self.out_tx.send(msg)).await;
         if !matches!(sent, Ok(Ok(()))) {
             inc(&self.metrics.dropped);
             tracing::warn!("adapter publish queue full for too long: message dropped");
@@ -216,16 +191,11 @@ impl Shared {
         channel: String,
         payload: Vec<u8>,
     ) -> Result<(), AdapterError> {
-        let held = self.publish_bytes.try_hold(payload.len()).ok_or_else(|| {
-            inc(&self.metrics.dropped);
-            AdapterError::QueueFull
-        })?;
         let (tx, rx) = oneshot::channel();
         let msg = Outgoing {
             channel,
             payload: Bytes::from(payload),
             done: Some(tx),
-            _held: held,
         };
         self.out_tx.try_send(msg).map_err(|_| {
             inc(&self.metrics.dropped);
