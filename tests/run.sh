@@ -3,8 +3,9 @@
 #
 # Installs what is missing (Debian packages, the Python venv, npm packages), builds the workspace
 # once, then runs every check: rustfmt, clippy, the Rust tests, deploy/verify.sh (when present),
-# the Node end-to-end and browser suites against the real gateway binary, and the python-socketio
-# tests. Runs non-interactively as root on a fresh machine (CI) or as a developer.
+# the Node end-to-end and browser suites against the real gateway binary, the python-socketio
+# tests, and the compose cluster in a real Docker engine (tests/compose/run.sh). Runs
+# non-interactively as root on a fresh machine (CI) or as a developer.
 #
 # Every stage runs even when an earlier one failed (stages that need the gateway binary are marked
 # failed when the build failed). The last line is `stages: N passed, M failed`, counting STAGES
@@ -107,6 +108,8 @@ check_node() {
 install_node_packages() {
     check_node || return 1
     (cd "$REPO/tests" && npm ci --no-audit --no-fund) || return 1
+    # The socket.io client bundle the gateway serves at /socket.io/socket.io.js (README, quick start).
+    npm ci --prefix "$REPO/gateway/client-bundle" --no-audit --no-fund --ignore-scripts || return 1
     if [ -f "$REPO/adapter-redis/tests/node/package.json" ]; then
         (cd "$REPO/adapter-redis/tests/node" && npm ci --no-audit --no-fund) || return 1
     fi
@@ -168,6 +171,14 @@ else
     skip e2e-cluster "the build or npm ci failed"
     skip browser "the build or npm ci failed"
     skip hostile "the build or npm ci failed"
+fi
+
+# The compose cluster for real: a Docker engine (installed and started when missing), the image
+# from deploy/Dockerfile, `docker compose up` and clients through nginx. Never skipped.
+if [ "$NODE_OK" -eq 1 ]; then
+    stage compose 1800 bash "$REPO/tests/compose/run.sh"
+else
+    skip compose "npm ci failed (the compose clients are socket.io-client processes)"
 fi
 
 if [ "$BUILD_OK" -eq 1 ] && [ "$PY_OK" -eq 1 ]; then

@@ -113,6 +113,11 @@ impl Keys {
         format!("{}rooms:unjoined", self.prefix)
     }
 
+    /// Sorted set of the unjoined rooms one user created, scored like [`Keys::unjoined_rooms`].
+    pub fn unjoined_rooms_of(&self, user_id: &str) -> String {
+        format!("{}rooms:unjoined:by:{}", self.prefix, key_part(user_id))
+    }
+
     /// Marker written once into a Redis that holds this cluster's bans; its absence after a
     /// reconnect means Redis lost its data and the nodes must register the bans they know again.
     pub fn bans_marker(&self) -> String {
@@ -165,6 +170,18 @@ impl Keys {
         rest.strip_suffix(":sockets")
             .or_else(|| rest.strip_suffix(":memberships"))
             .filter(|id| !id.is_empty())
+    }
+
+    /// A node's liveness key, rewritten every second or so with a TTL of a few seconds: the fast
+    /// death signal beside the contract's long-lived stats key.
+    pub fn alive(&self, node_id: &str) -> String {
+        format!("{}alive:{node_id}", self.prefix)
+    }
+
+    /// Left by the peer that purged a node (after the purge): the node, if it was only stalled
+    /// or cut off, finds it and registers what it holds again.
+    pub fn purged_marker(&self, node_id: &str) -> String {
+        format!("{}purged:{node_id}", self.prefix)
     }
 
     /// The claim a node takes (`SET NX PX`) before purging a dead node, so only one does.

@@ -22,8 +22,8 @@ pub mod test_support;
 
 pub use aggregate::{ClusterStats, ClusterTotals, cluster_stats};
 pub use state::{
-    Ban, BanList, GameSequence, History, HistoryScope, JoinOutcome, LeaveOutcome, Member,
-    OnlineSocket, Presence, PurgedMembership, Retention, RoomRecord, RoomRegistry, StateBackends,
-    StateError, StateResult,
+    Ban, BanList, CreateOutcome, GameSequence, History, HistoryScope, JoinOutcome, LeaveOutcome,
+    Member, OnlineSocket, Presence, PurgedMembership, Retention, RoomRecord, RoomRegistry,
+    StateBackends, StateError, StateResult,
 };
 pub use stats::{NamespaceConnections, NodeRegistry, NodeStats};

@@ -104,10 +104,21 @@ impl MemoryRooms {
 
 #[async_trait]
 impl RoomRegistry for MemoryRooms {
-    async fn create(&self, room: RoomRecord) -> StateResult<bool> {
+    async fn create_bounded(
+        &self,
+        room: RoomRecord,
+        max_unjoined: usize,
+    ) -> StateResult<CreateOutcome> {
         let mut rooms = self.swept();
         if rooms.iter().any(|r| r.record.id == room.id) {
-            return Ok(false);
+            return Ok(CreateOutcome::Exists);
+        }
+        let unjoined = rooms
+            .iter()
+            .filter(|r| r.unjoined_until.is_some() && r.record.created_by == room.created_by)
+            .count();
+        if unjoined >= max_unjoined {
+            return Ok(CreateOutcome::CreatorAtLimit);
         }
         rooms.push(RoomEntry {
             record: room,
@@ -115,7 +126,7 @@ impl RoomRegistry for MemoryRooms {
             unjoined_until: Some(Instant::now() + self.retention.unjoined_room),
             history: VecDeque::new(),
         });
-        Ok(true)
+        Ok(CreateOutcome::Created)
     }
 
     async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>> {
@@ -770,6 +781,40 @@ mod tests {
         assert_eq!(
             rooms.join("never", member("s2", "n")).await.unwrap(),
             JoinOutcome::NoSuchRoom
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_creator_has_a_bounded_number_of_unjoined_rooms() {
+        let rooms = MemoryRooms::new(short_retention());
+        let by = |id: &str, user: &str| {
+            let mut r = room(id, 5);
+            r.created_by = user.to_owned();
+            r
+        };
+        for id in ["m1", "m2"] {
+            assert_eq!(
+                rooms.create_bounded(by(id, "mallory"), 2).await.unwrap(),
+                CreateOutcome::Created
+            );
+        }
+        assert_eq!(
+            rooms.create_bounded(by("m3", "mallory"), 2).await.unwrap(),
+            CreateOutcome::CreatorAtLimit
+        );
+        assert_eq!(
+            rooms.create_bounded(by("o1", "other"), 2).await.unwrap(),
+            CreateOutcome::Created
+        );
+        rooms.join("m1", member("s1", "n")).await.unwrap();
+        assert_eq!(
+            rooms.create_bounded(by("m3", "mallory"), 2).await.unwrap(),
+            CreateOutcome::Created
+        );
+        tokio::time::advance(std::time::Duration::from_secs(61)).await;
+        assert_eq!(
+            rooms.create_bounded(by("m4", "mallory"), 2).await.unwrap(),
+            CreateOutcome::Created
         );
     }
 

@@ -82,6 +82,17 @@ pub enum JoinOutcome {
     Full,
 }
 
+/// What [`RoomRegistry::create_bounded`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The room exists now.
+    Created,
+    /// A room of that id exists already; nothing changed.
+    Exists,
+    /// The creator has as many unjoined rooms as allowed; nothing changed.
+    CreatorAtLimit,
+}
+
 /// What [`RoomRegistry::leave`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaveOutcome {
@@ -114,7 +125,16 @@ pub struct PurgedMembership {
 #[async_trait]
 pub trait RoomRegistry: Send + Sync + Debug {
     /// Registers a room; `false` (and no change) when the id is taken.
-    async fn create(&self, room: RoomRecord) -> StateResult<bool>;
+    async fn create(&self, room: RoomRecord) -> StateResult<bool> {
+        Ok(self.create_bounded(room, usize::MAX).await? == CreateOutcome::Created)
+    }
+    /// Registers a room unless the id is taken or its creator (`created_by`) already has
+    /// `max_unjoined` rooms that nobody has joined yet; the check and the insert are one step.
+    async fn create_bounded(
+        &self,
+        room: RoomRecord,
+        max_unjoined: usize,
+    ) -> StateResult<CreateOutcome>;
     /// The room with this id.
     async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>>;
     /// Every room, private ones included, in creation order.

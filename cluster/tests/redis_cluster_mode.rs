@@ -187,6 +187,14 @@ async fn backends_bus_and_stats_work_on_a_redis_cluster() {
         1
     );
 
+    // Bans: stored through one node, loaded by the other with SCAN and MGET (one slot thanks
+    // to the prefix's hash tag), and written back after the data is lost.
+    let now = chrono::Utc::now();
+    for user in ["u1", "u:2", "u{3}"] {
+        sa.bans.ban(ban(user, "r", now, None)).await.unwrap();
+    }
+    assert_eq!(b.sync_bans().await.unwrap().active.len(), 3);
+
     // Stats keys land on different primaries; SCAN on each finds them all.
     for i in 0..12 {
         sa.nodes.publish(&stats(&format!("n{i}"), 1)).await.unwrap();

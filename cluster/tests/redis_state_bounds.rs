@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cluster::keys::{Keys, key_part};
 use cluster::redis::RedisCluster;
-use cluster::{HistoryScope, JoinOutcome, Retention};
+use cluster::{CreateOutcome, HistoryScope, JoinOutcome, Retention};
 use common::*;
 use fred::prelude::*;
 use futures_util::TryStreamExt;
@@ -198,4 +198,68 @@ async fn histories_and_game_counters_carry_a_ttl() {
     }
     let ttl: i64 = raw.pttl(k.game_seq("g:1")).await.unwrap();
     assert!((40_000..=50_000).contains(&ttl), "game counter: {ttl}");
+}
+
+#[tokio::test]
+async fn a_creator_has_a_bounded_number_of_unjoined_rooms() {
+    let server = redis();
+    let retention = Retention {
+        unjoined_room: Duration::from_millis(400),
+        ..Retention::default()
+    };
+    let a = node_with(&server.url(), "a", retention).await;
+    let rooms = a.backends().rooms;
+    let by = |id: &str, user: &str| {
+        let mut r = room(id, 5);
+        r.created_by = user.to_owned();
+        r
+    };
+    for id in ["m1", "m2"] {
+        assert_eq!(
+            rooms.create_bounded(by(id, "mal:lory"), 2).await.unwrap(),
+            CreateOutcome::Created
+        );
+    }
+    assert_eq!(
+        rooms.create_bounded(by("m3", "mal:lory"), 2).await.unwrap(),
+        CreateOutcome::CreatorAtLimit
+    );
+    assert_eq!(
+        rooms.create_bounded(by("m1", "other"), 2).await.unwrap(),
+        CreateOutcome::Exists
+    );
+    assert_eq!(
+        rooms.create_bounded(by("o1", "other"), 2).await.unwrap(),
+        CreateOutcome::Created,
+        "another creator is not affected"
+    );
+    // A joined room no longer counts against its creator.
+    rooms.join("m1", member("s1", "a")).await.unwrap();
+    assert_eq!(
+        rooms.create_bounded(by("m3", "mal:lory"), 2).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // Once the unjoined ones expire, the creator may create again, and nothing is left over.
+    wait_for(
+        "the unjoined rooms to expire",
+        Duration::from_secs(10),
+        || {
+            let rooms = rooms.clone();
+            async move {
+                (rooms.create_bounded(by("m4", "mal:lory"), 2).await.unwrap()
+                    == CreateOutcome::Created)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let raw = raw_client(&server.url()).await;
+    let ttl: i64 = raw
+        .pttl(Keys::default().unjoined_rooms_of("mal:lory"))
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 400,
+        "the creator's set expires with its last room: {ttl}"
+    );
 }

@@ -10,7 +10,7 @@ request headers it received:
 - a WebSocket upgrade request reaches the backend with Upgrade/Connection: upgrade, X-Real-IP set
   to the client and X-Forwarded-For with the client appended;
 - a plain request reaches it with Connection: close (the $connection_upgrade map's default);
-- /metrics is proxied for loopback clients (other clients get 403; not reachable from here).
+- /metrics is never proxied (404): Prometheus scrapes each node on the backend network.
 nginx is stopped by its own PID. Exit 0 when all hold, 1 with a message otherwise.
 
 Usage: nginx_smoke.py <repo>/nginx [nginx binary]
@@ -107,7 +107,7 @@ def run_checks(port, nginx):
     expect("upgrade" not in seen, f"plain request carries Upgrade: {seen}")
 
     status, _, _ = request(port, "/metrics")
-    expect(status == 200, f"/metrics from loopback: status {status}")
+    expect(status == 404, f"/metrics through nginx: status {status}, expected 404")
 
 
 def main(argv):

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::auth::{KeyError, TokenVerifier};
 use crate::cluster_link::ClusterLink;
 use crate::config::Config;
+use crate::handshake_gate::HandshakeGate;
 use crate::metrics::Metrics;
 
 /// Where a node is in its life; `/ready` answers 200 only in `Ready`.
@@ -41,6 +42,8 @@ pub struct App {
     pub metrics: Metrics,
     /// JWT verifier (and minter for `--dev`).
     pub verifier: TokenVerifier,
+    /// Limits on Engine.IO handshakes, checked before a session exists.
+    pub handshakes: HandshakeGate,
     /// Wall-clock start time.
     pub started_at: DateTime<Utc>,
     /// Monotonic start time, for uptime.
@@ -75,13 +78,21 @@ impl App {
         link: ClusterLink,
     ) -> Result<Arc<Self>, KeyError> {
         let verifier = TokenVerifier::new(&config.jwt_key, config.jwt_algorithm)?;
+        let metrics = Metrics::new();
+        let handshakes = HandshakeGate::new(
+            config.handshake_rate_limit(),
+            config.args.max_pending_sessions,
+            config.args.trusted_proxies.clone(),
+            &metrics,
+        );
         Ok(Arc::new(Self {
             server_id: config.server_id.clone(),
             config,
             backends,
             link,
-            metrics: Metrics::new(),
+            metrics,
             verifier,
+            handshakes,
             started_at: Utc::now(),
             started: Instant::now(),
             runtime_lag_ms: AtomicU64::new(0),

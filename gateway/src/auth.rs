@@ -1,7 +1,8 @@
 //! JWT verification and minting.
 //!
 //! Only the configured algorithm is accepted (so `alg: none` and algorithm-confusion tokens are
-//! refused), `exp` is required and enforced with no leeway beyond a few seconds of clock skew.
+//! refused), `exp` is required and enforced with no leeway beyond a few seconds of clock skew,
+//! and `nbf`, when present, is enforced with the same leeway (a token is not valid before it).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{JwtAlgorithm, JwtKey};
 
-/// Allowed clock skew when checking `exp`, seconds.
+/// Allowed clock skew when checking `exp` and `nbf`, seconds.
 const LEEWAY_SECS: u64 = 5;
 
 /// The claims a token carries, as the original design signed them.
@@ -121,6 +122,7 @@ impl TokenVerifier {
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         Ok(Self {
             key: decoding,
@@ -293,6 +295,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.verify(&t), Err(AuthError::InvalidToken));
+    }
+
+    fn signed(claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn not_yet_valid_is_invalid() {
+        let v = verifier("s");
+        let now = now_secs();
+        let future =
+            signed(&serde_json::json!({ "userId": "u1", "exp": now + 7200, "nbf": now + 3600 }));
+        assert_eq!(v.verify(&future), Err(AuthError::InvalidToken));
+        // Within the clock-skew leeway, as for `exp`.
+        let skewed = signed(
+            &serde_json::json!({ "userId": "u1", "exp": now + 60, "nbf": now + LEEWAY_SECS - 1 }),
+        );
+        assert!(v.verify(&skewed).is_ok());
+        let past = signed(&serde_json::json!({ "userId": "u1", "exp": now + 60, "nbf": now - 10 }));
+        assert!(v.verify(&past).is_ok());
+        // A malformed `nbf` is refused rather than ignored.
+        let bad = signed(&serde_json::json!({ "userId": "u1", "exp": now + 60, "nbf": "soon" }));
+        assert_eq!(v.verify(&bad), Err(AuthError::InvalidToken));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The client address of a handshake (PROTOCOL.md section 2): the TCP peer, or `X-Real-IP` /
-//! the right-most `X-Forwarded-For` entry only when the peer is a trusted proxy.
+//! the right-most `X-Forwarded-For` entry only when the peer is a trusted proxy, and the key
+//! per-address limits count it under.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -36,6 +37,19 @@ pub fn client_addr(
             .and_then(parse_ip)
     };
     Some(real_ip.or_else(forwarded).unwrap_or(peer))
+}
+
+/// The key per-address limits count `addr` under: an IPv4 address itself, an IPv6 address's /64
+/// network. One IPv6 host is usually given a whole /64 and picks addresses in it at will, so
+/// keying by full address would hand it 2^64 budgets.
+pub fn limit_key(addr: IpAddr) -> IpAddr {
+    match canonical(addr) {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+        v4 => v4,
+    }
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {
@@ -140,6 +154,27 @@ mod tests {
             client_addr(peer("[::ffff:127.0.0.1]:80"), &h, &nets(&["127.0.0.1/32"])),
             Some("2001:db8::1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_network() {
+        let key = |s: &str| limit_key(s.parse().unwrap());
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(
+            key("2001:db8:1:2:abcd::9"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        // IPv4, mapped or not, keeps its full address.
+        assert_eq!(key("10.1.2.3"), "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            key("::ffff:10.1.2.3"),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("10.1.2.3"), key("10.1.2.4"));
     }
 
     #[test]

@@ -123,6 +123,9 @@ fn starting_router(reason: std::sync::Arc<std::sync::Mutex<String>>) -> axum::Ro
 pub struct ClusterLink {
     adapter: RedisAdapterCtr,
     redis: Option<RedisCluster>,
+    /// This node's liveness beat, held (never read) from joining until the process ends: a
+    /// draining node is alive.
+    _liveness: Option<cluster::redis::Liveness>,
 }
 
 impl ClusterLink {
@@ -131,6 +134,7 @@ impl ClusterLink {
         Self {
             adapter: RedisAdapterCtr::local(),
             redis: None,
+            _liveness: None,
         }
     }
 
@@ -140,15 +144,17 @@ impl ClusterLink {
             return Ok(Self::standalone());
         };
         let mut state_config = RedisStateConfig::new(config.server_id.clone())
-            .with_stats_ttl(Duration::from_secs(config.args.stats_ttl_secs));
+            .with_stats_ttl(Duration::from_secs(config.args.stats_ttl_secs))
+            .with_liveness_ttl(Duration::from_millis(config.args.liveness_ttl_ms));
         state_config.history_capacity = config.args.history_size;
         state_config.retention = config.args.state_limits.retention();
-        // Look for dead peers as often as records are refreshed, so a death is noticed within
-        // about one heartbeat of its key expiring.
+        // List the stats records at least as often as they are refreshed; liveness keys, which
+        // decide deaths, are read every liveness beat regardless.
         state_config.monitor.interval = state_config
             .stats_refresh
             .min(state_config.monitor.interval);
         let redis = cluster::redis::connect(url, state_config).await?;
+        let liveness = redis.spawn_liveness();
         let adapter = RedisAdapterCtr::connect(url, RedisAdapterConfig::default()).await?;
         tracing::info!(
             redis = %cluster::redis::redact(url),
@@ -158,6 +164,7 @@ impl ClusterLink {
         Ok(Self {
             adapter,
             redis: Some(redis),
+            _liveness: Some(liveness),
         })
     }
 

@@ -42,6 +42,8 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print aggregate statistics of every live node of a cluster.
     ClusterStats(ClusterStatsArgs),
+    /// Create a random HS256 secret file for JWT_SECRET_FILE unless it already exists.
+    InitSecret(InitSecretArgs),
 }
 
 /// Log output format.
@@ -78,6 +80,9 @@ pub struct KeyArgs {
     /// HS256 secret.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret (used when JWT_SECRET is unset or empty).
+    #[arg(long, env = "JWT_SECRET_FILE", global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
     /// PEM public key for RS256/ES256 verification.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE", global = true)]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -124,6 +129,17 @@ pub struct ServeArgs {
     /// Connection attempts per client address per minute.
     #[arg(long, env = "CONNECTION_RATE_LIMIT", default_value_t = 50)]
     pub connection_rate_limit: u32,
+    /// Engine.IO handshakes (new sessions) per client address per minute, checked before a
+    /// session exists; twice `CONNECTION_RATE_LIMIT` when unset.
+    #[arg(long, env = "HANDSHAKE_RATE_LIMIT")]
+    pub handshake_rate_limit: Option<u32>,
+    /// Sessions that have not joined a namespace yet, node-wide; handshakes past it get 503.
+    #[arg(long, env = "MAX_PENDING_SESSIONS", default_value_t = 4096)]
+    pub max_pending_sessions: usize,
+    /// How long a session may take to join its first namespace before it is closed,
+    /// milliseconds.
+    #[arg(long, env = "CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub connect_timeout_ms: u64,
     /// Events per second per socket (token bucket refill rate).
     #[arg(long, env = "EVENT_RATE_LIMIT", default_value_t = 20)]
     pub event_rate_limit: u32,
@@ -159,6 +175,10 @@ pub struct ServeArgs {
     /// TTL of this node's `cluster:stats:<serverId>` key, seconds.
     #[arg(long, env = "STATS_TTL_SECS", default_value_t = 60)]
     pub stats_ttl_secs: u64,
+    /// TTL of this node's liveness key, milliseconds: peers declare a node dead once it lapses
+    /// (rewritten every sixth of it, so five beats may be missed under load).
+    #[arg(long, env = "LIVENESS_TTL_MS", default_value_t = 6000)]
+    pub liveness_ttl_ms: u64,
     /// Time between the shutdown notice and closing sockets, seconds.
     #[arg(long, env = "DRAIN_SECS", default_value_t = 5)]
     pub drain_secs: u64,
@@ -168,6 +188,14 @@ pub struct ServeArgs {
     /// Static files served for unknown routes (the demo page by default).
     #[arg(long, env = "STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Directory of the socket.io client bundle served at `/socket.io/socket.io.js`
+    /// (default: the `socket.io-client` that `npm ci --prefix gateway/client-bundle` installs).
+    #[arg(long, env = "CLIENT_BUNDLE_DIR")]
+    pub client_bundle_dir: Option<PathBuf>,
+    /// `GET /dev/token` with the configured HS256 secret, role `user` only (demo setups; the
+    /// compose file turns it on behind a port bound to 127.0.0.1).
+    #[arg(long, env = "DEV_TOKENS")]
+    pub dev_tokens: bool,
     /// Log output format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -213,6 +241,14 @@ pub struct HealthcheckArgs {
     pub url: String,
 }
 
+/// Settings of `gateway init-secret`.
+#[derive(Args, Debug, Clone)]
+pub struct InitSecretArgs {
+    /// The secret file to create (mode 0600); an existing file is left as it is.
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    pub file: PathBuf,
+}
+
 /// Settings of `gateway cluster-stats`.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterStatsArgs {
@@ -247,6 +283,19 @@ pub enum ConfigError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// `--dev` signs with the public dev secret, so it refuses a real key next to it.
+    #[error(
+        "--dev uses the built-in, publicly known dev secret and cannot be combined with {0}: drop --dev (DEV_MODE), or unset {0}; to hand out user tokens signed with your secret on a demo, use DEV_TOKENS"
+    )]
+    DevWithKey(&'static str),
+    /// The secret file cannot be read or is empty.
+    #[error("cannot use JWT_SECRET_FILE {path}: {reason}")]
+    SecretFile {
+        /// The file named.
+        path: PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
     /// HS256 needs a secret, RS256/ES256 a public key file.
     #[error("JWT_ALGORITHM {0:?} needs {1}")]
     KeyMismatch(JwtAlgorithm, &'static str),
@@ -276,13 +325,28 @@ impl std::fmt::Debug for JwtKey {
 impl KeyArgs {
     /// Resolves the key; a missing key is an error unless `--dev`.
     pub fn resolve(&self) -> Result<(JwtKey, JwtAlgorithm), ConfigError> {
+        let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
+        if self.dev {
+            // Otherwise /dev/token would sign admin tokens with the production key.
+            if secret.is_some() {
+                return Err(ConfigError::DevWithKey("JWT_SECRET"));
+            }
+            if self.jwt_secret_file.is_some() {
+                return Err(ConfigError::DevWithKey("JWT_SECRET_FILE"));
+            }
+            if self.jwt_public_key_file.is_some() {
+                return Err(ConfigError::DevWithKey("JWT_PUBLIC_KEY_FILE"));
+            }
+        }
         match self.jwt_algorithm {
             JwtAlgorithm::Hs256 => {
-                if let Some(secret) = self.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+                if let Some(secret) = secret {
                     Ok((
                         JwtKey::Secret(secret.as_bytes().to_vec()),
                         JwtAlgorithm::Hs256,
                     ))
+                } else if let Some(path) = &self.jwt_secret_file {
+                    Ok((JwtKey::Secret(read_secret_file(path)?), JwtAlgorithm::Hs256))
                 } else if self.dev {
                     Ok((
                         JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
@@ -312,6 +376,60 @@ impl KeyArgs {
     }
 }
 
+/// Shortest secret accepted from JWT_SECRET_FILE, bytes.
+const MIN_SECRET_FILE_BYTES: usize = 16;
+
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    let bad = |reason: String| ConfigError::SecretFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let raw = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    // A trailing newline from `echo` or an editor is not part of the secret.
+    let secret = raw.trim_ascii();
+    if secret.len() < MIN_SECRET_FILE_BYTES {
+        return Err(bad(format!(
+            "the secret must be at least {MIN_SECRET_FILE_BYTES} bytes (`gateway init-secret --file {}` makes one)",
+            path.display()
+        )));
+    }
+    Ok(secret.to_vec())
+}
+
+/// Creates `path` holding a random 256-bit secret (64 hex digits), readable by its owner only,
+/// unless it exists already. Several processes may race: exactly one file wins, and everyone
+/// ends up reading it. Returns whether this call created it.
+pub fn init_secret_file(path: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.exists() {
+        return Ok(false);
+    }
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(hex.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    // A hard link never replaces an existing file: the first writer wins, atomically.
+    let created = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::remove_file(&tmp)?;
+    Ok(created)
+}
+
 /// A node's validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -325,6 +443,8 @@ pub struct Config {
     pub jwt_algorithm: JwtAlgorithm,
     /// Static files root.
     pub static_dir: PathBuf,
+    /// Directory of the socket.io client bundle.
+    pub client_bundle_dir: PathBuf,
 }
 
 impl Config {
@@ -340,6 +460,24 @@ impl Config {
         if args.connection_rate_limit == 0 {
             return Err(ConfigError::Invalid(
                 "CONNECTION_RATE_LIMIT",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.handshake_rate_limit == Some(0) {
+            return Err(ConfigError::Invalid(
+                "HANDSHAKE_RATE_LIMIT",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.max_pending_sessions == 0 {
+            return Err(ConfigError::Invalid(
+                "MAX_PENDING_SESSIONS",
+                "must be at least 1".into(),
+            ));
+        }
+        if args.connect_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "CONNECT_TIMEOUT_MS",
                 "must be at least 1".into(),
             ));
         }
@@ -373,6 +511,12 @@ impl Config {
                 "must be at least 3 (the record is refreshed every third of it)".into(),
             ));
         }
+        if args.liveness_ttl_ms < 600 {
+            return Err(ConfigError::Invalid(
+                "LIVENESS_TTL_MS",
+                "must be at least 600 (the key is rewritten every sixth of it)".into(),
+            ));
+        }
         if let Some(bad) = args
             .allowed_origins
             .iter()
@@ -397,12 +541,25 @@ impl Config {
             .static_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")));
+        let client_bundle_dir = args.client_bundle_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/client-bundle/node_modules/socket.io-client/dist"
+            ))
+        });
+        if args.dev_tokens && !matches!(jwt_key, JwtKey::Secret(_)) {
+            return Err(ConfigError::Invalid(
+                "DEV_TOKENS",
+                "needs an HS256 secret (JWT_SECRET or JWT_SECRET_FILE) to sign with".into(),
+            ));
+        }
         Ok(Self {
             args,
             server_id,
             jwt_key,
             jwt_algorithm,
             static_dir,
+            client_bundle_dir,
         })
     }
 
@@ -419,6 +576,21 @@ impl Config {
     /// Engine.IO ping timeout.
     pub fn ping_timeout(&self) -> Duration {
         Duration::from_millis(self.args.ping_timeout_ms)
+    }
+
+    /// Engine.IO handshakes per client address per minute. By default twice the connection
+    /// budget: each connection attempt of a Socket.IO client takes one handshake, so a client
+    /// over its budget is refused at the CONNECT with the contract's `Rate limit exceeded`
+    /// before its handshakes get the bare HTTP 429 a client library cannot show.
+    pub fn handshake_rate_limit(&self) -> u32 {
+        self.args
+            .handshake_rate_limit
+            .unwrap_or_else(|| self.args.connection_rate_limit.saturating_mul(2))
+    }
+
+    /// How long a session may take to join its first namespace.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.args.connect_timeout_ms)
     }
 
     /// Drain period of a graceful shutdown.
@@ -453,6 +625,18 @@ mod tests {
         assert_eq!(c.args.banned_words, ["spam", "abuse", "inappropriate"]);
         assert_eq!((c.args.event_rate_limit, c.args.event_rate_burst), (20, 40));
         assert_eq!(c.args.connection_rate_limit, 50);
+        assert_eq!(c.handshake_rate_limit(), 100, "twice CONNECTION_RATE_LIMIT");
+        assert_eq!(c.args.max_pending_sessions, 4096);
+        assert_eq!(c.connect_timeout(), Duration::from_secs(45));
+        let own = parse(&["--dev", "--handshake-rate-limit", "7"]).serve;
+        assert_eq!(Config::from_args(own).unwrap().handshake_rate_limit(), 7);
+        for zero in [
+            "--handshake-rate-limit",
+            "--max-pending-sessions",
+            "--connect-timeout-ms",
+        ] {
+            assert!(Config::from_args(parse(&["--dev", zero, "0"]).serve).is_err());
+        }
         assert_eq!((c.args.drain_secs, c.args.grace_secs), (5, 30));
         assert_eq!(c.args.stats_ttl_secs, 60);
         assert_eq!(c.args.worker_threads, 0, "one per core");
@@ -525,6 +709,57 @@ mod tests {
         let err = Config::from_args(parse(&["--dev", "--allowed-origins", "http://a,"]).serve)
             .unwrap_err();
         assert!(err.to_string().contains("ALLOWED_ORIGINS"), "{err}");
+    }
+
+    #[test]
+    fn dev_refuses_a_real_key_next_to_it() {
+        for args in [
+            &["--dev", "--jwt-secret", "production-secret"][..],
+            &["--dev", "--jwt-secret-file", "/run/secret"][..],
+            &[
+                "--dev",
+                "--jwt-public-key-file",
+                "/k.pem",
+                "--jwt-algorithm",
+                "RS256",
+            ][..],
+        ] {
+            let err = Config::from_args(parse(args).serve).unwrap_err();
+            assert!(matches!(err, ConfigError::DevWithKey(_)), "{args:?}: {err}");
+            assert!(err.to_string().contains("DEV_TOKENS"), "{err}");
+        }
+        // An empty JWT_SECRET (compose's `${JWT_SECRET:-}`) is no key.
+        assert!(Config::from_args(parse(&["--dev", "--jwt-secret", ""]).serve).is_ok());
+    }
+
+    #[test]
+    fn secret_file_is_created_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("secret-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jwt");
+        assert!(init_secret_file(&path).unwrap());
+        let first = std::fs::read(&path).unwrap();
+        assert!(
+            !init_secret_file(&path).unwrap(),
+            "an existing file is kept"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let p = path.to_str().unwrap();
+        let c = Config::from_args(parse(&["--jwt-secret-file", p, "--dev-tokens"]).serve).unwrap();
+        assert!(matches!(&c.jwt_key, JwtKey::Secret(s) if *s == first));
+        // JWT_SECRET wins over the file.
+        let c =
+            Config::from_args(parse(&["--jwt-secret-file", p, "--jwt-secret", "x"]).serve).unwrap();
+        assert!(matches!(&c.jwt_key, JwtKey::Secret(s) if s == b"x"));
+        std::fs::write(&path, "short\n").unwrap();
+        let err = Config::from_args(parse(&["--jwt-secret-file", p]).serve).unwrap_err();
+        assert!(matches!(err, ConfigError::SecretFile { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

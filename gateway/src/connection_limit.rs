@@ -1,5 +1,7 @@
 //! Per-client-address connection attempt limit (`CONNECTION_RATE_LIMIT` a minute).
 //!
+//! Addresses are counted under [`limit_key`]: IPv6 clients by their /64 network.
+//!
 //! Each address has a token bucket of `limit` tokens refilled at `limit` per minute, so a client
 //! may make `limit` attempts at once and then `limit` more spread over each minute.
 //! The table is bounded: past [`MAX_TRACKED_ADDRESSES`] entries, addresses whose bucket is full
@@ -10,6 +12,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::client_addr::limit_key;
 
 /// Most addresses remembered at once.
 pub const MAX_TRACKED_ADDRESSES: usize = 100_000;
@@ -47,6 +51,7 @@ impl ConnectionLimiter {
 
     /// Records an attempt from `addr` at `now`; `false` when it is over the limit.
     pub fn allow(&self, addr: IpAddr, now: Instant) -> bool {
+        let addr = limit_key(addr);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if !buckets.contains_key(&addr) && buckets.len() >= self.max_tracked {
             self.evict(&mut buckets, now);
@@ -117,6 +122,18 @@ mod tests {
         assert!(!l.allow(ip("10.0.0.1"), t0));
         // Another address has its own budget.
         assert!(l.allow(ip("10.0.0.2"), t0));
+    }
+
+    #[test]
+    fn one_ipv6_network_shares_one_budget() {
+        let t0 = Instant::now();
+        let l = ConnectionLimiter::new(3);
+        for host in 1..=3 {
+            assert!(l.allow(ip(&format!("2001:db8:7:7::{host}")), t0));
+        }
+        // A fourth address of the same /64 is the same client.
+        assert!(!l.allow(ip("2001:db8:7:7:dead:beef::4"), t0));
+        assert!(l.allow(ip("2001:db8:7:8::1"), t0));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cluster_link;
 pub mod config;
 pub mod connection_limit;
 pub mod event_limit;
+pub mod handshake_gate;
 pub mod http;
 pub mod metrics;
 pub mod namespaces;
@@ -25,7 +26,6 @@ pub mod validation;
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -39,10 +39,6 @@ pub type Adapter = adapter_redis::RedisAdapter<socketioxide::adapter::Emitter>;
 
 /// The Socket.IO server handle of the gateway.
 pub type Io = SocketIo<Adapter>;
-
-/// How long a client may take to join a namespace after the Engine.IO handshake
-/// (PROTOCOL.md section 1).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Packets queued per socket before it counts as a slow client and is disconnected
 /// (PROTOCOL.md section 1). socketioxide's default of 128 marked most of 1,000 clients connecting
@@ -142,7 +138,9 @@ async fn serve_node(
         .max_payload(app.config.args.max_payload_bytes)
         .ws_max_message_size(ws_limit)
         .ws_max_frame_size(ws_limit)
-        .connect_timeout(CONNECT_TIMEOUT)
+        // Closes a session that joined no namespace in time (a handshake without a CONNECT, or
+        // only refused CONNECTs); socketioxide's timer, for Socket.IO v5 clients.
+        .connect_timeout(app.config.connect_timeout())
         .max_buffer_size(SOCKET_QUEUE_PACKETS)
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(Arc::clone(&app))
@@ -153,15 +151,9 @@ async fn serve_node(
         .map_err(|e| GatewayError::Namespaces(e.to_string()))?;
     // Held until the node stops: dead peers, control messages and Redis reconnects.
     let _cluster_reactions = namespaces::cluster_events::start(&shared).await;
-    let router = http::with_layers(
-        http::router(Arc::clone(&app), io.clone()),
-        &app.config,
-        layer,
-    )
-    .layer(axum::middleware::from_fn_with_state(
-        Arc::clone(&app.outbound),
-        outbound::track_transport,
-    ));
+    let router = http::with_layers(http::router(Arc::clone(&app), io.clone()), &app, layer).layer(
+        axum::middleware::from_fn_with_state(Arc::clone(&app.outbound), outbound::track_transport),
+    );
 
     let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app));
     let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use gateway::auth::{Identity, TokenVerifier};
 use gateway::config::{
-    Cli, ClusterStatsArgs, Command, Config, HealthcheckArgs, ServeArgs, TokenArgs,
+    Cli, ClusterStatsArgs, Command, Config, HealthcheckArgs, InitSecretArgs, ServeArgs, TokenArgs,
 };
 use gateway::telemetry::Telemetry;
 
@@ -40,6 +40,7 @@ fn main() {
             Some(Command::Token(args)) => token(&args),
             Some(Command::Healthcheck(args)) => healthcheck(&args).await,
             Some(Command::ClusterStats(args)) => cluster_stats(&args).await,
+            Some(Command::InitSecret(args)) => init_secret(&args),
         }
     });
     let _ = std::io::stdout().flush();
@@ -128,6 +129,30 @@ fn termination_signal() -> std::io::Result<impl std::future::Future<Output = ()>
             std::future::pending::<()>().await;
         }
     })
+}
+
+/// `gateway init-secret --file PATH`: says whether it created the file, never prints the secret.
+fn init_secret(args: &InitSecretArgs) -> i32 {
+    match gateway::config::init_secret_file(&args.file) {
+        Ok(true) => {
+            eprintln!("gateway init-secret: created {}", args.file.display());
+            0
+        }
+        Ok(false) => {
+            eprintln!(
+                "gateway init-secret: {} exists, kept as it is",
+                args.file.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "gateway init-secret: cannot create {}: {e}",
+                args.file.display()
+            );
+            1
+        }
+    }
 }
 
 fn token(args: &TokenArgs) -> i32 {

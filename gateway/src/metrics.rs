@@ -36,6 +36,15 @@ pub struct Metrics {
     pub slow_client_disconnects: Counter,
     /// Frames that could not be queued to a client.
     pub dropped_frames: Counter,
+    /// Engine.IO sessions that have not joined a namespace yet.
+    pub sessions_pending: Gauge,
+    /// Engine.IO sessions that ended without joining a namespace (connect timeout, client gone,
+    /// failed handshake).
+    pub sessions_abandoned: Counter,
+    /// Handshakes refused because the client address spent its budget (HTTP 429).
+    pub handshakes_rate_limited: Counter,
+    /// Handshakes refused because too many sessions were pending on the node (HTTP 503).
+    pub handshakes_over_pending_cap: Counter,
     /// Events refused by a bound on client-created state (rooms or games per socket, room
     /// password attempts).
     pub state_limit_refusals: Counter,
@@ -71,6 +80,10 @@ impl Metrics {
         let auth_errors = Counter::default();
         let slow_client_disconnects = Counter::default();
         let dropped_frames = Counter::default();
+        let sessions_pending = Gauge::default();
+        let sessions_abandoned = Counter::default();
+        let handshakes_rate_limited = Counter::default();
+        let handshakes_over_pending_cap = Counter::default();
         let state_limit_refusals = Counter::default();
         let queue_budget_disconnects = Counter::default();
         // prometheus-client appends `_total` to counters itself.
@@ -130,6 +143,26 @@ impl Metrics {
             dropped_frames.clone(),
         );
         registry.register(
+            "socketio_sessions_pending",
+            "Engine.IO sessions that have not joined a namespace yet",
+            sessions_pending.clone(),
+        );
+        registry.register(
+            "socketio_sessions_abandoned",
+            "Engine.IO sessions that ended without joining a namespace",
+            sessions_abandoned.clone(),
+        );
+        registry.register(
+            "socketio_handshakes_rate_limited",
+            "Engine.IO handshakes refused: the client address spent its budget",
+            handshakes_rate_limited.clone(),
+        );
+        registry.register(
+            "socketio_handshakes_over_pending_cap",
+            "Engine.IO handshakes refused: too many sessions pending on the node",
+            handshakes_over_pending_cap.clone(),
+        );
+        registry.register(
             "socketio_state_limit_refusals",
             "Events refused by a bound on client-created state (rooms or games per socket, room password attempts)",
             state_limit_refusals.clone(),
@@ -152,6 +185,10 @@ impl Metrics {
             auth_errors,
             slow_client_disconnects,
             dropped_frames,
+            sessions_pending,
+            sessions_abandoned,
+            handshakes_rate_limited,
+            handshakes_over_pending_cap,
             state_limit_refusals,
             queue_budget_disconnects,
             rate_window: Mutex::new(RateWindow {

@@ -14,6 +14,16 @@ pub struct StateLimits {
     #[arg(long, env = "MAX_GAMES_PER_SOCKET", default_value_t = 20,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub max_games_per_socket: u32,
+    /// Rooms of `/` that may exist at once, cluster-wide: past it, `create room` is refused, so
+    /// neither the state nor `get rooms` can grow without bound.
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms: u32,
+    /// Rooms one user may have created that nobody has joined yet, cluster-wide (so one user
+    /// cannot take all of `MAX_ROOMS`).
+    #[arg(long, env = "MAX_UNJOINED_ROOMS_PER_USER", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unjoined_rooms_per_user: u32,
     /// A room nobody joins is deleted this many seconds after its creation.
     #[arg(long, env = "UNJOINED_ROOM_TTL_SECS", default_value_t = 600,
         value_parser = clap::value_parser!(u64).range(1..))]
@@ -67,6 +77,22 @@ impl StateLimits {
         format!(
             "Too many rooms: a connection may be in at most {} rooms",
             self.max_rooms_per_socket
+        )
+    }
+
+    /// The error for a `create room` when as many rooms exist as allowed.
+    pub fn too_many_rooms_exist(&self) -> String {
+        format!(
+            "Too many rooms exist (at most {}): try again later",
+            self.max_rooms
+        )
+    }
+
+    /// The error for a `create room` by a user with as many unjoined rooms as allowed.
+    pub fn too_many_unjoined_rooms(&self) -> String {
+        format!(
+            "Too many rooms of yours that nobody has joined yet (at most {}): join one or wait until they expire",
+            self.max_unjoined_rooms_per_user
         )
     }
 

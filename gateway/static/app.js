@@ -288,6 +288,6 @@
   setConnected(false);
 
   if (typeof window.io !== 'function') {
-    addLine('socket.io-client did not load from https://cdn.socket.io (offline?)', 'error');
+    addLine('socket.io-client did not load from /socket.io/socket.io.min.js: install it on the gateway with `npm ci --prefix gateway/client-bundle`', 'error');
   }
 })();

@@ -142,6 +142,8 @@ impl Launcher {
                     .args(["--connection-rate-limit", "100000000"])
                     .args(["--event-rate-limit", "100000000"])
                     .args(["--event-rate-burst", "100000000"])
+                    // The rooms scenario creates every room as one user before anyone joins.
+                    .args(["--max-unjoined-rooms-per-user", "100000000"])
                     .env("RUST_LOG", "warn")
                     .env("LOG_FORMAT", "text");
                 if let Some(url) = redis_url {

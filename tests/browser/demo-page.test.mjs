@@ -4,8 +4,9 @@
 // The demo page's element ids (agreed with the page engineer): `#username` + `#connect` (fetches a
 // token from /dev/token in --dev mode), `#room-id` + `#join-room` (creates the room if missing, then
 // joins), `#message` + `#send` (room message to the joined room), `#messages` (received messages).
-// The page may load socket.io-client from a CDN; this machine reaches no CDN, so every request for a
-// socket.io client bundle is answered from node_modules (with a recorder appended that only observes).
+// The page loads socket.io-client from the gateway itself (`/socket.io/socket.io.min.js`); every
+// request leaving the page's origin is blocked and fails the test, and the gateway's bundle gets a
+// recorder appended that only observes.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,6 +19,7 @@ import { REPO_ROOT, freePort, startGateway, test, waitFor } from '../e2e/support
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const require = createRequire(import.meta.url);
 const CLIENT_BUNDLE = join(dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
+const BUNDLE_PATH = '/socket.io/socket.io.min.js';
 const RECORDER = `
 ;(function () {
   var original = window.io;
@@ -55,20 +57,25 @@ async function openChatPage(url, label, dirs) {
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const problems = [];
+  const bundles = [];
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console.error: ${m.text()}`));
   const origin = new URL(url).origin;
   await context.route('**/*', async (route) => {
     const requested = route.request().url();
-    if (/socket\.io(\.min)?\.js(\?.*)?$/.test(new URL(requested).pathname + new URL(requested).search)) {
-      const body = readFileSync(CLIENT_BUNDLE, 'utf8') + RECORDER;
-      return route.fulfill({ status: 200, contentType: 'application/javascript', body });
+    if (requested === origin + BUNDLE_PATH) {
+      // Served by the gateway under test, compared with the npm package's own file.
+      const response = await route.fetch();
+      const served = await response.text();
+      bundles.push({ status: response.status(), same: served === readFileSync(CLIENT_BUNDLE, 'utf8') });
+      return route.fulfill({ response, body: served + RECORDER });
     }
     if (requested.startsWith(origin)) return route.continue();
     problems.push(`blocked external request: ${requested}`);
     return route.abort();
   });
   await page.goto(url, { waitUntil: 'load', timeout: 20_000 });
+  assert.deepEqual(bundles, [{ status: 200, same: true }], `the page loads ${BUNDLE_PATH} from the gateway once`);
   return { context, page, problems };
 }
 

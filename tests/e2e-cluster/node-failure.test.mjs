@@ -88,6 +88,30 @@ describe('node failure', () => {
     assert.equal((await got).message, 'still here');
   });
 
+  test('SIGKILL with the default timings (stats TTL 60 s, liveness 6 s): within 10 s its users go offline and it leaves /cluster/stats', { timeout: 60_000 }, async (t) => {
+    // statsTtl 60 is STATS_TTL_SECS's default, and the liveness TTL startCluster derives from it is
+    // LIVENESS_TTL_MS's default (6 s). The stats key would keep the node listed for up to a minute.
+    const cluster = await startCluster(t, { nodes: 3, statsTtl: 60 });
+    const [A, , C] = cluster.nodes;
+    for (const gw of cluster.nodes) await waitForStatsIds(gw, cluster.ids, 5000, 'before the kill');
+    const watcher = await userOn(cluster, A, newUser('watchA'), { t });
+    const victimUser = newUser('victim');
+    await userOn(cluster, C, victimUser, { t });
+    const offline = record(watcher.socket, 'user offline');
+    const killedAt = Date.now();
+    process.kill(C.pid, 'SIGKILL');
+    await C.exited;
+    await waitForEntries(offline, (e) => e?.userId === victimUser.userId, {
+      ms: 10_000 - (Date.now() - killedAt),
+      what: `user offline for ${victimUser.userId} within 10 s of the SIGKILL of ${C.serverId}`,
+    });
+    const offlineAfter = Date.now() - killedAt;
+    await waitForStatsIds(A, [cluster.ids[0], cluster.ids[1]], Math.max(10_000 - (Date.now() - killedAt), 500), `within 10 s of the SIGKILL of ${C.serverId}`);
+    t.diagnostic(`default timings: user offline after ${offlineAfter} ms, out of /cluster/stats after ${Date.now() - killedAt} ms`);
+    // No false death of the survivors meanwhile.
+    await waitForStatsIds(A, [cluster.ids[0], cluster.ids[1]], 1000, 'survivors still listed');
+  });
+
   test('SIGKILL and restart with the same --server-id inside the TTL (a crash-looping pod, a compose restart): the previous run\'s users go offline, its memberships are dropped, the node serves again', { timeout: 90_000 }, async (t) => {
     const TTL = 10;
     const cluster = await startCluster(t, { nodes: 3, statsTtl: TTL });

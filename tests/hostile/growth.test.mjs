@@ -87,6 +87,48 @@ describe('bounded growth', () => {
     }
   });
 
+  for (const redis of [false, true]) {
+    test(`MAX_UNJOINED_ROOMS_PER_USER keeps one user from taking every room [${redis ? 'Redis' : 'memory'}]`, async (t) => {
+      const gw = await startGateway(t, { redis, args: ['--max-unjoined-rooms-per-user', '2'] });
+      const mallory = await connectUser(gw, newUser('mallory'));
+      const bob = await connectUser(gw, newUser('bob'));
+      try {
+        const first = newRoomId('hoard');
+        await expectAccepted(mallory.socket, 'create room', { roomId: first, roomName: 'h' });
+        await expectAccepted(mallory.socket, 'create room', { roomId: newRoomId('hoard'), roomName: 'h' });
+        const { ack } = await expectRejected(mallory.socket, 'create room', { roomId: newRoomId('hoard'), roomName: 'h' });
+        assert.match(ack.error, /^Too many rooms of yours that nobody has joined yet \(at most 2\)/);
+        await expectAccepted(bob.socket, 'create room', { roomId: newRoomId('bobs'), roomName: 'b' });
+        // A room someone joined no longer counts against its creator.
+        await expectAccepted(bob.socket, 'join room', { roomId: first });
+        await expectAccepted(mallory.socket, 'create room', { roomId: newRoomId('hoard'), roomName: 'h' });
+        assert.match((await http(gw, '/metrics')).text, /^socketio_state_limit_refusals_total 1$/m);
+      } finally {
+        closeAll(mallory.socket, bob.socket);
+      }
+    });
+
+    test(`MAX_ROOMS bounds the rooms that exist, and expired rooms make space again [${redis ? 'Redis' : 'memory'}]`, async (t) => {
+      const gw = await startGateway(t, { redis, args: ['--max-rooms', '3', '--unjoined-room-ttl-secs', '1'] });
+      const mallory = await connectUser(gw, newUser('mallory'));
+      try {
+        for (let i = 0; i < 3; i += 1) {
+          await expectAccepted(mallory.socket, 'create room', { roomId: newRoomId('flood'), roomName: 'f' });
+        }
+        const { ack } = await expectRejected(mallory.socket, 'create room', { roomId: newRoomId('flood'), roomName: 'f' });
+        assert.equal(ack.error, 'Too many rooms exist (at most 3): try again later');
+        assert.match((await http(gw, '/metrics')).text, /^socketio_state_limit_refusals_total 1$/m);
+        await waitFor(async () => (await ask(mallory.socket, 'create room', { roomId: newRoomId('later'), roomName: 'l' })).success, 10_000, {
+          interval: 200,
+          what: 'room creation to work again once the unjoined rooms expired',
+        });
+        assert.equal((await http(gw, '/health')).status, 200);
+      } finally {
+        closeAll(mallory.socket);
+      }
+    });
+  }
+
   test('Redis: private messages to made-up users store nothing; histories and game counters expire', async (t) => {
     const redis = await startRedis(t);
     const gw = await startGateway(t, { args: ['--redis-url', redis.url, '--history-ttl-secs', '100', '--game-seq-ttl-secs', '50'] });

@@ -156,7 +156,11 @@ fn count(n: i64) -> usize {
 
 #[async_trait]
 impl RoomRegistry for RedisRooms {
-    async fn create(&self, room: RoomRecord) -> StateResult<bool> {
+    async fn create_bounded(
+        &self,
+        room: RoomRecord,
+        max_unjoined: usize,
+    ) -> StateResult<CreateOutcome> {
         let k = &self.conn.keys;
         let created: i64 = self
             .conn
@@ -168,6 +172,7 @@ impl RoomRegistry for RedisRooms {
                     k.order_counter(),
                     k.history(&HistoryScope::Room(room.id.clone())),
                     k.unjoined_rooms(),
+                    k.unjoined_rooms_of(&room.created_by),
                 ],
                 vec![
                     encode(&room)?,
@@ -178,10 +183,16 @@ impl RoomRegistry for RedisRooms {
                     now_ms()
                         .saturating_add(millis(self.retention.unjoined_room))
                         .to_string(),
+                    // Lua numbers are doubles: anything past 2^53 means "no bound" all the same.
+                    max_unjoined.min(1 << 53).to_string(),
                 ],
             )
             .await?;
-        Ok(created == 1)
+        Ok(match created {
+            1 => CreateOutcome::Created,
+            -1 => CreateOutcome::CreatorAtLimit,
+            _ => CreateOutcome::Exists,
+        })
     }
 
     async fn get(&self, room_id: &str) -> StateResult<Option<RoomRecord>> {
@@ -492,6 +503,9 @@ pub struct BanSync {
     pub active: Vec<Ban>,
 }
 
+/// Ban records read per `MGET` when a node loads every ban.
+const BAN_LOAD_BATCH: usize = 500;
+
 /// A value no other node picks for the epoch marker (only the first `SET NX` wins anyway).
 fn fresh_epoch() -> String {
     format!(
@@ -574,20 +588,25 @@ impl RedisBans {
             }
         }
         let mut loaded = HashMap::new();
-        for key in self.conn.scan_keys(&self.conn.keys.ban_pattern()).await? {
-            let json: Option<String> = self
+        let keys = self.conn.scan_keys(&self.conn.keys.ban_pattern()).await?;
+        // Every prefixed key shares the prefix's hash tag on a Redis Cluster, so MGET works there
+        // too; a key that expired since the SCAN reads as nil.
+        for chunk in keys.chunks(BAN_LOAD_BATCH) {
+            let jsons: Vec<Option<String>> = self
                 .conn
                 .client
-                .get(&key)
+                .mget(chunk.to_vec())
                 .await
                 .map_err(|e| state_error(&e))?;
-            let Some(json) = json else { continue };
-            match decode::<Ban>(&json) {
-                Ok(ban) if ban.is_active_at(Utc::now()) => {
-                    loaded.insert(ban.user_id.clone(), ban);
+            for (key, json) in chunk.iter().zip(jsons) {
+                let Some(json) = json else { continue };
+                match decode::<Ban>(&json) {
+                    Ok(ban) if ban.is_active_at(Utc::now()) => {
+                        loaded.insert(ban.user_id.clone(), ban);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%key, error = %e, "unreadable ban record"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%key, error = %e, "unreadable ban record"),
             }
         }
         let active = loaded.values().cloned().collect();

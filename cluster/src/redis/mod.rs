@@ -112,6 +112,12 @@ pub struct RedisStateConfig {
     pub stats_ttl: Duration,
     /// How often the heartbeat rewrites the stats key (default a third of the TTL).
     pub stats_refresh: Duration,
+    /// TTL of this node's liveness key (default 6 s): peers declare the node dead once it lapses,
+    /// long before the stats key would.
+    pub liveness_ttl: Duration,
+    /// How often the liveness key is rewritten, and how often peers look at it (default a sixth of
+    /// the TTL: five beats may be missed before a false death).
+    pub liveness_refresh: Duration,
     /// Longest a command may take before it fails with `Unavailable` (default 2 s).
     pub command_timeout: Duration,
     /// Capacity of each control-bus subscription queue (default 1024; oldest dropped, counted).
@@ -126,6 +132,7 @@ impl RedisStateConfig {
     /// Defaults for the node `node_id`.
     pub fn new(node_id: impl Into<String>) -> Self {
         let stats_ttl = Duration::from_secs(60);
+        let liveness_ttl = Duration::from_secs(6);
         Self {
             node_id: node_id.into(),
             key_prefix: keys::DEFAULT_PREFIX.to_owned(),
@@ -133,6 +140,8 @@ impl RedisStateConfig {
             retention: Retention::default(),
             stats_ttl,
             stats_refresh: stats_ttl / 3,
+            liveness_ttl,
+            liveness_refresh: liveness_ttl / 6,
             command_timeout: Duration::from_secs(2),
             control_queue: 1024,
             pubsub_queue: 4096,
@@ -147,6 +156,13 @@ impl RedisStateConfig {
         self
     }
 
+    /// Sets the liveness TTL and a refresh interval of a sixth of it.
+    pub fn with_liveness_ttl(mut self, ttl: Duration) -> Self {
+        self.liveness_ttl = ttl;
+        self.liveness_refresh = ttl / 6;
+        self
+    }
+
     fn validate(&self) -> Result<(), ClusterError> {
         let bad = |m: &str| Err(ClusterError::InvalidConfig(m.to_owned()));
         if self.node_id.is_empty() {
@@ -157,6 +173,12 @@ impl RedisStateConfig {
         }
         if self.stats_refresh.is_zero() || self.stats_refresh >= self.stats_ttl {
             return bad("stats_refresh must be shorter than stats_ttl");
+        }
+        if self.liveness_ttl < Duration::from_millis(300) {
+            return bad("liveness_ttl must be at least 300 ms");
+        }
+        if self.liveness_refresh.is_zero() || self.liveness_refresh >= self.liveness_ttl {
+            return bad("liveness_refresh must be shorter than liveness_ttl");
         }
         if self.command_timeout.is_zero() {
             return bad("command_timeout must not be zero");
@@ -336,6 +358,8 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         subscriber_reconnects_tx,
     )));
     let (reconnects_tx, reconnects_rx) = watch::channel(0u64);
+    // The heartbeat bumps the same counter when peers purged this node (see spawn_heartbeat).
+    let resync_needed = reconnects_tx.clone();
     tasks.push(tokio::spawn(track_link(
         client.clone(),
         conn.link_up.clone(),
@@ -351,6 +375,7 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         backends,
         bus,
         reconnects: reconnects_rx,
+        resync_needed,
         resubscribed: resubscribed_rx,
         tasks,
     })
@@ -569,6 +594,7 @@ pub struct RedisCluster {
     backends: RedisBackends,
     bus: ControlBus,
     reconnects: watch::Receiver<u64>,
+    resync_needed: watch::Sender<u64>,
     resubscribed: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -610,7 +636,9 @@ impl RedisCluster {
             && self.subscriber_up.load(Ordering::Acquire)
     }
 
-    /// A counter that increases each time the command connection comes back after a loss.
+    /// A counter that increases each time this node's registrations in Redis may have been lost:
+    /// the command connection came back after a loss, or peers declared this node dead and purged
+    /// it (after a stall or a network cut; see [`RedisCluster::spawn_heartbeat`]).
     /// The gateway waits on `changed()` and then calls [`RedisCluster::resync`] with what it holds.
     pub fn reconnects(&self) -> watch::Receiver<u64> {
         self.reconnects.clone()
@@ -760,13 +788,39 @@ impl RedisCluster {
         }
     }
 
+    /// Starts writing this node's liveness key every `liveness_refresh` (TTL `liveness_ttl`), by
+    /// which peers tell within seconds that it died. Stops when the handle is dropped or stopped.
+    ///
+    /// Each beat also looks for the marker a peer leaves after purging this node, and notices
+    /// when the liveness key had lapsed: either means peers may have removed this node's users
+    /// and rooms (it stalled, or was cut off from Redis while Redis stayed up), so the
+    /// [`RedisCluster::reconnects`] counter is bumped and the gateway re-registers what it holds
+    /// with [`RedisCluster::resync`], as after a Redis outage.
+    pub fn spawn_liveness(&self) -> Liveness {
+        let task = tokio::spawn(liveness_beats(
+            self.conn.clone(),
+            self.config.node_id.clone(),
+            self.config.liveness_ttl,
+            self.config.liveness_refresh,
+            self.resync_needed.clone(),
+        ));
+        Liveness {
+            task,
+            conn: self.conn.clone(),
+            node_id: self.config.node_id.clone(),
+        }
+    }
+
     /// Starts the dead-node monitor. Its events arrive on the returned receiver (bounded; when it
     /// is full the monitor waits, so no event is lost and purges pause until the gateway reads).
     pub fn start_monitor(&self) -> (NodeMonitor, tokio::sync::mpsc::Receiver<NodeEvent>) {
         NodeMonitor::start(
             self.config.node_id.clone(),
             self.config.monitor.clone(),
-            self.config.stats_ttl,
+            monitor::Timing {
+                stats_ttl: self.config.stats_ttl,
+                liveness_every: self.config.liveness_refresh,
+            },
             self.conn.clone(),
             self.backends.clone(),
             self.bus.subscribe(),
@@ -782,6 +836,72 @@ impl RedisCluster {
         let _ = self.subscriber.quit().await;
         let _ = self.conn.client.quit().await;
     }
+}
+
+/// One liveness beat every `every`: `SET alive PX ttl GET`, then `GETDEL` of the purge marker.
+/// The first successful beat only registers (a marker or a missing key then belongs to a
+/// previous process under this id, whose leftovers the gateway purges at start).
+async fn liveness_beats(
+    conn: Conn,
+    node_id: String,
+    ttl: Duration,
+    every: Duration,
+    resync_needed: watch::Sender<u64>,
+) {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    let alive = conn.keys.alive(&node_id);
+    let marker = conn.keys.purged_marker(&node_id);
+    // Any value does: only whether the key was there matters. When this process started helps a
+    // person reading Redis.
+    let instance = chrono::Utc::now().to_rfc3339();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut registered = false;
+    loop {
+        tick.tick().await;
+        match beat(&conn, &alive, &marker, &instance, ttl_ms).await {
+            Ok((lapsed, purged)) => {
+                if registered && (lapsed || purged) {
+                    tracing::warn!(
+                        node_id = %node_id,
+                        purged,
+                        "this node's liveness key had lapsed or peers purged it: registering what it holds again"
+                    );
+                    if purged {
+                        // The purge is over (the marker is written after it): let a later death of
+                        // this node be purged again without waiting for the old claim to lapse.
+                        let _: Result<i64, _> =
+                            conn.client.del(conn.keys.purge_claim(&node_id)).await;
+                    }
+                    resync_needed.send_modify(|n| *n += 1);
+                }
+                registered = true;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not refresh this node's liveness key"),
+        }
+    }
+}
+
+/// Returns (the liveness key had lapsed, a purge marker was there).
+async fn beat(
+    conn: &Conn,
+    alive: &str,
+    marker: &str,
+    instance: &str,
+    ttl_ms: i64,
+) -> StateResult<(bool, bool)> {
+    conn.ensure_connected()?;
+    let previous: Option<String> = conn
+        .client
+        .set(alive, instance, Some(Expiration::PX(ttl_ms)), None, true)
+        .await
+        .map_err(|e| state_error(&e))?;
+    let purged: Option<String> = conn
+        .client
+        .getdel(marker)
+        .await
+        .map_err(|e| state_error(&e))?;
+    Ok((previous.is_none(), purged.is_some()))
 }
 
 /// The running stats heartbeat of [`RedisCluster::spawn_heartbeat`].
@@ -801,6 +921,35 @@ impl Heartbeat {
 }
 
 impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The running liveness beat of [`RedisCluster::spawn_liveness`].
+#[derive(Debug)]
+pub struct Liveness {
+    task: JoinHandle<()>,
+    conn: Conn,
+    node_id: String,
+}
+
+impl Liveness {
+    /// Stops beating and removes the liveness key.
+    pub async fn stop_and_withdraw(self) -> StateResult<()> {
+        self.task.abort();
+        self.conn.ensure_connected()?;
+        let _: i64 = self
+            .conn
+            .client
+            .del(self.conn.keys.alive(&self.node_id))
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(())
+    }
+}
+
+impl Drop for Liveness {
     fn drop(&mut self) {
         self.task.abort();
     }

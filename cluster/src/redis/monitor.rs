@@ -1,9 +1,14 @@
 //! The dead-node monitor: which peers are alive, and the clean-up after one dies.
 //!
-//! Every `interval` the monitor lists the live nodes from their stats keys (plus nodes heard on the
-//! control bus within one TTL). A node that was alive and is no longer, or that announced
-//! `server_shutdown`, is gone: the monitor takes the purge claim (`SET NX PX`) and, only if it won,
-//! removes the node's presence and memberships and reports what it removed. Nodes that hold state
+//! Every `interval` the monitor lists the nodes from their stats keys; every liveness period (a
+//! second by default) it reads the liveness key of each of them with one `MGET`. A node that has
+//! been seen writing a liveness key is alive exactly while that key exists, so a killed node is
+//! noticed within the liveness TTL (seconds), not the stats TTL (a minute). Nodes that never wrote
+//! one (Node.js nodes of the original design) are alive while their stats key exists or they were
+//! heard on the control bus within one stats TTL. A node that was alive and is no longer, or that
+//! announced `server_shutdown`, is gone: the monitor takes the purge claim (`SET NX PX`) and, only
+//! if it won, removes the node's presence, memberships and stats record, reports what it removed,
+//! and leaves a marker by which the node, should it only have stalled, re-registers itself. Nodes that hold state
 //! in Redis without a stats key (they died while this node was not watching) are purged the same
 //! way once they have been seen so for a whole stats TTL, which leaves a starting or re-registering
 //! node time to write its stats key.
@@ -21,6 +26,7 @@ use tokio::time::Instant;
 use super::backends::{Conn, RedisBackends, state_error};
 use crate::bus::{ControlEvent, ControlSubscription};
 use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry, StateResult};
+use crate::stats::NodeRegistry as _;
 
 /// Settings of the monitor.
 #[derive(Clone, Debug)]
@@ -70,6 +76,15 @@ pub enum NodeEvent {
     NodeLeft(NodeLeft),
 }
 
+/// The node's own timings the monitor judges its peers by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// TTL of the stats keys.
+    pub(crate) stats_ttl: Duration,
+    /// How often liveness keys are written, and read.
+    pub(crate) liveness_every: Duration,
+}
+
 /// Handle of the running monitor; the monitor stops when it is dropped.
 #[derive(Debug)]
 pub struct NodeMonitor {
@@ -87,12 +102,16 @@ impl NodeMonitor {
     pub(crate) fn start(
         self_id: String,
         config: MonitorConfig,
-        stats_ttl: Duration,
+        timing: Timing,
         conn: Conn,
         backends: RedisBackends,
         bus: ControlSubscription,
         reconnects: watch::Receiver<u64>,
     ) -> (Self, mpsc::Receiver<NodeEvent>) {
+        let Timing {
+            stats_ttl,
+            liveness_every,
+        } = timing;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let peers = Arc::new(Mutex::new(BTreeSet::new()));
         let worker = Worker {
@@ -107,6 +126,10 @@ impl NodeMonitor {
             departed: HashMap::new(),
             heard: HashMap::new(),
             orphan_candidates: HashMap::new(),
+            liveness_every,
+            liveness_seen: HashSet::new(),
+            records: Vec::new(),
+            last_scan: None,
             settled: false,
             last_sweep: None,
         };
@@ -142,6 +165,13 @@ struct Worker {
     heard: HashMap<String, Instant>,
     /// Nodes seen holding state without a stats key, with when that was first seen.
     orphan_candidates: HashMap<String, Instant>,
+    /// How often liveness keys are read.
+    liveness_every: Duration,
+    /// Nodes seen writing a liveness key: for them, that key alone says alive or dead.
+    liveness_seen: HashSet<String>,
+    /// Stats records of the last scan, with when it ran.
+    records: Vec<(String, Option<crate::stats::NodeStats>)>,
+    last_scan: Option<Instant>,
     /// False until the first round after start or after a reconnect: that round only learns.
     settled: bool,
     /// When the keyspace was last swept for orphaned node state.
@@ -150,7 +180,7 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self, mut bus: ControlSubscription, mut reconnects: watch::Receiver<u64>) {
-        let mut tick = tokio::time::interval(self.config.interval);
+        let mut tick = tokio::time::interval(self.liveness_every.min(self.config.interval));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut bus_open = true;
         let mut reconnects_open = true;
@@ -164,6 +194,7 @@ impl Worker {
                         // Redis may have lost every key: relearn quietly before judging anyone.
                         self.settled = false;
                         self.orphan_candidates.clear();
+                        self.last_scan = None;
                     }
                 }
                 _ = tick.tick() => {
@@ -217,17 +248,25 @@ impl Worker {
     }
 
     async fn round(&mut self, reconnects: &watch::Receiver<u64>) -> StateResult<()> {
-        let records = self.backends.nodes.scan_records().await?;
+        let now = Instant::now();
+        if self
+            .last_scan
+            .is_none_or(|at| now.duration_since(at) >= self.config.interval)
+        {
+            self.records = self.backends.nodes.scan_records().await?;
+            self.last_scan = Some(now);
+        }
         if reconnects.has_changed().unwrap_or(false) {
             // These answers may come from a Redis that just restarted empty.
             self.settled = false;
         }
-        let now = Instant::now();
-        let present: HashSet<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
+        let present: HashSet<&str> = self.records.iter().map(|(id, _)| id.as_str()).collect();
         // A departed node's entry is kept while its old key lingers, then forgotten.
         self.departed.retain(|id, _| present.contains(id.as_str()));
-        let mut live: HashSet<String> = HashSet::new();
-        for (id, record) in &records {
+        let ttl = self.stats_ttl;
+        self.heard.retain(|_, at| now.duration_since(*at) < ttl);
+        let mut with_stats: HashSet<String> = HashSet::new();
+        for (id, record) in &self.records {
             if *id == self.self_id {
                 continue;
             }
@@ -240,11 +279,28 @@ impl Worker {
                     _ => continue,
                 }
             }
-            live.insert(id.clone());
+            with_stats.insert(id.clone());
         }
-        let ttl = self.stats_ttl;
-        self.heard.retain(|_, at| now.duration_since(*at) < ttl);
-        live.extend(self.heard.keys().cloned());
+        // Everyone who might be alive: by stats key, by the bus, or alive at the last look.
+        let mut candidates: Vec<String> = with_stats
+            .iter()
+            .chain(self.heard.keys())
+            .chain(self.known.iter())
+            .filter(|id| **id != self.self_id && !self.departed.contains_key(*id))
+            .cloned()
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        let alive = self.read_liveness(&candidates).await?;
+        self.liveness_seen.extend(alive.iter().cloned());
+        let live: HashSet<String> = candidates
+            .into_iter()
+            .filter(|id| {
+                alive.contains(id)
+                    || (!self.liveness_seen.contains(id)
+                        && (with_stats.contains(id) || self.heard.contains_key(id)))
+            })
+            .collect();
 
         let joined: Vec<String> = live.difference(&self.known).cloned().collect();
         let left: Vec<String> = self.known.difference(&live).cloned().collect();
@@ -257,7 +313,7 @@ impl Worker {
         }
         if settled {
             for id in left {
-                tracing::info!(server_id = %id, "peer's stats key is gone");
+                tracing::info!(server_id = %id, "peer's liveness (or stats) key is gone");
                 self.node_gone(&id, true).await?;
             }
         }
@@ -270,6 +326,27 @@ impl Worker {
             self.sweep_orphans(settled).await?;
         }
         Ok(())
+    }
+
+    /// Which of `ids` have a liveness key now (one `MGET`).
+    async fn read_liveness(&self, ids: &[String]) -> StateResult<HashSet<String>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.conn.ensure_connected()?;
+        let keys: Vec<String> = ids.iter().map(|id| self.conn.keys.alive(id)).collect();
+        let values: Vec<Option<String>> = self
+            .conn
+            .client
+            .mget(keys)
+            .await
+            .map_err(|e| state_error(&e))?;
+        Ok(ids
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| v.is_some())
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     async fn sweep_orphans(&mut self, settled: bool) -> StateResult<()> {
@@ -309,6 +386,21 @@ impl Worker {
     /// way; leftovers of a node it never knew only when it purged them.
     async fn node_gone(&mut self, server_id: &str, was_peer: bool) -> StateResult<()> {
         self.conn.ensure_connected()?;
+        if was_peer && self.liveness_seen.contains(server_id) {
+            // Looked at again just before acting: a beat may have landed since the round's read.
+            let back: Option<String> = self
+                .conn
+                .client
+                .get(self.conn.keys.alive(server_id))
+                .await
+                .map_err(|e| state_error(&e))?;
+            if back.is_some() {
+                tracing::info!(server_id, "peer's liveness key is back: not purged");
+                self.known.insert(server_id.to_owned());
+                self.publish_peers();
+                return Ok(());
+            }
+        }
         let claim_ms = i64::try_from(self.config.claim_ttl.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
@@ -333,6 +425,22 @@ impl Worker {
         if left.purged_here {
             left.purged = self.backends.rooms.purge_node(server_id).await?;
             left.went_offline = self.backends.presence.purge_node(server_id).await?;
+            // Out of /cluster/stats now rather than when its stats TTL runs out.
+            self.backends.nodes.withdraw(server_id).await?;
+            // After the purge, so that a node that was only stalled re-registers after it, not
+            // before (its heartbeat takes the marker and resyncs).
+            let _: Value = self
+                .conn
+                .client
+                .set(
+                    self.conn.keys.purged_marker(server_id),
+                    self.self_id.clone(),
+                    Some(Expiration::PX(claim_ms)),
+                    None,
+                    false,
+                )
+                .await
+                .map_err(|e| state_error(&e))?;
             tracing::info!(
                 server_id,
                 offline = left.went_offline.len(),

@@ -137,10 +137,13 @@ end
     };
 }
 
-/// KEYS: room, rooms index, order counter, room history, unjoined rooms.
-/// ARGV: record JSON, capacity, room id, prefix, now (Unix ms), unjoined deadline (Unix ms).
-/// Returns 1 when created, 0 when the id is taken. Rooms past their unjoined deadline are swept
-/// first, so a room nobody joins is gone by its deadline or at the next creation after it.
+/// KEYS: room, rooms index, order counter, room history, unjoined rooms, the creator's unjoined
+/// rooms. ARGV: record JSON, capacity, room id, prefix, now (Unix ms), unjoined deadline (Unix
+/// ms), most unjoined rooms per creator.
+/// Returns 1 when created, 0 when the id is taken, -1 when the creator has as many unjoined rooms
+/// as allowed. Rooms past their unjoined deadline are swept first, so a room nobody joins is gone
+/// by its deadline or at the next creation after it. The creator's set expires with its last
+/// deadline, and a join takes the room out of it.
 pub(crate) static CREATE_ROOM: Script = Script::new(concat!(
     esc_fn!(),
     delete_room_fn!(),
@@ -148,11 +151,15 @@ pub(crate) static CREATE_ROOM: Script = Script::new(concat!(
     r#"
 sweep_unjoined(ARGV[4], KEYS[2], ARGV[5])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[5])
+if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[7]) then return -1 end
 local order = redis.call('INCR', KEYS[3])
 redis.call('DEL', KEYS[4])
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'max', ARGV[2])
 redis.call('ZADD', KEYS[2], order, ARGV[3])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3])
+redis.call('ZADD', KEYS[6], ARGV[6], ARGV[3])
+redis.call('PEXPIREAT', KEYS[6], ARGV[6])
 return 1
 "#
 ));
@@ -224,7 +231,10 @@ local order = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[2], order, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[3])
-redis.call('ZREM', ARGV[4] .. 'rooms:unjoined', ARGV[5])
+if redis.call('ZREM', ARGV[4] .. 'rooms:unjoined', ARGV[5]) == 1 then
+  local record = cjson.decode(redis.call('HGET', KEYS[1], 'record'))
+  redis.call('ZREM', ARGV[4] .. 'rooms:unjoined:by:' .. esc(record.createdBy), ARGV[5])
+end
 return {1, count + 1}
 "#
 ));

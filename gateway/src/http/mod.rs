@@ -2,6 +2,8 @@
 //! layers shared with Socket.IO (CORS, request tracing, the Engine.IO v3 switch).
 
 pub mod api;
+pub mod client_bundle;
+mod handshake;
 pub mod health;
 mod owned_head;
 
@@ -22,7 +24,6 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, TraceLayer};
 use crate::Io;
 use crate::app::App;
 use crate::auth::Identity;
-use crate::config::Config;
 use crate::node_stats;
 
 /// Lifetime of tokens handed out by `GET /dev/token`, seconds.
@@ -59,9 +60,9 @@ pub fn router(app: Arc<App>, io: Io) -> Router {
         .with_state(HttpState { app, io })
 }
 
-/// Wraps `router` in the Socket.IO layer and the layers both share: the Engine.IO v3 switch,
-/// CORS and request tracing (outermost).
-pub fn with_layers<L>(router: Router, config: &Config, socketio: L) -> Router
+/// Wraps `router` in the Socket.IO layer and the layers both share: the handshake gate, the
+/// Engine.IO v3 switch, CORS and request tracing (outermost).
+pub fn with_layers<L>(router: Router, app: &Arc<App>, socketio: L) -> Router
 where
     L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
     L::Service: tower::Service<Request> + Clone + Send + Sync + 'static,
@@ -69,9 +70,20 @@ where
     <L::Service as tower::Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
     <L::Service as tower::Service<Request>>::Future: Send + 'static,
 {
+    let config = &app.config;
     router
         .layer(socketio)
+        // Outside the Socket.IO layer, which answers every path under /socket.io/ itself.
+        .layer(middleware::from_fn_with_state(
+            client_bundle::ClientBundle::load(&config.client_bundle_dir),
+            client_bundle::serve,
+        ))
         .layer(middleware::map_request(owned_head::own_handshake_head))
+        // Before anything else is done for a handshake, so a refused one costs next to nothing.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(app),
+            handshake::gate,
+        ))
         .layer(middleware::from_fn_with_state(
             config.args.allow_eio3,
             engine_io_v3_switch,
@@ -172,9 +184,12 @@ pub struct DevTokenQuery {
     pub user_id: Option<String>,
 }
 
-/// `GET /dev/token?username=alice&role=admin[&userId=..]` → `{ token }`, with `--dev` only.
+/// `GET /dev/token?username=alice&role=admin[&userId=..]` → `{ token }`, with `--dev` (any role,
+/// signed with the public dev secret) or `DEV_TOKENS` (role `user` only, signed with the
+/// configured secret: an admin token is never handed out over HTTP with a real key).
 async fn dev_token(State(state): State<HttpState>, Query(q): Query<DevTokenQuery>) -> Response {
-    if !state.app.config.dev() {
+    let config = &state.app.config;
+    if !config.dev() && !config.args.dev_tokens {
         return json_error(StatusCode::NOT_FOUND, "not found");
     }
     let Some(username) = q
@@ -192,6 +207,12 @@ async fn dev_token(State(state): State<HttpState>, Query(q): Query<DevTokenQuery
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "user".to_owned());
+    if role != "user" && !config.dev() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "DEV_TOKENS hands out role `user` only; mint other roles with `gateway token --role ROLE`",
+        );
+    }
     let user_id = q
         .user_id
         .map(|u| u.trim().to_owned())

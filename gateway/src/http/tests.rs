@@ -35,7 +35,8 @@ fn web_root() -> PathBuf {
 fn node(extra: &[&str]) -> (Arc<App>, Router) {
     let www = web_root();
     let mut args = vec!["gateway"];
-    if !extra.contains(&"--jwt-secret") {
+    // `--dev` signs with its own public secret and refuses a real one next to it.
+    if !extra.contains(&"--jwt-secret") && !extra.contains(&"--dev") {
         args.extend_from_slice(&["--jwt-secret", "unit-test-secret"]);
     }
     args.extend_from_slice(&[
@@ -59,7 +60,7 @@ fn node(extra: &[&str]) -> (Arc<App>, Router) {
     futures_util::FutureExt::now_or_never(init)
         .expect("a local adapter initialises at once")
         .unwrap();
-    let router = with_layers(router(Arc::clone(&app), io), &app.config, layer);
+    let router = with_layers(router(Arc::clone(&app), io), &app, layer);
     app.set_lifecycle(Lifecycle::Ready);
     (app, router)
 }

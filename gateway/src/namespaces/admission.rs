@@ -15,6 +15,7 @@ use super::{ADMIN, CHAT, GAME, MAIN, RATE_LIMITED, Session, Shared};
 use crate::Adapter;
 use crate::auth::{AuthError, Identity, token_from};
 use crate::client_addr::client_addr;
+use crate::handshake_gate::PendingTicket;
 
 /// Why a handshake was refused. `Display` is the `connect_error` message of the contract.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +146,11 @@ fn connected(shared: &Arc<Shared>, ns: &'static str, s: SocketRef<Adapter>) {
     tracing::debug!(socket = %s.id, ns, "socket connected");
     if let Some(session) = Session::of(&s) {
         session.mark_connected();
+    }
+    // The Engine.IO session joined a namespace: it no longer counts against the node's cap on
+    // sessions waiting to join one.
+    if let Some(ticket) = s.req_parts().extensions.get::<PendingTicket>() {
+        ticket.joined();
     }
     if ns == MAIN {
         super::main_ns::welcome(shared, &s);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
@@ -94,12 +95,16 @@ async fn depart(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
 }
 
 /// Announces the departure of every local `/game` socket while the namespace still exists (a
-/// node that is shutting down).
-pub async fn depart_all(shared: &Arc<Shared>) {
+/// node that is shutting down), up to `in_flight` sockets at once (see
+/// [`main_ns::depart_all`](super::main_ns::depart_all)).
+pub async fn depart_all(shared: &Arc<Shared>, in_flight: usize) {
     let Some(op) = shared.io.of(GAME) else { return };
-    for s in op.local().sockets() {
-        depart(shared, &s).await;
-    }
+    futures_util::stream::iter(op.local().sockets())
+        .for_each_concurrent(
+            in_flight.max(1),
+            |s| async move { depart(shared, &s).await },
+        )
+        .await;
 }
 
 async fn join_game(cx: Cx, v: Value) -> Outcome {

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use cluster::{HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord};
+use cluster::{
+    CreateOutcome, HistoryScope, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord,
+};
+use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
@@ -138,6 +141,10 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
         return;
     };
     tracing::debug!(socket = %s.id, user = session.user_id(), ?reason, "socket disconnected");
+    if s.extensions.get::<Departed>().is_some() {
+        // A shutting-down node already took it out of rooms and presence.
+        return;
+    }
     let sid = s.id.to_string();
     for room in member_rooms(&s) {
         leave(shared, &s, &session, &room).await;
@@ -145,22 +152,35 @@ async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: Disco
     forget_presence(shared, &session, &sid).await;
 }
 
+/// Marks a socket [`depart_all`] took out of the cluster state, so its disconnect handler does
+/// not spend another Redis round trip on presence it no longer has.
+#[derive(Debug, Clone, Copy)]
+struct Departed;
+
 /// Takes every local socket of `/` out of its rooms and out of presence, with the same events
 /// as a disconnect, while the sockets are still connected (a node that is shutting down, whose
 /// namespaces are gone by the time the disconnect handlers run).
-pub async fn depart_all(shared: &Arc<Shared>) {
+///
+/// Up to `in_flight` sockets depart at once: each departure is a few Redis round trips, so one
+/// socket at a time made a node with thousands of sockets overrun its grace period. Each
+/// socket's own steps stay in order (rooms, then presence); the room and presence updates are
+/// atomic per call, so sockets of one user departing together still send one `user offline`.
+pub async fn depart_all(shared: &Arc<Shared>, in_flight: usize) {
     let Some(main) = shared.io.of(MAIN) else {
         return;
     };
-    for s in main.local().sockets() {
-        let Some(session) = Session::of(&s) else {
-            continue;
-        };
-        for room in member_rooms(&s) {
-            leave(shared, &s, &session, &room).await;
-        }
-        forget_presence(shared, &session, &s.id.to_string()).await;
-    }
+    futures_util::stream::iter(main.local().sockets())
+        .for_each_concurrent(in_flight.max(1), |s| async move {
+            let Some(session) = Session::of(&s) else {
+                return;
+            };
+            for room in member_rooms(&s) {
+                leave(shared, &s, &session, &room).await;
+            }
+            forget_presence(shared, &session, &s.id.to_string()).await;
+            s.extensions.insert(Departed);
+        })
+        .await;
 }
 
 /// The chat rooms (ids) this socket is in.
@@ -328,6 +348,13 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
     if rooms.get(&r.room_id).await?.is_some() {
         return Err(Reject("Room already exists".to_owned()));
     }
+    // Checked before the creation, not with it: concurrent creations may pass it together, so
+    // the bound can be overshot by the number of creations in flight, never more.
+    let limits = &cx.app().config.args.state_limits;
+    if rooms.count().await? >= limits.max_rooms as usize {
+        cx.app().metrics.state_limit_refusals.inc();
+        return Err(Reject(limits.too_many_rooms_exist()));
+    }
     let password_hash = match r.password {
         Some(pw) => {
             let _turn = cx
@@ -354,8 +381,16 @@ async fn create_room(cx: Cx, v: Value) -> Outcome {
         created_at: Utc::now(),
         created_by: cx.session.user_id().to_owned(),
     };
-    if !rooms.create(record).await? {
-        return Err(Reject("Room already exists".to_owned()));
+    match rooms
+        .create_bounded(record, limits.max_unjoined_rooms_per_user as usize)
+        .await?
+    {
+        CreateOutcome::Created => {}
+        CreateOutcome::Exists => return Err(Reject("Room already exists".to_owned())),
+        CreateOutcome::CreatorAtLimit => {
+            cx.app().metrics.state_limit_refusals.inc();
+            return Err(Reject(limits.too_many_unjoined_rooms()));
+        }
     }
     Ok(fields([("roomId", Value::String(r.room_id))]))
 }

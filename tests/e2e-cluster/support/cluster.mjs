@@ -16,7 +16,8 @@ let clusterCounter = 0;
 
 /**
  * Starts redis-server and `nodes` gateways on it. Every gateway shares the JWT secret and the Redis
- * URL, has its own `--server-id`, `--connection-rate-limit 100000` and `--stats-ttl-secs statsTtl`.
+ * URL, has its own `--server-id`, `--connection-rate-limit 100000`, `--stats-ttl-secs statsTtl` and a
+ * liveness TTL no longer than that.
  * `fixedPorts: true` gives each node a port chosen before start (needed behind nginx and to restart
  * a node on the same port). `t` (test context) gets after-hooks; with `t = null` call `stop()`.
  */
@@ -27,7 +28,10 @@ export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixe
   const tag = `${process.pid}-${clusterCounter}`;
   const ids = (names ?? ['A', 'B', 'C', 'D', 'E'].slice(0, nodes)).map((n) => `node${n}-${tag}`);
   const ports = fixedPorts ? await Promise.all(ids.map(() => freePort())) : ids.map(() => 0);
-  const nodeArgs = ['--redis-url', redis.url, '--stats-ttl-secs', String(statsTtl), '--connection-rate-limit', '100000', ...args];
+  // Deaths are judged by the liveness key (LIVENESS_TTL_MS): keep it no longer than the stats TTL the
+  // tests time their death checks by.
+  const livenessMs = String(Math.min(statsTtl * 1000, 6000));
+  const nodeArgs = ['--redis-url', redis.url, '--stats-ttl-secs', String(statsTtl), '--liveness-ttl-ms', livenessMs, '--connection-rate-limit', '100000', ...args];
   const startNode = (i) => startGateway(t, { secret, serverId: ids[i], port: ports[i], args: nodeArgs });
   const gws = await Promise.all(ids.map((_, i) => startNode(i)));
   const cluster = {

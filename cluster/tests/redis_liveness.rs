@@ -1,0 +1,231 @@
+//! Fast death detection and self re-registration, against a real redis-server: a node that stops
+//! beating is purged within its liveness TTL although its stats key (the contract's, a minute by
+//! default) would live on, and a node that peers purged while it was only stalled notices and
+//! registers what it holds again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use cluster::redis::{LocalSnapshot, NodeEvent, NodeLeft, RedisCluster, RedisStateConfig};
+use common::*;
+use fred::prelude::*;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Stats records that outlive the test; deaths can only come from the liveness keys.
+const STATS_TTL: Duration = Duration::from_secs(60);
+const LIVENESS_TTL: Duration = Duration::from_millis(1200);
+
+fn live_config(id: &str) -> RedisStateConfig {
+    let mut c = config(id)
+        .with_stats_ttl(STATS_TTL)
+        .with_liveness_ttl(LIVENESS_TTL);
+    c.monitor.interval = Duration::from_millis(200);
+    c
+}
+
+async fn live_node(url: &str, id: &str) -> RedisCluster {
+    cluster::redis::connect(url, live_config(id))
+        .await
+        .unwrap_or_else(|e| panic!("connect {id}: {e}"))
+}
+
+async fn next_matching(
+    rx: &mut mpsc::Receiver<NodeEvent>,
+    what: &str,
+    within: Duration,
+    pick: impl Fn(&NodeEvent) -> bool,
+) -> NodeEvent {
+    let end = Instant::now() + within;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let ev = tokio::time::timeout(left, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {within:?}"))
+            .unwrap_or_else(|| panic!("monitor stopped while waiting for {what}"));
+        if pick(&ev) {
+            return ev;
+        }
+    }
+}
+
+fn left_of(ev: NodeEvent) -> NodeLeft {
+    match ev {
+        NodeEvent::NodeLeft(left) => left,
+        other => panic!("expected NodeLeft, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
+    let server = redis();
+    let raw = raw_client(&server.url()).await;
+    let a = live_node(&server.url(), "a").await;
+    let c = live_node(&server.url(), "c").await;
+    let _beat_a = a.spawn_liveness();
+    let beat_c = c.spawn_liveness();
+    for n in [&a, &c] {
+        n.backends()
+            .nodes
+            .publish(&stats(n.node_id(), 1))
+            .await
+            .unwrap();
+    }
+    c.backends()
+        .presence
+        .socket_connected(online("only-c", "c1", "c"))
+        .await
+        .unwrap();
+    let (mon_a, mut rx_a) = a.start_monitor();
+    next_matching(
+        &mut rx_a,
+        "c joined",
+        Duration::from_secs(5),
+        |e| matches!(e, NodeEvent::NodeJoined { server_id } if server_id == "c"),
+    )
+    .await;
+    // Beats are refreshed well inside the TTL: no false death over several TTLs.
+    tokio::time::sleep(LIVENESS_TTL * 3).await;
+    assert_eq!(mon_a.live_peers(), ["c"]);
+    assert!(rx_a.try_recv().is_err(), "no event while c beats");
+
+    // c "is killed": its beat stops, nothing is withdrawn, its stats key has a minute left.
+    drop(beat_c);
+    drop(c);
+    let killed = Instant::now();
+    let left = left_of(
+        next_matching(
+            &mut rx_a,
+            "c left",
+            Duration::from_secs(10),
+            |e| matches!(e, NodeEvent::NodeLeft(l) if l.server_id == "c"),
+        )
+        .await,
+    );
+    let took = killed.elapsed();
+    assert!(
+        took < LIVENESS_TTL + Duration::from_secs(2),
+        "c noticed dead after {took:?}"
+    );
+    assert!(left.purged_here);
+    assert_eq!(left.went_offline, vec![online("only-c", "c1", "c")]);
+    let a_state = a.backends();
+    assert!(a_state.presence.find_socket("c1").await.unwrap().is_none());
+    // Out of the cluster's stats at once, and a marker left for c should it come back.
+    let stats_key: Option<String> = raw.get("cluster:stats:c").await.unwrap();
+    assert!(stats_key.is_none(), "c's stats record is withdrawn");
+    let ids: Vec<String> = a_state
+        .nodes
+        .live_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.server_id)
+        .collect();
+    assert_eq!(ids, ["a"]);
+    let marker: Option<String> = raw.get("gateway:purged:c").await.unwrap();
+    assert_eq!(marker.as_deref(), Some("a"));
+}
+
+/// c runs on a runtime of its own, on its own thread, so the test can stall all of it at once
+/// (as a long pause or a frozen VM would) while a keeps watching.
+#[tokio::test]
+async fn a_stalled_node_that_peers_purged_registers_itself_again() {
+    let server = redis();
+    let url = server.url();
+    let a = live_node(&url, "a").await;
+    let _beat_a = a.spawn_liveness();
+    a.backends().nodes.publish(&stats("a", 1)).await.unwrap();
+    let (mon_a, mut rx_a) = a.start_monitor();
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (stall_tx, stall_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let c_url = url.clone();
+    let c_thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let c = live_node(&c_url, "c").await;
+            let _beat = c.spawn_liveness();
+            c.backends().nodes.publish(&stats("c", 1)).await.unwrap();
+            let held = online("held-by-c", "c1", "c");
+            c.backends()
+                .presence
+                .socket_connected(held.clone())
+                .await
+                .unwrap();
+            let mut reconnects = c.reconnects();
+            reconnects.borrow_and_update();
+            ready_tx.send(()).unwrap();
+            stall_rx.recv().unwrap();
+            // The whole runtime stops: no beat, no task runs, for several liveness TTLs.
+            std::thread::sleep(LIVENESS_TTL * 4);
+            // What the gateway does on this signal (gateway/src/namespaces/cluster_events.rs).
+            let outcome =
+                match tokio::time::timeout(Duration::from_secs(10), reconnects.changed()).await {
+                    Ok(Ok(())) => c
+                        .resync(&LocalSnapshot {
+                            sockets: vec![held],
+                            memberships: Vec::new(),
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    _ => Err("c was not told to re-register within 10 s".to_owned()),
+                };
+            let _ = done_tx.send(outcome);
+            // Keep beating until the test has seen c come back.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+    });
+
+    tokio::task::spawn_blocking(move || ready_rx.recv().unwrap())
+        .await
+        .unwrap();
+    next_matching(
+        &mut rx_a,
+        "c joined",
+        Duration::from_secs(5),
+        |e| matches!(e, NodeEvent::NodeJoined { server_id } if server_id == "c"),
+    )
+    .await;
+    stall_tx.send(()).unwrap();
+    let left = left_of(
+        next_matching(
+            &mut rx_a,
+            "c purged",
+            Duration::from_secs(10),
+            |e| matches!(e, NodeEvent::NodeLeft(l) if l.server_id == "c"),
+        )
+        .await,
+    );
+    assert!(left.purged_here);
+    assert_eq!(left.went_offline, vec![online("held-by-c", "c1", "c")]);
+
+    tokio::time::timeout(Duration::from_secs(15), done_rx)
+        .await
+        .expect("c finished its stall")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // c holds its user again, and peers take it back as alive.
+    let state = a.backends();
+    wait_for("c's user registered again", Duration::from_secs(5), || {
+        let state = state.clone();
+        async move { state.presence.find_socket("c1").await.unwrap() }
+    })
+    .await;
+    next_matching(
+        &mut rx_a,
+        "c back",
+        Duration::from_secs(10),
+        |e| matches!(e, NodeEvent::NodeJoined { server_id } if server_id == "c"),
+    )
+    .await;
+    assert_eq!(mon_a.live_peers(), ["c"]);
+    c_thread.join().unwrap();
+}
