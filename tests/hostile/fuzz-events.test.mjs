@@ -188,6 +188,9 @@ test(`random payloads to every event of every namespace (seed ${SEED})`, { timeo
     players.map(async (p, i) => {
       const gen = generator(SEED + i, { gameId, peers });
       const events = EVENTS[p.namespace];
+      // Games this socket is in (ids as sent and as acked), so an accepted action can be checked.
+      const joined = new Set(p.namespace === '/game' ? [gameId] : []);
+      const idOf = (a) => (typeof a === 'object' && a !== null ? a.gameId : a);
       for (let k = 0; k < EVENTS_PER_SOCKET && failures.length === 0; k += 1) {
         const event = gen.pick(events);
         const args = gen.args(event);
@@ -207,9 +210,17 @@ test(`random payloads to every event of every namespace (seed ${SEED})`, { timeo
         if (!clear) failures.push(`unclear answer ${JSON.stringify(ack)} to ${where}`);
         const key = `${p.namespace} ${event} ${ack?.success ? 'accepted' : 'rejected'}`;
         tally[key] = (tally[key] ?? 0) + 1;
+        if (event === 'join game' && ack?.success === true) {
+          joined.add(idOf(args[0]));
+          joined.add(ack.gameId);
+        }
+        if (event === 'leave game' && ack?.success === true) {
+          joined.delete(idOf(args[0]));
+          joined.delete(ack.gameId);
+        }
         if (event === 'game action' && ack?.success === true) {
-          if (args[0]?.gameId !== gameId) failures.push(`an action outside the game was accepted: ${where}`);
-          gameSeqs.push(ack.seq);
+          if (!joined.has(args[0]?.gameId)) failures.push(`an action in a game not joined was accepted: ${where}`);
+          if (args[0]?.gameId === gameId) gameSeqs.push(ack.seq);
         }
       }
     }),
