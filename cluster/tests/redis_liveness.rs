@@ -119,14 +119,17 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
         next_matching(
             &mut rx_a,
             "c left",
-            Duration::from_secs(10),
+            Duration::from_secs(15),
             |e| matches!(e, NodeEvent::NodeLeft(l) if l.server_id == "c"),
         )
         .await,
     );
+    // The stats key still has a minute to live, so a death noticed within the 10 s that operators
+    // are promised can only come from the liveness key. A tighter bound would measure the
+    // machine's load, not the design.
     let took = killed.elapsed();
     assert!(
-        took < LIVENESS_TTL + Duration::from_secs(2),
+        took < Duration::from_secs(10),
         "c noticed dead after {took:?}"
     );
     assert!(left.purged_here);
