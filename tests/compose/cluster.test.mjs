@@ -241,7 +241,15 @@ describe('docker compose cluster through nginx', () => {
       await compose(...SCALE_FILES, 'up', '-d', '--wait', '--scale', 'gateway-pool=0');
       assert.ok(onPool.seen(id, 'server shutdown', () => true, t2), `${id} was told its node drains`);
       await waitFor(`${id} reconnected to a remaining node`, 15_000, () => onPool.seen(id, 'connect', () => true, t2));
-      assert.ok(!pool.includes(await onPool.node()));
+      // Right after a scale-in to zero, nginx still holds the removed pool addresses (a name that
+      // stops resolving keeps its last addresses), so a request hashed to one may fail once while
+      // nginx marks it failed (deploy/README.md, "Scaling with Compose"). What is promised is that
+      // the edge settles on the remaining nodes within the resolver interval plus fail_timeout.
+      const home = await waitFor(`${id}'s /24 answered by a remaining node`, 20_000, async () => {
+        const node = await onPool.node();
+        return pool.includes(node) ? undefined : node;
+      });
+      assert.ok(['gateway-1', 'gateway-2', 'gateway-3'].includes(home), home);
       const after = await clusterNodes(a);
       assert.deepEqual(after, ['gateway-1', 'gateway-2', 'gateway-3']);
       console.log(`# scaled in, ${id} moved, in ${since(t2)}`);
