@@ -6,12 +6,22 @@
 mod common;
 
 use chrono::{Duration as Days, Utc};
+use cluster::redis::RedisCluster;
 use common::*;
 use fred::prelude::*;
 
 async fn flushall(url: &str) {
     let raw = raw_client(url).await;
     let _: Value = raw.flushall(false).await.unwrap();
+}
+
+/// Nodes `a` and `b`, each past its first ban sync (so each has seen this Redis's epoch).
+async fn two_synced_nodes(url: &str) -> (RedisCluster, RedisCluster) {
+    let a = node(url, "a").await;
+    let b = node(url, "b").await;
+    a.sync_bans().await.unwrap();
+    b.sync_bans().await.unwrap();
+    (a, b)
 }
 
 #[tokio::test]
@@ -58,10 +68,7 @@ async fn bans_are_written_back_after_redis_lost_them() {
 async fn an_unban_through_another_node_is_not_brought_back() {
     let server = redis();
     let url = server.url();
-    let a = node(&url, "a").await;
-    let b = node(&url, "b").await;
-    a.sync_bans().await.unwrap();
-    b.sync_bans().await.unwrap();
+    let (a, b) = two_synced_nodes(&url).await;
     a.backends()
         .bans
         .ban(ban("u", "r", Utc::now(), None))
@@ -85,10 +92,7 @@ async fn an_unban_through_another_node_is_not_brought_back() {
 async fn two_nodes_write_back_the_union_of_what_they_know() {
     let server = redis();
     let url = server.url();
-    let a = node(&url, "a").await;
-    let b = node(&url, "b").await;
-    a.sync_bans().await.unwrap();
-    b.sync_bans().await.unwrap();
+    let (a, b) = two_synced_nodes(&url).await;
     flushall(&url).await;
     // Each knows a ban the other missed (a notice published while it was cut off).
     a.remember_ban(ban("only-a", "r", Utc::now(), None));

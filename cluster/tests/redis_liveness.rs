@@ -69,10 +69,17 @@ async fn beating(raw: &Client, id: &str) {
     .await;
 }
 
-fn left_of(ev: NodeEvent) -> NodeLeft {
-    match ev {
+/// The next `NodeLeft` of `server_id` the monitor reports, other events skipped.
+async fn next_left(
+    rx: &mut mpsc::Receiver<NodeEvent>,
+    server_id: &str,
+    what: &str,
+    within: Duration,
+) -> NodeLeft {
+    let pick = |e: &NodeEvent| matches!(e, NodeEvent::NodeLeft(l) if l.server_id == server_id);
+    match next_matching(rx, what, within, pick).await {
         NodeEvent::NodeLeft(left) => left,
-        other => panic!("expected NodeLeft, got {other:?}"),
+        other => unreachable!("picked only NodeLeft, got {other:?}"),
     }
 }
 
@@ -115,15 +122,7 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
     drop(beat_c);
     drop(c);
     let killed = Instant::now();
-    let left = left_of(
-        next_matching(
-            &mut rx_a,
-            "c left",
-            Duration::from_secs(15),
-            |e| matches!(e, NodeEvent::NodeLeft(l) if l.server_id == "c"),
-        )
-        .await,
-    );
+    let left = next_left(&mut rx_a, "c", "c left", Duration::from_secs(15)).await;
     // The stats key still has a minute to live, so a death noticed within the 10 s that operators
     // are promised can only come from the liveness key. A tighter bound would measure the
     // machine's load, not the design.
@@ -222,15 +221,7 @@ async fn a_stalled_node_that_peers_purged_registers_itself_again() {
     )
     .await;
     stall_tx.send(()).unwrap();
-    let left = left_of(
-        next_matching(
-            &mut rx_a,
-            "c purged",
-            Duration::from_secs(10),
-            |e| matches!(e, NodeEvent::NodeLeft(l) if l.server_id == "c"),
-        )
-        .await,
-    );
+    let left = next_left(&mut rx_a, "c", "c purged", Duration::from_secs(10)).await;
     assert!(left.purged_here);
     assert_eq!(left.went_offline, vec![online("held-by-c", "c1", "c")]);
 
