@@ -57,6 +57,12 @@ pub struct NodeStats {
     pub started_at: DateTime<Utc>,
     /// When this record was written.
     pub last_seen: DateTime<Utc>,
+    /// TTL of the node's liveness key, in milliseconds, when the node writes one. The Redis
+    /// registry fills it in once the node's first liveness beat has landed; peers then judge the
+    /// node by that key alone, even if they never saw it while it was alive. Absent in records of
+    /// Node.js nodes of the original design, which are judged by their stats key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_ttl_ms: Option<u64>,
 }
 
 /// Where nodes publish their records and learn which nodes are alive.

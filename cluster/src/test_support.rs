@@ -80,6 +80,7 @@ pub fn node_stats(id: &str, connections: NamespaceConnections) -> NodeStats {
         rss_bytes: 10 * 1024 * 1024,
         started_at: Utc::now(),
         last_seen: Utc::now(),
+        liveness_ttl_ms: None,
     }
 }
 

@@ -51,8 +51,7 @@ async fn next_matching(
     }
 }
 
-/// Waits until `id`'s first liveness beat has landed. A peer that sees a node's stats record
-/// before its liveness key judges it by the stats key (as a node that never beats) until then.
+/// Waits until `id`'s first liveness beat has landed.
 async fn beating(raw: &Client, id: &str) {
     let key = format!("gateway:alive:{id}");
     wait_for(
@@ -149,6 +148,65 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
     assert_eq!(ids, ["a"]);
     let marker: Option<String> = raw.get("gateway:purged:c").await.unwrap();
     assert_eq!(marker.as_deref(), Some("a"));
+}
+
+/// The node is killed before any peer ever read its liveness key (a node killed right after it
+/// started, or while its peers were starting). Its stats record says it writes one, so the
+/// peers take the missing key for its death at once instead of taking the record, which has a
+/// minute to live, for a node that never beats.
+#[tokio::test]
+async fn a_node_killed_before_any_peer_saw_it_alive_is_purged_within_its_liveness_ttl() {
+    let server = redis();
+    let raw = raw_client(&server.url()).await;
+    let c = live_node(&server.url(), "c").await;
+    c.backends()
+        .nodes
+        .publish(&stats(c.node_id(), 1))
+        .await
+        .unwrap();
+    let beat_c = c.spawn_liveness();
+    // The first beat republishes the record with the key's TTL in it.
+    wait_for(
+        "c's record to declare its liveness key",
+        Duration::from_secs(5),
+        || async {
+            let json: Option<String> = raw.get("cluster:stats:c").await.unwrap();
+            json.filter(|j| j.contains("\"livenessTtlMs\":1200"))
+        },
+    )
+    .await;
+    c.backends()
+        .presence
+        .socket_connected(online("only-c", "c1", "c"))
+        .await
+        .unwrap();
+    drop(beat_c);
+    drop(c);
+    let killed = Instant::now();
+    // a starts watching only once c's key has lapsed: it never sees c alive.
+    wait_for(
+        "c's liveness key to lapse",
+        Duration::from_secs(5),
+        || async {
+            let v: Option<String> = raw.get("gateway:alive:c").await.unwrap();
+            v.is_none().then_some(())
+        },
+    )
+    .await;
+
+    let a = live_node(&server.url(), "a").await;
+    let _beat_a = a.spawn_liveness();
+    let (_mon_a, mut rx_a) = a.start_monitor();
+    let left = next_left(&mut rx_a, "c", "c left", Duration::from_secs(15)).await;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "c noticed dead after {took:?}"
+    );
+    assert!(left.purged_here);
+    assert_eq!(left.went_offline, vec![online("only-c", "c1", "c")]);
+    let stats_key: Option<String> = raw.get("cluster:stats:c").await.unwrap();
+    assert!(stats_key.is_none(), "c's stats record is withdrawn");
 }
 
 /// c runs on a runtime of its own, on its own thread, so the test can stall all of it at once

@@ -77,6 +77,7 @@ pub fn local_stats(app: &App, io: &Io) -> NodeStats {
         rss_bytes: rss_bytes().unwrap_or(0),
         started_at: app.started_at,
         last_seen: Utc::now(),
+        liveness_ttl_ms: None,
     }
 }
 

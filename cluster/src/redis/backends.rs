@@ -1,7 +1,7 @@
 //! Redis implementations of the state traits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -810,6 +810,9 @@ pub struct RedisNodes {
     pub(crate) ttl: Duration,
     /// The last record this process published, republished by a resync.
     pub(crate) last_published: Mutex<Option<NodeStats>>,
+    /// The liveness TTL this node's records declare, in milliseconds; 0 until the first liveness
+    /// beat has landed (a record must never declare a key that is not there yet).
+    liveness_ttl_ms: AtomicU64,
 }
 
 impl RedisNodes {
@@ -818,7 +821,14 @@ impl RedisNodes {
             conn,
             ttl,
             last_published: Mutex::new(None),
+            liveness_ttl_ms: AtomicU64::new(0),
         }
+    }
+
+    /// From now on, records say that this node writes a liveness key with this TTL.
+    pub(crate) fn declare_liveness(&self, ttl: Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.liveness_ttl_ms.store(ms, Ordering::Release);
     }
 
     pub(crate) fn last_published(&self) -> Option<NodeStats> {
@@ -836,22 +846,32 @@ impl NodeRegistry for RedisNodes {
         let ttl_ms = i64::try_from(self.ttl.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
-        let _: Value = self
-            .conn
-            .client
-            .set(
-                keys::stats_key(&stats.server_id),
-                encode(stats)?,
-                Some(Expiration::PX(ttl_ms)),
-                None,
-                false,
-            )
-            .await
-            .map_err(|e| state_error(&e))?;
+        let mut stats = stats.clone();
+        loop {
+            let declared = self.liveness_ttl_ms.load(Ordering::Acquire);
+            stats.liveness_ttl_ms = (declared != 0).then_some(declared);
+            let _: Value = self
+                .conn
+                .client
+                .set(
+                    keys::stats_key(&stats.server_id),
+                    encode(&stats)?,
+                    Some(Expiration::PX(ttl_ms)),
+                    None,
+                    false,
+                )
+                .await
+                .map_err(|e| state_error(&e))?;
+            // The liveness beat republishes once it declares its key; a record read before that
+            // and written after must not have the last word.
+            if self.liveness_ttl_ms.load(Ordering::Acquire) == declared {
+                break;
+            }
+        }
         *self
             .last_published
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
+            .unwrap_or_else(|e| e.into_inner()) = Some(stats);
         Ok(())
     }
 

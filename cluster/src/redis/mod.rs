@@ -799,6 +799,7 @@ impl RedisCluster {
     pub fn spawn_liveness(&self) -> Liveness {
         let task = tokio::spawn(liveness_beats(
             self.conn.clone(),
+            self.backends.nodes.clone(),
             self.config.node_id.clone(),
             self.config.liveness_ttl,
             self.config.liveness_refresh,
@@ -843,6 +844,7 @@ impl RedisCluster {
 /// previous process under this id, whose leftovers the gateway purges at start).
 async fn liveness_beats(
     conn: Conn,
+    nodes: Arc<RedisNodes>,
     node_id: String,
     ttl: Duration,
     every: Duration,
@@ -874,6 +876,21 @@ async fn liveness_beats(
                             conn.client.del(conn.keys.purge_claim(&node_id)).await;
                     }
                     resync_needed.send_modify(|n| *n += 1);
+                }
+                if !registered {
+                    // The key is there now: records may say so, and peers that never saw this
+                    // node alive will still take the key's absence for its death.
+                    nodes.declare_liveness(ttl);
+                    let last = nodes
+                        .last_published
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    if let Some(record) = last
+                        && let Err(e) = nodes.publish(&record).await
+                    {
+                        tracing::warn!(error = %e, "could not republish this node's stats key");
+                    }
                 }
                 registered = true;
             }

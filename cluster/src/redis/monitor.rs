@@ -2,7 +2,8 @@
 //!
 //! Every `interval` the monitor lists the nodes from their stats keys; every liveness period (a
 //! second by default) it reads the liveness key of each of them with one `MGET`. A node that has
-//! been seen writing a liveness key is alive exactly while that key exists, so a killed node is
+//! been seen writing a liveness key, or whose stats record declares one (`livenessTtlMs`), is
+//! alive exactly while that key exists, so a killed node is
 //! noticed within the liveness TTL (seconds), not the stats TTL (a minute). Nodes that never wrote
 //! one (Node.js nodes of the original design) are alive while their stats key exists or they were
 //! heard on the control bus within one stats TTL. A node that was alive and is no longer, or that
@@ -128,6 +129,7 @@ impl NodeMonitor {
             orphan_candidates: HashMap::new(),
             liveness_every,
             liveness_seen: HashSet::new(),
+            buried: HashSet::new(),
             records: Vec::new(),
             last_scan: None,
             settled: false,
@@ -167,8 +169,12 @@ struct Worker {
     orphan_candidates: HashMap<String, Instant>,
     /// How often liveness keys are read.
     liveness_every: Duration,
-    /// Nodes seen writing a liveness key: for them, that key alone says alive or dead.
+    /// Nodes seen writing a liveness key, or whose stats record declares one: for them, that key
+    /// alone says alive or dead.
     liveness_seen: HashSet<String>,
+    /// Nodes this node never knew alive whose liveness key it found gone, already handed to
+    /// [`Worker::node_gone`]: not handed again while their stats key lingers.
+    buried: HashSet<String>,
     /// Stats records of the last scan, with when it ran.
     records: Vec<(String, Option<crate::stats::NodeStats>)>,
     last_scan: Option<Instant>,
@@ -279,6 +285,12 @@ impl Worker {
                     _ => continue,
                 }
             }
+            if record.as_ref().is_some_and(|r| r.liveness_ttl_ms.is_some()) {
+                // It writes a liveness key: a node that died before this one ever read that key
+                // (killed right after it started, or while this node was starting) is dead
+                // as soon as the key lapses, not alive until its stats key expires.
+                self.liveness_seen.insert(id.clone());
+            }
             with_stats.insert(id.clone());
         }
         // Everyone who might be alive: by stats key, by the bus, or alive at the last look.
@@ -304,6 +316,19 @@ impl Worker {
 
         let joined: Vec<String> = live.difference(&self.known).cloned().collect();
         let left: Vec<String> = self.known.difference(&live).cloned().collect();
+        self.buried
+            .retain(|id| with_stats.contains(id) && !alive.contains(id));
+        let mut strangers: Vec<String> = with_stats
+            .iter()
+            .filter(|id| {
+                self.liveness_seen.contains(*id)
+                    && !alive.contains(*id)
+                    && !self.known.contains(*id)
+                    && !self.buried.contains(*id)
+            })
+            .cloned()
+            .collect();
+        strangers.sort();
         let settled = self.settled;
         self.known = live;
         self.settled = true;
@@ -315,6 +340,11 @@ impl Worker {
             for id in left {
                 tracing::info!(server_id = %id, "peer's liveness (or stats) key is gone");
                 self.node_gone(&id, true).await?;
+            }
+            for id in strangers {
+                tracing::info!(server_id = %id, "a node that writes a liveness key has none");
+                self.buried.insert(id.clone());
+                self.node_gone(&id, false).await?;
             }
         }
         // Orphans must go unclaimed for a whole TTL anyway, and the sweep walks the keyspace:
@@ -386,7 +416,7 @@ impl Worker {
     /// way; leftovers of a node it never knew only when it purged them.
     async fn node_gone(&mut self, server_id: &str, was_peer: bool) -> StateResult<()> {
         self.conn.ensure_connected()?;
-        if was_peer && self.liveness_seen.contains(server_id) {
+        if self.liveness_seen.contains(server_id) {
             // Looked at again just before acting: a beat may have landed since the round's read.
             let back: Option<String> = self
                 .conn
