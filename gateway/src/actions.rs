@@ -6,9 +6,10 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::namespaces::admission::user_room;
-use crate::namespaces::{ALL, MAIN, RESERVED_EVENTS, emit};
-use crate::validation::{BanUser, MAX_CONTENT, MAX_ID};
+use crate::namespaces::emit;
+use crate::protocol::names::{ALL, MAIN, is_reserved};
+use crate::protocol::payloads::{BanUser, MAX_CONTENT, MAX_ID};
+use crate::protocol::rooms::user_room;
 use crate::{Adapter, Io};
 
 /// Why an admin action failed.
@@ -76,7 +77,7 @@ pub async fn announce(app: &App, io: &Io, message: &str) -> Result<(), ActionErr
 
 /// Bans a user: stores the ban (for `duration_secs`, permanent when `None`), then every socket of
 /// the user, in every namespace, gets `banned` `{ reason }` and is disconnected. `request` comes
-/// from [`crate::validation::ban_user`], the one validator of the socket and the HTTP path.
+/// from [`crate::protocol::payloads::ban_user`], the one validator of the socket and the HTTP path.
 pub async fn ban_user(
     app: &App,
     io: &Io,
@@ -244,7 +245,7 @@ pub async fn emit(
     data: Value,
 ) -> Result<(), ActionError> {
     check_len("event", event, 200)?;
-    if RESERVED_EVENTS.contains(&event) {
+    if is_reserved(event) {
         return Err(ActionError::Invalid(format!(
             "\"{event}\" is a reserved event name"
         )));

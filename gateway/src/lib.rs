@@ -17,11 +17,11 @@ pub mod node_stats;
 pub mod outbound;
 pub mod password_guard;
 pub mod passwords;
+pub mod protocol;
 pub mod sanitize;
 pub mod shutdown;
 pub mod state_limits;
 pub mod telemetry;
-pub mod validation;
 
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;

@@ -15,7 +15,7 @@ use crate::Io;
 use crate::app::App;
 
 /// The namespaces of the gateway, in the order of [`NamespaceConnections`].
-pub const NAMESPACES: [&str; 4] = ["/", "/chat", "/game", "/admin"];
+pub const NAMESPACES: [&str; 4] = crate::protocol::names::ALL;
 
 /// Cluster-wide figures, as the admin `get stats` event answers them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -136,7 +136,7 @@ pub async fn announce(
 }
 
 /// `POST /api/ban` `{ userId, reason?, durationSecs? }`, checked by the same validator as the
-/// `/admin` event `ban user` (lengths, a duration of 1 s to [`crate::validation::MAX_BAN_SECS`]).
+/// `/admin` event `ban user` (lengths, a duration of 1 s to [`crate::protocol::payloads::MAX_BAN_SECS`]).
 pub async fn ban(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -148,7 +148,8 @@ pub async fn ban(
                 "the body must be a JSON object".into(),
             ));
         }
-        let request = crate::validation::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
+        let request =
+            crate::protocol::payloads::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
         let ban = actions::ban_user(&state.app, &state.io, &request, &admin.user_id).await?;
         Ok(json!({ "success": true, "ban": ban }))
     })

@@ -8,7 +8,7 @@ use socketioxide::extract::SocketRef;
 use super::{Cx, Outcome, Reject, Shared, emit, fields, on};
 use crate::Adapter;
 use crate::actions::{self, ActionError};
-use crate::validation;
+use crate::protocol::payloads;
 
 /// Registers the handlers of an `/admin` socket.
 pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
@@ -43,13 +43,13 @@ async fn get_stats(cx: Cx, _: Value) -> Outcome {
 }
 
 async fn broadcast_message(cx: Cx, v: Value) -> Outcome {
-    let message = validation::broadcast_message(&v)?;
+    let message = payloads::broadcast_message(&v)?;
     actions::announce(&cx.shared.app, &cx.shared.io, &message).await?;
     Ok(Map::new())
 }
 
 async fn kick_user(cx: Cx, v: Value) -> Outcome {
-    let socket_id = validation::kick_target(&v)?;
+    let socket_id = payloads::kick_target(&v)?;
     if !actions::kick(&cx.shared.app, &cx.shared.io, &socket_id, "Kicked by admin").await? {
         return Err(Reject("Socket not found".to_owned()));
     }
@@ -57,7 +57,7 @@ async fn kick_user(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn ban_user(cx: Cx, v: Value) -> Outcome {
-    let b = validation::ban_user(&v)?;
+    let b = payloads::ban_user(&v)?;
     let ban = actions::ban_user(&cx.shared.app, &cx.shared.io, &b, cx.session.user_id()).await?;
     Ok(fields([
         ("userId", Value::String(ban.user_id)),
@@ -71,7 +71,7 @@ async fn ban_user(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn unban_user(cx: Cx, v: Value) -> Outcome {
-    let user_id = validation::user_id(&v)?;
+    let user_id = payloads::user_id(&v)?;
     let lifted = actions::unban_user(&cx.shared.app, &user_id).await?;
     Ok(fields([
         ("userId", Value::String(user_id)),

@@ -16,6 +16,7 @@ use crate::Adapter;
 use crate::auth::{AuthError, Identity, token_from};
 use crate::client_addr::client_addr;
 use crate::handshake_gate::PendingTicket;
+use crate::protocol::rooms::user_room;
 
 /// Why a handshake was refused. `Display` is the `connect_error` message of the contract.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,11 +36,6 @@ pub enum AdmissionError {
     /// The ban list could not be read; refusing is the safe answer.
     #[error("Service temporarily unavailable")]
     Unavailable,
-}
-
-/// The room every socket of a user joins.
-pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
 }
 
 /// Registers namespace `ns` with the admission middleware.

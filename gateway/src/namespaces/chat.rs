@@ -7,10 +7,10 @@ use cluster::HistoryScope;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 
-use super::admission::user_room;
 use super::{CHAT, Cx, Outcome, Reject, Shared, emit, fields, now, on};
 use crate::Adapter;
-use crate::validation;
+use crate::protocol::payloads;
+use crate::protocol::rooms::{chat_history, user_room};
 
 /// Registers the handlers of a `/chat` socket.
 pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
@@ -20,17 +20,12 @@ pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
 }
 
 async fn chat_message(cx: Cx, v: Value) -> Outcome {
-    super::main_ns::deliver_chat_message(cx, v, |room| match room {
-        // A namespace scope, kept apart from the main namespace's rooms (whose histories live
-        // and die with the room) and from `/chat` itself (no namespace name holds `#`).
-        Some(room) => HistoryScope::Namespace(format!("{CHAT}#{room}")),
-        None => HistoryScope::Namespace(CHAT.to_owned()),
-    })
-    .await
+    super::main_ns::deliver_chat_message(cx, v, |room| HistoryScope::Namespace(chat_history(room)))
+        .await
 }
 
 async fn private_message(cx: Cx, v: Value) -> Outcome {
-    let (to, content) = validation::chat_private_message(&v)?;
+    let (to, content) = payloads::chat_private_message(&v)?;
     let content = super::main_ns::sanitized(&cx, &content)?;
     let op = cx
         .shared

@@ -17,8 +17,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::main_ns::{room_key, user_left, user_presence};
+use super::main_ns::{user_left, user_presence};
 use super::{ALL, MAIN, Session, Shared, emit};
+use crate::protocol::rooms::{chat_room, chat_room_id};
 
 /// Records of rooms that this node's sockets joined, by room id. Entries for rooms without a
 /// local member are dropped at each re-registration, so the map stays as small as the set of
@@ -227,7 +228,7 @@ async fn announce_departures(shared: &Shared, left: &NodeLeft) {
         );
         let _ = emit::broadcast(
             shared,
-            main.clone().to(room_key(&p.room_id)),
+            main.clone().to(chat_room(&p.room_id)),
             "user left",
             &payload,
         )
@@ -256,7 +257,7 @@ fn local_snapshot(shared: &Shared) -> LocalSnapshot {
             node_id: node_id.clone(),
         });
         for room in socket.rooms() {
-            let Some(room_id) = room.strip_prefix("room:") else {
+            let Some(room_id) = chat_room_id(&room) else {
                 continue;
             };
             let Some(record) = records.get(room_id) else {

@@ -31,6 +31,7 @@ use socketioxide::{BroadcastError, SendError, SocketError};
 use super::{Session, Shared};
 use crate::app::App;
 use crate::outbound::SessionMeter;
+use crate::protocol::rooms::SLOW_CLIENTS;
 use crate::{Adapter, Io};
 
 /// Where emits are counted and slow clients handled: the namespaces' [`Shared`], or a plain
@@ -69,9 +70,8 @@ impl Sink for (&App, &Io) {
     }
 }
 
-/// The local room of sockets being disconnected as slow clients: every broadcast excludes it, so
-/// once a frame to a socket is dropped, nothing after it reaches that socket (no silent gap).
-pub const SLOW_ROOM: &str = "gateway:slow-clients";
+/// The local room of sockets being disconnected as slow clients (see [`SLOW_CLIENTS`]).
+pub const SLOW_ROOM: &str = SLOW_CLIENTS;
 
 /// Interval between attempts to queue the DISCONNECT packet of a slow client.
 const DISCONNECT_RETRY: Duration = Duration::from_millis(50);

@@ -12,7 +12,8 @@ use socketioxide::socket::DisconnectReason;
 
 use super::{Cx, GAME, Outcome, Reject, Session, Shared, emit, fields, now, on};
 use crate::Adapter;
-use crate::validation;
+use crate::protocol::payloads;
+use crate::protocol::rooms::game_room;
 
 /// One async lock per game, so that on this node the action that got `seq` n is emitted before
 /// the one that got n + 1 (the sequence number and the emit are one step per game). Entries are
@@ -54,11 +55,6 @@ impl GameLocks {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
         self.locks.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The Socket.IO room of a game.
-pub fn game_room(game_id: &str) -> String {
-    format!("game:{game_id}")
 }
 
 /// Registers the handlers of a `/game` socket.
@@ -108,7 +104,7 @@ pub async fn depart_all(shared: &Arc<Shared>, in_flight: usize) {
 }
 
 async fn join_game(cx: Cx, v: Value) -> Outcome {
-    let game_id = validation::game_id(&v)?;
+    let game_id = payloads::game_id(&v)?;
     let limits = &cx.app().config.args.state_limits;
     if !cx.session.in_game(&game_id)
         && cx.session.games().len() >= limits.max_games_per_socket as usize
@@ -137,7 +133,7 @@ async fn join_game(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn leave_game(cx: Cx, v: Value) -> Outcome {
-    let game_id = validation::game_id(&v)?;
+    let game_id = payloads::game_id(&v)?;
     if !cx.session.remove_game(&game_id) {
         return Err(Reject("You are not in this game".to_owned()));
     }
@@ -146,7 +142,7 @@ async fn leave_game(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn game_action(cx: Cx, v: Value) -> Outcome {
-    let game_id = validation::game_action(&v)?;
+    let game_id = payloads::game_action(&v)?;
     if !cx.session.in_game(&game_id) {
         return Err(Reject("You are not in this game".to_owned()));
     }

@@ -12,17 +12,11 @@ use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::DisconnectReason;
 
-use super::admission::user_room;
 use super::presence_guard::PresenceGuard;
 use super::{Cx, MAIN, Outcome, Reject, Session, Shared, emit, fields, now, on};
-use crate::validation::{self, PrivateMessage};
+use crate::protocol::payloads::{self, PrivateMessage};
+use crate::protocol::rooms::{chat_room, chat_room_id, user_room};
 use crate::{Adapter, passwords};
-
-/// The Socket.IO room of a chat room: prefixed so a room id can never name a user's or a
-/// socket's own room.
-pub fn room_key(room_id: &str) -> String {
-    format!("room:{room_id}")
-}
 
 const NOT_MEMBER: &str = "You are not a member of this room";
 const EMPTY_AFTER_SANITISING: &str = "Message is empty after sanitising";
@@ -187,12 +181,12 @@ pub async fn depart_all(shared: &Arc<Shared>, in_flight: usize) {
 fn member_rooms(s: &SocketRef<Adapter>) -> Vec<String> {
     s.rooms()
         .iter()
-        .filter_map(|r| r.strip_prefix("room:").map(str::to_owned))
+        .filter_map(|r| chat_room_id(r).map(str::to_owned))
         .collect()
 }
 
 fn is_member(s: &SocketRef<Adapter>, room_id: &str) -> bool {
-    let key = room_key(room_id);
+    let key = chat_room(room_id);
     s.rooms().iter().any(|r| *r == key)
 }
 
@@ -222,7 +216,7 @@ pub(super) async fn deliver_chat_message(
     v: Value,
     scope_of: impl Fn(Option<&str>) -> HistoryScope,
 ) -> Outcome {
-    let m = validation::chat_message(&v)?;
+    let m = payloads::chat_message(&v)?;
     let content = sanitized(&cx, &m.content)?;
     if let Some(room) = &m.room_id
         && !is_member(&cx.socket, room)
@@ -245,7 +239,7 @@ pub(super) async fn deliver_chat_message(
         o.insert("message".into(), Value::String(content.clone()));
     }
     let op = match &m.room_id {
-        Some(room) => cx.socket.to(room_key(room)),
+        Some(room) => cx.socket.to(chat_room(room)),
         None => cx.socket.broadcast(),
     };
     store_then_broadcast(
@@ -261,7 +255,7 @@ pub(super) async fn deliver_chat_message(
 
 async fn private_message(cx: Cx, v: Value) -> Outcome {
     let offline = || Reject("User is offline".to_owned());
-    let parsed = validation::private_message(&v)?;
+    let parsed = payloads::private_message(&v)?;
     let (target, content, early) = match parsed {
         PrivateMessage::ToUser { to, content } => {
             let sockets = cx.app().backends.presence.sockets_of(&to).await?;
@@ -328,7 +322,7 @@ async fn private_message(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn set_username(cx: Cx, v: Value) -> Outcome {
-    let name = validation::username(&v)?;
+    let name = payloads::username(&v)?;
     let name = crate::sanitize::strip_tags(&name).trim().to_owned();
     if name.is_empty() {
         return Err(Reject("\"username\" must not be blank".to_owned()));
@@ -343,7 +337,7 @@ async fn set_username(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn create_room(cx: Cx, v: Value) -> Outcome {
-    let r = validation::create_room(&v)?;
+    let r = payloads::create_room(&v)?;
     let rooms = &cx.app().backends.rooms;
     if rooms.get(&r.room_id).await?.is_some() {
         return Err(Reject("Room already exists".to_owned()));
@@ -406,7 +400,7 @@ fn room_error(cx: &Cx, message: &str) -> Reject {
 }
 
 async fn join_room(cx: Cx, v: Value) -> Outcome {
-    let j = validation::join_room(&v)?;
+    let j = payloads::join_room(&v)?;
     let limits = &cx.app().config.args.state_limits;
     if !is_member(&cx.socket, &j.room_id)
         && member_rooms(&cx.socket).len() >= limits.max_rooms_per_socket as usize
@@ -447,7 +441,7 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
         JoinOutcome::NoSuchRoom => return Err(room_error(&cx, "Room does not exist")),
         JoinOutcome::Full => return Err(room_error(&cx, "Room is full")),
     };
-    let key = room_key(&j.room_id);
+    let key = chat_room(&j.room_id);
     cx.socket.join(key.clone());
     cx.shared.joined_rooms.remember(&room);
     // Subscribed to the room's channel before the ack: messages from other nodes are not missed.
@@ -480,7 +474,7 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
     }
     let _ = emit::broadcast(
         &cx.shared,
-        cx.socket.to(room_key(&j.room_id)),
+        cx.socket.to(chat_room(&j.room_id)),
         "user joined",
         &json!({
             "socketId": cx.socket.id.to_string(),
@@ -498,12 +492,12 @@ async fn join_room(cx: Cx, v: Value) -> Outcome {
 /// `false` when the socket was not a member.
 async fn leave(shared: &Shared, s: &SocketRef<Adapter>, session: &Session, room_id: &str) -> bool {
     let sid = s.id.to_string();
-    s.leave(room_key(room_id));
+    s.leave(chat_room(room_id));
     shared.joined_rooms.forget_unless(room_id, || {
         shared
             .io
             .of(MAIN)
-            .is_some_and(|op| !op.local().within(room_key(room_id)).sockets().is_empty())
+            .is_some_and(|op| !op.local().within(chat_room(room_id)).sockets().is_empty())
     });
     let outcome = match shared.app.backends.rooms.leave(room_id, &sid).await {
         Ok(o) => o,
@@ -518,7 +512,7 @@ async fn leave(shared: &Shared, s: &SocketRef<Adapter>, session: &Session, room_
     if let Some(op) = shared.io.of(MAIN) {
         let _ = emit::broadcast(
             shared,
-            op.to(room_key(room_id)),
+            op.to(chat_room(room_id)),
             "user left",
             &user_left(
                 &sid,
@@ -534,7 +528,7 @@ async fn leave(shared: &Shared, s: &SocketRef<Adapter>, session: &Session, room_
 }
 
 async fn leave_room(cx: Cx, v: Value) -> Outcome {
-    let room_id = validation::room_id(&v)?;
+    let room_id = payloads::room_id(&v)?;
     if !leave(&cx.shared, &cx.socket, &cx.session, &room_id).await {
         return Err(Reject(NOT_MEMBER.to_owned()));
     }
@@ -542,7 +536,7 @@ async fn leave_room(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn room_message(cx: Cx, v: Value) -> Outcome {
-    let m = validation::room_message(&v)?;
+    let m = payloads::room_message(&v)?;
     if !is_member(&cx.socket, &m.room_id) {
         return Err(Reject(NOT_MEMBER.to_owned()));
     }
@@ -554,7 +548,7 @@ async fn room_message(cx: Cx, v: Value) -> Outcome {
         "roomId": m.room_id,
         "timestamp": now(),
     });
-    let op = cx.socket.to(room_key(&m.room_id));
+    let op = cx.socket.to(chat_room(&m.room_id));
     store_then_broadcast(&cx, HistoryScope::Room(m.room_id), op, "room message", &msg).await?;
     Ok(Map::new())
 }
@@ -581,7 +575,7 @@ async fn store_then_broadcast(
 }
 
 async fn room_history(cx: Cx, v: Value) -> Outcome {
-    let h = validation::room_history(&v)?;
+    let h = payloads::room_history(&v)?;
     let backends = &cx.app().backends;
     let Some(room) = backends.rooms.get(&h.room_id).await? else {
         return Err(Reject("Room does not exist".to_owned()));
@@ -625,7 +619,7 @@ async fn get_rooms(cx: Cx, _: Value) -> Outcome {
 }
 
 async fn get_room_info(cx: Cx, v: Value) -> Outcome {
-    let room_id = validation::room_id(&v)?;
+    let room_id = payloads::room_id(&v)?;
     let backends = &cx.app().backends;
     let info = match backends.rooms.get(&room_id).await? {
         None => Value::Null,

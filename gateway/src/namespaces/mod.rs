@@ -35,23 +35,11 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::connection_limit::ConnectionLimiter;
 use crate::event_limit::{EventLimiter, Verdict};
+use crate::protocol::payloads::{self, Invalid};
 use crate::sanitize::Sanitizer;
-use crate::validation::{self, Invalid};
 use crate::{Adapter, Io};
 
-/// Namespace paths.
-pub const MAIN: &str = "/";
-/// Chat namespace.
-pub const CHAT: &str = "/chat";
-/// Game namespace.
-pub const GAME: &str = "/game";
-/// Admin namespace.
-pub const ADMIN: &str = "/admin";
-/// Every namespace the gateway serves.
-pub const ALL: [&str; 4] = [MAIN, CHAT, GAME, ADMIN];
-
-/// The text of a rate-limited event or connection.
-pub const RATE_LIMITED: &str = "Rate limit exceeded";
+pub use crate::protocol::names::{ADMIN, ALL, CHAT, GAME, MAIN, RATE_LIMITED, RESERVED_EVENTS};
 
 /// Why namespaces could not be registered.
 #[derive(Debug, thiserror::Error)]
@@ -414,7 +402,7 @@ fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, Reje
         Err(e) if e.to_string().contains("first element not found") => Ok(Value::Null),
         // serde_json's own nesting limit (128), far past the gateway's.
         Err(e) if e.to_string().contains("recursion limit exceeded") => {
-            Err(Reject::from(validation::too_deep()))
+            Err(Reject::from(payloads::too_deep()))
         }
         Err(e) => {
             tracing::debug!(error = %e, "undecodable event payload");
@@ -489,7 +477,7 @@ pub fn on<F, Fut>(
                     next,
                 };
                 let checked = payload(data).and_then(|value| {
-                    validation::payload_fits_cluster(&value)?;
+                    payloads::payload_fits_cluster(&value)?;
                     Ok(value)
                 });
                 let outcome = match checked {
@@ -514,16 +502,6 @@ pub fn on<F, Fut>(
     );
 }
 
-/// Event names socket.io reserves; a client sending one is broken or hostile.
-pub const RESERVED_EVENTS: [&str; 6] = [
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
-
 /// Counts and rate-limits events no handler knows (socket.io ignores them otherwise), so a
 /// flood of unknown events still gets the socket disconnected. A reserved event name is a
 /// protocol error, as in socket.io 4.x: the socket is disconnected.
@@ -534,7 +512,7 @@ pub fn on_unknown(socket: &SocketRef<Adapter>, shared: &Arc<Shared>) {
         let verdict = Session::of(&s).map(|session| session.check_rate());
         let shared = Arc::clone(&shared);
         async move {
-            if RESERVED_EVENTS.contains(&name.as_str()) {
+            if crate::protocol::names::is_reserved(&name) {
                 shared.app.metrics.message_errors.inc();
                 tracing::info!(socket = %s.id, event = name, "reserved event name: disconnecting");
                 emit::disconnect(&shared, &s);
