@@ -20,6 +20,7 @@ pub mod passwords;
 pub mod protocol;
 pub mod sanitize;
 pub mod shutdown;
+pub mod sockets;
 pub mod state_limits;
 pub mod telemetry;
 
@@ -149,9 +150,13 @@ async fn serve_node(
     let shared = namespaces::register(&io, &app)
         .await
         .map_err(|e| GatewayError::Namespaces(e.to_string()))?;
-    // Held until the node stops: dead peers, control messages and Redis reconnects.
+    // Whichever way this returns, the node's tracked tasks are told to stop (a graceful
+    // shutdown also waits for them).
+    let _stop_tasks = shared.tasks.cancelled().drop_guard();
+    // Held until the node stops: control messages (dead peers and Redis reconnects are
+    // tracked tasks).
     let _cluster_reactions = namespaces::cluster_events::start(&shared).await;
-    let router = http::with_layers(http::router(Arc::clone(&app), io.clone()), &app, layer).layer(
+    let router = http::with_layers(http::router(Arc::clone(&shared)), &app, layer).layer(
         axum::middleware::from_fn_with_state(Arc::clone(&app.outbound), outbound::track_transport),
     );
 

@@ -43,8 +43,8 @@ pub struct Running {
     /// The runtime lag sampler task.
     pub lag_monitor: JoinHandle<()>,
     /// What the namespace handlers share, to take this node's users out of the cluster-wide
-    /// state before the sockets close.
-    pub namespaces: std::sync::Arc<crate::namespaces::Shared>,
+    /// state before the sockets close, and to stop the node's tracked tasks after.
+    pub namespaces: std::sync::Arc<crate::sockets::Shared>,
 }
 
 /// How a shutdown ended.
@@ -85,8 +85,8 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
         // nodes' clients; the disconnect handlers that run during the close find nothing left.
         let departed = Instant::now();
         tokio::join!(
-            crate::namespaces::main_ns::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
-            crate::namespaces::game::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
+            crate::actions::presence::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
+            crate::actions::games::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
         );
         tracing::info!(
             elapsed_ms = departed.elapsed().as_millis() as u64,
@@ -103,6 +103,10 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+        }
+        // Bounded by the grace period like every step here.
+        if !namespaces.tasks.stop(grace).await {
+            tracing::warn!(tasks = namespaces.tasks.len(), "node tasks still running");
         }
     };
     let outcome = match tokio::time::timeout_at(deadline, sequence).await {

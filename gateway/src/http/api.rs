@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{HttpState, json_error};
-use crate::actions::{self, ActionError};
+use crate::actions::ActionError;
+use crate::actions::admin as actions;
 use crate::app::App;
 use crate::auth::{AuthError, Identity, token_from};
 
@@ -128,7 +129,7 @@ pub async fn announce(
     body: Result<Json<AnnounceBody>, JsonRejection>,
 ) -> Response {
     admin_action(&state, &headers, body, async |admin, body: AnnounceBody| {
-        actions::announce(&state.app, &state.io, &body.message).await?;
+        actions::announce(&state.shared, &body.message).await?;
         tracing::info!(by = %admin.user_id, "announcement sent through the API");
         Ok(json!({ "success": true }))
     })
@@ -150,7 +151,7 @@ pub async fn ban(
         }
         let request =
             crate::protocol::payloads::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
-        let ban = actions::ban_user(&state.app, &state.io, &request, &admin.user_id).await?;
+        let ban = actions::ban_user(&state.shared, &request, &admin.user_id).await?;
         Ok(json!({ "success": true, "ban": ban }))
     })
     .await
@@ -164,8 +165,7 @@ pub async fn emit(
 ) -> Response {
     admin_action(&state, &headers, body, async |_admin, body: EmitBody| {
         actions::emit(
-            &state.app,
-            &state.io,
+            &state.shared,
             body.namespace.as_deref(),
             body.room.as_deref(),
             &body.event,

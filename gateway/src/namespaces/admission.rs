@@ -1,4 +1,4 @@
-//! Admission of every namespace (PROTOCOL.md section 2), as a connect middleware:
+//! Admission of every namespace (docs/protocol.md, section "Errors"), as a connect middleware:
 //! per-address connection limit, token, `/admin` role, ban; then the socket's session, its
 //! rooms (`user:<userId>` and its own id) and its event handlers, all before the CONNECT ack.
 
@@ -11,12 +11,13 @@ use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
-use super::{ADMIN, CHAT, GAME, MAIN, RATE_LIMITED, Session, Shared};
 use crate::Adapter;
 use crate::auth::{AuthError, Identity, token_from};
 use crate::client_addr::client_addr;
 use crate::handshake_gate::PendingTicket;
+use crate::protocol::names::{ADMIN, CHAT, GAME, MAIN, RATE_LIMITED};
 use crate::protocol::rooms::user_room;
+use crate::sockets::{Session, Shared};
 
 /// Why a handshake was refused. `Display` is the `connect_error` message of the contract.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +105,7 @@ async fn admit(
     // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private
     // message sent from another node right after `connect` is not missed.
     app.link.adapter().sync_rooms_with(ns, [user_room]).await;
-    super::on_unknown(s, shared);
+    super::dispatch::on_unknown(s, shared);
     match ns {
         MAIN => super::main_ns::register_handlers(shared, s, &session).await,
         CHAT => super::chat::register_handlers(shared, s),
@@ -149,6 +150,6 @@ fn connected(shared: &Arc<Shared>, ns: &'static str, s: SocketRef<Adapter>) {
         ticket.joined();
     }
     if ns == MAIN {
-        super::main_ns::welcome(shared, &s);
+        crate::actions::presence::welcome(shared, &s);
     }
 }

@@ -2,7 +2,7 @@
 //! integers as a JavaScript client sends them, the nesting and shape the cluster can carry, and
 //! the exact refusal texts clients see (docs/protocol.md, section "Errors").
 //!
-//! The typed payloads built with these checks are in [`super::payloads`].
+//! The typed payloads built with these checks are in the sibling module `payloads`.
 
 use serde_json::{Map, Value};
 

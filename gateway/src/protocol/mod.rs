@@ -6,5 +6,11 @@
 
 pub mod fields;
 pub mod names;
+pub mod outgoing;
 pub mod payloads;
 pub mod rooms;
+
+/// The current time as the contract writes timestamps: RFC 3339, UTC, milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
