@@ -1,5 +1,10 @@
 //! The gateway library: configuration, HTTP routes, Socket.IO namespaces, auth, validation, rate
 //! limits, metrics and shutdown. `main.rs` is a thin shell over [`run`].
+//!
+//! Socket and API traffic goes through four layers, each importing only from those below it:
+//! [`protocol`] (names, room names, payloads), [`sockets`] (per-node and per-socket state,
+//! counted delivery, tracked tasks), [`actions`] (the use cases: the only code that changes
+//! cluster state or broadcasts), then [`namespaces`] and [`http`] (thin callers).
 
 pub mod actions;
 pub mod app;
@@ -160,8 +165,8 @@ async fn serve_node(
         axum::middleware::from_fn_with_state(Arc::clone(&app.outbound), outbound::track_transport),
     );
 
-    let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app));
-    let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone());
+    let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app), &shared.tasks);
+    let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone(), &shared.tasks);
 
     let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     // Small Socket.IO frames must leave at once: with Nagle's algorithm a handshake answer waited
