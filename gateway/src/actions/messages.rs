@@ -3,9 +3,11 @@
 
 use cluster::HistoryScope;
 use serde_json::{Value, json};
+use socketioxide::operators::BroadcastOperators;
 
 use super::delivery::{sanitized, store_then_broadcast};
 use super::rooms::{NOT_MEMBER, is_member};
+use crate::Adapter;
 use crate::protocol::names::{CHAT, MAIN};
 use crate::protocol::now;
 use crate::protocol::payloads::{ChatMessage, PrivateMessage};
@@ -93,15 +95,7 @@ pub async fn private_message(cx: &Cx, parsed: PrivateMessage) -> Outcome {
     };
     let content = sanitized(cx, &content)?;
     let id = message_id();
-    let mut msg = json!({
-        "id": id,
-        "from": cx.session.user_id(),
-        "username": cx.session.username(),
-        "to": target,
-        "content": content,
-        "type": "private",
-        "timestamp": now(),
-    });
+    let mut msg = private_payload(cx, &id, &target, &content);
     if early.is_some()
         && let Some(o) = msg.as_object_mut()
     {
@@ -111,14 +105,6 @@ pub async fn private_message(cx: &Cx, parsed: PrivateMessage) -> Outcome {
             Value::String(cx.socket.id.to_string()),
         );
     }
-    cx.app()
-        .backends
-        .history
-        .append(
-            &HistoryScope::private(cx.session.user_id(), &target),
-            msg.clone(),
-        )
-        .await?;
     let op = cx
         .shared
         .io
@@ -128,9 +114,7 @@ pub async fn private_message(cx: &Cx, parsed: PrivateMessage) -> Outcome {
         Some(sid) => op.to(sid.clone()),
         None => op.to(user_room(&target)),
     };
-    emit::broadcast(&cx.shared, op, "private message", &msg)
-        .await
-        .map_err(|_| Reject("Message could not be delivered".to_owned()))?;
+    store_then_deliver_private(cx, &target, op, &msg).await?;
     Ok(fields([("messageId", Value::String(id))]))
 }
 
@@ -155,27 +139,9 @@ pub async fn chat_ns_private_message(cx: &Cx, to: String, content: String) -> Ou
     {
         return Err(Reject("User is offline".to_owned()));
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    let msg = json!({
-        "id": id,
-        "from": cx.session.user_id(),
-        "username": cx.session.username(),
-        "to": to,
-        "content": content,
-        "type": "private",
-        "timestamp": now(),
-    });
-    cx.app()
-        .backends
-        .history
-        .append(
-            &HistoryScope::private(cx.session.user_id(), &to),
-            msg.clone(),
-        )
-        .await?;
-    emit::broadcast(&cx.shared, op.to(user_room(&to)), "private message", &msg)
-        .await
-        .map_err(|_| Reject("Message could not be delivered".to_owned()))?;
+    let id = message_id();
+    let msg = private_payload(cx, &id, &to, &content);
+    store_then_deliver_private(cx, &to, op.to(user_room(&to)), &msg).await?;
     emit::to_socket(
         &cx.shared,
         &cx.socket,
@@ -183,6 +149,40 @@ pub async fn chat_ns_private_message(cx: &Cx, to: String, content: String) -> Ou
         &json!({ "messageId": id }),
     );
     Ok(fields([("messageId", Value::String(id))]))
+}
+
+/// The `private message` payload from the sender of `cx` to user `to`.
+fn private_payload(cx: &Cx, id: &str, to: &str, content: &str) -> Value {
+    json!({
+        "id": id,
+        "from": cx.session.user_id(),
+        "username": cx.session.username(),
+        "to": to,
+        "content": content,
+        "type": "private",
+        "timestamp": now(),
+    })
+}
+
+/// Stores a private message in the conversation's history, then delivers it through `op`:
+/// nothing is delivered that was not stored.
+async fn store_then_deliver_private(
+    cx: &Cx,
+    to: &str,
+    op: BroadcastOperators<Adapter>,
+    msg: &Value,
+) -> Result<(), Reject> {
+    cx.app()
+        .backends
+        .history
+        .append(
+            &HistoryScope::private(cx.session.user_id(), to),
+            msg.clone(),
+        )
+        .await?;
+    emit::broadcast(&cx.shared, op, "private message", msg)
+        .await
+        .map_err(|_| Reject("Message could not be delivered".to_owned()))
 }
 
 /// `set username`: this socket's display name, here and in presence.

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{HttpState, json_error};
@@ -18,29 +17,7 @@ use crate::actions::ActionError;
 use crate::actions::admin as actions;
 use crate::app::App;
 use crate::auth::{AuthError, Identity, token_from};
-
-/// Body of `POST /api/announce`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AnnounceBody {
-    /// Text of the announcement.
-    pub message: String,
-}
-
-/// Body of `POST /api/emit`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EmitBody {
-    /// Namespace, `/` when absent.
-    pub namespace: Option<String>,
-    /// Room of that namespace; the whole namespace when absent.
-    pub room: Option<String>,
-    /// Event name.
-    pub event: String,
-    /// Event payload (`null` when absent).
-    #[serde(default)]
-    pub data: Value,
-}
+use crate::protocol::payloads::{AnnounceBody, EmitBody};
 
 /// Why a request is not an admin's.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,7 +114,8 @@ pub async fn announce(
 }
 
 /// `POST /api/ban` `{ userId, reason?, durationSecs? }`, checked by the same validator as the
-/// `/admin` event `ban user` (lengths, a duration of 1 s to [`crate::protocol::payloads::MAX_BAN_SECS`]).
+/// `/admin` event `ban user` (lengths, a duration of 1 s to
+/// [`crate::protocol::payloads::MAX_BAN_SECS`]).
 pub async fn ban(
     State(state): State<HttpState>,
     headers: HeaderMap,

@@ -16,7 +16,6 @@ use crate::auth::{AuthError, Identity, token_from};
 use crate::client_addr::client_addr;
 use crate::handshake_gate::PendingTicket;
 use crate::protocol::names::{ADMIN, CHAT, GAME, MAIN, RATE_LIMITED};
-use crate::protocol::rooms::user_room;
 use crate::sockets::{Session, Shared};
 
 /// Why a handshake was refused. `Display` is the `connect_error` message of the contract.
@@ -100,11 +99,7 @@ async fn admit(
     let session = Session::new(identity, app);
     s.extensions.insert(session.clone());
     crate::outbound::attach(&app.outbound, s);
-    let user_room = user_room(session.user_id());
-    s.join([user_room.clone(), s.id.to_string()]);
-    // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private
-    // message sent from another node right after `connect` is not missed.
-    app.link.adapter().sync_rooms_with(ns, [user_room]).await;
+    crate::actions::presence::join_own_rooms(shared, ns, s, &session).await;
     super::dispatch::on_unknown(s, shared);
     match ns {
         MAIN => super::main_ns::register_handlers(shared, s, &session).await,

@@ -293,5 +293,28 @@ pub fn ban_user(v: &Value) -> Result<BanUser> {
     })
 }
 
+/// Body of `POST /api/announce`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnounceBody {
+    /// Text of the announcement.
+    pub message: String,
+}
+
+/// Body of `POST /api/emit`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmitBody {
+    /// Namespace, `/` when absent.
+    pub namespace: Option<String>,
+    /// Room of that namespace; the whole namespace when absent.
+    pub room: Option<String>,
+    /// Event name.
+    pub event: String,
+    /// Event payload (`null` when absent).
+    #[serde(default)]
+    pub data: Value,
+}
+
 #[cfg(test)]
 mod tests;
