@@ -208,7 +208,7 @@ async fn wait_for(previous: &mut Option<oneshot::Receiver<()>>) {
     }
 }
 
-/// Lets the socket's next event start; shared by an event's [`Ticket`] and its [`Cx`].
+/// Lets the socket's next event start; shared by an event's [`Ticket`] and its [`Cx`](super::Cx).
 #[derive(Debug, Clone, Default)]
 pub struct NextEvent(Arc<Mutex<Option<oneshot::Sender<()>>>>);
 
