@@ -2,7 +2,7 @@
 """Cross-file checks that no single validator can make (deploy/verify.sh runs this).
 
 Each schema validator sees one file; these rules tie the files together: the environment
-variable names are the contract's (PROTOCOL.md section 10), proxy timeouts outlast a Socket.IO
+variable names are the contract's (docs/protocol.md, section "Configuration"), proxy timeouts outlast a Socket.IO
 ping cycle, grace periods outlast the gateway's own shutdown, nginx and compose agree on names
 and ports, and the probes hit the right endpoints.
 

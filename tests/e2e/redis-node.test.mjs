@@ -1,6 +1,7 @@
-// One gateway node configured with a real redis-server: PROTOCOL.md section 7 (/ready follows Redis),
-// section 3 (system_announcement from the cluster control channel), section 8 (own messages ignored,
-// unknown events tolerated, re-registration after a Redis restart).
+// One gateway node configured with a real redis-server, after docs/protocol.md: section "HTTP routes"
+// (/ready follows Redis; /metrics names), section "Control bus" (system_announcement reaches /
+// sockets, own messages ignored, unknown events tolerated), section "Node stats and liveness"
+// (re-registration after a Redis restart).
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import { barrier, closeAll, collect, connectUser, freePort, http, newUser, startGateway, test, waitFor,
