@@ -1,12 +1,14 @@
-//! Per-client-address connection attempt limit (`CONNECTION_RATE_LIMIT` a minute): one governor
-//! GCRA limiter per address.
+//! Per-client-address connection attempt limit (`CONNECTION_RATE_LIMIT` a minute), and the
+//! bounded table of per-address governor limiters it shares with the handshake limiter
+//! ([`AddressBudgets`]).
 //!
 //! Addresses are counted under [`limit_key`]: IPv6 clients by their /64 network.
 //!
 //! Each address may make `limit` attempts at once and then `limit` more spread evenly over each
 //! minute. The table is bounded: past [`MAX_TRACKED_ADDRESSES`] entries, addresses whose budget
 //! is whole again (idle ones, which carry no information) are forgotten; if none is, those with
-//! the most budget left are, so an address being limited keeps its state.
+//! the most budget left are, so an address being limited keeps its state however many other
+//! addresses come.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,53 +26,42 @@ use crate::client_addr::limit_key;
 /// Most addresses remembered at once.
 pub const MAX_TRACKED_ADDRESSES: usize = 100_000;
 
-type AddressBudget<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
+type Budget<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
 
 /// One remembered address.
 #[derive(Debug)]
 struct Tracked<C: Clock> {
-    budget: AddressBudget<C>,
+    budget: Budget<C>,
     /// When the address last made an attempt.
     last: C::Instant,
     /// Attempts it had left after that one.
     remaining: u32,
 }
 
-/// Connection attempt limiter shared by every namespace of a node.
+/// A governor limiter per client address (counted under [`limit_key`]), in a table bounded as
+/// the module documentation says.
 #[derive(Debug)]
-pub struct ConnectionLimiter<C: Clock = DefaultClock> {
+pub struct AddressBudgets<C: Clock = DefaultClock> {
     quota: Quota,
     clock: C,
     max_tracked: usize,
     addresses: Mutex<HashMap<IpAddr, Tracked<C>>>,
 }
 
-impl ConnectionLimiter {
-    /// `limit` attempts per address per minute (at least 1).
-    pub fn new(limit: u32) -> Self {
-        Self::with_capacity(limit, MAX_TRACKED_ADDRESSES)
-    }
-
-    /// Like [`new`](Self::new) with a custom table bound (tests).
-    pub fn with_capacity(limit: u32, max_tracked: usize) -> Self {
-        Self::with_clock(limit, max_tracked, DefaultClock::default())
-    }
-}
-
-impl<C: Clock + Clone> ConnectionLimiter<C> {
-    /// Like [`with_capacity`](ConnectionLimiter::with_capacity) on a clock of the caller's
-    /// (tests).
-    pub fn with_clock(limit: u32, max_tracked: usize, clock: C) -> Self {
+impl<C: Clock + Clone> AddressBudgets<C> {
+    /// `per_minute` attempts per address (at least 1), at most `max_tracked` addresses
+    /// remembered, time read from `clock`.
+    pub fn new(per_minute: u32, max_tracked: usize, clock: C) -> Self {
         Self {
-            quota: Quota::per_minute(NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN)),
+            quota: Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN)),
             clock,
             max_tracked: max_tracked.max(1),
             addresses: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records an attempt from `addr`; `false` when it is over the limit.
-    pub fn allow(&self, addr: IpAddr) -> bool {
+    /// Spends one attempt of `addr`'s budget; the error says how long until the next one.
+    pub fn spend(&self, addr: IpAddr) -> Result<(), Duration> {
         let key = limit_key(addr);
         let now = self.clock.now();
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,16 +78,16 @@ impl<C: Clock + Clone> ConnectionLimiter<C> {
         match tracked.budget.check() {
             Ok(snapshot) => {
                 tracked.remaining = snapshot.remaining_burst_capacity();
-                true
+                Ok(())
             }
-            Err(_) => {
+            Err(not_until) => {
                 tracked.remaining = 0;
-                false
+                Err(not_until.wait_time_from(now))
             }
         }
     }
 
-    /// Addresses tracked now.
+    /// Addresses remembered now.
     pub fn tracked(&self) -> usize {
         self.addresses
             .lock()
@@ -119,7 +110,7 @@ impl<C: Clock + Clone> ConnectionLimiter<C> {
         addresses.retain(|_, t| self.budget_now(t, now) < burst);
         if addresses.len() >= self.max_tracked {
             // Still full of addresses that spent attempts: forget those with the most left first
-            // (the least limited), so an address being limited keeps its state.
+            // (the least limited), a tenth of the table at a time so the sort is rare.
             let mut by_budget: Vec<(IpAddr, u32)> = addresses
                 .iter()
                 .map(|(a, t)| (*a, self.budget_now(t, now)))
@@ -130,6 +121,44 @@ impl<C: Clock + Clone> ConnectionLimiter<C> {
                 addresses.remove(&addr);
             }
         }
+    }
+}
+
+/// Connection attempt limiter shared by every namespace of a node.
+#[derive(Debug)]
+pub struct ConnectionLimiter<C: Clock = DefaultClock> {
+    budgets: AddressBudgets<C>,
+}
+
+impl ConnectionLimiter {
+    /// `limit` attempts per address per minute (at least 1).
+    pub fn new(limit: u32) -> Self {
+        Self::with_capacity(limit, MAX_TRACKED_ADDRESSES)
+    }
+
+    /// Like [`new`](Self::new) with a custom table bound (tests).
+    pub fn with_capacity(limit: u32, max_tracked: usize) -> Self {
+        Self::with_clock(limit, max_tracked, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> ConnectionLimiter<C> {
+    /// Like [`with_capacity`](ConnectionLimiter::with_capacity) on a clock of the caller's
+    /// (tests).
+    pub fn with_clock(limit: u32, max_tracked: usize, clock: C) -> Self {
+        Self {
+            budgets: AddressBudgets::new(limit, max_tracked, clock),
+        }
+    }
+
+    /// Records an attempt from `addr`; `false` when it is over the limit.
+    pub fn allow(&self, addr: IpAddr) -> bool {
+        self.budgets.spend(addr).is_ok()
+    }
+
+    /// Addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.budgets.tracked()
     }
 }
 
