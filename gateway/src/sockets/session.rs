@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use socketioxide::socket::Socket;
 use tokio::sync::oneshot;
@@ -48,7 +47,6 @@ impl Session {
             limiter: Mutex::new(EventLimiter::new(
                 args.event_rate_limit,
                 args.event_rate_burst,
-                Instant::now(),
             )),
             events: OrderQueue::default(),
             broadcasts: OrderQueue::default(),
@@ -145,7 +143,7 @@ impl Session {
 
     /// Charges one event to the socket's token bucket.
     pub fn check_rate(&self) -> Verdict {
-        lock(&self.0.limiter).check(Instant::now())
+        lock(&self.0.limiter).check()
     }
 
     /// Takes this event's place in the socket's queue, unless the backlog is at its bound.
