@@ -12,6 +12,7 @@ use crate::Gathered;
 use crate::channels::NamespaceChannels;
 use crate::connection::Shared;
 use crate::error::{AdapterError, MissingResponses};
+use crate::locks::lock;
 use crate::metrics::inc;
 use crate::wire::{Request, Response};
 
@@ -70,9 +71,7 @@ pub(crate) struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        if let Ok(mut pending) = self.core.pending.lock() {
-            pending.remove(&self.id);
-        }
+        lock(&self.core.pending).remove(&self.id);
     }
 }
 
@@ -108,31 +107,26 @@ impl NsCore {
         if uid == self.uid || uid == "emitter" || uid.is_empty() {
             return;
         }
-        if let Ok(mut peers) = self.peers.lock() {
-            if peers.len() >= MAX_PEERS && !peers.contains_key(uid) {
-                let now = Instant::now();
-                peers.retain(|_, seen| now.duration_since(*seen) < PEER_TTL);
-                if peers.len() >= MAX_PEERS {
-                    return;
-                }
+        let mut peers = lock(&self.peers);
+        if peers.len() >= MAX_PEERS && !peers.contains_key(uid) {
+            let now = Instant::now();
+            peers.retain(|_, seen| now.duration_since(*seen) < PEER_TTL);
+            if peers.len() >= MAX_PEERS {
+                return;
             }
-            peers.insert(uid.to_owned(), Instant::now());
         }
+        peers.insert(uid.to_owned(), Instant::now());
     }
 
     fn recent_rust_peers(&self) -> Vec<String> {
         let now = Instant::now();
-        self.peers
-            .lock()
-            .map(|p| {
-                p.iter()
-                    // Peers of this adapter always sign their answers; Node peers never do, so
-                    // only the former can be named when silent.
-                    .filter(|(uid, seen)| uid.len() == 16 && now.duration_since(**seen) < PEER_TTL)
-                    .map(|(uid, _)| uid.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        lock(&self.peers)
+            .iter()
+            // Peers of this adapter always sign their answers; Node peers never do, so only the
+            // former can be named when silent.
+            .filter(|(uid, seen)| uid.len() == 16 && now.duration_since(**seen) < PEER_TTL)
+            .map(|(uid, _)| uid.clone())
+            .collect()
     }
 
     /// The response channel for answering a request from `uid` (its own channel, as Node's
@@ -150,7 +144,7 @@ impl NsCore {
     ) -> Result<(PendingGuard, mpsc::Receiver<Response>), AdapterError> {
         let (tx, rx) = mpsc::channel(shared.config.max_responses_per_request.max(1));
         let id = Sid::new().to_string();
-        let mut pending = self.pending.lock().map_err(|_| AdapterError::Closed)?;
+        let mut pending = lock(&self.pending);
         if pending.len() >= shared.config.max_pending_requests {
             return Err(AdapterError::TooManyPendingRequests(pending.len()));
         }

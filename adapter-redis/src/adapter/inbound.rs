@@ -14,19 +14,14 @@ use super::values::wire_to_value;
 use super::{RedisAdapter, Remote};
 use crate::channels::{ChannelKind, NamespaceChannels};
 use crate::connection::Inbound;
+use crate::locks::lock;
 use crate::metrics::inc;
 use crate::wire::{self, Response};
 
 impl<E: SocketEmitter> RedisAdapter<E> {
     pub(super) async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Inbound>) {
         let Some(remote) = &self.remote else { return };
-        let Some(mut waiters) = remote
-            .core
-            .sync_waiters_rx
-            .lock()
-            .ok()
-            .and_then(|mut w| w.take())
-        else {
+        let Some(mut waiters) = lock(&remote.core.sync_waiters_rx).take() else {
             return;
         };
         let mut tick = tokio::time::interval(
@@ -98,12 +93,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             opts.rooms.push(Room::from(room.to_owned()));
             return !self.local.sockets(opts).is_empty();
         }
-        remote
-            .core
-            .subscribed_rooms
-            .lock()
-            .map(|r| r.contains(room))
-            .unwrap_or(false)
+        lock(&remote.core.subscribed_rooms).contains(room)
     }
 
     pub(super) fn on_broadcast(&self, remote: &Remote, payload: &[u8]) {
@@ -134,12 +124,9 @@ pub(super) fn on_response(remote: &Remote, payload: &[u8]) {
             return;
         }
     };
-    let sender = remote
-        .core
-        .pending
-        .lock()
-        .ok()
-        .and_then(|p| p.get(&response.request_id).cloned());
+    let sender = lock(&remote.core.pending)
+        .get(&response.request_id)
+        .cloned();
     if let Some(sender) = sender
         && sender.try_send(response).is_err()
     {

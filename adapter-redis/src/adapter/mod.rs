@@ -43,6 +43,7 @@ use crate::RedisAdapterCtr;
 use crate::connection::{Inbound, Shared};
 use crate::delivery::{ObserverSlot, packet_bytes};
 use crate::error::AdapterError;
+use crate::locks::{lock, write};
 use crate::namespace::{LocalView, NsCore};
 use crate::wire::{Flags, Request};
 
@@ -69,7 +70,11 @@ struct Remote {
 }
 
 /// The future returned by `init` (awaited by `io.ns(..)`, spawned for dynamic namespaces).
-pub struct InitRes(Pin<Box<dyn Future<Output = Result<(), AdapterError>> + Send>>);
+pub struct InitRes {
+    init: Pin<Box<dyn Future<Output = Result<(), AdapterError>> + Send>>,
+    /// Where a spawned init is tracked (absent for a local adapter, whose init is immediate).
+    shared: Option<Arc<Shared>>,
+}
 
 impl std::fmt::Debug for InitRes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,17 +85,24 @@ impl std::fmt::Debug for InitRes {
 impl Future for InitRes {
     type Output = Result<(), AdapterError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx)
+        self.init.as_mut().poll(cx)
     }
 }
 
 impl Spawnable for InitRes {
     fn spawn(self) {
-        tokio::spawn(async move {
+        let shared = self.shared.clone();
+        let init = async move {
             if let Err(e) = self.await {
                 tracing::error!(error = %e, "adapter namespace init failed");
             }
-        });
+        };
+        match shared {
+            Some(shared) => shared.spawn(init),
+            None => {
+                tokio::spawn(init);
+            }
+        }
     }
 }
 
@@ -154,7 +166,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
     }
 
     fn init(self: Arc<Self>, on_success: impl FnOnce() + Send + 'static) -> Self::InitRes {
-        InitRes(Box::pin(async move {
+        let shared = self.remote.as_ref().map(|r| r.shared.clone());
+        let init = Box::pin(async move {
             let Some(remote) = &self.remote else {
                 on_success();
                 return Ok(());
@@ -163,18 +176,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             if nsp.contains('#') {
                 return Err(AdapterError::MalformedNamespace(nsp));
             }
-            let rx = remote
-                .inbound
-                .lock()
-                .ok()
-                .and_then(|mut r| r.take())
-                .ok_or(AdapterError::Closed)?;
-            if let Ok(mut routes) = remote.shared.routes.write() {
-                routes.insert(nsp.clone(), remote.inbound_tx.clone());
-            }
-            if let Ok(mut namespaces) = remote.shared.namespaces.write() {
-                namespaces.insert(nsp.clone(), remote.core.clone());
-            }
+            let rx = lock(&remote.inbound).take().ok_or(AdapterError::Closed)?;
+            write(&remote.shared.routes).insert(nsp.clone(), remote.inbound_tx.clone());
+            write(&remote.shared.namespaces).insert(nsp.clone(), remote.core.clone());
             let ch = &remote.core.channels;
             remote
                 .shared
@@ -188,10 +192,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             remote.shared.psubscribe(ch.sid_room_pattern()).await;
             let view: Arc<dyn LocalView> = self.clone();
             let _ = remote.core.local_view.set(Arc::downgrade(&view));
-            tokio::spawn(self.clone().run(rx));
+            remote.shared.spawn(self.clone().run(rx));
             on_success();
             Ok(())
-        }))
+        });
+        InitRes { init, shared }
     }
 
     async fn close(&self) -> Result<(), Self::Error> {
@@ -204,12 +209,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         remote.core.sync_now.notify_one();
-        if let Ok(mut routes) = remote.shared.routes.write() {
-            routes.remove(&nsp);
-        }
-        if let Ok(mut namespaces) = remote.shared.namespaces.write() {
-            namespaces.remove(&nsp);
-        }
+        write(&remote.shared.routes).remove(&nsp);
+        write(&remote.shared.namespaces).remove(&nsp);
         let shared = remote.shared.clone();
         let ch = remote.core.channels.clone();
         let mut channels = vec![
@@ -218,11 +219,13 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             ch.response.clone(),
             remote.core.own_response.clone(),
         ];
-        if let Ok(rooms) = remote.core.subscribed_rooms.lock() {
-            channels.extend(rooms.iter().map(|r| ch.room(r)));
-        }
+        channels.extend(
+            lock(&remote.core.subscribed_rooms)
+                .iter()
+                .map(|r| ch.room(r)),
+        );
         // `close` may be polled only once (namespace deletion), so the I/O runs on its own.
-        tokio::spawn(async move {
+        remote.shared.spawn(async move {
             shared.unsubscribe(channels).await;
             shared.punsubscribe(ch.sid_room_pattern()).await;
         });

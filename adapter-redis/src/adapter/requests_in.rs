@@ -15,6 +15,7 @@ use super::values::{value_to_wire, wire_to_value};
 use super::{RedisAdapter, Remote};
 use crate::connection::Shared;
 use crate::json;
+use crate::locks::lock;
 use crate::metrics::inc;
 use crate::msgpack::Wire;
 use crate::namespace::NsCore;
@@ -292,11 +293,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         data: &Wire,
     ) {
         let shared = &remote.shared;
-        let sink = shared
-            .sse_sinks
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&remote.core.nsp).cloned());
+        let sink = lock(&shared.sse_sinks).get(&remote.core.nsp).cloned();
         let Some(sink) = sink else {
             tracing::debug!(nsp = %remote.core.nsp, "server-side event without a listener");
             return;
@@ -350,7 +347,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         let this = self.clone();
         let shared = remote.shared.clone();
         let core = remote.core.clone();
-        tokio::spawn(async move {
+        remote.shared.spawn(async move {
             let _permit = permit;
             this.answer_broadcast_with_ack(&shared, &core, request)
                 .await;

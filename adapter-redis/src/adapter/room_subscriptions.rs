@@ -7,6 +7,7 @@ use socketioxide_core::adapter::{BroadcastFlags, BroadcastOptions, SocketEmitter
 
 use super::{RedisAdapter, Remote};
 use crate::channels::NamespaceChannels;
+use crate::locks::lock;
 
 impl<E: SocketEmitter> RedisAdapter<E> {
     pub(super) fn request_sync(&self) {
@@ -21,9 +22,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         rooms: impl Iterator<Item = &String>,
     ) {
         let add: Vec<String> = {
-            let Ok(mut subscribed) = remote.core.subscribed_rooms.lock() else {
-                return;
-            };
+            let mut subscribed = lock(&remote.core.subscribed_rooms);
             rooms
                 .filter(|room| subscribed.insert((*room).clone()))
                 .map(|room| remote.core.channels.room(room))
@@ -44,8 +43,8 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .map(|r| r.to_string())
             .filter(|r| !NamespaceChannels::room_covered_by_pattern(r))
             .collect();
-        if let Ok(mut pinned) = remote.core.pinned_rooms.lock() {
-            pinned.retain(|room| {
+        {
+            lock(&remote.core.pinned_rooms).retain(|room| {
                 if held.contains(room) {
                     return false;
                 }
@@ -59,9 +58,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             });
         }
         let (add, remove): (Vec<String>, Vec<String>) = {
-            let Ok(mut subscribed) = remote.core.subscribed_rooms.lock() else {
-                return;
-            };
+            let mut subscribed = lock(&remote.core.subscribed_rooms);
             let add: Vec<String> = held.difference(&subscribed).cloned().collect();
             let remove: Vec<String> = subscribed.difference(&held).cloned().collect();
             if add.is_empty() && remove.is_empty() {
