@@ -53,7 +53,7 @@ struct Wanted {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: RedisAdapterConfig,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub foreign: ForeignIds,
     pub routes: RwLock<HashMap<String, mpsc::Sender<Inbound>>>,
     /// Bytes of every namespace's inbound queue together.
@@ -116,7 +116,7 @@ impl Shared {
             foreign: ForeignIds::new(config.foreign_id_capacity),
             inbound_bytes: ByteBudget::new(config.inbound_queue_bytes),
             config,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             routes: RwLock::default(),
             namespaces: RwLock::default(),
             sse_sinks: Mutex::default(),

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::Gathered;
 use crate::channels::NamespaceChannels;
+use crate::config::RedisAdapterConfig;
 use crate::connection::Shared;
 use crate::error::{AdapterError, MissingResponses};
 use crate::locks::lock;
@@ -140,12 +141,12 @@ impl NsCore {
 
     pub(crate) fn register(
         self: &Arc<Self>,
-        shared: &Shared,
+        config: &RedisAdapterConfig,
     ) -> Result<(PendingGuard, mpsc::Receiver<Response>), AdapterError> {
-        let (tx, rx) = mpsc::channel(shared.config.max_responses_per_request.max(1));
+        let (tx, rx) = mpsc::channel(config.max_responses_per_request.max(1));
         let id = Sid::new().to_string();
         let mut pending = lock(&self.pending);
-        if pending.len() >= shared.config.max_pending_requests {
+        if pending.len() >= config.max_pending_requests {
             return Err(AdapterError::TooManyPendingRequests(pending.len()));
         }
         pending.insert(id.clone(), tx);
@@ -181,28 +182,14 @@ impl NsCore {
                 missing: None,
             });
         }
-        let (guard, mut rx) = self.register(shared)?;
+        let (guard, mut rx) = self.register(&shared.config)?;
         let request = build(self.uid.clone(), guard.id.clone());
         shared
             .publish(self.channels.request.clone(), request.encode())
             .await?;
         let started = Instant::now();
         let deadline = crate::adapter::deadline_in(shared.config.request_timeout);
-        let mut answers = Vec::with_capacity(expected);
-        let mut answered: HashSet<String> = HashSet::new();
-        while answers.len() < expected {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(resp)) => {
-                    if let Some(uid) = &resp.uid
-                        && !answered.insert(uid.clone())
-                    {
-                        continue;
-                    }
-                    answers.push(resp);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let (answers, answered) = collect_answers(&mut rx, expected, deadline).await;
         drop(guard);
         let missing = (answers.len() < expected).then(|| {
             inc(&shared.metrics.request_timeouts);
@@ -225,5 +212,72 @@ impl NsCore {
             value: answers,
             missing,
         })
+    }
+}
+
+/// One answer per responder (de-duplicated by the uid this adapter's peers sign with; Node
+/// peers do not sign) until `expected` answered, the senders are gone or `deadline` passed.
+async fn collect_answers(
+    rx: &mut mpsc::Receiver<Response>,
+    expected: usize,
+    deadline: tokio::time::Instant,
+) -> (Vec<Response>, HashSet<String>) {
+    let mut answers = Vec::with_capacity(expected);
+    let mut answered: HashSet<String> = HashSet::new();
+    while answers.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(resp)) => {
+                if let Some(uid) = &resp.uid
+                    && !answered.insert(uid.clone())
+                {
+                    continue;
+                }
+                answers.push(resp);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (answers, answered)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn answer(uid: Option<&str>) -> Response {
+        let uid = uid.map(|u| format!(r#","uid":"{u}""#)).unwrap_or_default();
+        Response::decode(format!(r#"{{"requestId":"r","rooms":[]{uid}}}"#).as_bytes()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_stalls_the_collection_exactly_until_the_deadline() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let start = Instant::now();
+        let timeout = Duration::from_millis(1500);
+        tx.send(answer(Some("peer-a"))).await.unwrap();
+        // The same peer twice counts once; the second expected peer never answers.
+        tx.send(answer(Some("peer-a"))).await.unwrap();
+        let (answers, answered) = collect_answers(&mut rx, 2, start + timeout).await;
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answered, HashSet::from(["peer-a".to_owned()]));
+        assert_eq!(start.elapsed(), timeout);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_collection_ends_as_soon_as_every_peer_answered() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let start = Instant::now();
+        tx.send(answer(Some("peer-a"))).await.unwrap();
+        // Node peers do not sign their answers: each counts.
+        tx.send(answer(None)).await.unwrap();
+        let (answers, _) = collect_answers(&mut rx, 2, start + Duration::from_secs(60)).await;
+        assert_eq!(answers.len(), 2);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        drop(tx);
     }
 }

@@ -290,7 +290,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             return Ok(local_stream.fuse());
         };
         let data = value_to_wire(value)?;
-        let (guard, rx) = remote.core.register(&remote.shared)?;
+        let (guard, rx) = remote.core.register(&remote.shared.config)?;
         let request = Request::BroadcastWithAck {
             uid: Some(remote.core.uid.clone()),
             request_id: guard.id.clone(),
@@ -309,7 +309,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let state = RemoteAcks {
             rx,
             _guard: guard,
-            shared: remote.shared.clone(),
+            metrics: remote.shared.metrics.clone(),
             deadline: deadline_in(ack_timeout.saturating_add(remote.shared.config.request_timeout)),
             expected_servers,
             answered: 0,

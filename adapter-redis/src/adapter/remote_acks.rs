@@ -11,8 +11,7 @@ use socketioxide_core::adapter::AckStreamItem;
 use tokio::sync::mpsc;
 
 use super::values::wire_to_value;
-use crate::connection::Shared;
-use crate::metrics::inc;
+use crate::metrics::{Metrics, inc};
 use crate::msgpack::Wire;
 use crate::namespace::PendingGuard;
 use crate::wire::{self, Response};
@@ -26,7 +25,7 @@ pub(super) fn timeout_error<T: serde::de::DeserializeOwned>() -> Option<T> {
 pub(super) struct RemoteAcks {
     pub(super) rx: mpsc::Receiver<Response>,
     pub(super) _guard: PendingGuard,
-    pub(super) shared: Arc<Shared>,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) deadline: tokio::time::Instant,
     pub(super) expected_servers: usize,
     pub(super) answered: usize,
@@ -72,7 +71,7 @@ pub(super) fn remote_ack_stream<Err: serde::de::DeserializeOwned + Send + 'stati
                     _ => continue,
                 },
                 Ok(None) | Err(_) => {
-                    inc(&s.shared.metrics.request_timeouts);
+                    inc(&s.metrics.request_timeouts);
                     tracing::warn!(
                         servers = s.answered,
                         expected_servers = s.expected_servers,
@@ -86,4 +85,55 @@ pub(super) fn remote_ack_stream<Err: serde::de::DeserializeOwned + Send + 'stati
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::RedisAdapterConfig;
+    use crate::locks::lock;
+    use crate::namespace::NsCore;
+
+    #[tokio::test(start_paused = true)]
+    async fn acks_missing_at_the_deadline_end_the_stream_there_as_timeouts() {
+        let core = Arc::new(NsCore::new("socket.io", "/", "0123456789abcdef".into(), 8));
+        let (guard, rx) = core.register(&RedisAdapterConfig::default()).unwrap();
+        let id = guard.id.clone();
+        let peer = lock(&core.pending).get(&id).cloned().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let start = Instant::now();
+        // The caller's ack timeout plus the request timeout.
+        let wait = Duration::from_millis(300 + 1500);
+        let state = RemoteAcks {
+            rx,
+            _guard: guard,
+            metrics: metrics.clone(),
+            deadline: start + wait,
+            expected_servers: 1,
+            answered: 0,
+            answered_uids: HashSet::new(),
+            acks_expected: 0,
+            acks_received: 0,
+            timed_out: false,
+        };
+        // The other node has two clients; one acks, the other never does.
+        let count = wire::client_count_response(&id, 2, Some("peer"));
+        peer.send(Response::decode(&count).unwrap()).await.unwrap();
+        let ack = wire::broadcast_ack_response(&id, &Wire::Str("yes".into()), Some("peer"));
+        peer.send(Response::decode(&ack).unwrap()).await.unwrap();
+
+        let items: Vec<_> = remote_ack_stream::<serde_json::Value>(state)
+            .collect()
+            .await;
+        assert_eq!(start.elapsed(), wait);
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert!(items[0].1.is_ok(), "{items:?}");
+        assert_eq!(items[1].1, Err(serde_json::json!("Timeout")));
+        assert_eq!(metrics.request_timeouts.load(Ordering::Relaxed), 1);
+    }
 }
