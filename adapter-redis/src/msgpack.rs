@@ -352,6 +352,38 @@ mod tests {
         );
     }
 
+    fn any_wire() -> impl proptest::strategy::Strategy<Value = Wire> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Wire::Nil),
+            any::<bool>().prop_map(Wire::Bool),
+            any::<i64>().prop_map(Wire::Int),
+            (i64::MAX as u64 + 1..=u64::MAX).prop_map(Wire::UInt),
+            any::<f64>()
+                .prop_filter("NaN is not equal to itself", |f| !f.is_nan())
+                .prop_map(Wire::F64),
+            ".{0,40}".prop_map(Wire::Str),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| Wire::Bin(b.into())),
+            (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..20))
+                .prop_map(|(k, b)| Wire::Ext(k, b.into())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Wire::Array),
+                proptest::collection::vec((inner.clone(), inner), 0..8).prop_map(Wire::Map),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes the values hold (0xc1 included, inside numbers and binaries), what
+        /// is encoded decodes back unchanged.
+        #[test]
+        fn every_value_round_trips(value in any_wire()) {
+            proptest::prop_assert_eq!(Wire::decode(&value.encode()), Ok(value));
+        }
+    }
+
     /// `[[...[leaf]...]]` with `leaf` at `depth` (the top value is at depth 0).
     fn nested(depth: usize, leaf: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0x91; depth];

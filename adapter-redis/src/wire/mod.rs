@@ -1,7 +1,7 @@
 //! The messages of `@socket.io/redis-adapter` 8.x (classic protocol), encoded and decoded.
 //!
-//! * Broadcasts ([`broadcast`]): msgpack `[uid, {type:2, data, nsp}, {rooms, except, flags}]`.
-//! * Requests ([`request`]) and responses ([`response`]): JSON, except BROADCAST (type 7)
+//! * Broadcasts (`broadcast.rs`): msgpack `[uid, {type:2, data, nsp}, {rooms, except, flags}]`.
+//! * Requests (`request.rs`) and responses (`response.rs`): JSON, except BROADCAST (type 7)
 //!   requests and BROADCAST_ACK (type 9) responses, which are msgpack. Decoders look at the
 //!   first byte: `{` is JSON.
 //!
