@@ -238,11 +238,12 @@ impl Client {
 /// Polls `cond` until it holds or `WAIT` passes.
 pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     while tokio::time::Instant::now() < deadline {
+        poll.tick().await;
         if cond().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("condition not met within {WAIT:?}: {what}");
 }
