@@ -90,6 +90,8 @@ pub fn on<F, Fut>(
                     reply_rejected(&shared, &s, ack, ack_wanted, event, "Not authenticated");
                     return;
                 };
+                // Whatever the answer, it can only be sent once the socket is connected.
+                session.entered(shared.app.config.connect_timeout()).await;
                 match verdict {
                     Some(Verdict::Allowed) => {}
                     Some(Verdict::Flooding) => {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use socketioxide::socket::Socket;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::lock;
 use crate::Adapter;
@@ -33,7 +33,8 @@ struct SessionInner {
     pending: AtomicUsize,
     max_pending: usize,
     slow: AtomicBool,
-    connected: AtomicBool,
+    /// Whether the socket got its CONNECT ack and entered the namespace.
+    connected: watch::Sender<bool>,
     games: Mutex<Vec<String>>,
 }
 
@@ -58,7 +59,7 @@ impl Session {
                 .saturating_mul(2)
                 .max(64),
             slow: AtomicBool::new(false),
-            connected: AtomicBool::new(false),
+            connected: watch::Sender::new(false),
             games: Mutex::new(Vec::new()),
         }))
     }
@@ -100,12 +101,25 @@ impl Session {
 
     /// Records that the socket got its CONNECT ack and entered the namespace.
     pub fn mark_connected(&self) {
-        self.0.connected.store(true, Ordering::SeqCst);
+        self.0.connected.send_replace(true);
     }
 
     /// Whether the socket ever entered the namespace.
     pub fn was_connected(&self) -> bool {
-        self.0.connected.load(Ordering::SeqCst)
+        *self.0.connected.borrow()
+    }
+
+    /// Waits until the socket entered the namespace, at most `within`. A client may send an
+    /// event as soon as it reads the CONNECT ack, and socketioxide marks the socket connected
+    /// only after sending that ack: in between it refuses every emit to the socket, so an
+    /// answer sent then (the `error` event of a rejection) would be lost while its ack is not.
+    /// The bound only matters for a socket whose CONNECT ack could not be sent.
+    pub async fn entered(&self, within: std::time::Duration) {
+        if self.was_connected() {
+            return;
+        }
+        let mut connected = self.0.connected.subscribe();
+        let _ = tokio::time::timeout(within, connected.wait_for(|c| *c)).await;
     }
 
     /// Remembers a game joined (for `player disconnected`).
@@ -283,6 +297,25 @@ mod tests {
         );
         drop(first);
         assert!(waiting.await.is_err(), "first finished: the sender is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_wait_until_the_socket_entered_its_namespace() {
+        let s = session("40");
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { s.entered(std::time::Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "went on before the socket entered");
+        s.mark_connected();
+        waiting.await.unwrap();
+        // Once entered, nothing waits; a socket that never enters waits at most the bound.
+        s.entered(std::time::Duration::ZERO).await;
+        let never = session("40");
+        let started = tokio::time::Instant::now();
+        never.entered(std::time::Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(5));
     }
 
     #[test]
