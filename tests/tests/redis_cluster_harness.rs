@@ -1,0 +1,133 @@
+//! The Redis Cluster harness itself, on real `redis-server` processes: it forms a cluster
+//! whose slot arithmetic matches Redis, moves a slot with its keys, and survives a primary's
+//! death by promoting its replica.
+
+use std::net::{SocketAddr, TcpStream};
+
+use testkit::redis_cluster::{
+    RedisCluster, RedisClusterError, RedisClusterSpec, Reply, Role, SLOT_COUNT, key_slot,
+};
+
+#[test]
+fn a_cluster_forms_moves_a_slot_and_fails_over_a_primary() -> Result<(), RedisClusterError> {
+    let mut cluster = RedisCluster::start()?;
+    let url = cluster.url();
+    assert!(url.starts_with("redis-cluster://127.0.0.1:"), "{url}");
+    assert_eq!(url.matches("node=").count(), 5, "{url}");
+
+    let nodes = cluster.nodes()?;
+    assert_eq!(nodes.len(), 6);
+    let primaries: Vec<_> = nodes.iter().filter(|n| n.is_primary()).collect();
+    assert_eq!(primaries.len(), 3);
+    let covered: u32 = primaries
+        .iter()
+        .flat_map(|p| p.slots.iter())
+        .map(|&(lo, hi)| u32::from(hi - lo) + 1)
+        .sum();
+    assert_eq!(covered, u32::from(SLOT_COUNT), "every slot has an owner");
+    for replica in nodes.iter().filter(|n| !n.is_primary()) {
+        let Role::Replica { primary_id } = &replica.role else {
+            unreachable!("filtered on replicas");
+        };
+        assert!(primaries.iter().any(|p| &p.id == primary_id));
+    }
+
+    // Our slot arithmetic is Redis's.
+    let mut any = cluster.connect(cluster.live_ports()[0])?;
+    for key in [
+        "foo",
+        "socket.io#/#",
+        "socket.io#/#room1#",
+        "{gateway}:rooms",
+        "a{b}c",
+        "x{}y",
+    ] {
+        assert_eq!(
+            any.command(&["CLUSTER", "KEYSLOT", key])?,
+            Reply::Integer(i64::from(key_slot(key.as_bytes()))),
+            "slot of {key:?}"
+        );
+    }
+
+    // A slot moves with its keys, and the new owner serves them.
+    let keys = ["{moving}a", "{moving}b", "{moving}c"];
+    let slot = key_slot(b"{moving}");
+    let owner = cluster.slot_owner(slot)?;
+    let mut conn = cluster.connect(owner.port)?;
+    for key in keys {
+        conn.command(&["SET", key, "v"])?;
+    }
+    let target = cluster
+        .primaries()?
+        .into_iter()
+        .find(|p| p.id != owner.id)
+        .ok_or_else(|| RedisClusterError::Topology("one primary only".into()))?;
+    assert_eq!(cluster.migrate_slot(slot, &target)?, keys.len());
+    assert_eq!(cluster.slot_owner(slot)?.id, target.id);
+    let mut at_target = cluster.connect(target.port)?;
+    for key in keys {
+        assert_eq!(
+            at_target.command(&["GET", key])?,
+            Reply::Bulk(Some(b"v".to_vec()))
+        );
+    }
+    match conn.command(&["GET", keys[0]]) {
+        Err(RedisClusterError::Reply { message, .. }) => {
+            assert!(message.starts_with("MOVED"), "{message}");
+        }
+        other => panic!("the old owner still answers for the slot: {other:?}"),
+    }
+    assert_eq!(cluster.migrate_slot(slot, &target)?, 0, "already there");
+
+    // The primary owning a key dies; its replica takes over with the replicated data.
+    let owner = cluster.slot_owner_of("{survivor}")?;
+    let mut conn = cluster.connect(owner.port)?;
+    conn.command(&["SET", "{survivor}k", "kept"])?;
+    assert_eq!(conn.command(&["WAIT", "1", "5000"])?, Reply::Integer(1));
+    let pid = cluster.pid(owner.port).expect("the owner is alive");
+    let promoted = cluster.kill_primary(&owner)?;
+    assert_ne!(promoted.port, owner.port);
+    assert!(promoted.is_primary());
+    assert!(cluster.pid(owner.port).is_none());
+    assert!(
+        TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], owner.port))).is_err(),
+        "the killed primary (pid {pid}) still accepts connections"
+    );
+    assert_eq!(cluster.slot_owner_of("{survivor}")?.id, promoted.id);
+    assert_eq!(
+        cluster
+            .connect(promoted.port)?
+            .command(&["GET", "{survivor}k"])?,
+        Reply::Bulk(Some(b"kept".to_vec()))
+    );
+    assert_eq!(cluster.live_ports().len(), 5);
+
+    // With no replica left for the promoted node, a second kill is refused, not attempted.
+    let orphan = cluster.slot_owner_of("{survivor}")?;
+    assert!(matches!(
+        cluster.kill_primary(&orphan),
+        Err(RedisClusterError::Topology(_))
+    ));
+
+    let ports = cluster.live_ports();
+    drop(cluster);
+    for port in ports {
+        assert!(
+            TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err(),
+            "redis-server on {port} outlived the harness"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn fewer_than_three_primaries_is_refused() {
+    let spec = RedisClusterSpec {
+        primaries: 2,
+        replicas_per_primary: 0,
+    };
+    assert!(matches!(
+        RedisCluster::start_with(spec),
+        Err(RedisClusterError::Topology(_))
+    ));
+}
