@@ -4,10 +4,11 @@
 //
 //   node capture-sharded.js <out-dir> [host:port,...]
 //
-// Without node addresses it starts its own cluster from `redis-server` and `redis-cli` (Debian's
-// redis-server and redis-tools) on free ports in a temp dir, and kills it by PID on exit. It
-// writes <out-dir>/static.txt, dynamic.txt and dynamic-private.txt; the README next to them
-// says what each section shows. Server uids and socket ids are random per run: the files show
+// Without node addresses it starts its own cluster (three primaries, one replica each) from
+// `redis-server` and `redis-cli` (Debian's redis-server and redis-tools) on free ports in a temp
+// dir, and kills it by PID on exit. It writes <out-dir>/static.txt, dynamic.txt and
+// dynamic-private.txt, and, on its own cluster only, failover.txt (it kills a primary); the
+// README next to them says what each section shows. Server uids and socket ids are random per run: the files show
 // them as <uid:A> and <sid:a1> and list the real values in their header.
 "use strict";
 const fs = require("fs");
@@ -106,7 +107,19 @@ class Resp {
 
 // ---- the cluster ----
 
-const freePort = () =>
+const handedOut = new Set();
+// A port the OS reports free, never one handed out before in this run (the OS may offer a
+// port again once its listener is closed, and two servers must not race for it).
+async function freePort() {
+  for (;;) {
+    const port = await osFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+const osFreePort = () =>
   new Promise((resolve) => {
     const s = net.createServer();
     s.listen(0, "127.0.0.1", () => {
@@ -136,16 +149,22 @@ async function waitFor(what, fn, ms = 20000) {
   }
 }
 
+// port -> redis-server child process, for the failover capture.
+const serverByPort = new Map();
+
+// Three primaries with one replica each. A dead primary is noticed after one second and any
+// replica may take over, so a failover takes seconds.
 async function startCluster() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "capture-sharded-"));
   process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
   const ports = [];
-  for (let k = 0; k < 3; k++) {
+  for (let k = 0; k < 6; k++) {
     const port = await freePort();
     const busPort = await freePort();
     ports.push(port);
     const args = ["--port", port, "--cluster-port", busPort, "--bind", "127.0.0.1"];
     args.push("--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`);
+    args.push("--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0");
     args.push("--save", "", "--appendonly", "no", "--protected-mode", "no");
     const child = spawn("redis-server", args.map(String), { cwd: dir, stdio: "ignore" });
     child.on("error", (e) => {
@@ -153,15 +172,18 @@ async function startCluster() {
       process.exit(1);
     });
     children.push(child);
+    serverByPort.set(port, child);
   }
   for (const port of ports) await waitFor(`redis-server on ${port}`, async () => (await Resp.connect(port)).close() || true);
-  execFileSync("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], { stdio: "ignore" });
+  execFileSync("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"], { stdio: "ignore" });
   for (const port of ports) {
     await waitFor(`cluster_state:ok on ${port}`, async () => {
       const c = await Resp.connect(port);
       const info = await c.cmd("CLUSTER", "INFO");
+      const repl = await c.cmd("INFO", "replication");
       c.close();
-      return info.includes("cluster_state:ok") && info.includes("cluster_known_nodes:3");
+      const synced = !repl.includes("role:slave") || repl.includes("master_link_status:up");
+      return info.includes("cluster_state:ok") && info.includes("cluster_known_nodes:6") && synced;
     });
   }
   return ports.map((p) => `127.0.0.1:${p}`);
@@ -222,6 +244,32 @@ async function shardNumSub(port, channel) {
 
 // ---- recording ----
 
+// How long one step may take before the capture records that it never finished.
+const STEP_TIMEOUT_MS = 20000;
+
+// Returns section(title, what, fn): runs one step, then appends its header, the traffic it
+// caused and what was observed to `out`.
+function sectionWriter(rec, out) {
+  return async (title, what, fn) => {
+    out.push("", `=== ${title}`, `# ${what}`);
+    let result;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no outcome within ${STEP_TIMEOUT_MS / 1000} s`)), STEP_TIMEOUT_MS);
+    });
+    try {
+      result = await Promise.race([fn(), timeout]);
+    } catch (e) {
+      result = `error: ${e.message}`;
+    } finally {
+      clearTimeout(timer);
+    }
+    await sleep(SETTLE_MS);
+    if (result !== undefined) rec.event(`result ${JSON.stringify(result)}`);
+    out.push(...rec.take());
+  };
+}
+
 class Recorder {
   constructor(prims) {
     this.prims = prims;
@@ -265,8 +313,25 @@ class Recorder {
       if (who === "capture") continue;
       out.push(`  ${l.label} ${who.padEnd(6)} ${this.sub(l.rest)}`);
     }
-    for (const e of this.events.splice(0)) out.push(`  => ${this.sub(e)}`);
+    // A client library retrying a dead node logs the same error many times a second: one
+    // line per distinct error, with its count, keeps the file readable.
+    const counted = new Map();
+    for (const e of this.events.splice(0)) {
+      const key = e.includes(" redis error ") ? e : `${counted.size}\0${e}`;
+      counted.set(key, (counted.get(key) || 0) + 1);
+    }
+    for (const [key, n] of counted) {
+      const e = key.includes("\0") ? key.slice(key.indexOf("\0") + 1) : key;
+      out.push(`  => ${this.sub(e)}${n > 1 ? ` (${n} times)` : ""}`);
+    }
     return out;
+  }
+  // Adds a MONITOR on one more primary (a promoted replica).
+  async watch(p) {
+    const m = await Resp.connect(p.port);
+    await m.cmd("MONITOR");
+    m.onPush = (line) => this.onMonitor(p.label, line);
+    this.monitors.push(m);
   }
   stop() {
     for (const m of this.monitors) m.close();
@@ -315,18 +380,7 @@ async function captureMode(seeds, mode) {
   const rec = new Recorder(prims);
   await rec.start();
   const out = [];
-  const section = async (title, what, fn) => {
-    out.push("", `=== ${title}`, `# ${what}`);
-    let result;
-    try {
-      result = await fn();
-    } catch (e) {
-      result = `error: ${e.message}`;
-    }
-    await sleep(SETTLE_MS);
-    if (result !== undefined) rec.event(`result ${JSON.stringify(result)}`);
-    out.push(...rec.take());
-  };
+  const section = sectionWriter(rec, out);
 
   const servers = {};
   const clients = {};
@@ -355,7 +409,7 @@ async function captureMode(seeds, mode) {
   await section("broadcast-with-ack", 'A: io.timeout(2000).emitWithAck("ask", 7); clients answer ack-<name>', async () => (await A.timeout(2000).emitWithAck("ask", 7)).sort());
   await section("broadcast-room-with-ack", 'A: io.to("room2").timeout(2000).emitWithAck("ask-room2")', async () => (await A.to("room2").timeout(2000).emitWithAck("ask-room2")).sort());
   await section("server-count", "A: io.of('/').adapter.serverCount()", () => A.of("/").adapter.serverCount());
-  await section("fetch-sockets", "A: io.fetchSockets() (ids and rooms of the result)", async () => (await A.fetchSockets()).map((s) => rec.sub(`${s.id} ${[...s.rooms].sort().join(",")}`)).sort());
+  await section("fetch-sockets", "A: io.fetchSockets() (ids and rooms of the result)", async () => (await A.fetchSockets()).map((s) => `${rec.sub(s.id)} ${[...s.rooms].map((r) => rec.sub(r)).sort().join(",")}`).sort());
   await section("fetch-sockets-room", 'A: io.in("room2").fetchSockets()', async () => (await A.in("room2").fetchSockets()).map((s) => s.id));
   await section("server-side-emit", 'A: io.serverSideEmit("hello", 1, "x")', () => A.serverSideEmit("hello", 1, "x") && undefined);
   await section("server-side-emit-ack", 'A: io.serverSideEmitWithAck("hello", "ack me"); B and C answer pong-<name>', async () => (await A.serverSideEmitWithAck("hello", "ack me")).sort());
@@ -461,6 +515,79 @@ function redisVersion(seed) {
   }
 }
 
+// What Node's sharded adapter does when the primary owning the main channel dies and its
+// replica is promoted (dynamic mode).
+async function captureFailover(seeds) {
+  const prims = await primaries(seeds[0]);
+  const rec = new Recorder(prims);
+  await rec.start();
+  const out = [];
+  const section = sectionWriter(rec, out);
+  const servers = {};
+  const clients = {};
+  await section("startup", "servers A, B, C (dynamic mode) and clients a1 (room1 on A), b1 (room1, room2 on B), c1 (on C)", async () => {
+    for (const n of ["A", "B", "C"]) servers[n] = await startServer(n, seeds, "dynamic", rec);
+    for (const s of Object.values(servers)) rec.substitutions.push([s.io.of("/").adapter.uid, `<uid:${s.name}>`]);
+    clients.a1 = await connectClient("a1", servers.A.port, ["room1"], rec);
+    clients.b1 = await connectClient("b1", servers.B.port, ["room1", "room2"], rec);
+    clients.c1 = await connectClient("c1", servers.C.port, [], rec);
+    for (const [n, c] of Object.entries(clients)) rec.substitutions.push([c.id, `<sid:${n}>`]);
+  });
+  const A = servers.A.io;
+  const main = "socket.io#/#";
+  const slot = keySlot(main);
+  const victim = prims.find((p) => owns(p, slot));
+  await section("before", 'A: io.emit("before")', () => A.emit("before") && undefined);
+  let promoted;
+  await section("failover", `SIGKILL of ${victim.label}, the main channel's primary; wait until its replica owns slot ${slot} and reports cluster_state:ok`, async () => {
+    const started = Date.now();
+    process.kill(serverByPort.get(victim.port).pid, "SIGKILL");
+    const survivor = prims.find((p) => p.id !== victim.id);
+    await waitFor("a promoted replica", async () => {
+      const now = await primaries(`127.0.0.1:${survivor.port}`);
+      promoted = now.find((p) => owns(p, slot) && p.id !== victim.id);
+      if (!promoted) return false;
+      const c = await Resp.connect(promoted.port);
+      const info = await c.cmd("CLUSTER", "INFO");
+      c.close();
+      return info.includes("cluster_state:ok");
+    }, 30000);
+    promoted.label = `${victim.label}'`;
+    await rec.watch(promoted);
+    return `${victim.label}' (the replica) owns slot ${slot} after ${Math.round((Date.now() - started) / 100) / 10} s`;
+  });
+  await section("resubscribe", `SHARDNUMSUB of the main channel on ${victim.label}' for up to 10 s`, async () => {
+    let n = 0;
+    const started = Date.now();
+    await waitFor("three subscribers", async () => (n = await shardNumSub(promoted.port, main)) === 3, 10000).catch(() => {});
+    return `${n} subscribers after ${Math.round((Date.now() - started) / 100) / 10} s`;
+  });
+  await section("after", 'A: io.emit("after")', () => A.emit("after") && undefined);
+  await section("after-room", 'A: io.to("room1").emit("after-room1") (room1\'s channel is on a primary that did not fail, unless it shared the slot range)', () => A.to("room1").emit("after-room1") && undefined);
+  await section("server-count", "A: adapter.serverCount() after the failover", () => A.of("/").adapter.serverCount());
+  await section("close", "clients disconnect, servers close", async () => {
+    for (const c of Object.values(clients)) c.disconnect();
+    for (const s of Object.values(servers)) await new Promise((r) => s.io.close(() => r()));
+    await sleep(SETTLE_MS);
+    for (const s of Object.values(servers)) await Promise.all([s.pub.quit(), s.sub.quit()]).catch(() => {});
+  });
+  rec.stop();
+  const header = [
+    '# Node sharded adapter across a primary failover, subscriptionMode "dynamic"',
+    "# Generated by adapter-redis/tests/node/capture-sharded.js (see README.md next to this file).",
+    "# Three primaries with one replica each (cluster-node-timeout 1000 ms). Same line format as",
+    "# dynamic.txt; the promoted replica is watched from the failover on and shown as <label>'.",
+    "#",
+    "# Primaries before the failover:",
+    ...prims.map((p) => `#   ${p.label} slots ${p.ranges.join(" ")}`),
+    "# Placeholders (random per run):",
+    ...rec.substitutions.map(([real, ph]) => `#   ${ph} = ${real}`),
+    "# Channel slots:",
+    ...channelTable(out, prims),
+  ];
+  return [...header, ...out, ""].join("\n");
+}
+
 async function main() {
   const [outDir, nodes] = process.argv.slice(2);
   if (!outDir) {
@@ -473,6 +600,12 @@ async function main() {
     const { text, received, trials } = await captureMode(seeds, mode);
     fs.writeFileSync(path.join(outDir, `${mode}.txt`), text);
     console.log(`${mode}: written; ordering hazard: ${received}/${trials} delivered`);
+  }
+  if (nodes) {
+    console.log("failover.txt needs a cluster of our own (it kills a primary): skipped");
+  } else {
+    fs.writeFileSync(path.join(outDir, "failover.txt"), await captureFailover(seeds));
+    console.log("failover: written");
   }
   process.exit(0);
 }
