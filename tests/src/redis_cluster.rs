@@ -379,7 +379,18 @@ impl RedisCluster {
         cli: &Path,
     ) -> Result<Self, RedisClusterError> {
         let total = spec.primaries * (1 + spec.replicas_per_primary);
-        let ports: Vec<u16> = (0..total).map(|_| free_port()).collect();
+        // A client port and a cluster bus port per node (the bus port defaults to port + 10000,
+        // which may be taken or above 65535), all distinct: the OS may offer a port again once
+        // the probe that found it is closed.
+        let mut handed_out = std::collections::HashSet::new();
+        let mut distinct_port = || loop {
+            let port = free_port();
+            if handed_out.insert(port) {
+                return port;
+            }
+        };
+        let ports: Vec<u16> = (0..total).map(|_| distinct_port()).collect();
+        let bus_ports: Vec<u16> = (0..total).map(|_| distinct_port()).collect();
         let dir = std::env::temp_dir().join(format!(
             "testkit-redis-cluster-{}-{}",
             std::process::id(),
@@ -393,10 +404,7 @@ impl RedisCluster {
             servers: Vec::with_capacity(total),
             dir,
         };
-        for &port in &ports {
-            // The cluster bus port defaults to port + 10000, which may be taken or above 65535:
-            // ask the OS for that one too.
-            let bus_port = free_port();
+        for (&port, &bus_port) in ports.iter().zip(&bus_ports) {
             let child = Command::new(server)
                 .current_dir(&cluster.dir)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
