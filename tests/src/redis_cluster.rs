@@ -8,7 +8,9 @@
 //! every live node agrees on the new owner.
 //!
 //! Commands go over a small blocking RESP client of our own ([`RespConnection`]) so the harness
-//! needs no Redis crate and no runtime.
+//! needs no Redis crate and no runtime. Its calls block for as long as the cluster takes to
+//! settle (seconds for a failover): from an async test, move the cluster into
+//! `tokio::task::spawn_blocking` for those calls rather than blocking a runtime thread.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -247,6 +249,12 @@ impl RespConnection {
             port: self.port,
             detail: format!("expected text, got {reply:?}"),
         })
+    }
+
+    /// Reads the next message the server sends unasked: on a subscribed connection, a
+    /// published message or a `sunsubscribe` push. Waits at most the command timeout.
+    pub fn receive(&mut self) -> Result<Reply, RedisClusterError> {
+        self.read_reply()
     }
 
     fn read_line(&mut self) -> Result<String, RedisClusterError> {
@@ -555,6 +563,49 @@ impl RedisCluster {
         self.slot_owner(key_slot(key.as_bytes()))
     }
 
+    /// How many connections are subscribed to the shard channel `channel`, summed over the
+    /// live primaries (`PUBSUB SHARDNUMSUB` answers for the node asked only).
+    pub fn shard_subscribers(&self, channel: &str) -> Result<u64, RedisClusterError> {
+        let mut total = 0;
+        for primary in self.primaries()? {
+            let reply = RespConnection::connect(primary.port)?.command(&[
+                "PUBSUB",
+                "SHARDNUMSUB",
+                channel,
+            ])?;
+            match reply {
+                Reply::Array(Some(items)) => match items.get(1) {
+                    Some(Reply::Integer(n)) => total += u64::try_from(*n).unwrap_or(0),
+                    other => {
+                        return Err(RedisClusterError::Protocol {
+                            port: primary.port,
+                            detail: format!("SHARDNUMSUB count {other:?}"),
+                        });
+                    }
+                },
+                other => {
+                    return Err(RedisClusterError::Protocol {
+                        port: primary.port,
+                        detail: format!("SHARDNUMSUB answered {other:?}"),
+                    });
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// CPU time, bytes and commands of every live primary so far, from `INFO`: what a
+    /// benchmark compares between primaries (take one reading before and one after a run).
+    pub fn primary_usage(&self) -> Result<Vec<NodeUsage>, RedisClusterError> {
+        self.primaries()?
+            .into_iter()
+            .map(|primary| {
+                let info = RespConnection::connect(primary.port)?.text(&["INFO", "all"])?;
+                NodeUsage::parse(primary.port, &info)
+            })
+            .collect()
+    }
+
     /// Kills the primary `primary` (SIGKILL, by PID) and waits until one of its replicas has
     /// been promoted and every live node reports `cluster_state:ok` with that node owning the
     /// dead primary's slots. Returns the promoted replica.
@@ -730,6 +781,59 @@ impl RedisCluster {
     }
 }
 
+/// What one node has consumed since it started, from its `INFO`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeUsage {
+    /// The node's port.
+    pub port: u16,
+    /// User plus system CPU seconds of the server process.
+    pub cpu_seconds: f64,
+    /// Bytes read from clients and the cluster bus.
+    pub net_input_bytes: u64,
+    /// Bytes written to clients and the cluster bus.
+    pub net_output_bytes: u64,
+    /// Commands processed.
+    pub commands: u64,
+}
+
+impl NodeUsage {
+    /// Reads the fields out of an `INFO` text.
+    pub fn parse(port: u16, info: &str) -> Result<Self, RedisClusterError> {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .ok_or_else(|| RedisClusterError::Protocol {
+                    port,
+                    detail: format!("INFO has no {name}"),
+                })
+        };
+        let float = |name: &str| {
+            field(name)?
+                .parse::<f64>()
+                .map_err(|_| RedisClusterError::Protocol {
+                    port,
+                    detail: format!("INFO {name} is not a number"),
+                })
+        };
+        let integer = |name: &str| {
+            field(name)?
+                .parse::<u64>()
+                .map_err(|_| RedisClusterError::Protocol {
+                    port,
+                    detail: format!("INFO {name} is not a count"),
+                })
+        };
+        Ok(Self {
+            port,
+            cpu_seconds: float("used_cpu_user")? + float("used_cpu_sys")?,
+            net_input_bytes: integer("total_net_input_bytes")?,
+            net_output_bytes: integer("total_net_output_bytes")?,
+            commands: integer("total_commands_processed")?,
+        })
+    }
+}
+
 /// Parses `CLUSTER NODES`, keeping the nodes not flagged as failed (or suspected failed).
 ///
 /// Each line: `<id> <ip:port@bus> <flags> <primary id or -> <ping> <pong> <epoch> <link>
@@ -798,6 +902,34 @@ mod tests {
         assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b""), 0);
+    }
+
+    #[test]
+    fn a_missing_program_names_the_package_to_install() {
+        match redis_program("redis-server-not-installed-here", "redis-server") {
+            Err(RedisClusterError::Process(TestkitError::Missing { program, hint })) => {
+                assert_eq!(program, "redis-server-not-installed-here");
+                assert!(hint.contains("apt-get install redis-server"), "{hint}");
+            }
+            other => panic!("expected a Missing error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn info_fields_become_usage() -> Result<(), RedisClusterError> {
+        let info = "# Stats\r\ntotal_commands_processed:42\r\ntotal_net_input_bytes:1000\r\n\
+                    total_net_output_bytes:2000\r\n# CPU\r\nused_cpu_sys:0.5\r\n\
+                    used_cpu_user:1.25\r\nused_cpu_sys_children:9\r\n";
+        let usage = NodeUsage::parse(7000, info)?;
+        assert_eq!(usage.commands, 42);
+        assert_eq!(usage.net_input_bytes, 1000);
+        assert_eq!(usage.net_output_bytes, 2000);
+        assert!((usage.cpu_seconds - 1.75).abs() < 1e-9);
+        assert!(matches!(
+            NodeUsage::parse(7000, "used_cpu_user:1\r\n"),
+            Err(RedisClusterError::Protocol { .. })
+        ));
+        Ok(())
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Redis Cluster harness itself, on real `redis-server` processes: it forms a cluster
-//! whose slot arithmetic matches Redis, moves a slot with its keys, and survives a primary's
-//! death by promoting its replica.
+//! whose slot arithmetic matches Redis, counts sharded subscribers, moves a slot with its keys
+//! (dropping the slot's sharded subscriptions, as Redis does), and survives a primary's death
+//! by promoting its replica.
 
 use std::net::{SocketAddr, TcpStream};
 
@@ -48,6 +49,48 @@ fn a_cluster_forms_moves_a_slot_and_fails_over_a_primary() -> Result<(), RedisCl
             "slot of {key:?}"
         );
     }
+
+    // A sharded subscriber is counted; a slot move drops it with a `sunsubscribe` push (what
+    // the sharded adapter has to answer by subscribing again at the new owner).
+    let channel = "socket.io#/#harness-room#";
+    let channel_owner = cluster.slot_owner_of(channel)?;
+    let mut subscriber = cluster.connect(channel_owner.port)?;
+    let text = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+    assert_eq!(
+        subscriber.command(&["SSUBSCRIBE", channel])?,
+        Reply::Array(Some(vec![
+            text("ssubscribe"),
+            text(channel),
+            Reply::Integer(1)
+        ]))
+    );
+    assert_eq!(cluster.shard_subscribers(channel)?, 1);
+    let elsewhere = cluster
+        .primaries()?
+        .into_iter()
+        .find(|p| p.id != channel_owner.id)
+        .ok_or_else(|| RedisClusterError::Topology("one primary only".into()))?;
+    assert_eq!(
+        cluster.migrate_slot(key_slot(channel.as_bytes()), &elsewhere)?,
+        0
+    );
+    assert_eq!(
+        subscriber.receive()?,
+        Reply::Array(Some(vec![
+            text("sunsubscribe"),
+            text(channel),
+            Reply::Integer(0)
+        ]))
+    );
+    assert_eq!(cluster.shard_subscribers(channel)?, 0);
+
+    let usage = cluster.primary_usage()?;
+    assert_eq!(usage.len(), 3);
+    assert!(
+        usage
+            .iter()
+            .all(|u| u.commands > 0 && u.net_input_bytes > 0)
+    );
 
     // A slot moves with its keys, and the new owner serves them.
     let keys = ["{moving}a", "{moving}b", "{moving}c"];
