@@ -174,3 +174,62 @@ fn fewer_than_three_primaries_is_refused() {
         Err(RedisClusterError::Topology(_))
     ));
 }
+
+/// What the sharded adapter's design relies on (docs/sharded-adapter.md, section 1): while a
+/// slot is only MIGRATING, its owner still takes `SPUBLISH` for the slot's channels and delivers
+/// it to its subscribers, and the importing node redirects publishers back with `MOVED`.
+#[test]
+fn a_migrating_slot_keeps_its_shard_channels_on_the_source() -> Result<(), RedisClusterError> {
+    let cluster = RedisCluster::start_with(RedisClusterSpec {
+        primaries: 3,
+        replicas_per_primary: 0,
+    })?;
+    let channel = "socket.io#/#moving-room#";
+    let slot = key_slot(channel.as_bytes());
+    let source = cluster.slot_owner(slot)?;
+    let target = cluster
+        .primaries()?
+        .into_iter()
+        .find(|p| p.id != source.id)
+        .ok_or_else(|| RedisClusterError::Topology("one primary only".into()))?;
+    let text = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+    let mut subscriber = cluster.connect(source.port)?;
+    subscriber.command(&["SSUBSCRIBE", channel])?;
+
+    let slot_arg = slot.to_string();
+    let mut at_source = cluster.connect(source.port)?;
+    let mut at_target = cluster.connect(target.port)?;
+    at_target.command(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &source.id])?;
+    at_source.command(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &target.id])?;
+
+    assert_eq!(
+        at_source.command(&["SPUBLISH", channel, "during"])?,
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        subscriber.receive()?,
+        Reply::Array(Some(vec![text("smessage"), text(channel), text("during")]))
+    );
+    match at_target.command(&["SPUBLISH", channel, "lost"]) {
+        Err(RedisClusterError::Reply { message, .. }) => {
+            assert!(message.starts_with("MOVED"), "{message}");
+        }
+        other => panic!("the importing node took a publish for a slot it does not own: {other:?}"),
+    }
+
+    // Finishing the move drops the subscriber, and the new owner takes publishes.
+    assert_eq!(cluster.migrate_slot(slot, &target)?, 0);
+    assert_eq!(
+        subscriber.receive()?,
+        Reply::Array(Some(vec![
+            text("sunsubscribe"),
+            text(channel),
+            Reply::Integer(0)
+        ]))
+    );
+    assert_eq!(
+        at_target.command(&["SPUBLISH", channel, "after"])?,
+        Reply::Integer(0)
+    );
+    Ok(())
+}
