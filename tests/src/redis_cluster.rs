@@ -2,10 +2,10 @@
 //! `redis-server` on ports the OS hands out, formed with `redis-cli --cluster create`, every
 //! process killed by PID when the guard drops.
 //!
-//! Besides the `redis-cluster://` URL it offers the two events a sharded deployment must
-//! survive: a primary dying (its replica is promoted) and a slot moving to another primary
-//! (`CLUSTER SETSLOT` IMPORTING / MIGRATING, `MIGRATE`, `SETSLOT NODE`), each returning only once
-//! every live node agrees on the new owner.
+//! Besides the `redis-cluster://` URL it offers the events a sharded deployment must survive: a
+//! primary dying or hanging (its replica is promoted; a hung one can be resumed and rejoins as a
+//! replica) and a slot moving to another primary (`CLUSTER SETSLOT` IMPORTING / MIGRATING,
+//! `MIGRATE`, `SETSLOT NODE`), each returning only once every live node agrees on the new owner.
 //!
 //! Commands go over a small blocking RESP client of our own ([`RespConnection`]) so the harness
 //! needs no Redis crate and no runtime. Its calls block for as long as the cluster takes to
@@ -323,7 +323,16 @@ impl RespConnection {
 struct Started {
     port: u16,
     process: KillOnDrop,
-    alive: bool,
+    state: ServerState,
+}
+
+/// Whether a started server still takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    Running,
+    /// Stopped with SIGSTOP: its connections stay open but it answers nothing.
+    Frozen,
+    Dead,
 }
 
 /// A real Redis Cluster of `redis-server` processes, killed by PID on drop.
@@ -431,7 +440,7 @@ impl RedisCluster {
             cluster.servers.push(Started {
                 port,
                 process: KillOnDrop::new(format!("redis-server (cluster, port {port})"), child),
-                alive: true,
+                state: ServerState::Running,
             });
             wait_for_port(
                 SocketAddr::from(([127, 0, 0, 1], port)),
@@ -507,7 +516,7 @@ impl RedisCluster {
     pub fn live_ports(&self) -> Vec<u16> {
         self.servers
             .iter()
-            .filter(|s| s.alive)
+            .filter(|s| s.state == ServerState::Running)
             .map(|s| s.port)
             .collect()
     }
@@ -516,7 +525,7 @@ impl RedisCluster {
     pub fn pid(&self, port: u16) -> Option<u32> {
         self.servers
             .iter()
-            .find(|s| s.port == port && s.alive)
+            .find(|s| s.port == port && s.state != ServerState::Dead)
             .map(|s| s.process.pid())
     }
 
@@ -613,6 +622,63 @@ impl RedisCluster {
         &mut self,
         primary: &ClusterNode,
     ) -> Result<ClusterNode, RedisClusterError> {
+        self.fail_primary(primary, ServerState::Dead)
+    }
+
+    /// Freezes the primary `primary` (SIGSTOP, by PID): unlike a crash, its clients' TCP
+    /// connections stay open and simply stop answering, as with a hung host or a network
+    /// partition. Waits for the promotion like [`Self::kill_primary`]; [`Self::thaw`] brings the
+    /// node back.
+    pub fn freeze_primary(
+        &mut self,
+        primary: &ClusterNode,
+    ) -> Result<ClusterNode, RedisClusterError> {
+        self.fail_primary(primary, ServerState::Frozen)
+    }
+
+    /// Resumes a node frozen by [`Self::freeze_primary`] (SIGCONT) and waits until it has
+    /// rejoined as a replica of the primary that took its place, with its link up, and every
+    /// node reports `cluster_state:ok` again.
+    pub fn thaw(&mut self, port: u16) -> Result<ClusterNode, RedisClusterError> {
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.port == port && s.state == ServerState::Frozen)
+            .ok_or_else(|| RedisClusterError::Topology(format!("no frozen node on port {port}")))?;
+        signal(server.process.pid(), "CONT")?;
+        server.state = ServerState::Running;
+        self.wait_until("the thawed node has rejoined as a replica", |c| {
+            let Some(node) = c.nodes_seen_by(port)?.into_iter().find(|n| n.port == port) else {
+                return Ok(false);
+            };
+            if node.is_primary() {
+                return Ok(false);
+            }
+            let replication = RespConnection::connect(port)?.text(&["INFO", "replication"])?;
+            if !replication.contains("master_link_status:up") {
+                return Ok(false);
+            }
+            for live in c.live_ports() {
+                if !RespConnection::connect(live)?
+                    .text(&["CLUSTER", "INFO"])?
+                    .contains("cluster_state:ok")
+                {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        self.nodes_seen_by(port)?
+            .into_iter()
+            .find(|n| n.port == port)
+            .ok_or_else(|| RedisClusterError::Topology(format!("node on port {port} vanished")))
+    }
+
+    fn fail_primary(
+        &mut self,
+        primary: &ClusterNode,
+        how: ServerState,
+    ) -> Result<ClusterNode, RedisClusterError> {
         let replicas: Vec<ClusterNode> = self
             .nodes()?
             .into_iter()
@@ -635,14 +701,17 @@ impl RedisCluster {
         let server = self
             .servers
             .iter_mut()
-            .find(|s| s.port == primary.port && s.alive)
+            .find(|s| s.port == primary.port && s.state == ServerState::Running)
             .ok_or_else(|| {
                 RedisClusterError::Topology(format!("no live node on port {}", primary.port))
             })?;
-        server.process.kill();
-        server.alive = false;
+        match how {
+            ServerState::Frozen => signal(server.process.pid(), "STOP")?,
+            _ => server.process.kill(),
+        }
+        server.state = how;
         let replica_ids: Vec<&str> = replicas.iter().map(|r| r.id.as_str()).collect();
-        self.wait_until("a replica of the killed primary owns its slots", |c| {
+        self.wait_until("a replica of the failed primary owns its slots", |c| {
             c.all_agree_on_owner(slot, |owner| replica_ids.contains(&owner.id.as_str()))
         })?;
         self.slot_owner(slot)
@@ -778,6 +847,23 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Sends a signal (`STOP`, `CONT`) to a process with the system's `kill` command (`unsafe` is
+/// forbidden here, so no direct `kill(2)`).
+fn signal(pid: u32, name: &str) -> Result<(), RedisClusterError> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .map_err(|e| TestkitError::Spawn("kill".into(), e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(RedisClusterError::Topology(format!(
+            "kill -{name} {pid} failed: {status}"
+        )))
     }
 }
 

@@ -233,3 +233,39 @@ fn a_migrating_slot_keeps_its_shard_channels_on_the_source() -> Result<(), Redis
     );
     Ok(())
 }
+
+/// A hung primary (SIGSTOP: connections open, no answers) is failed over like a dead one, and
+/// comes back as a replica of the node that replaced it.
+#[test]
+fn a_frozen_primary_is_replaced_and_rejoins_as_a_replica() -> Result<(), RedisClusterError> {
+    let mut cluster = RedisCluster::start()?;
+    let owner = cluster.slot_owner_of("{frozen}")?;
+    let mut conn = cluster.connect(owner.port)?;
+    conn.command(&["SET", "{frozen}k", "kept"])?;
+    assert_eq!(conn.command(&["WAIT", "1", "5000"])?, Reply::Integer(1));
+
+    let promoted = cluster.freeze_primary(&owner)?;
+    assert_ne!(promoted.id, owner.id);
+    assert_eq!(cluster.live_ports().len(), 5);
+    assert!(
+        cluster.pid(owner.port).is_some(),
+        "a frozen node is not dead"
+    );
+    assert_eq!(
+        cluster
+            .connect(promoted.port)?
+            .command(&["GET", "{frozen}k"])?,
+        Reply::Bulk(Some(b"kept".to_vec()))
+    );
+
+    let back = cluster.thaw(owner.port)?;
+    assert_eq!(
+        back.role,
+        Role::Replica {
+            primary_id: promoted.id.clone()
+        }
+    );
+    assert_eq!(cluster.live_ports().len(), 6);
+    assert_eq!(cluster.slot_owner_of("{frozen}")?.id, promoted.id);
+    Ok(())
+}
