@@ -448,8 +448,8 @@ impl RedisCluster {
                 Duration::from_secs(10),
             )?;
         }
-        // `--cluster create` makes the first `primaries` addresses primaries and spreads the
-        // rest over them as replicas.
+        // `--cluster create` splits the addresses into `primaries` primaries, each with
+        // `replicas_per_primary` replicas, and spreads the slots evenly.
         let out = Command::new(cli)
             .args(["--cluster", "create"])
             .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
