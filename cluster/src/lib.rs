@@ -10,10 +10,18 @@
 //! node's state after a Redis outage. Every Redis key and channel name is built in [`keys`].
 
 pub mod aggregate;
+pub mod bans;
 pub mod bus;
+mod expiring;
+pub mod games;
+pub mod history;
 pub mod keys;
+mod lock;
 pub mod memory;
+pub mod nodes;
+pub mod presence;
 pub mod redis;
+pub mod rooms;
 pub mod state;
 pub mod stats;
 #[cfg(any(test, feature = "test-support"))]

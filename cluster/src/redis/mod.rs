@@ -30,8 +30,9 @@
 //! ```
 
 mod backends;
+pub(crate) mod conn;
 mod monitor;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,9 +44,12 @@ use fred::types::config::UnresponsiveConfig;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use backends::{
-    BanSync, RedisBans, RedisGames, RedisHistory, RedisNodes, RedisPresence, RedisRooms,
-};
+pub use crate::bans::{BanSync, RedisBans};
+pub use crate::games::RedisGames;
+pub use crate::history::RedisHistory;
+pub use crate::nodes::RedisNodes;
+pub use crate::presence::RedisPresence;
+pub use crate::rooms::RedisRooms;
 pub use monitor::{MonitorConfig, NodeEvent, NodeLeft, NodeMonitor};
 
 use crate::aggregate::ClusterStats;
@@ -59,7 +63,8 @@ use crate::state::{
     StateResult,
 };
 use crate::stats::{NodeRegistry, NodeStats};
-use backends::{Conn, RedisBackends, encode, state_error};
+use backends::RedisBackends;
+use conn::{Conn, encode, state_error};
 
 /// Failures setting up the Redis side.
 #[derive(Debug, thiserror::Error)]
@@ -881,11 +886,7 @@ async fn liveness_beats(
                     // The key is there now: records may say so, and peers that never saw this
                     // node alive will still take the key's absence for its death.
                     nodes.declare_liveness(ttl);
-                    let last = nodes
-                        .last_published
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone();
+                    let last = nodes.last_published();
                     if let Some(record) = last
                         && let Err(e) = nodes.publish(&record).await
                     {

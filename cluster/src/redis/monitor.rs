@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::backends::{Conn, RedisBackends, state_error};
+use super::backends::RedisBackends;
+use super::conn::{Conn, state_error};
 use crate::bus::{ControlEvent, ControlSubscription};
 use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry, StateResult};
 use crate::stats::NodeRegistry as _;
