@@ -345,6 +345,81 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The instant every golden message is stamped with.
+    fn golden_at() -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_764_100_000_123).unwrap()
+    }
+
+    /// Encodes `event` as node `node-a` at [`golden_at`].
+    fn golden(event: ControlEvent) -> String {
+        encode_message("node-a", &event, golden_at()).unwrap()
+    }
+
+    // The bytes below are what a node publishes on `cluster:message` (Node.js nodes of the
+    // original design read them): envelope keys in this order, `data` keys sorted, timestamp in
+    // RFC 3339 with milliseconds. Any change to them is a wire change, not a refactor.
+
+    #[test]
+    fn golden_user_banned() {
+        let expires = Utc.timestamp_millis_opt(1_764_200_000_000).unwrap();
+        assert_eq!(
+            golden(ControlEvent::UserBanned(UserBanned {
+                user_id: "u-1".into(),
+                reason: "spam \"links\"".into(),
+                banned_by: Some("admin".into()),
+                expires_at: Some(expires),
+            })),
+            r#"{"serverId":"node-a","event":"user_banned","data":{"bannedBy":"admin","expiresAt":"2025-11-26T23:33:20Z","reason":"spam \"links\"","userId":"u-1"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+        assert_eq!(
+            golden(ControlEvent::UserBanned(UserBanned {
+                user_id: "u-2".into(),
+                reason: String::new(),
+                banned_by: None,
+                expires_at: None,
+            })),
+            r#"{"serverId":"node-a","event":"user_banned","data":{"reason":"","userId":"u-2"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn golden_system_announcement() {
+        let mut extra = Map::new();
+        extra.insert("priority".into(), Value::from("high"));
+        extra.insert("author".into(), Value::from("ops"));
+        assert_eq!(
+            golden(ControlEvent::SystemAnnouncement(SystemAnnouncement {
+                message: "maintenance at 02:00".into(),
+                extra,
+            })),
+            r#"{"serverId":"node-a","event":"system_announcement","data":{"author":"ops","message":"maintenance at 02:00","priority":"high"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+        assert_eq!(
+            golden(ControlEvent::SystemAnnouncement(SystemAnnouncement {
+                message: "hi".into(),
+                extra: Map::new(),
+            })),
+            r#"{"serverId":"node-a","event":"system_announcement","data":{"message":"hi"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn golden_server_shutdown() {
+        assert_eq!(
+            golden(ControlEvent::ServerShutdown(ServerShutdown::default())),
+            r#"{"serverId":"node-a","event":"server_shutdown","data":{},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+        let mut extra = Map::new();
+        extra.insert("reason".into(), Value::from("deploy"));
+        assert_eq!(
+            golden(ControlEvent::ServerShutdown(ServerShutdown {
+                message: Some("Server is shutting down".into()),
+                extra,
+            })),
+            r#"{"serverId":"node-a","event":"server_shutdown","data":{"message":"Server is shutting down","reason":"deploy"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+    }
+
     #[test]
     fn round_trip_of_each_event() {
         let at = Utc::now();
