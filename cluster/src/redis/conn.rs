@@ -67,7 +67,7 @@ impl Conn {
             // SCRIPT LOAD would have to reach every primary; EVAL needs no cache.
             return self
                 .client
-                .eval(script.source, keys, args)
+                .eval(script.source.as_str(), keys, args)
                 .await
                 .map_err(|e| state_error(&e));
         }
@@ -91,7 +91,7 @@ impl Conn {
     async fn load_script(&self, script: &'static scripts::Script) -> StateResult<String> {
         let sha: String = self
             .client
-            .script_load(script.source)
+            .script_load(script.source.as_str())
             .await
             .map_err(|e| state_error(&e))?;
         let _ = script.sha.set(sha.clone());

@@ -143,6 +143,16 @@ impl RedisCluster {
         self.resubscribed.clone()
     }
 
+    /// The key names the Lua key functions build for each id, in the order of
+    /// `scripts::KEY_NAMES`, so tests can hold them to [`crate::keys::Keys`].
+    #[cfg(any(test, feature = "test-support"))]
+    #[doc(hidden)]
+    pub async fn lua_key_names(&self, ids: &[&str]) -> StateResult<Vec<String>> {
+        let mut args = vec![self.conn.keys.prefix().to_owned()];
+        args.extend(ids.iter().map(|s| (*s).to_owned()));
+        self.conn.eval(&scripts::KEY_NAMES, vec![], args).await
+    }
+
     /// Each id escaped by the Lua scripts' `esc`, so tests can hold it to [`crate::keys::key_part`].
     #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
