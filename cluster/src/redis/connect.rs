@@ -15,6 +15,7 @@ use super::config::{ClusterError, RedisStateConfig};
 use super::conn::Conn;
 use super::control_bus::{ControlBus, read_control_channel};
 use super::link::{resubscribe_on_reconnect, track_link};
+use super::tasks::Tasks;
 use crate::bus::BusCounters;
 use crate::keys::{self, Keys};
 
@@ -140,8 +141,10 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
     );
     let counters = Arc::new(BusCounters::default());
     let (events_tx, _) = broadcast::channel(config.control_queue);
+    let tasks = Tasks::default();
     let bus = ControlBus {
         conn: conn.clone(),
+        tasks: tasks.clone(),
         node_id: config.node_id.clone(),
         events: events_tx.clone(),
         counters: counters.clone(),
@@ -157,32 +160,32 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
             reason: e.to_string(),
         });
     }
-    let mut tasks = vec![tokio::spawn(read_control_channel(
+    tasks.spawn(read_control_channel(
         control_rx,
         config.node_id.clone(),
         events_tx,
         counters,
-    ))];
+    ));
     let (resubscribed_tx, resubscribed_rx) = watch::channel(0u64);
     let (subscriber_reconnects_tx, subscriber_reconnects_rx) = watch::channel(0u64);
-    tasks.push(tokio::spawn(resubscribe_on_reconnect(
+    tasks.spawn(resubscribe_on_reconnect(
         subscriber.clone(),
         subscriber_reconnects_rx,
         resubscribed_tx,
-    )));
-    tasks.push(tokio::spawn(track_link(
+    ));
+    tasks.spawn(track_link(
         subscriber.clone(),
         subscriber_up.clone(),
         subscriber_reconnects_tx,
-    )));
+    ));
     let (reconnects_tx, reconnects_rx) = watch::channel(0u64);
     // The heartbeat bumps the same counter when peers purged this node (see spawn_heartbeat).
     let resync_needed = reconnects_tx.clone();
-    tasks.push(tokio::spawn(track_link(
+    tasks.spawn(track_link(
         client.clone(),
         conn.link_up.clone(),
         reconnects_tx,
-    )));
+    ));
     tracing::info!(node_id = %config.node_id, url = %redact(url), "connected to Redis");
 
     Ok(RedisCluster {

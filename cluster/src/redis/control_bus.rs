@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::conn::{Conn, state_error};
+use super::tasks::Tasks;
 use crate::bus::{
     BusCounters, BusCountersSnapshot, ControlEvent, ControlSubscription, ReceivedControl,
     ServerShutdown, SystemAnnouncement, UserBanned, decode_message, encode_message,
@@ -57,6 +58,7 @@ pub struct ControlBus {
     pub(super) node_id: String,
     pub(super) events: broadcast::Sender<ReceivedControl>,
     pub(super) counters: Arc<BusCounters>,
+    pub(super) tasks: Tasks,
 }
 
 impl ControlBus {
@@ -100,9 +102,11 @@ impl ControlBus {
         }
     }
 
-    /// Spawns a task calling `handler` for every event until the bus shuts down.
+    /// Spawns a task calling `handler` for every event until the bus shuts down (the connection's
+    /// shutdown ends it too).
     pub fn spawn_handler(&self, handler: Arc<dyn crate::bus::ControlHandler>) -> JoinHandle<()> {
-        tokio::spawn(crate::bus::dispatch(self.subscribe(), handler))
+        self.tasks
+            .spawn(crate::bus::dispatch(self.subscribe(), handler))
     }
 
     /// The bus counters.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::RedisCluster;
 use crate::nodes::{NodeRegistry, NodeStats, RedisNodes};
@@ -18,7 +19,7 @@ impl RedisCluster {
     {
         let nodes = self.backends.nodes.clone();
         let every = self.config.stats_refresh;
-        let task = tokio::spawn(async move {
+        let (stop, task) = self.tasks.spawn_stoppable(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -29,7 +30,8 @@ impl RedisCluster {
             }
         });
         Heartbeat {
-            task,
+            stop,
+            task: Some(task),
             nodes: self.backends.nodes.clone(),
             node_id: self.config.node_id.clone(),
         }
@@ -39,21 +41,26 @@ impl RedisCluster {
 /// The running stats heartbeat of [`RedisCluster::spawn_heartbeat`].
 #[derive(Debug)]
 pub struct Heartbeat {
-    task: JoinHandle<()>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
     nodes: Arc<RedisNodes>,
     node_id: String,
 }
 
 impl Heartbeat {
     /// Stops refreshing and removes this node's stats key (graceful shutdown).
-    pub async fn stop_and_withdraw(self) -> StateResult<()> {
-        self.task.abort();
+    pub async fn stop_and_withdraw(mut self) -> StateResult<()> {
+        self.stop.cancel();
+        // Once the task has ended, no refresh still in flight can land after the withdrawal.
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         self.nodes.withdraw(&self.node_id).await
     }
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }

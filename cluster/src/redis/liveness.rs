@@ -7,6 +7,7 @@ use std::time::Duration;
 use fred::prelude::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::RedisCluster;
 use super::conn::{Conn, state_error};
@@ -23,7 +24,7 @@ impl RedisCluster {
     /// [`RedisCluster::reconnects`] counter is bumped and the gateway re-registers what it holds
     /// with [`RedisCluster::resync`], as after a Redis outage.
     pub fn spawn_liveness(&self) -> Liveness {
-        let task = tokio::spawn(liveness_beats(
+        let (stop, task) = self.tasks.spawn_stoppable(liveness_beats(
             self.conn.clone(),
             self.backends.nodes.clone(),
             self.config.node_id.clone(),
@@ -32,7 +33,8 @@ impl RedisCluster {
             self.resync_needed.clone(),
         ));
         Liveness {
-            task,
+            stop,
+            task: Some(task),
             conn: self.conn.clone(),
             node_id: self.config.node_id.clone(),
         }
@@ -120,15 +122,21 @@ async fn beat(
 /// The running liveness beat of [`RedisCluster::spawn_liveness`].
 #[derive(Debug)]
 pub struct Liveness {
-    task: JoinHandle<()>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
     conn: Conn,
     node_id: String,
 }
 
 impl Liveness {
     /// Stops beating and removes the liveness key.
-    pub async fn stop_and_withdraw(self) -> StateResult<()> {
-        self.task.abort();
+    pub async fn stop_and_withdraw(mut self) -> StateResult<()> {
+        self.stop.cancel();
+        // Once the task has ended, no beat still in flight can write the key again after the
+        // deletion.
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         self.conn.ensure_connected()?;
         let _: i64 = self
             .conn
@@ -142,6 +150,6 @@ impl Liveness {
 
 impl Drop for Liveness {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }

@@ -49,6 +49,7 @@ mod liveness;
 mod monitor;
 mod resync;
 pub(crate) mod scripts;
+mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +57,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use crate::bans::{BanSync, RedisBans};
 pub use crate::games::RedisGames;
@@ -89,14 +89,12 @@ pub struct RedisCluster {
     reconnects: watch::Receiver<u64>,
     resync_needed: watch::Sender<u64>,
     resubscribed: watch::Receiver<u64>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: tasks::Tasks,
 }
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.tasks.cancel();
     }
 }
 
@@ -185,9 +183,7 @@ impl RedisCluster {
 
     /// Closes both connections.
     pub async fn shutdown(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.tasks.stop().await;
         let _ = self.subscriber.quit().await;
         let _ = self.conn.client.quit().await;
     }
