@@ -1,12 +1,14 @@
 //! Every Redis key and channel name the cluster crate uses, built in this one module.
 //!
-//! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (PROTOCOL.md
-//! section 8) so that Node.js nodes of the original design can share the cluster. Everything else
-//! lives under one configurable prefix (default `gateway:`). On a Redis Cluster the prefix should
-//! carry a hash tag (for example `{gateway}:`) so that the multi-key scripts stay in one slot.
+//! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (`docs/protocol.md`,
+//! section "Redis keys and channels") so that Node.js nodes of the original design can share the
+//! cluster. Everything else lives under one configurable prefix (default `gateway:`), and the Lua
+//! scripts build the names they need from the same parts (see `lua_key_functions`). On a Redis
+//! Cluster the prefix should carry a hash tag (for example `{gateway}:`) so that the multi-key
+//! scripts stay in one slot.
 //!
 //! Ids chosen by clients (room ids, user ids, game ids, namespace names) may hold any character
-//! (PROTOCOL.md section 3: no room id is reserved). Each one is escaped with [`key_part`] before it
+//! (`docs/protocol.md`, section "Rooms and Socket.IO room names": no room id is reserved). Each one is escaped with [`key_part`] before it
 //! becomes part of a key name, so no id can contain the `:` that separates a key's parts, end
 //! early, or name another key: `x` and `x:members` are different rooms with different keys.
 
@@ -63,7 +65,7 @@ fn needs_escape(b: u8) -> bool {
     )
 }
 
-/// A client-chosen id as it appears inside a key name: every character of [`needs_escape`]
+/// A client-chosen id as it appears inside a key name: every character of `needs_escape`
 /// becomes `%XX`, everything else is kept. The mapping is one-to-one, so two different ids never
 /// share a key, and the result contains no `:`.
 pub fn key_part(id: &str) -> Cow<'_, str> {

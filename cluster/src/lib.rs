@@ -1,9 +1,14 @@
 //! Cluster-wide state of the gateway.
 //!
 //! The gateway's handlers see rooms, presence, bans, history, game sequence numbers and node
-//! statistics only through the traits in [`state`]. Which backend sits behind them is decided once,
-//! at start-up: [`memory`] for a single node, [`redis`] for many nodes sharing one Redis (see
-//! [`redis::connect`]). The handlers are written once and never know which one they talk to.
+//! statistics only through traits (all re-exported by [`state`]). Which backend sits behind them
+//! is decided once, at start-up: [`memory`] for a single node, [`redis`] for many nodes sharing
+//! one Redis (see [`redis::connect`]). The handlers are written once and never know which one
+//! they talk to.
+//!
+//! Each concern is one module holding its records, its trait and both backends side by side:
+//! [`rooms`], [`presence`], [`bans`], [`history`], [`games`] (game sequence numbers) and
+//! [`nodes`] (node stats and liveness), each with `memory.rs` and `redis.rs`.
 //!
 //! Besides the state, the Redis side carries the control bus ([`bus`], on `cluster:message`), the
 //! per-node stats keys with their heartbeat, the dead-node monitor, and the re-registration of a

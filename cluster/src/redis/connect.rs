@@ -105,7 +105,7 @@ fn cluster_safe_prefix(prefix: &str) -> String {
 /// Connects to Redis and starts the control-bus reader and the reconnect watchers.
 ///
 /// The first connection must succeed (so a wrong URL fails start-up); after that, connections are
-/// retried forever and state calls fail fast with [`StateError::Unavailable`] meanwhile.
+/// retried forever and state calls fail fast with [`crate::StateError::Unavailable`] meanwhile.
 pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster, ClusterError> {
     let mut config = config;
     config.validate()?;

@@ -103,7 +103,7 @@ impl RedisCluster {
         Ok(report)
     }
 
-    /// Makes Redis and this node agree on the bans (see [`RedisBans::sync`]): bans Redis lost are
+    /// Makes Redis and this node agree on the bans (see [`crate::bans::RedisBans::sync`]): bans Redis lost are
     /// written back, and the node learns every ban in force. Call it at start-up, after every
     /// reconnect and periodically; then disconnect the local users among [`BanSync::active`].
     pub async fn sync_bans(&self) -> StateResult<BanSync> {
