@@ -168,6 +168,7 @@ impl RedisCluster {
     /// is full the monitor waits, so no event is lost and purges pause until the gateway reads).
     pub fn start_monitor(&self) -> (NodeMonitor, tokio::sync::mpsc::Receiver<NodeEvent>) {
         NodeMonitor::start(
+            &self.tasks,
             self.config.node_id.clone(),
             self.config.monitor.clone(),
             monitor::Timing {
