@@ -1,4 +1,6 @@
-//! The traits through which the gateway reads and writes cluster-wide state, and their records.
+//! The traits through which the gateway reads and writes cluster-wide state, and their records,
+//! re-exported from the module of each concern ([`crate::rooms`], [`crate::presence`], ...), with
+//! what the concerns share: the error type, the retention times and the set of backends.
 //!
 //! Every method is a single logical operation that the backend performs atomically with respect to
 //! other nodes (a Redis backend uses a script or a transaction where a check and a write must not
