@@ -14,6 +14,8 @@ use fred::prelude::{Builder, Config, ReconnectPolicy};
 use fred::types::{RespVersion, Value as RedisValue};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::ServerSideEvent;
 use crate::budget::{ByteBudget, Held};
@@ -21,6 +23,7 @@ use crate::channels::namespace_of;
 use crate::config::RedisAdapterConfig;
 use crate::error::AdapterError;
 use crate::ids::ForeignIds;
+use crate::locks::{lock, read};
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
 
@@ -50,7 +53,7 @@ struct Wanted {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: RedisAdapterConfig,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub foreign: ForeignIds,
     pub routes: RwLock<HashMap<String, mpsc::Sender<Inbound>>>,
     /// Bytes of every namespace's inbound queue together.
@@ -62,7 +65,10 @@ pub(crate) struct Shared {
     publisher: Client,
     wanted: Mutex<Wanted>,
     out_tx: mpsc::Sender<Outgoing>,
-    shutdown: watch::Sender<bool>,
+    /// Ends every task of the adapter at shutdown.
+    cancel: CancellationToken,
+    /// Every long-lived task of the adapter, waited for at shutdown.
+    tasks: TaskTracker,
     closed: AtomicBool,
     resubscribing: AtomicBool,
     lost: AtomicBool,
@@ -106,12 +112,11 @@ impl Shared {
 
         let (out_tx, out_rx) = mpsc::channel(config.publish_queue.max(1));
         let (connected, _) = watch::channel(true);
-        let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             foreign: ForeignIds::new(config.foreign_id_capacity),
             inbound_bytes: ByteBudget::new(config.inbound_queue_bytes),
             config,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             routes: RwLock::default(),
             namespaces: RwLock::default(),
             sse_sinks: Mutex::default(),
@@ -120,29 +125,38 @@ impl Shared {
             publisher,
             wanted: Mutex::default(),
             out_tx,
-            shutdown,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             closed: AtomicBool::new(false),
             resubscribing: AtomicBool::new(false),
             lost: AtomicBool::new(false),
         });
-        tokio::spawn(dispatch(shared.clone(), messages));
-        tokio::spawn(publish_loop(shared.clone(), out_rx));
-        tokio::spawn(resubscribe_loop(shared.clone(), sub_reconnects));
-        tokio::spawn(status_loop(shared.clone()));
+        shared.spawn(dispatch(shared.clone(), messages));
+        shared.spawn(publish_loop(shared.clone(), out_rx));
+        shared.spawn(resubscribe_loop(shared.clone(), sub_reconnects));
+        shared.spawn(status_loop(shared.clone()));
         let interval = shared
             .config
             .heartbeat_interval
             .max(Duration::from_millis(10));
         for client in [shared.sub.to_client(), shared.publisher.clone()] {
-            let mut shutdown = shared.shutdown.subscribe();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = client.enable_heartbeat(interval, false) => {}
-                    _ = shutdown.changed() => {}
-                }
+            shared.spawn(async move {
+                let _ = client.enable_heartbeat(interval, false).await;
             });
         }
         Ok(shared)
+    }
+
+    /// Runs `task` until it ends or the adapter shuts down, tracked so that shutdown waits
+    /// for it. Every task the adapter starts goes through here.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                () = cancel.cancelled() => {}
+            }
+        });
     }
 
     /// Both connections are up.
@@ -151,10 +165,8 @@ impl Shared {
     }
 
     pub(crate) fn subscription_count(&self) -> u64 {
-        self.wanted
-            .lock()
-            .map(|w| (w.channels.len() + w.patterns.len()) as u64)
-            .unwrap_or(0)
+        let wanted = lock(&self.wanted);
+        (wanted.channels.len() + wanted.patterns.len()) as u64
     }
 
     /// Queues a message without waiting; a full queue drops it (counted in `dropped`).
@@ -234,9 +246,7 @@ impl Shared {
         if channels.is_empty() {
             return;
         }
-        if let Ok(mut wanted) = self.wanted.lock() {
-            wanted.channels.extend(channels.iter().cloned());
-        }
+        lock(&self.wanted).channels.extend(channels.iter().cloned());
         if let Err(e) = self.sub.subscribe(channels).await {
             inc(&self.metrics.subscribe_failures);
             tracing::warn!(error = %e, "SUBSCRIBE failed; retried on reconnect");
@@ -247,7 +257,8 @@ impl Shared {
         if channels.is_empty() {
             return;
         }
-        if let Ok(mut wanted) = self.wanted.lock() {
+        {
+            let mut wanted = lock(&self.wanted);
             for c in &channels {
                 wanted.channels.remove(c);
             }
@@ -259,9 +270,7 @@ impl Shared {
     }
 
     pub(crate) async fn psubscribe(&self, pattern: String) {
-        if let Ok(mut wanted) = self.wanted.lock() {
-            wanted.patterns.insert(pattern.clone());
-        }
+        lock(&self.wanted).patterns.insert(pattern.clone());
         if let Err(e) = self.sub.psubscribe(pattern).await {
             inc(&self.metrics.subscribe_failures);
             tracing::warn!(error = %e, "PSUBSCRIBE failed; retried on reconnect");
@@ -269,21 +278,19 @@ impl Shared {
     }
 
     pub(crate) async fn punsubscribe(&self, pattern: String) {
-        if let Ok(mut wanted) = self.wanted.lock() {
-            wanted.patterns.remove(&pattern);
-        }
+        lock(&self.wanted).patterns.remove(&pattern);
         if let Err(e) = self.sub.punsubscribe(pattern).await {
             tracing::debug!(error = %e, "PUNSUBSCRIBE failed");
         }
     }
 
     async fn resubscribe_all(&self) -> bool {
-        let (channels, patterns): (Vec<String>, Vec<String>) = match self.wanted.lock() {
-            Ok(w) => (
-                w.channels.iter().cloned().collect(),
-                w.patterns.iter().cloned().collect(),
-            ),
-            Err(_) => return false,
+        let (channels, patterns): (Vec<String>, Vec<String>) = {
+            let wanted = lock(&self.wanted);
+            (
+                wanted.channels.iter().cloned().collect(),
+                wanted.patterns.iter().cloned().collect(),
+            )
         };
         let mut ok = true;
         // fred 10.1's own resubscribe sends empty SUBSCRIBE lists; only ever send non-empty ones.
@@ -319,10 +326,22 @@ impl Shared {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        let _ = self.shutdown.send(true);
+        self.cancel.cancel();
+        self.tasks.close();
         let _ = self.sub.quit().await;
         let _ = self.publisher.quit().await;
         self.connected.send_replace(false);
+        // Cancelled tasks end at their next poll; the bound only guards against a caller
+        // that is itself one of them.
+        if tokio::time::timeout(self.config.request_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tasks.len(),
+                "adapter tasks still running after shutdown"
+            );
+        }
     }
 }
 
@@ -365,7 +384,7 @@ async fn dispatch(shared: Arc<Shared>, mut messages: broadcast::Receiver<fred::t
                         continue;
                     }
                 };
-                let route = shared.routes.read().ok().and_then(|r| r.get(nsp).cloned());
+                let route = read(&shared.routes).get(nsp).cloned();
                 if let Some(tx) = route {
                     let Some(held) = shared.inbound_bytes.try_hold(payload.len()) else {
                         inc(&shared.metrics.dropped);
@@ -413,39 +432,27 @@ async fn resubscribe_loop(
     shared: Arc<Shared>,
     mut reconnects: broadcast::Receiver<fred::types::config::Server>,
 ) {
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            event = reconnects.recv() => match event {
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // The first event is the initial connection, not a reconnect.
-                    if shared.lost.swap(false, Ordering::SeqCst) {
-                        shared.resubscribing.store(true, Ordering::SeqCst);
-                    }
-                    for _ in 0..50 {
-                        if shared.resubscribe_all().await {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    shared.resubscribing.store(false, Ordering::SeqCst);
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-            _ = shutdown.changed() => break,
+    // Ends when fred closes the channel (or at shutdown); a lagged receiver still resubscribes.
+    while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = reconnects.recv().await {
+        // The first event is the initial connection, not a reconnect.
+        if shared.lost.swap(false, Ordering::SeqCst) {
+            shared.resubscribing.store(true, Ordering::SeqCst);
         }
+        for _ in 0..50 {
+            if shared.resubscribe_all().await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shared.resubscribing.store(false, Ordering::SeqCst);
     }
 }
 
 async fn status_loop(shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut redis_was_up = true;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
-        }
+        tick.tick().await;
         let redis_up = shared.redis_up();
         if redis_up != redis_was_up {
             if redis_up {
@@ -464,5 +471,25 @@ async fn status_loop(shared: Arc<Shared>) {
             *c = up;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_ends_every_task_of_the_adapter() {
+        let redis = testkit::RedisServer::start().unwrap();
+        let shared = Shared::connect(&redis.url(), RedisAdapterConfig::default())
+            .await
+            .unwrap();
+        // Dispatch, publish, resubscribe, status and one heartbeat per connection.
+        assert_eq!(shared.tasks.len(), 6);
+        // One that would never end by itself.
+        shared.spawn(std::future::pending());
+        shared.shutdown().await;
+        assert!(shared.tasks.is_closed());
+        assert_eq!(shared.tasks.len(), 0);
     }
 }

@@ -280,6 +280,98 @@ fn responses_match_node_bytes() {
     assert_eq!((count.kind(), count.client_count()), (Some(8), Some(1)));
 }
 
+/// The messages no capture holds, pinned in the form Node writes them (field order included).
+#[test]
+fn uncaptured_messages_keep_nodes_field_order() {
+    let json = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    let cases: Vec<(Request, &str)> = vec![
+        (
+            Request::Sockets {
+                uid: Some("u".into()),
+                request_id: "r".into(),
+                rooms: strs(&["a"]),
+            },
+            r#"{"uid":"u","requestId":"r","type":0,"rooms":["a"]}"#,
+        ),
+        (
+            Request::AllRooms {
+                uid: Some("u".into()),
+                request_id: "r".into(),
+                target: Some(Target {
+                    rooms: strs(&["a"]),
+                    except: strs(&["b"]),
+                }),
+            },
+            r#"{"uid":"u","requestId":"r","type":1,"opts":{"rooms":["a"],"except":["b"]}}"#,
+        ),
+        (
+            Request::Legacy {
+                kind: 2,
+                request_id: "r".into(),
+                sid: "s".into(),
+                room: Some("x".into()),
+                close: false,
+            },
+            r#"{"requestId":"r","type":2,"sid":"s","room":"x"}"#,
+        ),
+        (
+            Request::Legacy {
+                kind: 4,
+                request_id: "r".into(),
+                sid: "s".into(),
+                room: None,
+                close: true,
+            },
+            r#"{"requestId":"r","type":4,"sid":"s","close":true}"#,
+        ),
+    ];
+    for (request, bytes) in cases {
+        assert_eq!(json(request.encode()), bytes);
+        assert_eq!(
+            Request::decode(bytes.as_bytes()).unwrap(),
+            request,
+            "{bytes}"
+        );
+    }
+    assert_eq!(
+        json(wire::socket_ids_response("r", &strs(&["a"]), Some("u"))),
+        r#"{"requestId":"r","sockets":["a"],"uid":"u"}"#
+    );
+    assert_eq!(
+        json(wire::legacy_ack_response("r", None)),
+        r#"{"requestId":"r"}"#
+    );
+    assert_eq!(
+        json(wire::server_side_ack_response("r", &s("x"), Some("u"))),
+        r#"{"type":6,"requestId":"r","data":"x","uid":"u"}"#
+    );
+    assert_eq!(
+        json(wire::client_count_response("r", 0, Some("u"))),
+        r#"{"type":8,"requestId":"r","clientCount":0,"uid":"u"}"#
+    );
+    let fetched = wire::FetchedSocket {
+        id: "s".into(),
+        rooms: strs(&["s", "a"]),
+        issued_ms: 0,
+    };
+    assert_eq!(
+        json(wire::fetch_response("r", &[fetched], Some("u"))),
+        concat!(
+            r#"{"requestId":"r","sockets":[{"id":"s","handshake":{"headers":{},"time":"","#,
+            r#""address":"","xdomain":false,"secure":false,"issued":0,"url":"","query":{},"#,
+            r#""auth":{}},"rooms":["s","a"],"data":{}}],"uid":"u"}"#
+        )
+    );
+    // The type-9 answer of this adapter: Node's bytes plus its `uid` last.
+    let mut signed = hex(BROADCAST_ACK_RESPONSE);
+    signed[0] = 0x84;
+    signed.extend_from_slice(&hex("a3756964a175"));
+    assert_eq!(
+        wire::broadcast_ack_response("29yHpW", &s("ack-q"), Some("u")),
+        signed
+    );
+}
+
 #[test]
 fn requests_from_the_emitter_and_legacy_peers_decode() {
     let join =

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use socketioxide_core::Sid;
 
+use crate::locks::lock;
+
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 #[derive(Debug)]
@@ -34,9 +36,7 @@ impl ForeignIds {
             return sid;
         }
         let sid = derived_sid(id);
-        let Ok(mut guard) = self.inner.lock() else {
-            return sid;
-        };
+        let mut guard = lock(&self.inner);
         let (map, order) = &mut *guard;
         if map.insert(sid, id.to_owned()).is_none() {
             order.push_back(sid);
@@ -51,10 +51,10 @@ impl ForeignIds {
 
     /// The id to put on the wire for `sid`: the remembered foreign id, or the sid itself.
     pub(crate) fn wire_id(&self, sid: Sid) -> String {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|g| g.0.get(&sid).cloned())
+        lock(&self.inner)
+            .0
+            .get(&sid)
+            .cloned()
             .unwrap_or_else(|| sid.as_str().to_owned())
     }
 }

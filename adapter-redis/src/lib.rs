@@ -114,6 +114,7 @@ mod delivery;
 mod error;
 mod ids;
 pub mod json;
+mod locks;
 mod metrics;
 pub mod msgpack;
 mod namespace;
@@ -262,11 +263,9 @@ impl RedisAdapterCtr {
 
     fn namespace(&self, nsp: &str) -> Result<(Arc<Shared>, Arc<namespace::NsCore>), AdapterError> {
         let shared = self.shared.clone().ok_or(AdapterError::LocalOnly)?;
-        let core = shared
-            .namespaces
-            .read()
-            .ok()
-            .and_then(|n| n.get(nsp).cloned())
+        let core = locks::read(&shared.namespaces)
+            .get(nsp)
+            .cloned()
             .ok_or_else(|| AdapterError::Encode(format!("namespace `{nsp}` is not initialised")))?;
         Ok((shared, core))
     }
@@ -297,9 +296,7 @@ impl RedisAdapterCtr {
         if rooms.is_empty() {
             return;
         }
-        if let Ok(mut pinned) = core.pinned_rooms.lock() {
-            pinned.extend(rooms.iter().cloned());
-        }
+        locks::lock(&core.pinned_rooms).extend(rooms.iter().cloned());
         request_sync(&core, Some(rooms)).await;
     }
 
@@ -438,9 +435,7 @@ impl RedisAdapterCtr {
     ) -> Result<mpsc::Receiver<ServerSideEvent>, AdapterError> {
         let shared = self.shared.clone().ok_or(AdapterError::LocalOnly)?;
         let (tx, rx) = mpsc::channel(shared.config.server_side_event_queue.max(1));
-        if let Ok(mut sinks) = shared.sse_sinks.lock() {
-            sinks.insert(nsp.to_owned(), tx);
-        }
+        locks::lock(&shared.sse_sinks).insert(nsp.to_owned(), tx);
         Ok(rx)
     }
 

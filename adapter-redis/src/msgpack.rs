@@ -1,12 +1,16 @@
-//! A small msgpack value model and codec matching notepack.io 3.x, the encoder used by Node's
-//! `@socket.io/redis-adapter`.
+//! The msgpack value model of the wire and its codec, over `rmp-serde` (encoding) and `rmpv`
+//! (decoding).
 //!
-//! Encoder rules (as notepack): maps keep insertion order with string keys, integers use the
-//! smallest msgpack int, every non-integer number is float64, binary is `bin8/16/32`.
-//! The decoder accepts every msgpack type, never allocates more than the input can back, and
-//! refuses nesting deeper than [`MAX_DEPTH`], so hostile input is an error, never a panic.
+//! The bytes are those of notepack.io 3.x, the encoder of Node's `@socket.io/redis-adapter`:
+//! maps keep insertion order, integers take the smallest msgpack int (as `rmp` writes them),
+//! every non-integer number is float64, binary is `bin8/16/32`.
+//!
+//! Decoding never allocates more than the input can back (`rmpv` borrows strings and binaries
+//! from the input and grows arrays only as elements are read) and refuses nesting deeper than
+//! [`MAX_DEPTH`], so hostile input is an error, never a panic.
 
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializer};
 
 /// Deepest nesting of arrays and maps the decoder accepts.
 pub const MAX_DEPTH: usize = 64;
@@ -86,156 +90,144 @@ impl Wire {
 
     /// Encodes to msgpack bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        self.encode_into(&mut out);
-        out
-    }
-
-    /// Appends the msgpack encoding to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        match self {
-            Wire::Nil => out.push(0xc0),
-            Wire::Bool(false) => out.push(0xc2),
-            Wire::Bool(true) => out.push(0xc3),
-            Wire::Int(i) => encode_int(*i, out),
-            Wire::UInt(u) => {
-                out.push(0xcf);
-                out.extend_from_slice(&u.to_be_bytes());
-            }
-            Wire::F64(f) => {
-                out.push(0xcb);
-                out.extend_from_slice(&f.to_be_bytes());
-            }
-            Wire::Str(s) => encode_str(s, out),
-            Wire::Bin(b) => {
-                let len = b.len();
-                if len < 0x100 {
-                    out.extend_from_slice(&[0xc4, len as u8]);
-                } else if len < 0x10000 {
-                    out.push(0xc5);
-                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                } else {
-                    out.push(0xc6);
-                    out.extend_from_slice(&(len as u32).to_be_bytes());
-                }
-                out.extend_from_slice(b);
-            }
-            Wire::Array(items) => {
-                let len = items.len();
-                if len < 16 {
-                    out.push(0x90 | len as u8);
-                } else if len < 0x10000 {
-                    out.push(0xdc);
-                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                } else {
-                    out.push(0xdd);
-                    out.extend_from_slice(&(len as u32).to_be_bytes());
-                }
-                for item in items {
-                    item.encode_into(out);
-                }
-            }
-            Wire::Map(entries) => {
-                let len = entries.len();
-                if len < 16 {
-                    out.push(0x80 | len as u8);
-                } else if len < 0x10000 {
-                    out.push(0xde);
-                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                } else {
-                    out.push(0xdf);
-                    out.extend_from_slice(&(len as u32).to_be_bytes());
-                }
-                for (k, v) in entries {
-                    k.encode_into(out);
-                    v.encode_into(out);
-                }
-            }
-            Wire::Ext(kind, data) => {
-                let len = data.len();
-                match len {
-                    1 => out.push(0xd4),
-                    2 => out.push(0xd5),
-                    4 => out.push(0xd6),
-                    8 => out.push(0xd7),
-                    16 => out.push(0xd8),
-                    _ if len < 0x100 => out.extend_from_slice(&[0xc7, len as u8]),
-                    _ if len < 0x10000 => {
-                        out.push(0xc8);
-                        out.extend_from_slice(&(len as u16).to_be_bytes());
-                    }
-                    _ => {
-                        out.push(0xc9);
-                        out.extend_from_slice(&(len as u32).to_be_bytes());
-                    }
-                }
-                out.push(*kind as u8);
-                out.extend_from_slice(data);
-            }
-        }
+        to_msgpack(self)
     }
 
     /// Decodes exactly one value spanning all of `input`.
     pub fn decode(input: &[u8]) -> Result<Wire, DecodeError> {
-        let mut reader = Reader {
-            buf: Bytes::copy_from_slice(input),
-            pos: 0,
-        };
-        let value = reader.value(0)?;
-        if reader.pos != reader.buf.len() {
-            return Err(DecodeError::TrailingBytes(reader.buf.len() - reader.pos));
+        if input.contains(&RESERVED_MARKER) {
+            refuse_reserved_marker(input)?;
         }
-        Ok(value)
+        let mut rest = input;
+        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, RMPV_DEPTH)
+            .map_err(DecodeError::from_rmpv)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes(rest.len()));
+        }
+        from_value_ref(value, 0)
     }
 }
 
-fn encode_int(i: i64, out: &mut Vec<u8>) {
-    if i >= 0 {
-        let u = i as u64;
-        if u < 0x80 {
-            out.push(u as u8);
-        } else if u < 0x100 {
-            out.extend_from_slice(&[0xcc, u as u8]);
-        } else if u < 0x10000 {
-            out.push(0xcd);
-            out.extend_from_slice(&(u as u16).to_be_bytes());
-        } else if u < 0x1_0000_0000 {
-            out.push(0xce);
-            out.extend_from_slice(&(u as u32).to_be_bytes());
-        } else {
-            out.push(0xcf);
-            out.extend_from_slice(&u.to_be_bytes());
+/// Serializes `value` with `rmp-serde`, structs as maps with their field names (the form of
+/// every message of the protocol).
+pub(crate) fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let mut serializer = rmp_serde::Serializer::new(&mut out).with_struct_map();
+    // Writing to a `Vec` fails only for a sequence of unknown length, which no value here has.
+    if let Err(e) = value.serialize(&mut serializer) {
+        tracing::error!(error = %e, "msgpack encoding failed");
+        out.clear();
+    }
+    out
+}
+
+impl Serialize for Wire {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Wire::Nil => serializer.serialize_unit(),
+            Wire::Bool(b) => serializer.serialize_bool(*b),
+            Wire::Int(i) => serializer.serialize_i64(*i),
+            Wire::UInt(u) => serializer.serialize_u64(*u),
+            Wire::F64(f) => serializer.serialize_f64(*f),
+            Wire::Str(s) => serializer.serialize_str(s),
+            Wire::Bin(b) => serializer.serialize_bytes(b),
+            Wire::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Wire::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+            Wire::Ext(kind, data) => serializer
+                .serialize_newtype_struct(rmp_serde::MSGPACK_EXT_STRUCT_NAME, &Ext(*kind, data)),
         }
-    } else if i >= -32 {
-        out.push(i as i8 as u8);
-    } else if i >= i64::from(i8::MIN) {
-        out.extend_from_slice(&[0xd0, i as i8 as u8]);
-    } else if i >= i64::from(i16::MIN) {
-        out.push(0xd1);
-        out.extend_from_slice(&(i as i16).to_be_bytes());
-    } else if i >= i64::from(i32::MIN) {
-        out.push(0xd2);
-        out.extend_from_slice(&(i as i32).to_be_bytes());
-    } else {
-        out.push(0xd3);
-        out.extend_from_slice(&i.to_be_bytes());
     }
 }
 
-fn encode_str(s: &str, out: &mut Vec<u8>) {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0xd9, len as u8]);
-    } else if len < 0x10000 {
-        out.push(0xda);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
+/// An extension value in the form `rmp-serde` writes as msgpack `ext`: the type, then bytes.
+struct Ext<'a>(i8, &'a [u8]);
+
+impl Serialize for Ext<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&self.0)?;
+        tuple.serialize_element(&BinRef(self.1))?;
+        tuple.end()
     }
-    out.extend_from_slice(s.as_bytes());
+}
+
+struct BinRef<'a>(&'a [u8]);
+
+impl Serialize for BinRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// The marker byte msgpack leaves unused; `rmpv` reads it as `nil`, this codec refuses it.
+const RESERVED_MARKER: u8 = 0xc1;
+
+/// `rmpv` counts each level of nesting twice, and a string or binary up to three times: a
+/// budget that lets every value within [`MAX_DEPTH`] through (the exact limit is checked while
+/// converting) and still bounds its recursion.
+const RMPV_DEPTH: usize = 2 * MAX_DEPTH + 8;
+
+/// Walks `input` with `rmp-serde` (allocating nothing) only to find a reserved marker byte,
+/// which `rmpv` would silently read as `nil`. Run only when the byte occurs at all.
+fn refuse_reserved_marker(input: &[u8]) -> Result<(), DecodeError> {
+    use rmp_serde::decode::Error;
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(input);
+    deserializer.set_max_depth(MAX_DEPTH + 2);
+    match <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut deserializer) {
+        Err(Error::TypeMismatch(rmp::Marker::Reserved)) => {
+            Err(DecodeError::InvalidMarker(RESERVED_MARKER))
+        }
+        Err(Error::DepthLimitExceeded) => Err(DecodeError::TooDeep),
+        // Other faults are reported by the decoding proper.
+        _ => Ok(()),
+    }
+}
+
+/// Converts what `rmpv` read, refusing a value deeper than [`MAX_DEPTH`] (the top one is at
+/// depth 0) and strings that are not UTF-8.
+fn from_value_ref(value: rmpv::ValueRef<'_>, depth: usize) -> Result<Wire, DecodeError> {
+    use rmpv::ValueRef;
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::TooDeep);
+    }
+    Ok(match value {
+        ValueRef::Nil => Wire::Nil,
+        ValueRef::Boolean(b) => Wire::Bool(b),
+        ValueRef::Integer(i) => match (i.as_i64(), i.as_u64()) {
+            (Some(i), _) => Wire::Int(i),
+            (None, Some(u)) => Wire::UInt(u),
+            (None, None) => return Err(DecodeError::Truncated),
+        },
+        ValueRef::F32(f) => Wire::F64(f64::from(f)),
+        ValueRef::F64(f) => Wire::F64(f),
+        ValueRef::String(s) => Wire::Str(s.into_str().ok_or(DecodeError::InvalidUtf8)?.to_owned()),
+        ValueRef::Binary(b) => Wire::Bin(Bytes::copy_from_slice(b)),
+        ValueRef::Array(items) => Wire::Array(
+            items
+                .into_iter()
+                .map(|item| from_value_ref(item, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        ValueRef::Map(entries) => Wire::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| Ok((from_value_ref(k, depth + 1)?, from_value_ref(v, depth + 1)?)))
+                .collect::<Result<_, DecodeError>>()?,
+        ),
+        ValueRef::Ext(kind, data) => Wire::Ext(kind, Bytes::copy_from_slice(data)),
+    })
 }
 
 /// Why a msgpack payload could not be decoded.
@@ -258,171 +250,15 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
-struct Reader {
-    buf: Bytes,
-    pos: usize,
-}
-
-impl Reader {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated);
+impl DecodeError {
+    fn from_rmpv(error: rmpv::decode::Error) -> Self {
+        match error {
+            rmpv::decode::Error::DepthLimitExceeded => DecodeError::TooDeep,
+            // Every read fault from a slice is the input ending early.
+            rmpv::decode::Error::InvalidMarkerRead(_) | rmpv::decode::Error::InvalidDataRead(_) => {
+                DecodeError::Truncated
+            }
         }
-        let out = self.buf.slice(self.pos..self.pos + n);
-        self.pos += n;
-        Ok(out)
-    }
-
-    fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn be<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let bytes = self.take(N)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(&bytes);
-        Ok(out)
-    }
-
-    fn len8(&mut self) -> Result<usize, DecodeError> {
-        Ok(usize::from(self.byte()?))
-    }
-    fn len16(&mut self) -> Result<usize, DecodeError> {
-        Ok(usize::from(u16::from_be_bytes(self.be()?)))
-    }
-    fn len32(&mut self) -> Result<usize, DecodeError> {
-        usize::try_from(u32::from_be_bytes(self.be()?)).map_err(|_| DecodeError::Truncated)
-    }
-
-    fn str(&mut self, len: usize) -> Result<Wire, DecodeError> {
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Wire::Str)
-            .map_err(|_| DecodeError::InvalidUtf8)
-    }
-
-    fn array(&mut self, len: usize, depth: usize) -> Result<Wire, DecodeError> {
-        // Every element takes at least one byte: refuse lengths the input cannot back.
-        if len > self.remaining() {
-            return Err(DecodeError::Truncated);
-        }
-        let mut items = Vec::with_capacity(len);
-        for _ in 0..len {
-            items.push(self.value(depth + 1)?);
-        }
-        Ok(Wire::Array(items))
-    }
-
-    fn map(&mut self, len: usize, depth: usize) -> Result<Wire, DecodeError> {
-        if len.saturating_mul(2) > self.remaining() {
-            return Err(DecodeError::Truncated);
-        }
-        let mut entries = Vec::with_capacity(len);
-        for _ in 0..len {
-            let k = self.value(depth + 1)?;
-            let v = self.value(depth + 1)?;
-            entries.push((k, v));
-        }
-        Ok(Wire::Map(entries))
-    }
-
-    fn ext(&mut self, len: usize) -> Result<Wire, DecodeError> {
-        let kind = self.byte()? as i8;
-        Ok(Wire::Ext(kind, self.take(len)?))
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Wire, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
-        }
-        let marker = self.byte()?;
-        Ok(match marker {
-            0x00..=0x7f => Wire::Int(i64::from(marker)),
-            0x80..=0x8f => return self.map(usize::from(marker & 0x0f), depth),
-            0x90..=0x9f => return self.array(usize::from(marker & 0x0f), depth),
-            0xa0..=0xbf => return self.str(usize::from(marker & 0x1f)),
-            0xc0 => Wire::Nil,
-            0xc1 => return Err(DecodeError::InvalidMarker(marker)),
-            0xc2 => Wire::Bool(false),
-            0xc3 => Wire::Bool(true),
-            0xc4 => {
-                let n = self.len8()?;
-                Wire::Bin(self.take(n)?)
-            }
-            0xc5 => {
-                let n = self.len16()?;
-                Wire::Bin(self.take(n)?)
-            }
-            0xc6 => {
-                let n = self.len32()?;
-                Wire::Bin(self.take(n)?)
-            }
-            0xc7 => {
-                let n = self.len8()?;
-                return self.ext(n);
-            }
-            0xc8 => {
-                let n = self.len16()?;
-                return self.ext(n);
-            }
-            0xc9 => {
-                let n = self.len32()?;
-                return self.ext(n);
-            }
-            0xca => Wire::F64(f64::from(f32::from_be_bytes(self.be()?))),
-            0xcb => Wire::F64(f64::from_be_bytes(self.be()?)),
-            0xcc => Wire::Int(i64::from(self.byte()?)),
-            0xcd => Wire::Int(i64::from(u16::from_be_bytes(self.be()?))),
-            0xce => Wire::Int(i64::from(u32::from_be_bytes(self.be()?))),
-            0xcf => {
-                let u = u64::from_be_bytes(self.be()?);
-                i64::try_from(u).map_or(Wire::UInt(u), Wire::Int)
-            }
-            0xd0 => Wire::Int(i64::from(i8::from_be_bytes(self.be()?))),
-            0xd1 => Wire::Int(i64::from(i16::from_be_bytes(self.be()?))),
-            0xd2 => Wire::Int(i64::from(i32::from_be_bytes(self.be()?))),
-            0xd3 => Wire::Int(i64::from_be_bytes(self.be()?)),
-            0xd4 => return self.ext(1),
-            0xd5 => return self.ext(2),
-            0xd6 => return self.ext(4),
-            0xd7 => return self.ext(8),
-            0xd8 => return self.ext(16),
-            0xd9 => {
-                let n = self.len8()?;
-                return self.str(n);
-            }
-            0xda => {
-                let n = self.len16()?;
-                return self.str(n);
-            }
-            0xdb => {
-                let n = self.len32()?;
-                return self.str(n);
-            }
-            0xdc => {
-                let n = self.len16()?;
-                return self.array(n, depth);
-            }
-            0xdd => {
-                let n = self.len32()?;
-                return self.array(n, depth);
-            }
-            0xde => {
-                let n = self.len16()?;
-                return self.map(n, depth);
-            }
-            0xdf => {
-                let n = self.len32()?;
-                return self.map(n, depth);
-            }
-            0xe0..=0xff => Wire::Int(i64::from(marker as i8)),
-        })
     }
 }
 
@@ -479,5 +315,96 @@ mod tests {
             Wire::decode(&[0x01, 0x02]),
             Err(DecodeError::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn hostile_string_and_binary_lengths_are_errors() {
+        for header in [
+            &[0xdb, 0xff, 0xff, 0xff, 0xff][..],
+            &[0xc6, 0xff, 0xff, 0xff, 0xff],
+            &[0xc9, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[0xdf, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert_eq!(
+                Wire::decode(header),
+                Err(DecodeError::Truncated),
+                "{header:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_reserved_marker_is_refused_wherever_it_sits_but_not_inside_data() {
+        assert_eq!(
+            Wire::decode(&[0x92, 0x01, 0xc1]),
+            Err(DecodeError::InvalidMarker(0xc1))
+        );
+        assert_eq!(
+            Wire::decode(&[0x81, 0xc1, 0x01]),
+            Err(DecodeError::InvalidMarker(0xc1))
+        );
+        assert_eq!(
+            Wire::decode(&[0x92, 0xc4, 0x01, 0xc1, 0xcc, 0xc1]),
+            Ok(Wire::Array(vec![
+                Wire::Bin(Bytes::from_static(&[0xc1])),
+                Wire::Int(0xc1)
+            ]))
+        );
+    }
+
+    fn any_wire() -> impl proptest::strategy::Strategy<Value = Wire> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Wire::Nil),
+            any::<bool>().prop_map(Wire::Bool),
+            any::<i64>().prop_map(Wire::Int),
+            (i64::MAX as u64 + 1..=u64::MAX).prop_map(Wire::UInt),
+            any::<f64>()
+                .prop_filter("NaN is not equal to itself", |f| !f.is_nan())
+                .prop_map(Wire::F64),
+            ".{0,40}".prop_map(Wire::Str),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| Wire::Bin(b.into())),
+            (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..20))
+                .prop_map(|(k, b)| Wire::Ext(k, b.into())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Wire::Array),
+                proptest::collection::vec((inner.clone(), inner), 0..8).prop_map(Wire::Map),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes the values hold (0xc1 included, inside numbers and binaries), what
+        /// is encoded decodes back unchanged.
+        #[test]
+        fn every_value_round_trips(value in any_wire()) {
+            proptest::prop_assert_eq!(Wire::decode(&value.encode()), Ok(value));
+        }
+    }
+
+    /// `[[...[leaf]...]]` with `leaf` at `depth` (the top value is at depth 0).
+    fn nested(depth: usize, leaf: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0x91; depth];
+        bytes.extend_from_slice(leaf);
+        bytes
+    }
+
+    #[test]
+    fn the_depth_limit_is_exact_for_every_kind_of_value() {
+        for leaf in [
+            &[0x01][..],
+            &[0xa1, b'x'],
+            &[0xc4, 0x01, 0x00],
+            &[0xd4, 0x00, 0x00],
+        ] {
+            assert!(Wire::decode(&nested(MAX_DEPTH, leaf)).is_ok(), "{leaf:x?}");
+            assert_eq!(
+                Wire::decode(&nested(MAX_DEPTH + 1, leaf)),
+                Err(DecodeError::TooDeep),
+                "{leaf:x?}"
+            );
+        }
     }
 }

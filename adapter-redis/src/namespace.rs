@@ -10,8 +10,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::Gathered;
 use crate::channels::NamespaceChannels;
+use crate::config::RedisAdapterConfig;
 use crate::connection::Shared;
 use crate::error::{AdapterError, MissingResponses};
+use crate::locks::lock;
 use crate::metrics::inc;
 use crate::wire::{Request, Response};
 
@@ -70,9 +72,7 @@ pub(crate) struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        if let Ok(mut pending) = self.core.pending.lock() {
-            pending.remove(&self.id);
-        }
+        lock(&self.core.pending).remove(&self.id);
     }
 }
 
@@ -108,31 +108,26 @@ impl NsCore {
         if uid == self.uid || uid == "emitter" || uid.is_empty() {
             return;
         }
-        if let Ok(mut peers) = self.peers.lock() {
-            if peers.len() >= MAX_PEERS && !peers.contains_key(uid) {
-                let now = Instant::now();
-                peers.retain(|_, seen| now.duration_since(*seen) < PEER_TTL);
-                if peers.len() >= MAX_PEERS {
-                    return;
-                }
+        let mut peers = lock(&self.peers);
+        if peers.len() >= MAX_PEERS && !peers.contains_key(uid) {
+            let now = Instant::now();
+            peers.retain(|_, seen| now.duration_since(*seen) < PEER_TTL);
+            if peers.len() >= MAX_PEERS {
+                return;
             }
-            peers.insert(uid.to_owned(), Instant::now());
         }
+        peers.insert(uid.to_owned(), Instant::now());
     }
 
     fn recent_rust_peers(&self) -> Vec<String> {
         let now = Instant::now();
-        self.peers
-            .lock()
-            .map(|p| {
-                p.iter()
-                    // Peers of this adapter always sign their answers; Node peers never do, so
-                    // only the former can be named when silent.
-                    .filter(|(uid, seen)| uid.len() == 16 && now.duration_since(**seen) < PEER_TTL)
-                    .map(|(uid, _)| uid.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        lock(&self.peers)
+            .iter()
+            // Peers of this adapter always sign their answers; Node peers never do, so only the
+            // former can be named when silent.
+            .filter(|(uid, seen)| uid.len() == 16 && now.duration_since(**seen) < PEER_TTL)
+            .map(|(uid, _)| uid.clone())
+            .collect()
     }
 
     /// The response channel for answering a request from `uid` (its own channel, as Node's
@@ -146,12 +141,12 @@ impl NsCore {
 
     pub(crate) fn register(
         self: &Arc<Self>,
-        shared: &Shared,
+        config: &RedisAdapterConfig,
     ) -> Result<(PendingGuard, mpsc::Receiver<Response>), AdapterError> {
-        let (tx, rx) = mpsc::channel(shared.config.max_responses_per_request.max(1));
+        let (tx, rx) = mpsc::channel(config.max_responses_per_request.max(1));
         let id = Sid::new().to_string();
-        let mut pending = self.pending.lock().map_err(|_| AdapterError::Closed)?;
-        if pending.len() >= shared.config.max_pending_requests {
+        let mut pending = lock(&self.pending);
+        if pending.len() >= config.max_pending_requests {
             return Err(AdapterError::TooManyPendingRequests(pending.len()));
         }
         pending.insert(id.clone(), tx);
@@ -187,28 +182,14 @@ impl NsCore {
                 missing: None,
             });
         }
-        let (guard, mut rx) = self.register(shared)?;
+        let (guard, mut rx) = self.register(&shared.config)?;
         let request = build(self.uid.clone(), guard.id.clone());
         shared
             .publish(self.channels.request.clone(), request.encode())
             .await?;
         let started = Instant::now();
         let deadline = crate::adapter::deadline_in(shared.config.request_timeout);
-        let mut answers = Vec::with_capacity(expected);
-        let mut answered: HashSet<String> = HashSet::new();
-        while answers.len() < expected {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(resp)) => {
-                    if let Some(uid) = &resp.uid
-                        && !answered.insert(uid.clone())
-                    {
-                        continue;
-                    }
-                    answers.push(resp);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let (answers, answered) = collect_answers(&mut rx, expected, deadline).await;
         drop(guard);
         let missing = (answers.len() < expected).then(|| {
             inc(&shared.metrics.request_timeouts);
@@ -231,5 +212,72 @@ impl NsCore {
             value: answers,
             missing,
         })
+    }
+}
+
+/// One answer per responder (de-duplicated by the uid this adapter's peers sign with; Node
+/// peers do not sign) until `expected` answered, the senders are gone or `deadline` passed.
+async fn collect_answers(
+    rx: &mut mpsc::Receiver<Response>,
+    expected: usize,
+    deadline: tokio::time::Instant,
+) -> (Vec<Response>, HashSet<String>) {
+    let mut answers = Vec::with_capacity(expected);
+    let mut answered: HashSet<String> = HashSet::new();
+    while answers.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(resp)) => {
+                if let Some(uid) = &resp.uid
+                    && !answered.insert(uid.clone())
+                {
+                    continue;
+                }
+                answers.push(resp);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (answers, answered)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn answer(uid: Option<&str>) -> Response {
+        let uid = uid.map(|u| format!(r#","uid":"{u}""#)).unwrap_or_default();
+        Response::decode(format!(r#"{{"requestId":"r","rooms":[]{uid}}}"#).as_bytes()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_stalls_the_collection_exactly_until_the_deadline() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let start = Instant::now();
+        let timeout = Duration::from_millis(1500);
+        tx.send(answer(Some("peer-a"))).await.unwrap();
+        // The same peer twice counts once; the second expected peer never answers.
+        tx.send(answer(Some("peer-a"))).await.unwrap();
+        let (answers, answered) = collect_answers(&mut rx, 2, start + timeout).await;
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answered, HashSet::from(["peer-a".to_owned()]));
+        assert_eq!(start.elapsed(), timeout);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_collection_ends_as_soon_as_every_peer_answered() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let start = Instant::now();
+        tx.send(answer(Some("peer-a"))).await.unwrap();
+        // Node peers do not sign their answers: each counts.
+        tx.send(answer(None)).await.unwrap();
+        let (answers, _) = collect_answers(&mut rx, 2, start + Duration::from_secs(60)).await;
+        assert_eq!(answers.len(), 2);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        drop(tx);
     }
 }

@@ -206,14 +206,8 @@ async fn a_silent_peer_does_not_stall_requests_past_the_timeout() {
     })
     .await;
 
-    let started = std::time::Instant::now();
     let sockets = fetch_all(&a).await;
-    let waited = started.elapsed();
     assert_eq!(sockets.len(), 1, "the live peer's answer is kept");
-    assert!(
-        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
-        "{waited:?}"
-    );
     assert_eq!(ctr_a.metrics().request_timeouts, 1);
 
     let ids = ctr_a.all_socket_ids("/").await.unwrap();
@@ -222,6 +216,13 @@ async fn a_silent_peer_does_not_stall_requests_past_the_timeout() {
     assert_eq!(
         (missing.operation, missing.expected, missing.received),
         ("fetch_sockets", 2, 1)
+    );
+    // It waited for the silent subscriber until the request timeout; that it stops right
+    // there, not later, is pinned under tokio's paused clock by the adapter's unit tests
+    // (`a_silent_peer_stalls_the_collection_exactly_until_the_deadline`).
+    assert!(
+        missing.waited >= common::test_config().request_timeout,
+        "{missing}"
     );
     let rooms = ctr_a.all_rooms("/").await.unwrap();
     assert_eq!(rooms.value, ["r1"]);
@@ -365,23 +366,22 @@ async fn acks_missing_on_another_node_end_at_the_callers_timeout() {
     let mut b_stuck = client(&b, &["r1", "mute"]).await;
     ctr_b.sync_rooms("/").await;
 
-    let started = std::time::Instant::now();
     let acks = a
         .to("r1")
         .timeout(Duration::from_millis(300))
         .emit_with_ack::<_, String>("ask", &())
         .await
         .unwrap();
+    // The stream ends (the missing ack as a timeout) at the ack timeout plus the request
+    // timeout, never the 5 s Node default: pinned under tokio's paused clock by the
+    // adapter's unit tests (`acks_missing_at_the_deadline_end_the_stream_there_as_timeouts`).
     let results = futures_util::StreamExt::collect::<Vec<_>>(acks).await;
-    let waited = started.elapsed();
     let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
     let timed_out = results
         .iter()
         .filter(|(_, r)| matches!(r, Err(socketioxide::AckError::Timeout)))
         .count();
     assert_eq!((ok, timed_out), (1, 1), "{results:?}");
-    // ack timeout (300 ms) + request timeout (1.5 s) at most, never the 5 s Node default.
-    assert!(waited < Duration::from_millis(2500), "{waited:?}");
     a1.expect("ask").await;
     b_stuck.expect("ask").await;
 

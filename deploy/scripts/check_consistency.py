@@ -2,7 +2,7 @@
 """Cross-file checks that no single validator can make (deploy/verify.sh runs this).
 
 Each schema validator sees one file; these rules tie the files together: the environment
-variable names are the contract's (PROTOCOL.md section 10), proxy timeouts outlast a Socket.IO
+variable names are the contract's (docs/protocol.md, section "Configuration"), proxy timeouts outlast a Socket.IO
 ping cycle, grace periods outlast the gateway's own shutdown, nginx and compose agree on names
 and ports, and the probes hit the right endpoints.
 
@@ -12,18 +12,34 @@ Usage: check_consistency.py <compose config JSON> <rendered kustomization YAML> 
 import json
 import re
 import sys
+from pathlib import Path
 
 import yaml
 
+# The names of the original design's contract (docs/protocol.md, "Configuration"): the gateway
+# must read every one of them.
 CONTRACT_ENV = {
     "PORT", "HOST", "SERVER_ID", "JWT_SECRET", "JWT_PUBLIC_KEY_FILE", "JWT_ALGORITHM", "REDIS_URL",
     "ALLOWED_ORIGINS", "TRUSTED_PROXIES", "CONNECTION_RATE_LIMIT", "EVENT_RATE_LIMIT", "EVENT_RATE_BURST",
     "BANNED_WORDS", "PING_INTERVAL_MS", "PING_TIMEOUT_MS", "MAX_PAYLOAD_BYTES", "STATS_TTL_SECS",
     "DRAIN_SECS", "GRACE_SECS", "STATIC_DIR", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT", "DEV_MODE",
     "ALLOW_EIO3", "HISTORY_SIZE",
-    # The gateway's own settings beyond the contract's (README.md, configuration table).
-    "JWT_SECRET_FILE", "DEV_TOKENS", "CLIENT_BUNDLE_DIR",
 }
+
+
+def gateway_env_names():
+    """Every environment variable the gateway's command line reads (`env = "NAME"` in its clap
+    arguments). Read from the source rather than listed here, so that a new setting needs no
+    edit of this file and a misspelt name in compose, Kubernetes or the Dockerfile (which the
+    gateway would silently ignore) is still caught."""
+    src = Path(__file__).resolve().parents[2] / "gateway" / "src"
+    names = set()
+    for path in src.rglob("*.rs"):
+        names |= set(re.findall(r'\benv\s*=\s*"([A-Z][A-Z0-9_]*)"', path.read_text()))
+    return names
+
+
+KNOWN_ENV = gateway_env_names()
 DEFAULTS = {"PING_INTERVAL_MS": 25000, "PING_TIMEOUT_MS": 60000, "DRAIN_SECS": 5, "GRACE_SECS": 30}
 GATEWAY_IMAGE_PREFIX = "socketio-gateway"
 
@@ -66,7 +82,7 @@ def check_compose(c, compose, nginx_conf, upstream_conf, listen_conf):
     ids = []
     for name, svc in gateways.items():
         env = svc.get("environment") or {}
-        unknown = set(env) - CONTRACT_ENV
+        unknown = set(env) - KNOWN_ENV
         c.expect(not unknown, f"compose {name}: environment names outside the contract: {sorted(unknown)}")
         c.expect("JWT_SECRET" in env and bool(env.get("JWT_SECRET_FILE")),
                  f"compose {name}: needs JWT_SECRET (optional) and the generated JWT_SECRET_FILE")
@@ -126,11 +142,11 @@ def check_kubernetes(c, documents, nginx_conf):
     if None in (config, deployment, hpa, ingress):
         return
     data = config.get("data") or {}
-    c.expect(not set(data) - CONTRACT_ENV, f"ConfigMap names outside the contract: {sorted(set(data) - CONTRACT_ENV)}")
+    c.expect(not set(data) - KNOWN_ENV, f"ConfigMap names the gateway does not read: {sorted(set(data) - KNOWN_ENV)}")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = {item["name"]: item for item in container.get("env") or []}
-    c.expect(not set(env) - CONTRACT_ENV, f"Deployment env outside the contract: {sorted(set(env) - CONTRACT_ENV)}")
+    c.expect(not set(env) - KNOWN_ENV, f"Deployment env the gateway does not read: {sorted(set(env) - KNOWN_ENV)}")
     c.expect(env.get("SERVER_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
              "Deployment: SERVER_ID from the downward API (metadata.name)")
     c.expect("secretKeyRef" in env.get("JWT_SECRET", {}).get("valueFrom", {}), "Deployment: JWT_SECRET from a Secret")
@@ -163,7 +179,7 @@ def check_dockerfile(c, dockerfile):
     users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
     c.expect(bool(users) and users[-1].split(":")[0] not in ("0", "root"), f"Dockerfile: last USER {users}")
     names = set(re.findall(r"^\s*(?:ENV\s+)?([A-Z][A-Z0-9_]*)=", dockerfile, flags=re.MULTILINE))
-    c.expect(not names - CONTRACT_ENV, f"Dockerfile ENV outside the contract: {sorted(names - CONTRACT_ENV)}")
+    c.expect(not names - KNOWN_ENV, f"Dockerfile ENV the gateway does not read: {sorted(names - KNOWN_ENV)}")
     c.expect("STATIC_DIR" in names, "Dockerfile: STATIC_DIR set")
 
 
@@ -178,6 +194,8 @@ def main(argv):
     read = lambda path: open(path, encoding="utf-8").read()  # noqa: E731
     nginx_conf = read(f"{argv[3]}/nginx.conf")
     checker = Checker()
+    checker.expect(not CONTRACT_ENV - KNOWN_ENV,
+                   f"contract settings the gateway does not read: {sorted(CONTRACT_ENV - KNOWN_ENV)}")
     check_compose(checker, compose, nginx_conf, read(f"{argv[3]}/upstream.conf"), read(f"{argv[3]}/listen.conf"))
     check_kubernetes(checker, documents, nginx_conf)
     check_dockerfile(checker, read(argv[4]))

@@ -78,7 +78,8 @@ impl App {
         link: ClusterLink,
     ) -> Result<Arc<Self>, KeyError> {
         let verifier = TokenVerifier::new(&config.jwt_key, config.jwt_algorithm)?;
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
+        metrics.register_collector(link.metrics_collector());
         let handshakes = HandshakeGate::new(
             config.handshake_rate_limit(),
             config.args.max_pending_sessions,

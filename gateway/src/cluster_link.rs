@@ -6,12 +6,18 @@
 //! `@socket.io/redis-adapter`), and rooms, presence, bans, history, game sequence numbers and node
 //! records live in Redis through the `cluster` crate.
 
+use std::fmt;
 use std::future::{Future, IntoFuture as _};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -122,7 +128,7 @@ fn starting_router(reason: std::sync::Arc<std::sync::Mutex<String>>) -> axum::Ro
 #[derive(Debug)]
 pub struct ClusterLink {
     adapter: RedisAdapterCtr,
-    redis: Option<RedisCluster>,
+    redis: Option<Arc<RedisCluster>>,
     /// This node's liveness beat, held (never read) from joining until the process ends: a
     /// draining node is alive.
     _liveness: Option<cluster::redis::Liveness>,
@@ -163,7 +169,7 @@ impl ClusterLink {
         );
         Ok(Self {
             adapter,
-            redis: Some(redis),
+            redis: Some(Arc::new(redis)),
             _liveness: Some(liveness),
         })
     }
@@ -183,7 +189,7 @@ impl ClusterLink {
 
     /// The Redis side of the cluster, in cluster mode.
     pub fn redis(&self) -> Option<&RedisCluster> {
-        self.redis.as_ref()
+        self.redis.as_deref()
     }
 
     /// The state backends: Redis in cluster mode, memory otherwise.
@@ -196,102 +202,196 @@ impl ClusterLink {
 
     /// Whether the node is connected to everything it needs (always true on its own).
     pub fn is_connected(&self) -> bool {
-        self.redis
-            .as_ref()
-            .is_none_or(|r| r.is_connected() && self.adapter.is_connected())
+        link_is_connected(&self.adapter, self.redis.as_deref())
     }
 
-    /// Adapter and control-bus figures in Prometheus text format (empty on a single node's bus).
-    pub fn metrics_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
+    /// The adapter and control-bus figures, read at each scrape, for the node's registry
+    /// ([`crate::metrics::Metrics::register_collector`]).
+    pub fn metrics_collector(&self) -> Box<dyn Collector> {
+        Box::new(LinkCollector {
+            adapter: self.adapter.clone(),
+            redis: self.redis.clone(),
+        })
+    }
+}
+
+/// Whether a node is connected to everything it needs (always true on its own).
+fn link_is_connected(adapter: &RedisAdapterCtr, redis: Option<&RedisCluster>) -> bool {
+    redis.is_none_or(|r| r.is_connected() && adapter.is_connected())
+}
+
+/// Exposes the counters the adapter and the control bus keep themselves (help texts end with a
+/// full stop, as the registry writes those of the metrics registered in it):
+/// `socketio_adapter_<field>_total`, `socketio_adapter_subscriptions`, `redis_connected` and, in
+/// cluster mode, `cluster_control_<field>_total`.
+#[derive(Debug)]
+struct LinkCollector {
+    adapter: RedisAdapterCtr,
+    redis: Option<Arc<RedisCluster>>,
+}
+
+impl LinkCollector {
+    fn counter(
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: u64,
+    ) -> fmt::Result {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+    }
+
+    fn gauge(
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: i64,
+    ) -> fmt::Result {
+        let gauge = ConstGauge::new(value);
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+    }
+}
+
+impl Collector for LinkCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let a = self.adapter.metrics();
-        let counters = [
+        let adapter_counters = [
             (
                 "published",
                 a.published,
-                "Messages published to Redis by the adapter",
+                "Messages published to Redis by the adapter.",
             ),
             (
                 "received",
                 a.received,
-                "Messages received from Redis by the adapter",
+                "Messages received from Redis by the adapter.",
             ),
             (
                 "dropped",
                 a.dropped,
-                "Adapter messages lost to a full queue",
+                "Adapter messages lost to a full queue.",
             ),
             (
                 "decode_errors",
                 a.decode_errors,
-                "Adapter messages that could not be decoded",
+                "Adapter messages that could not be decoded.",
             ),
             (
                 "request_timeouts",
                 a.request_timeouts,
-                "Adapter requests that ended at their deadline",
+                "Adapter requests that ended at their deadline.",
             ),
-            ("reconnects", a.reconnects, "Adapter reconnections to Redis"),
+            (
+                "reconnects",
+                a.reconnects,
+                "Adapter reconnections to Redis.",
+            ),
             (
                 "publish_failures",
                 a.publish_failures,
-                "Adapter messages that could not be published",
+                "Adapter messages that could not be published.",
             ),
             (
                 "subscribe_failures",
                 a.subscribe_failures,
-                "Adapter SUBSCRIBE/UNSUBSCRIBE failures",
+                "Adapter SUBSCRIBE/UNSUBSCRIBE failures.",
             ),
         ];
-        for (name, value, help) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP socketio_adapter_{name} {help}.\n# TYPE socketio_adapter_{name} counter\nsocketio_adapter_{name}_total {value}"
-            );
+        for (field, value, help) in adapter_counters {
+            Self::counter(
+                &mut encoder,
+                &format!("socketio_adapter_{field}"),
+                help,
+                value,
+            )?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP socketio_adapter_subscriptions Redis channels and patterns the adapter wants.\n# TYPE socketio_adapter_subscriptions gauge\nsocketio_adapter_subscriptions {}",
-            a.subscriptions
-        );
-        let connected = u8::from(self.is_connected());
-        let _ = writeln!(
-            out,
-            "# HELP redis_connected Whether the node is connected to Redis (1 on a single node).\n# TYPE redis_connected gauge\nredis_connected {connected}"
-        );
+        Self::gauge(
+            &mut encoder,
+            "socketio_adapter_subscriptions",
+            "Redis channels and patterns the adapter wants.",
+            i64::try_from(a.subscriptions).unwrap_or(i64::MAX),
+        )?;
+        Self::gauge(
+            &mut encoder,
+            "redis_connected",
+            "Whether the node is connected to Redis (1 on a single node).",
+            i64::from(link_is_connected(&self.adapter, self.redis.as_deref())),
+        )?;
         if let Some(redis) = &self.redis {
             let b = redis.bus().counters();
-            let bus = [
-                ("published", b.published, "Control messages published"),
+            let bus_counters = [
+                ("published", b.published, "Control messages published."),
                 (
                     "received",
                     b.received,
-                    "Control messages received from other nodes",
+                    "Control messages received from other nodes.",
                 ),
                 (
                     "unknown_events",
                     b.unknown_events,
-                    "Control messages with an unknown event",
+                    "Control messages with an unknown event.",
                 ),
                 (
                     "malformed",
                     b.malformed,
-                    "Control messages that could not be decoded",
+                    "Control messages that could not be decoded.",
                 ),
                 (
                     "lagged",
                     b.subscriber_lagged + b.transport_lagged,
-                    "Control messages dropped by a lagging reader",
+                    "Control messages dropped by a lagging reader.",
                 ),
             ];
-            for (name, value, help) in bus {
-                let _ = writeln!(
-                    out,
-                    "# HELP cluster_control_{name} {help}.\n# TYPE cluster_control_{name} counter\ncluster_control_{name}_total {value}"
-                );
+            for (field, value, help) in bus_counters {
+                Self::counter(
+                    &mut encoder,
+                    &format!("cluster_control_{field}"),
+                    help,
+                    value,
+                )?;
             }
         }
-        out
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn standalone_link_figures_keep_their_names() {
+        let link = ClusterLink::standalone();
+        let mut metrics = Metrics::new();
+        metrics.register_collector(link.metrics_collector());
+        let text = metrics.render();
+        for field in [
+            "published",
+            "received",
+            "dropped",
+            "decode_errors",
+            "request_timeouts",
+            "reconnects",
+            "publish_failures",
+            "subscribe_failures",
+        ] {
+            let name = format!("socketio_adapter_{field}");
+            assert!(
+                text.contains(&format!("\n# TYPE {name} counter\n{name}_total 0\n")),
+                "{name} missing in\n{text}"
+            );
+        }
+        assert!(text.contains(
+            "\n# HELP socketio_adapter_subscriptions Redis channels and patterns the adapter wants.\n\
+             # TYPE socketio_adapter_subscriptions gauge\nsocketio_adapter_subscriptions 0\n"
+        ));
+        assert!(text.contains(
+            "\n# HELP redis_connected Whether the node is connected to Redis (1 on a single node).\n\
+             # TYPE redis_connected gauge\nredis_connected 1\n"
+        ));
+        // A single node has no control bus.
+        assert!(!text.contains("cluster_control_"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

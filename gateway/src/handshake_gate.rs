@@ -1,11 +1,13 @@
-//! Admission of Engine.IO handshakes, before any session exists (PROTOCOL.md section 1).
+//! Admission of Engine.IO handshakes, before any session exists (docs/protocol.md, section
+//! "HTTP routes").
 //!
 //! A handshake (a request to the Socket.IO path without `sid`) creates a session that holds
 //! memory until it joins a namespace, times out or closes, and the token is only checked at the
 //! namespace CONNECT. So before a session is created, the gate checks two things:
 //!
 //! - the client address's budget of handshakes (`HANDSHAKE_RATE_LIMIT` a minute, counted under
-//!   [`limit_key`], so an IPv6 client by its /64), a governor GCRA limiter;
+//!   [`crate::client_addr::limit_key`], so an IPv6 client by its /64), a governor GCRA limiter
+//!   per address in the bounded table of [`AddressBudgets`];
 //! - the node-wide number of sessions that have not joined a namespace yet
 //!   (`MAX_PENDING_SESSIONS`).
 //!
@@ -16,25 +18,22 @@
 //! handshake).
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use http::HeaderMap;
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::client_addr::{client_addr, limit_key};
+use crate::client_addr::client_addr;
+use crate::connection_limit::AddressBudgets;
 use crate::metrics::Metrics;
 
-/// Most client addresses (keys) the handshake limiter remembers at once.
-pub const MAX_TRACKED_ADDRESSES: usize = 100_000;
+/// Most client addresses the handshake limiter remembers at once.
+pub use crate::connection_limit::MAX_TRACKED_ADDRESSES;
 
 /// Why a handshake was refused. `Display` is the body's `error` text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,9 +73,7 @@ impl Refusal {
 #[derive(Debug)]
 pub struct HandshakeLimiter<C: Clock = DefaultClock> {
     per_minute: u32,
-    max_tracked: usize,
-    clock: C,
-    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    budgets: AddressBudgets<C>,
 }
 
 impl HandshakeLimiter {
@@ -90,42 +87,29 @@ impl<C: Clock + Clone> HandshakeLimiter<C> {
     /// Like [`new`](HandshakeLimiter::new) with a table bound and a clock of the caller's (tests).
     pub fn with_clock(per_minute: u32, max_tracked: usize, clock: C) -> Self {
         let per_minute = per_minute.max(1);
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
         Self {
             per_minute,
-            max_tracked: max_tracked.max(1),
-            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone()),
-            clock,
+            budgets: AddressBudgets::new(per_minute, max_tracked, clock),
         }
     }
 
     /// Spends one handshake of `addr`'s budget; the refusal says when to retry.
     ///
-    /// The table of addresses is bounded: when it is full, addresses whose budget is whole again
-    /// are forgotten; if it is still full (more than [`MAX_TRACKED_ADDRESSES`] addresses all
-    /// limited at once), a new address is let through unrecorded, and the node-wide cap on
-    /// pending sessions is what bounds the memory such a spread-out flood can take.
+    /// The table of addresses is bounded (see [`AddressBudgets`]): when it is full, addresses
+    /// whose budget is whole again are forgotten, then those with the most budget left, so an
+    /// address being limited stays limited however many addresses a flood spreads over.
     pub fn check(&self, addr: IpAddr) -> Result<(), Refusal> {
-        let key = limit_key(addr);
-        if self.limiter.len() >= self.max_tracked {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-            if self.limiter.len() >= self.max_tracked {
-                tracing::debug!(%addr, "handshake limiter table full: address not tracked");
-                return Ok(());
-            }
-        }
-        self.limiter
-            .check_key(&key)
-            .map_err(|not_until| Refusal::RateLimited {
+        self.budgets
+            .spend(addr)
+            .map_err(|retry_after| Refusal::RateLimited {
                 per_minute: self.per_minute,
-                retry_after: not_until.wait_time_from(self.clock.now()),
+                retry_after,
             })
     }
 
     /// Addresses remembered now.
     pub fn tracked(&self) -> usize {
-        self.limiter.len()
+        self.budgets.tracked()
     }
 }
 
@@ -285,6 +269,23 @@ mod tests {
         clock.advance(Duration::from_secs(600));
         assert!(l.check(ip("10.2.0.1")).is_ok());
         assert!(l.check(ip("10.2.0.1")).is_err());
+    }
+
+    #[test]
+    fn a_limited_address_stays_limited_when_a_flood_fills_the_table() {
+        let l = HandshakeLimiter::with_clock(2, 10, FakeRelativeClock::default());
+        assert!(l.check(ip("10.0.0.1")).is_ok());
+        assert!(l.check(ip("10.0.0.1")).is_ok());
+        assert!(l.check(ip("10.0.0.1")).is_err());
+        // Many more addresses than the table holds, each spending part of its budget.
+        for i in 0..100 {
+            assert!(l.check(ip(&format!("10.3.0.{i}"))).is_ok());
+            assert!(l.tracked() <= 10);
+        }
+        assert!(
+            l.check(ip("10.0.0.1")).is_err(),
+            "the flood made room by forgetting the limited address"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -212,15 +213,17 @@ impl Metrics {
         }
     }
 
-    /// The registry in Prometheus text format, with `extra` lines (already formatted) appended
-    /// before the end marker.
-    pub fn render(&self, extra: &str) -> String {
+    /// Adds figures kept elsewhere (the adapter's and the control bus's), read at each scrape.
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
+    }
+
+    /// The registry in OpenMetrics text format (which Prometheus also reads).
+    pub fn render(&self) -> String {
         self.update_rate();
         let mut out = String::new();
         // Encoding into a String cannot fail.
-        let _ = encode_registry(&mut out, &self.registry);
-        out.push_str(extra);
-        let _ = encode_eof(&mut out);
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }
@@ -250,7 +253,7 @@ mod tests {
         let m = Metrics::new();
         m.connections_total.inc();
         m.messages_received.inc();
-        let text = m.render("");
+        let text = m.render();
         for name in [
             "socketio_connections_total",
             "socketio_connections_active",

@@ -1,5 +1,5 @@
 // Demo chat page of the gateway: plain JavaScript, no build step. It talks the client contract of
-// PROTOCOL.md with socket.io-client 4.x loaded from the official CDN.
+// docs/protocol.md with socket.io-client 4.x served by the node itself at /socket.io/socket.io.js.
 (function () {
   'use strict';
 

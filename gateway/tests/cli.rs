@@ -1,4 +1,4 @@
-//! The binary's command line (gateway-cli.md): the start-up line, signals and exit codes, and the
+//! The binary's command line (docs/protocol.md, section "Command line"): the start-up line, signals and exit codes, and the
 //! `token`, `healthcheck` and `cluster-stats` subcommands, run as real processes.
 
 #![allow(clippy::unwrap_used)]

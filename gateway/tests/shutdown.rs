@@ -1,4 +1,4 @@
-//! The shutdown sequence of PROTOCOL.md section 9, with `gateway::run` in this process on an
+//! The shutdown sequence of docs/protocol.md (section "Node stats and liveness"), with `gateway::run` in this process on an
 //! ephemeral port and plain HTTP: `/ready` turns 503 at once, the node keeps answering through
 //! the drain period, then stops, well within the grace period.
 

@@ -1,5 +1,5 @@
 // Three gateway processes on one redis-server, driven by socket.io-client 4.8: every cross-node
-// behaviour of PROTOCOL.md sections 3 to 8 ("cluster-wide" everywhere). Each user sits on a chosen
+// behaviour of docs/protocol.md ("cluster-wide" everywhere). Each user sits on a chosen
 // node; every assertion is about an effect that must cross from one process to another.
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';

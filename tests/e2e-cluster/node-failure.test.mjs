@@ -1,6 +1,7 @@
-// A node of a three-node cluster dies (SIGKILL) or stops gracefully (SIGTERM): PROTOCOL.md
-// sections 3 (user offline "including because its node died"), 8 (a node whose stats key is gone
-// is dead; control channel server_shutdown) and 9 (shutdown sequence), seen from the survivors.
+// A node of a three-node cluster dies (SIGKILL) or stops gracefully (SIGTERM), seen from the
+// survivors: docs/protocol.md sections "Namespaces and events" (user offline also when the node
+// died), "Node stats and liveness" (a dead node's records go; the shutdown sequence) and
+// "Control bus" (server_shutdown).
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import { barrier, newRoomId, newUser, once, RFC3339, test, waitFor } from '../e2e/support/gateway.mjs';
@@ -212,7 +213,8 @@ describe('node failure', () => {
     await waitFor(async () => (await call(watcher.socket, 'get room info', roomId))?.room?.userCount === 2, 3000, {
       what: 'the room count on A to drop to 2 after the stopped node closed its member',
     });
-    // Closing the sockets is a disconnect: the room gets user left (section 3), across nodes.
+    // Closing the sockets is a disconnect: the room gets user left, across nodes (docs/protocol.md,
+    // section "Namespaces and events").
     await waitForEntries(leftOnA, (e) => e?.userId === leavingUser.userId && e.roomId === roomId, {
       ms: 3000,
       what: 'user left on node A for the member whose node stopped gracefully',

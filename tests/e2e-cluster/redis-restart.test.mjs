@@ -1,7 +1,7 @@
 // Redis restarts (SIGKILL, then a new empty redis-server on the same port) while three nodes carry
-// traffic: PROTOCOL.md section 8 "each node re-registers what it holds (presence, room membership
-// counts, subscriptions), so cluster-wide answers are right again without restarting nodes", and
-// section 7 (/ready 503 while Redis is unreachable).
+// traffic: docs/protocol.md section "Node stats and liveness" (when Redis comes back each node
+// registers again what it holds, so cluster-wide answers are right again without restarting
+// nodes) and section "HTTP routes" (/ready 503 while Redis is unreachable).
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import { newRoomId, newUser, test, waitFor } from '../e2e/support/gateway.mjs';

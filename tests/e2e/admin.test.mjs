@@ -1,4 +1,4 @@
-// PROTOCOL.md section 6: the /admin namespace (role admin), both transports.
+// docs/protocol.md, section "Namespaces and events": the /admin namespace (role admin), both transports.
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import {

@@ -1,4 +1,4 @@
-// PROTOCOL.md section 2: authentication and admission, on every namespace and both transports.
+// docs/protocol.md, sections "Namespaces and events" (authentication) and "Errors": authentication and admission, on every namespace and both transports.
 import assert from 'node:assert/strict';
 import * as nodeCrypto from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

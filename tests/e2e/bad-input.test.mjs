@@ -1,6 +1,6 @@
 // Bad input (issue 2): malformed Engine.IO / Socket.IO frames, payloads over the limit, an unknown
 // namespace, binary where JSON is expected, 10,000 rapid events. The node must stay up and keep
-// serving other clients after each. Where PROTOCOL.md is silent the expected reaction is the
+// serving other clients after each. Where docs/protocol.md is silent the expected reaction is the
 // standard socket.io 4.x server's (a parse error closes that one connection).
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';

@@ -1,4 +1,4 @@
-// PROTOCOL.md sections 4 (/chat) and 5 (/game), both transports.
+// docs/protocol.md, section "Namespaces and events": /chat and /game, both transports.
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import {

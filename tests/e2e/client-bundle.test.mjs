@@ -1,4 +1,4 @@
-// PROTOCOL.md section 1: the node serves the socket.io client bundle at /socket.io/socket.io.js
+// docs/protocol.md, section "Namespaces and events" (transport): the node serves the socket.io client bundle at /socket.io/socket.io.js
 // (and .min.js), as Node's socket.io does, so pages need no CDN. The bundle comes from the npm
 // package socket.io-client, installed by `npm ci --prefix gateway/client-bundle`.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// PROTOCOL.md section 7: HTTP routes, admin APIs and static files (plus the CORS rule of section 1).
+// docs/protocol.md, section "HTTP routes": HTTP routes, admin APIs, static files and the CORS rule.
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -194,7 +194,7 @@ describe('section 7: admin HTTP APIs', () => {
     }
   });
 
-  // PROTOCOL.md is silent on malformed bodies; an HTTP API user expects 400 Bad Request.
+  // docs/protocol.md, section "HTTP routes": an invalid body is 400 Bad Request with { error }.
   test('POST /api/* with a body missing its required field, or not JSON, is refused with 400', async () => {
     const cases = [
       ['/api/emit', { data: 1 }],

@@ -1,4 +1,4 @@
-// PROTOCOL.md section 3: the main namespace `/`, every row, success and failure paths, run once
+// docs/protocol.md, section "Namespaces and events": the main namespace `/`, every row, success and failure paths, run once
 // over WebSocket only and once over polling with upgrade; plus a polling-only flow.
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
@@ -610,7 +610,7 @@ for (const { name: tname, opts: transport, redis } of VARIANTS) {
           assert.equal(m0.from, a.welcome.userId);
           assert.equal(m0.roomId, roomId);
           assert.match(m0.timestamp, RFC3339);
-          // Silent in PROTOCOL.md which end `limit` keeps; a chat user expects the latest ones.
+          // docs/protocol.md (section "Namespaces and events"): `limit` keeps the latest messages.
           const last2 = await expectAccepted(a.socket, 'room history', { roomId, limit: 2 });
           assert.deepEqual(last2.messages.map((m) => m.content), ['two', 'three']);
           await expectRejected(outsider.socket, 'room history', { roomId });

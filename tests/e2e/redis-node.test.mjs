@@ -1,6 +1,7 @@
-// One gateway node configured with a real redis-server: PROTOCOL.md section 7 (/ready follows Redis),
-// section 3 (system_announcement from the cluster control channel), section 8 (own messages ignored,
-// unknown events tolerated, re-registration after a Redis restart).
+// One gateway node configured with a real redis-server, after docs/protocol.md: section "HTTP routes"
+// (/ready follows Redis; /metrics names), section "Control bus" (system_announcement reaches /
+// sockets, own messages ignored, unknown events tolerated), section "Node stats and liveness"
+// (re-registration after a Redis restart).
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import { barrier, closeAll, collect, connectUser, freePort, http, newUser, startGateway, test, waitFor,
@@ -57,6 +58,22 @@ describe('a node with Redis', () => {
       assert.equal(got.length, 1, `expected only the other node's announcement: ${JSON.stringify(got)}`);
       assert.equal(got[0].message, 'from the other node');
       assert.equal((await http(gw, '/ready')).status, 200, 'an unknown control event broke the node');
+      // The control bus and the adapter report what they saw on /metrics, under fixed names.
+      const metrics = (await http(gw, '/metrics')).text;
+      const value = (name) => {
+        const line = metrics.split('\n').find((l) => l.startsWith(`${name} `));
+        return line === undefined ? undefined : Number(line.slice(name.length + 1));
+      };
+      assert.ok(value('cluster_control_received_total') >= 1, metrics);
+      assert.ok(value('cluster_control_unknown_events_total') >= 1, metrics);
+      for (const name of ['cluster_control_published_total', 'cluster_control_malformed_total', 'cluster_control_lagged_total',
+        'socketio_adapter_published_total', 'socketio_adapter_received_total', 'socketio_adapter_dropped_total',
+        'socketio_adapter_decode_errors_total', 'socketio_adapter_request_timeouts_total', 'socketio_adapter_reconnects_total',
+        'socketio_adapter_publish_failures_total', 'socketio_adapter_subscribe_failures_total']) {
+        assert.ok(Number.isInteger(value(name)), `${name} missing from /metrics:\n${metrics}`);
+      }
+      assert.ok(value('socketio_adapter_subscriptions') >= 1, metrics);
+      assert.equal(value('redis_connected'), 1, metrics);
     } finally {
       closeAll(a.socket);
     }

@@ -1,4 +1,4 @@
-// PROTOCOL.md section 9: graceful shutdown on SIGTERM / SIGINT.
+// docs/protocol.md, section "Node stats and liveness": graceful shutdown on SIGTERM / SIGINT.
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import { closeAll, connectUser, http, newUser, once, startGateway, test, waitFor,

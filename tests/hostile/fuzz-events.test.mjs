@@ -3,7 +3,7 @@
 // on a real redis-server, with socket.io-client. Properties:
 // - no node panics or exits, and both stay healthy;
 // - every event sent with an ack is answered `{ success: true, ... }` or
-//   `{ success: false, error: "<non-empty text>" }` (PROTOCOL.md section 3);
+//   `{ success: false, error: "<non-empty text>" }` (docs/protocol.md, section "Namespaces and events");
 // - the `game update`s of the fuzzed game reach a player on the other node with no seq gap.
 // The generator is seeded: FUZZ_SEED=<n> replays a run (the seed is printed), FUZZ_EVENTS sets
 // the number of events per socket.

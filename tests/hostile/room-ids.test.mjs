@@ -1,4 +1,5 @@
-// Issue 12, item 2: room ids are client-chosen and may hold any character (PROTOCOL.md section 3),
+// Issue 12, item 2: room ids are client-chosen and may hold any character (docs/protocol.md,
+// section "Namespaces and events"),
 // so an id that looks like another key (`x:members`) must be a room of its own, and must not
 // break `get rooms` or `join room` for anyone, in memory and with the state in Redis.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-"""python-socketio's asyncio client as a second, independent client of the gateway (PROTOCOL.md 2-3)."""
+"""python-socketio's asyncio client as a second, independent client of the gateway (docs/protocol.md, section "Namespaces and events")."""
 
 import asyncio
 import uuid

@@ -103,9 +103,10 @@ pub async fn wait_room_size(io: &Io, room: &str, n: usize, what: &str) {
 pub fn emit_until_aborted(io: &Io, room: &'static str, event: &'static str) -> JoinHandle<()> {
     let io = io.clone();
     tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(20));
         for i in 0u32.. {
+            every.tick().await;
             let _ = io.to(room).emit(event, &i).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
 }
@@ -237,11 +238,12 @@ impl Client {
 /// Polls `cond` until it holds or `WAIT` passes.
 pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     while tokio::time::Instant::now() < deadline {
+        poll.tick().await;
         if cond().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("condition not met within {WAIT:?}: {what}");
 }

@@ -143,7 +143,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// `GET /metrics`: the node's registry, OpenMetrics when asked for, else Prometheus text.
 async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     node_stats::refresh_gauges(&state.app, &state.io).await;
-    let body = state.app.metrics.render(&state.app.link.metrics_text());
+    let body = state.app.metrics.render();
     let wants_openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

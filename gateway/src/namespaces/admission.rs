@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use serde_json::Value;
@@ -77,7 +76,7 @@ async fn admit(
         .map(|ci| ci.0);
     let addr = client_addr(peer, &parts.headers, &app.config.args.trusted_proxies);
     if let Some(addr) = addr
-        && !shared.connections.allow(addr, Instant::now())
+        && !shared.connections.allow(addr)
     {
         app.metrics.connection_errors.inc();
         tracing::info!(%addr, ns, "connection refused: {RATE_LIMITED}");

@@ -23,7 +23,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
@@ -140,7 +139,6 @@ impl Session {
             limiter: Mutex::new(EventLimiter::new(
                 args.event_rate_limit,
                 args.event_rate_burst,
-                Instant::now(),
             )),
             events: OrderQueue::default(),
             broadcasts: OrderQueue::default(),
@@ -236,7 +234,7 @@ impl Session {
     }
 
     fn check_rate(&self) -> Verdict {
-        lock(&self.0.limiter).check(Instant::now())
+        lock(&self.0.limiter).check()
     }
 
     /// Takes this event's place in the socket's queue, unless the backlog is at its bound.

@@ -1,5 +1,5 @@
 'use strict';
-// The Node.js stack the gateway replaces, reduced to the benchmark events of PROTOCOL.md:
+// The Node.js stack the gateway replaces, reduced to the benchmark events of docs/protocol.md:
 // JWT auth (HS256, `auth.token`), `welcome`, `user online`/`user offline`, `create room`,
 // `join room`, `leave room`, `room message`. One process is one node; with REDIS_URL the nodes
 // form a cluster through @socket.io/redis-adapter (classic, key prefix `socket.io`).

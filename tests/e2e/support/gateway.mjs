@@ -15,7 +15,7 @@ export const T = Number(process.env.E2E_TIMEOUT_MS || 10_000);
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const GATEWAY_BIN = process.env.GATEWAY_BIN || resolve(REPO_ROOT, 'target/debug/gateway');
 
-/** Transport settings the core flows run under (PROTOCOL.md section 1). */
+/** Transport settings the core flows run under (docs/protocol.md, section "Namespaces and events", transport). */
 export const TRANSPORTS = [
   { name: 'websocket', opts: { transports: ['websocket'] } },
   { name: 'polling+upgrade', opts: {} },

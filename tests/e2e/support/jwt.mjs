@@ -1,5 +1,6 @@
 // JWTs for tests, signed with node:crypto so the tests do not trust any JWT library the
-// gateway might share. Includes the hostile variants PROTOCOL.md section 2 says to reject.
+// gateway might share. Includes the hostile variants docs/protocol.md
+// (section "Namespaces and events", authentication) says to reject.
 import { createHmac, generateKeyPairSync, randomBytes, sign as cryptoSign } from 'node:crypto';
 
 const b64url = (input) => Buffer.from(input).toString('base64url');

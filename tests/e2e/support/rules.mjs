@@ -1,9 +1,11 @@
-// Assertions shared by the namespace tests: PROTOCOL.md section 3 "rejected event" rule.
+// Assertions shared by the namespace tests: the rejected-event rule of docs/protocol.md
+// (section "Namespaces and events").
 import assert from 'node:assert/strict';
 import { ask, once, T } from './gateway.mjs';
 
 /**
- * Emits `event` with an ack and asserts the rejection shape of PROTOCOL.md section 3:
+ * Emits `event` with an ack and asserts the rejection shape of docs/protocol.md
+ * (section "Namespaces and events"):
  * exactly an ack `{ success: false, error: <text> }` plus an `error` event `{ event, message }`.
  * Returns `{ ack, error }`.
  */
