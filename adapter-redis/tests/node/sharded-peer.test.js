@@ -6,7 +6,7 @@ const assert = require("node:assert/strict");
 const path = require("path");
 const readline = require("readline");
 const { spawn } = require("child_process");
-const { startCluster } = require("./redis-cluster");
+const { startCluster, stopClusters } = require("./redis-cluster");
 
 const WAIT_MS = 8000;
 
@@ -72,6 +72,7 @@ class Peer {
 }
 
 test("sharded-peer.js", async (t) => {
+  t.after(stopClusters);
   const seeds = await startCluster({ replicas: 0 });
   for (const mode of ["static", "dynamic"]) {
     await t.test(`two peers, ${mode} mode`, async () => {
