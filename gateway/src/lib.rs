@@ -47,7 +47,7 @@ pub type Adapter = adapter_redis::RedisAdapter<socketioxide::adapter::Emitter>;
 pub type Io = SocketIo<Adapter>;
 
 /// Packets queued per socket before it counts as a slow client and is disconnected
-/// (PROTOCOL.md section 1). socketioxide's default of 128 marked most of 1,000 clients connecting
+/// (docs/protocol.md, "Transport"). socketioxide's default of 128 marked most of 1,000 clients connecting
 /// at once as slow, because each connect sends `user online` to everyone; the queue only takes
 /// memory while it is full.
 pub const SOCKET_QUEUE_PACKETS: usize = 4096;
@@ -77,7 +77,7 @@ pub enum GatewayError {
 }
 
 /// Runs a node on `listener` until `shutdown` completes, then shuts down gracefully
-/// (PROTOCOL.md section 9, see [`shutdown::drain_and_stop`]) and returns.
+/// (docs/protocol.md, "Node stats and liveness"; see [`shutdown::drain_and_stop`]) and returns.
 ///
 /// Returns `Ok(())` after a graceful shutdown and also when the grace period ran out (that is
 /// logged); the caller then exits the process.
@@ -136,7 +136,7 @@ async fn serve_node(
 ) -> Result<(), GatewayError> {
     let local_addr = listener.local_addr()?;
     // `max_payload` only bounds polling bodies; WebSocket messages and frames get the same limit,
-    // so a payload over it closes the connection on either transport (PROTOCOL.md section 1).
+    // so a payload over it closes the connection on either transport (docs/protocol.md, "Transport").
     let ws_limit = usize::try_from(app.config.args.max_payload_bytes).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .ping_interval(app.config.ping_interval())

@@ -1,4 +1,4 @@
-//! Graceful shutdown of a node (PROTOCOL.md section 9).
+//! Graceful shutdown of a node (docs/protocol.md, "Node stats and liveness").
 //!
 //! On the shutdown signal: `/ready` turns 503 at once, the cluster is told, every local socket in
 //! every namespace gets `server shutdown` `{ message, serverId }`, the node waits the drain
@@ -56,7 +56,7 @@ pub enum Outcome {
     Forced,
 }
 
-/// Runs the shutdown sequence of PROTOCOL.md section 9 and returns when the HTTP server has
+/// Runs the shutdown sequence of docs/protocol.md ("Node stats and liveness") and returns when the HTTP server has
 /// stopped or the grace period is over, whichever comes first.
 pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
     let started = Instant::now();
@@ -131,7 +131,7 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
 }
 
 /// Tells the other nodes of the cluster that this node is going away (`server_shutdown` on the
-/// control channel, PROTOCOL.md section 8).
+/// control channel, docs/protocol.md "Control bus").
 ///
 /// Peers drop this node from their view at once instead of waiting for its stats key to expire.
 /// A single node has no cluster to tell.

@@ -102,7 +102,7 @@ where
         )
 }
 
-/// CORS of PROTOCOL.md section 1: the allow-list, GET and POST, credentials allowed.
+/// CORS of docs/protocol.md ("HTTP routes"): the allow-list, GET and POST, credentials allowed.
 pub fn cors_layer(origins: &[String]) -> CorsLayer {
     let list: Vec<HeaderValue> = origins
         .iter()
