@@ -2,18 +2,13 @@
 // socket.io-client sockets on it and on the Rust server, driven line by line from stdin by
 // adapter-redis/tests/node_interop.rs. Every line on stdout is one JSON object.
 "use strict";
-const http = require("http");
 const readline = require("readline");
-const { Server } = require("socket.io");
-const { io: ioc } = require("socket.io-client");
 const { createAdapter } = require("@socket.io/redis-adapter");
 const { Emitter } = require("@socket.io/redis-emitter");
 const { createClient } = require("redis");
 
 const [redisPort, rustPort] = process.argv.slice(2).map(Number);
-const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
-const enc = (x) =>
-  Buffer.isBuffer(x) || x instanceof ArrayBuffer ? { bin: [...Buffer.from(x)] } : x;
+const { out, startServer, connectClient } = require("./peer-server");
 
 async function main() {
   const pub = createClient({ url: `redis://127.0.0.1:${redisPort}` });
@@ -21,37 +16,10 @@ async function main() {
   const emitterClient = pub.duplicate();
   for (const c of [pub, sub, emitterClient]) c.on("error", (e) => out({ type: "log", error: String(e) }));
   await Promise.all([pub.connect(), sub.connect(), emitterClient.connect()]);
-  const io = new Server({ adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
-  io.on("connection", (s) => {
-    for (const r of s.handshake.auth.rooms || []) s.join(r);
-    s.data = { user: "node-user" };
-  });
-  io.on("ping-srv", (...args) => {
-    const cb = args[args.length - 1];
-    if (typeof cb === "function") cb("pong-node");
-  });
-  const server = http.createServer();
-  io.attach(server);
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const nodePort = server.address().port;
+  const { io, port: nodePort } = await startServer(createAdapter(pub, sub, { requestsTimeout: 3000 }));
 
   const clients = {};
-  const connect = (name, port, rooms) =>
-    new Promise((resolve, reject) => {
-      const c = ioc(`http://127.0.0.1:${port}`, {
-        transports: ["websocket"],
-        auth: { rooms },
-        reconnection: false,
-      });
-      c.onAny((ev, ...args) => {
-        if (typeof args[args.length - 1] === "function") args.pop()(`ack-${ev}-${name}`);
-        out({ type: "event", client: name, name: ev, args: args.map(enc) });
-      });
-      c.on("disconnect", (reason) => out({ type: "disconnect", client: name, reason }));
-      c.on("connect", () => resolve(c));
-      c.on("connect_error", reject);
-      clients[name] = c;
-    });
+  const connect = (name, port, rooms) => connectClient(clients, name, port, rooms);
   await connect("cn", nodePort, ["r1"]);
   await connect("cr", rustPort, ["r1"]);
   await connect("cr2", rustPort, ["r2"]);

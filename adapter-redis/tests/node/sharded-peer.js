@@ -8,19 +8,14 @@
 // Its clients: "cn" on this server in room r1; with another server, "cr" there in r1 and "cr2"
 // in r2. Commands (`{"id": n, "cmd": ..., ...}`) answer `{"type":"result","id":n,"value"|"error"}`.
 "use strict";
-const http = require("http");
 const readline = require("readline");
-const { Server } = require("socket.io");
-const { io: ioc } = require("socket.io-client");
 const { createShardedAdapter } = require("@socket.io/redis-adapter");
 const { createCluster } = require("redis");
 
 const MODES = ["static", "dynamic", "dynamic-private"];
 const [mode, nodes, otherPortArg] = process.argv.slice(2);
 const otherPort = Number(otherPortArg || 0);
-const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
-const enc = (x) =>
-  Buffer.isBuffer(x) || x instanceof ArrayBuffer ? { bin: [...Buffer.from(x)] } : x;
+const { out, startServer, connectClient } = require("./peer-server");
 
 async function main() {
   if (!MODES.includes(mode) || !nodes) {
@@ -31,37 +26,10 @@ async function main() {
   const sub = createCluster({ rootNodes });
   for (const c of [pub, sub]) c.on("error", (e) => out({ type: "log", error: String(e) }));
   await Promise.all([pub.connect(), sub.connect()]);
-  const io = new Server({ adapter: createShardedAdapter(pub, sub, { subscriptionMode: mode }) });
-  io.on("connection", (s) => {
-    for (const r of s.handshake.auth.rooms || []) s.join(r);
-    s.data = { user: "node-user" };
-  });
-  io.on("ping-srv", (...args) => {
-    const cb = args[args.length - 1];
-    if (typeof cb === "function") cb("pong-node");
-  });
-  const server = http.createServer();
-  io.attach(server);
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const nodePort = server.address().port;
+  const { io, port: nodePort } = await startServer(createShardedAdapter(pub, sub, { subscriptionMode: mode }));
 
   const clients = {};
-  const connect = (name, port, rooms) =>
-    new Promise((resolve, reject) => {
-      const c = ioc(`http://127.0.0.1:${port}`, {
-        transports: ["websocket"],
-        auth: { rooms },
-        reconnection: false,
-      });
-      c.onAny((ev, ...args) => {
-        if (typeof args[args.length - 1] === "function") args.pop()(`ack-${ev}-${name}`);
-        out({ type: "event", client: name, name: ev, args: args.map(enc) });
-      });
-      c.on("disconnect", (reason) => out({ type: "disconnect", client: name, reason }));
-      c.on("connect", () => resolve(c));
-      c.on("connect_error", reject);
-      clients[name] = c;
-    });
+  const connect = (name, port, rooms) => connectClient(clients, name, port, rooms);
   await connect("cn", nodePort, ["r1"]);
   if (otherPort) {
     await connect("cr", otherPort, ["r1"]);
