@@ -9,7 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 use adapter_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use common::{Adapter, Client, Io, client, node, raw_client};
@@ -31,10 +33,15 @@ const PER_ROOM: usize = 2;
 /// connected yet), then does a Redis round trip of its own (as the gateway's handlers do)
 /// before the socket connects. It notes in `faults` each room whose channel Redis did not
 /// have subscribed when `sync_rooms_with` returned, or any more right before the connect.
-async fn pinning_node(url: &str, faults: Faults) -> (Io, RedisAdapterCtr) {
+/// A socket whose auth has `"gated": true` then waits at `gate`.
+async fn pinning_node(
+    url: &str,
+    room_sync_interval: Duration,
+    faults: Faults,
+    gate: Arc<Gate>,
+) -> (Io, RedisAdapterCtr) {
     let config = RedisAdapterConfig {
-        // Full comparisons as often as the namespace task can run them.
-        room_sync_interval: Duration::from_millis(1),
+        room_sync_interval,
         ..common::test_config()
     };
     let ctr = RedisAdapterCtr::connect(url, config).await.unwrap();
@@ -44,7 +51,7 @@ async fn pinning_node(url: &str, faults: Faults) -> (Io, RedisAdapterCtr) {
     let pin = ctr.clone();
     let work = Arc::new(raw_client(url).await);
     let middleware = move |s: SocketRef<Adapter>, Data(auth): Data<Json>| {
-        let (ctr, work, faults) = (pin.clone(), work.clone(), faults.clone());
+        let (ctr, work, faults, gate) = (pin.clone(), work.clone(), faults.clone(), gate.clone());
         async move {
             let rooms: Vec<String> = auth
                 .get("rooms")
@@ -76,6 +83,10 @@ async fn pinning_node(url: &str, faults: Faults) -> (Io, RedisAdapterCtr) {
                         .push(format!("{room}: unsubscribed before connect"));
                 }
             }
+            if auth.get("gated") == Some(&Json::Bool(true)) {
+                gate.waiting.add_permits(1);
+                gate.open.acquire().await.unwrap().forget();
+            }
             Ok::<(), Infallible>(())
         }
     };
@@ -86,6 +97,23 @@ async fn pinning_node(url: &str, faults: Faults) -> (Io, RedisAdapterCtr) {
 }
 
 type Faults = Arc<Mutex<Vec<String>>>;
+
+/// Where a gated socket waits in its middleware, pinned but not connected.
+struct Gate {
+    /// A permit per socket that reached the gate.
+    waiting: Semaphore,
+    /// A permit per socket let through.
+    open: Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            waiting: Semaphore::new(0),
+            open: Semaphore::new(0),
+        }
+    }
+}
 
 /// Connections subscribed to the channel of room `room` of namespace `/`.
 async fn numsub(redis: &fred::prelude::Client, room: &str) -> i64 {
@@ -137,7 +165,10 @@ async fn a_message_published_when_sync_rooms_with_returns_arrives() {
     let redis = RedisServer::start().unwrap();
     let url = redis.url();
     let faults = Faults::default();
-    let (a, ctr_a) = pinning_node(&url, faults.clone()).await;
+    // Full comparisons as often as the namespace task can run them.
+    let every_ms = Duration::from_millis(1);
+    let gate = Arc::new(Gate::default());
+    let (a, ctr_a) = pinning_node(&url, every_ms, faults.clone(), gate).await;
     let (b, _ctr_b) = node(&url).await;
     let stop = Arc::new(AtomicBool::new(false));
     let background = churn(&a, &ctr_a, &stop);
@@ -194,4 +225,58 @@ async fn a_message_published_when_sync_rooms_with_returns_arrives() {
          subscription faults: {faults:?}",
         lost.len()
     );
+}
+
+/// A socket still connecting keeps its pinned room subscribed even after the room was held by
+/// connected sockets that have all left since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_stays_subscribed_while_its_pinned_socket_is_connecting() {
+    let redis = RedisServer::start().unwrap();
+    let url = redis.url();
+    let faults = Faults::default();
+    let gate = Arc::new(Gate::default());
+    // Only explicit comparisons.
+    let hour = Duration::from_secs(3600);
+    let (a, ctr_a) = pinning_node(&url, hour, faults.clone(), gate.clone()).await;
+    let (b, _ctr_b) = node(&url).await;
+    let look = raw_client(&url).await;
+
+    let first = client(&a, &["shared"]).await;
+    let connecting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            common::client_with_auth(&a, json!({ "rooms": ["shared"], "gated": true })).await
+        })
+    };
+    // The second socket joined and pinned the room, and waits in its middleware.
+    tokio::time::timeout(common::WAIT, gate.waiting.acquire())
+        .await
+        .unwrap()
+        .unwrap()
+        .forget();
+    // A comparison while the connected first socket holds the room, then it leaves.
+    ctr_a.sync_rooms("/").await;
+    a.get_socket(first.sid.parse().unwrap())
+        .unwrap()
+        .disconnect()
+        .unwrap();
+    ctr_a.sync_rooms("/").await;
+    assert_eq!(
+        numsub(&look, "shared").await,
+        1,
+        "the room of a socket still connecting was unsubscribed"
+    );
+
+    gate.open.add_permits(1);
+    let mut second = connecting.await.unwrap();
+    b.to("shared").emit("hi", &"after connect").await.unwrap();
+    assert_eq!(second.expect("hi").await.args, vec![json!("after connect")]);
+    ctr_a.sync_rooms("/").await;
+    assert_eq!(
+        numsub(&look, "shared").await,
+        1,
+        "held by the connected socket"
+    );
+    let _ = look.quit().await;
+    assert!(faults.lock().unwrap().is_empty(), "{faults:?}");
 }
