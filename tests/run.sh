@@ -173,6 +173,14 @@ else
     skip hostile "the build or npm ci failed"
 fi
 
+# The Node.js sharded-adapter peer that Rust interop tests drive, checked on its own on a real
+# three-primary Redis Cluster (no gateway binary needed).
+if [ "$NODE_OK" -eq 1 ]; then
+    stage node-peers 300 bash -c 'cd "$REPO/adapter-redis/tests/node" && node --test sharded-peer.test.js'
+else
+    skip node-peers "npm ci failed"
+fi
+
 # The compose cluster for real: a Docker engine (installed and started when missing), the image
 # from deploy/Dockerfile, `docker compose up` and clients through nginx. Never skipped.
 if [ "$NODE_OK" -eq 1 ]; then

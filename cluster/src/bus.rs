@@ -59,15 +59,38 @@ pub struct ServerShutdown {
     pub extra: Map<String, Value>,
 }
 
-/// One control event, typed.
-#[derive(Clone, Debug, PartialEq)]
+/// One control event, typed. Its serde form is the wire's `event` / `data` pair (adjacently
+/// tagged), so the event names are spelled once, here, and decoding picks the variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data")]
 pub enum ControlEvent {
     /// `user_banned`.
+    #[serde(rename = "user_banned", serialize_with = "as_sorted_object")]
     UserBanned(UserBanned),
     /// `system_announcement`.
+    #[serde(rename = "system_announcement", serialize_with = "as_sorted_object")]
     SystemAnnouncement(SystemAnnouncement),
     /// `server_shutdown`.
+    #[serde(rename = "server_shutdown", serialize_with = "as_sorted_object")]
     ServerShutdown(ServerShutdown),
+}
+
+/// Every event name [`ControlEvent`] knows (a unit test holds it to the enum's serde names).
+pub const EVENT_NAMES: [&str; 3] = [
+    EVENT_USER_BANNED,
+    EVENT_SYSTEM_ANNOUNCEMENT,
+    EVENT_SERVER_SHUTDOWN,
+];
+
+/// Writes `data` as a JSON object with its keys sorted, whatever the struct's field order or its
+/// flattened extra fields: the bytes peers have always received.
+fn as_sorted_object<T: Serialize, S: serde::Serializer>(
+    data: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(data)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
 }
 
 impl ControlEvent {
@@ -79,20 +102,23 @@ impl ControlEvent {
             Self::ServerShutdown(_) => EVENT_SERVER_SHUTDOWN,
         }
     }
-
-    fn data(&self) -> serde_json::Result<Value> {
-        match self {
-            Self::UserBanned(d) => serde_json::to_value(d),
-            Self::SystemAnnouncement(d) => serde_json::to_value(d),
-            Self::ServerShutdown(d) => serde_json::to_value(d),
-        }
-    }
 }
 
-/// The JSON envelope on the wire.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The JSON envelope as published.
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct Outgoing<'a> {
+    server_id: &'a str,
+    #[serde(flatten)]
+    event: &'a ControlEvent,
+    timestamp: String,
+}
+
+/// The JSON envelope as received: the event is decoded once the sender is known not to be this
+/// node, and an unknown name is told apart from bad data.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Incoming {
     server_id: String,
     event: String,
     #[serde(default)]
@@ -107,11 +133,10 @@ pub fn encode_message(
     event: &ControlEvent,
     at: DateTime<Utc>,
 ) -> serde_json::Result<String> {
-    serde_json::to_string(&Envelope {
-        server_id: server_id.to_owned(),
-        event: event.name().to_owned(),
-        data: event.data()?,
-        timestamp: Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    serde_json::to_string(&Outgoing {
+        server_id,
+        event,
+        timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
 }
 
@@ -158,38 +183,36 @@ fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
 
 /// Decodes one raw message received on the control channel by node `own_id`.
 pub fn decode_message(raw: &str, own_id: &str) -> Decoded {
-    let env: Envelope = match serde_json::from_str(raw) {
+    let env: Incoming = match serde_json::from_str(raw) {
         Ok(env) => env,
         Err(e) => return Decoded::Malformed(format!("not a control envelope: {e}")),
     };
     if env.server_id == own_id {
         return Decoded::Own;
     }
+    if !EVENT_NAMES.contains(&env.event.as_str()) {
+        return Decoded::Unknown {
+            server_id: env.server_id,
+            event: env.event,
+        };
+    }
+    // A sender may leave `data` out (or null) where every field is optional.
     let data = if env.data.is_null() {
         Value::Object(Map::new())
     } else {
         env.data
     };
-    let event = match env.event.as_str() {
-        EVENT_USER_BANNED => serde_json::from_value(data).map(ControlEvent::UserBanned),
-        EVENT_SYSTEM_ANNOUNCEMENT => {
-            serde_json::from_value(data).map(ControlEvent::SystemAnnouncement)
-        }
-        EVENT_SERVER_SHUTDOWN => serde_json::from_value(data).map(ControlEvent::ServerShutdown),
-        _ => {
-            return Decoded::Unknown {
-                server_id: env.server_id,
-                event: env.event,
-            };
-        }
-    };
-    match event {
+    let name = env.event.clone();
+    let mut tagged = Map::new();
+    tagged.insert("event".to_owned(), Value::String(env.event));
+    tagged.insert("data".to_owned(), data);
+    match serde_json::from_value::<ControlEvent>(Value::Object(tagged)) {
         Ok(event) => Decoded::Event(ReceivedControl {
             server_id: env.server_id,
             timestamp: parse_timestamp(&env.timestamp),
             event,
         }),
-        Err(e) => Decoded::Malformed(format!("bad data for `{}`: {e}", env.event)),
+        Err(e) => Decoded::Malformed(format!("bad data for `{name}`: {e}")),
     }
 }
 
@@ -344,6 +367,111 @@ pub async fn dispatch(mut subscription: ControlSubscription, handler: Arc<dyn Co
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The instant every golden message is stamped with.
+    fn golden_at() -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_764_100_000_123).unwrap()
+    }
+
+    /// Encodes `event` as node `node-a` at [`golden_at`].
+    fn golden(event: ControlEvent) -> String {
+        encode_message("node-a", &event, golden_at()).unwrap()
+    }
+
+    // The bytes below are what a node publishes on `cluster:message` (Node.js nodes of the
+    // original design read them): envelope keys in this order, `data` keys sorted, timestamp in
+    // RFC 3339 with milliseconds. Any change to them is a wire change, not a refactor.
+
+    #[test]
+    fn golden_user_banned() {
+        let expires = Utc.timestamp_millis_opt(1_764_200_000_000).unwrap();
+        assert_eq!(
+            golden(ControlEvent::UserBanned(UserBanned {
+                user_id: "u-1".into(),
+                reason: "spam \"links\"".into(),
+                banned_by: Some("admin".into()),
+                expires_at: Some(expires),
+            })),
+            r#"{"serverId":"node-a","event":"user_banned","data":{"bannedBy":"admin","expiresAt":"2025-11-26T23:33:20Z","reason":"spam \"links\"","userId":"u-1"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+        assert_eq!(
+            golden(ControlEvent::UserBanned(UserBanned {
+                user_id: "u-2".into(),
+                reason: String::new(),
+                banned_by: None,
+                expires_at: None,
+            })),
+            r#"{"serverId":"node-a","event":"user_banned","data":{"reason":"","userId":"u-2"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn golden_system_announcement() {
+        let mut extra = Map::new();
+        extra.insert("priority".into(), Value::from("high"));
+        extra.insert("author".into(), Value::from("ops"));
+        assert_eq!(
+            golden(ControlEvent::SystemAnnouncement(SystemAnnouncement {
+                message: "maintenance at 02:00".into(),
+                extra,
+            })),
+            r#"{"serverId":"node-a","event":"system_announcement","data":{"author":"ops","message":"maintenance at 02:00","priority":"high"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+        assert_eq!(
+            golden(ControlEvent::SystemAnnouncement(SystemAnnouncement {
+                message: "hi".into(),
+                extra: Map::new(),
+            })),
+            r#"{"serverId":"node-a","event":"system_announcement","data":{"message":"hi"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn golden_server_shutdown() {
+        assert_eq!(
+            golden(ControlEvent::ServerShutdown(ServerShutdown::default())),
+            r#"{"serverId":"node-a","event":"server_shutdown","data":{},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+        let mut extra = Map::new();
+        extra.insert("reason".into(), Value::from("deploy"));
+        assert_eq!(
+            golden(ControlEvent::ServerShutdown(ServerShutdown {
+                message: Some("Server is shutting down".into()),
+                extra,
+            })),
+            r#"{"serverId":"node-a","event":"server_shutdown","data":{"message":"Server is shutting down","reason":"deploy"},"timestamp":"2025-11-25T19:46:40.123Z"}"#
+        );
+    }
+
+    #[test]
+    fn event_names_are_the_enums_serde_names() {
+        let events = [
+            ControlEvent::UserBanned(UserBanned {
+                user_id: "u".into(),
+                reason: String::new(),
+                banned_by: None,
+                expires_at: None,
+            }),
+            ControlEvent::SystemAnnouncement(SystemAnnouncement {
+                message: "m".into(),
+                extra: Map::new(),
+            }),
+            ControlEvent::ServerShutdown(ServerShutdown::default()),
+        ];
+        let names: Vec<String> = events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, EVENT_NAMES);
+        for e in &events {
+            assert_eq!(serde_json::to_value(e).unwrap()["event"], e.name());
+        }
+    }
 
     #[test]
     fn round_trip_of_each_event() {

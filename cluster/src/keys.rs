@@ -1,12 +1,14 @@
 //! Every Redis key and channel name the cluster crate uses, built in this one module.
 //!
-//! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (PROTOCOL.md
-//! section 8) so that Node.js nodes of the original design can share the cluster. Everything else
-//! lives under one configurable prefix (default `gateway:`). On a Redis Cluster the prefix should
-//! carry a hash tag (for example `{gateway}:`) so that the multi-key scripts stay in one slot.
+//! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (`docs/protocol.md`,
+//! section "Redis keys and channels") so that Node.js nodes of the original design can share the
+//! cluster. Everything else lives under one configurable prefix (default `gateway:`), and the Lua
+//! scripts build the names they need from the same parts (see `lua_key_functions`). On a Redis
+//! Cluster the prefix should carry a hash tag (for example `{gateway}:`) so that the multi-key
+//! scripts stay in one slot.
 //!
 //! Ids chosen by clients (room ids, user ids, game ids, namespace names) may hold any character
-//! (PROTOCOL.md section 3: no room id is reserved). Each one is escaped with [`key_part`] before it
+//! (`docs/protocol.md`, section "Rooms and Socket.IO room names": no room id is reserved). Each one is escaped with [`key_part`] before it
 //! becomes part of a key name, so no id can contain the `:` that separates a key's parts, end
 //! early, or name another key: `x` and `x:members` are different rooms with different keys.
 
@@ -38,6 +40,21 @@ pub fn server_id_of_stats_key(key: &str) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
+// The fixed parts of the prefixed key names. `Keys` builds every name from them, and so do the
+// Lua scripts for the keys that depend on stored data (see `lua_key_functions`), so the two
+// cannot drift apart.
+const ROOM: &str = "room:";
+const ROOM_MEMBERS: &str = ":members";
+const ROOM_MEMBER_RECORDS: &str = ":member";
+const ROOMS_INDEX: &str = "rooms";
+const UNJOINED_ROOMS: &str = "rooms:unjoined";
+const UNJOINED_ROOMS_BY: &str = "rooms:unjoined:by:";
+const HISTORY_ROOM: &str = "history:room:";
+const PRESENCE_USER: &str = "presence:user:";
+const NODE: &str = "node:";
+const NODE_SOCKETS: &str = ":sockets";
+const NODE_MEMBERSHIPS: &str = ":memberships";
+
 /// Characters written as `%XX` (upper-case hex of the byte) inside a key name: the escape
 /// character itself, the separator `:`, the hash-tag braces, and the `SCAN MATCH` wildcards. The
 /// Lua scripts escape with the same set (`scripts::esc`), so keys built on either side agree.
@@ -48,7 +65,7 @@ fn needs_escape(b: u8) -> bool {
     )
 }
 
-/// A client-chosen id as it appears inside a key name: every character of [`needs_escape`]
+/// A client-chosen id as it appears inside a key name: every character of `needs_escape`
 /// becomes `%XX`, everything else is kept. The mapping is one-to-one, so two different ids never
 /// share a key, and the result contains no `:`.
 pub fn key_part(id: &str) -> Cow<'_, str> {
@@ -94,28 +111,28 @@ impl Keys {
 
     /// Hash of one room: fields `record` (JSON [`crate::RoomRecord`]) and `max` (capacity).
     pub fn room(&self, room_id: &str) -> String {
-        format!("{}room:{}", self.prefix, key_part(room_id))
+        format!("{}{ROOM}{}", self.prefix, key_part(room_id))
     }
 
     /// Sorted set of a room's socket ids, scored by joining order.
     pub fn room_members(&self, room_id: &str) -> String {
-        format!("{}room:{}:members", self.prefix, key_part(room_id))
+        format!("{}{ROOM_MEMBERS}", self.room(room_id))
     }
 
     /// Hash of a room's members: socket id to JSON [`crate::Member`].
     pub fn room_member_records(&self, room_id: &str) -> String {
-        format!("{}room:{}:member", self.prefix, key_part(room_id))
+        format!("{}{ROOM_MEMBER_RECORDS}", self.room(room_id))
     }
 
     /// Sorted set of the ids of rooms nobody has joined yet, scored by the time (Unix ms) at which
     /// they are deleted if still unjoined.
     pub fn unjoined_rooms(&self) -> String {
-        format!("{}rooms:unjoined", self.prefix)
+        format!("{}{UNJOINED_ROOMS}", self.prefix)
     }
 
     /// Sorted set of the unjoined rooms one user created, scored like [`Keys::unjoined_rooms`].
     pub fn unjoined_rooms_of(&self, user_id: &str) -> String {
-        format!("{}rooms:unjoined:by:{}", self.prefix, key_part(user_id))
+        format!("{}{UNJOINED_ROOMS_BY}{}", self.prefix, key_part(user_id))
     }
 
     /// Marker written once into a Redis that holds this cluster's bans; its absence after a
@@ -131,7 +148,7 @@ impl Keys {
 
     /// Sorted set of every room id, scored by creation order.
     pub fn rooms_index(&self) -> String {
-        format!("{}rooms", self.prefix)
+        format!("{}{ROOMS_INDEX}", self.prefix)
     }
 
     /// Counter giving rooms and memberships a cluster-wide order.
@@ -146,29 +163,29 @@ impl Keys {
 
     /// Set of one user's socket ids.
     pub fn presence_user(&self, user_id: &str) -> String {
-        format!("{}presence:user:{}", self.prefix, key_part(user_id))
+        format!("{}{PRESENCE_USER}{}", self.prefix, key_part(user_id))
     }
 
     /// Set of the socket ids a node holds.
     pub fn node_sockets(&self, node_id: &str) -> String {
-        format!("{}node:{node_id}:sockets", self.prefix)
+        format!("{}{NODE}{node_id}{NODE_SOCKETS}", self.prefix)
     }
 
     /// Set of a node's memberships, each a JSON array `[roomId, socketId]`.
     pub fn node_memberships(&self, node_id: &str) -> String {
-        format!("{}node:{node_id}:memberships", self.prefix)
+        format!("{}{NODE}{node_id}{NODE_MEMBERSHIPS}", self.prefix)
     }
 
     /// `SCAN MATCH` pattern for every per-node key (to find nodes that hold state).
     pub fn node_pattern(&self) -> String {
-        format!("{}node:*", self.prefix)
+        format!("{}{NODE}*", self.prefix)
     }
 
     /// The node id of a per-node key, `None` for any other key.
     pub fn node_id_of_key<'a>(&self, key: &'a str) -> Option<&'a str> {
-        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("node:")?;
-        rest.strip_suffix(":sockets")
-            .or_else(|| rest.strip_suffix(":memberships"))
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix(NODE)?;
+        rest.strip_suffix(NODE_SOCKETS)
+            .or_else(|| rest.strip_suffix(NODE_MEMBERSHIPS))
             .filter(|id| !id.is_empty())
     }
 
@@ -197,7 +214,7 @@ impl Keys {
     /// The stream holding a scope's history.
     pub fn history(&self, scope: &HistoryScope) -> String {
         match scope {
-            HistoryScope::Room(id) => format!("{}history:room:{}", self.prefix, key_part(id)),
+            HistoryScope::Room(id) => format!("{}{HISTORY_ROOM}{}", self.prefix, key_part(id)),
             // Escaped ids hold no `:`, so the separator keeps `a:b`+`c` apart from `a`+`b:c`.
             HistoryScope::Private(a, b) => format!(
                 "{}history:private:{}:{}",
@@ -216,6 +233,41 @@ impl Keys {
         format!("{}game:{}:seq", self.prefix, key_part(game_id))
     }
 }
+
+/// Lua functions building the key names that depend on stored data (a member's node, a socket's
+/// user, a room id read from an index), from the same parts as [`Keys`]. Each takes the prefix `p`
+/// first; ids go through Lua `esc` exactly where [`Keys`] uses [`key_part`], so the scripts that
+/// include this text must define `esc` before it.
+pub(crate) fn lua_key_functions() -> String {
+    format!(
+        "
+local function room_key(p, room) return p .. '{ROOM}' .. esc(room) end
+local function room_members_key(p, room) return room_key(p, room) .. '{ROOM_MEMBERS}' end
+local function room_member_records_key(p, room) return room_key(p, room) .. '{ROOM_MEMBER_RECORDS}' end
+local function room_history_key(p, room) return p .. '{HISTORY_ROOM}' .. esc(room) end
+local function unjoined_rooms_key(p) return p .. '{UNJOINED_ROOMS}' end
+local function unjoined_rooms_of_key(p, user) return p .. '{UNJOINED_ROOMS_BY}' .. esc(user) end
+local function presence_user_key(p, user) return p .. '{PRESENCE_USER}' .. esc(user) end
+local function node_sockets_key(p, node) return p .. '{NODE}' .. node .. '{NODE_SOCKETS}' end
+local function node_memberships_key(p, node) return p .. '{NODE}' .. node .. '{NODE_MEMBERSHIPS}' end
+"
+    )
+}
+
+/// Every fixed part [`lua_key_functions`] splices into Lua string literals (for the tests).
+#[cfg(test)]
+pub(crate) const LUA_KEY_PARTS: [&str; 10] = [
+    ROOM,
+    ROOM_MEMBERS,
+    ROOM_MEMBER_RECORDS,
+    UNJOINED_ROOMS,
+    UNJOINED_ROOMS_BY,
+    HISTORY_ROOM,
+    PRESENCE_USER,
+    NODE,
+    NODE_SOCKETS,
+    NODE_MEMBERSHIPS,
+];
 
 #[cfg(test)]
 mod tests {
@@ -293,6 +345,21 @@ mod tests {
             assert_eq!(
                 k.room(id).strip_prefix("gateway:room:"),
                 Some(&*key_part(id))
+            );
+        }
+    }
+
+    #[test]
+    fn lua_key_parts_are_plain_lua_literals() {
+        // Spliced between single quotes: a quote or a backslash would change the Lua string.
+        for part in LUA_KEY_PARTS {
+            assert!(!part.contains(['\'', '\\', '\n']), "{part}");
+        }
+        let lua = lua_key_functions();
+        for part in LUA_KEY_PARTS {
+            assert!(
+                lua.contains(&format!("'{part}'")),
+                "{part} missing from the Lua functions"
             );
         }
     }

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::state::{
-    Ban, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord, RoomRegistry,
+    Ban, JoinOutcome, LeaveOutcome, Member, OnlineSocket, Retention, RoomRecord, RoomRegistry,
 };
 use crate::stats::{NamespaceConnections, NodeStats};
 
@@ -154,4 +154,14 @@ pub async fn assert_leaves_until_deleted(rooms: &dyn RoomRegistry, room_id: &str
         }
     );
     assert!(rooms.get(room_id).await.unwrap().is_none());
+}
+
+/// Retention short enough for paused-clock tests: unjoined rooms 60 s, histories and game
+/// counters an hour.
+pub fn short_retention() -> Retention {
+    Retention {
+        unjoined_room: std::time::Duration::from_secs(60),
+        history: std::time::Duration::from_secs(3600),
+        game_sequence: std::time::Duration::from_secs(3600),
+    }
 }

@@ -263,3 +263,27 @@ async fn a_creator_has_a_bounded_number_of_unjoined_rooms() {
         "the creator's set expires with its last room: {ttl}"
     );
 }
+
+#[tokio::test]
+async fn lua_builds_the_key_names_keys_rs_builds() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let ids = ["plain", "x:members", "%3A", "{tag}", "a*b?c[d]e\\f", "é:ü"];
+    let lua = a.lua_key_names(&ids).await.unwrap();
+    let k = Keys::default();
+    let mut rust = Vec::new();
+    for id in ids {
+        rust.extend([
+            k.room(id),
+            k.room_members(id),
+            k.room_member_records(id),
+            k.history(&HistoryScope::Room(id.to_owned())),
+            k.unjoined_rooms_of(id),
+            k.presence_user(id),
+            k.node_sockets(id),
+            k.node_memberships(id),
+        ]);
+    }
+    rust.push(k.unjoined_rooms());
+    assert_eq!(lua, rust);
+}

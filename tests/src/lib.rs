@@ -3,6 +3,8 @@
 //!
 //! A missing tool is a failure with a message saying what to install, never a skip.
 
+pub mod redis_cluster;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

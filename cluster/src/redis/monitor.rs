@@ -21,11 +21,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::backends::{Conn, RedisBackends, state_error};
+use super::backends::RedisBackends;
+use super::conn::{Conn, state_error};
+use super::tasks::Tasks;
 use crate::bus::{ControlEvent, ControlSubscription};
+use crate::lock::lock;
 use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry, StateResult};
 use crate::stats::NodeRegistry as _;
 
@@ -89,18 +92,22 @@ pub(crate) struct Timing {
 /// Handle of the running monitor; the monitor stops when it is dropped.
 #[derive(Debug)]
 pub struct NodeMonitor {
-    task: JoinHandle<()>,
+    stop: CancellationToken,
     peers: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Drop for NodeMonitor {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }
 
 impl NodeMonitor {
+    // Each argument comes from a different part of the connection; a struct only to carry them
+    // here would add a name and no meaning.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
+        tasks: &Tasks,
         self_id: String,
         config: MonitorConfig,
         timing: Timing,
@@ -135,18 +142,13 @@ impl NodeMonitor {
             settled: false,
             last_sweep: None,
         };
-        let task = tokio::spawn(worker.run(bus, reconnects));
-        (Self { task, peers }, rx)
+        let (stop, _) = tasks.spawn_stoppable(worker.run(bus, reconnects));
+        (Self { stop, peers }, rx)
     }
 
     /// The peers (other nodes) the monitor currently believes alive, sorted.
     pub fn live_peers(&self) -> Vec<String> {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        lock(&self.peers).iter().cloned().collect()
     }
 }
 
@@ -243,7 +245,7 @@ impl Worker {
     }
 
     fn publish_peers(&self) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut peers = lock(&self.peers);
         *peers = self.known.iter().cloned().collect();
     }
 

@@ -1,0 +1,121 @@
+//! Presence on Redis.
+
+use async_trait::async_trait;
+use fred::prelude::*;
+
+use super::{OnlineSocket, Presence};
+use crate::redis::conn::{Conn, decode, encode, state_error};
+use crate::redis::scripts;
+use crate::state::StateResult;
+
+/// Presence on Redis.
+#[derive(Debug)]
+pub struct RedisPresence {
+    pub(crate) conn: Conn,
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn socket_connected(&self, socket: OnlineSocket) -> StateResult<bool> {
+        let k = &self.conn.keys;
+        let first: i64 = self
+            .conn
+            .eval(
+                &scripts::SOCKET_CONNECTED,
+                vec![
+                    k.presence_sockets(),
+                    k.presence_user(&socket.user_id),
+                    k.node_sockets(&socket.node_id),
+                ],
+                vec![
+                    socket.socket_id.clone(),
+                    encode(&socket)?,
+                    k.prefix().to_owned(),
+                ],
+            )
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn socket_disconnected(&self, user_id: &str, socket_id: &str) -> StateResult<bool> {
+        let k = &self.conn.keys;
+        let last: i64 = self
+            .conn
+            .eval(
+                &scripts::SOCKET_DISCONNECTED,
+                vec![k.presence_sockets(), k.presence_user(user_id)],
+                vec![socket_id.to_owned(), k.prefix().to_owned()],
+            )
+            .await?;
+        Ok(last == 1)
+    }
+
+    async fn set_username(
+        &self,
+        user_id: &str,
+        socket_id: &str,
+        username: &str,
+    ) -> StateResult<()> {
+        let _: i64 = self
+            .conn
+            .eval(
+                &scripts::SET_USERNAME,
+                vec![self.conn.keys.presence_sockets()],
+                vec![
+                    socket_id.to_owned(),
+                    user_id.to_owned(),
+                    username.to_owned(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn online(&self) -> StateResult<Vec<OnlineSocket>> {
+        self.conn.ensure_connected()?;
+        let jsons: Vec<String> = self
+            .conn
+            .client
+            .hvals(self.conn.keys.presence_sockets())
+            .await
+            .map_err(|e| state_error(&e))?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+
+    async fn sockets_of(&self, user_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        let k = &self.conn.keys;
+        let jsons: Vec<String> = self
+            .conn
+            .eval(
+                &scripts::SOCKETS_OF,
+                vec![k.presence_sockets(), k.presence_user(user_id)],
+                vec![],
+            )
+            .await?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+
+    async fn find_socket(&self, socket_id: &str) -> StateResult<Option<OnlineSocket>> {
+        self.conn.ensure_connected()?;
+        let json: Option<String> = self
+            .conn
+            .client
+            .hget(self.conn.keys.presence_sockets(), socket_id)
+            .await
+            .map_err(|e| state_error(&e))?;
+        json.as_deref().map(decode).transpose()
+    }
+
+    async fn purge_node(&self, node_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        let k = &self.conn.keys;
+        let jsons: Vec<String> = self
+            .conn
+            .eval(
+                &scripts::PURGE_NODE_PRESENCE,
+                vec![k.node_sockets(node_id), k.presence_sockets()],
+                vec![k.prefix().to_owned()],
+            )
+            .await?;
+        jsons.iter().map(|j| decode(j)).collect()
+    }
+}
