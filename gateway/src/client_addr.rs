@@ -1,4 +1,4 @@
-//! The client address of a handshake (PROTOCOL.md section 2): the TCP peer, or `X-Real-IP` /
+//! The client address of a handshake (docs/protocol.md, "Authentication"): the TCP peer, or `X-Real-IP` /
 //! the right-most `X-Forwarded-For` entry only when the peer is a trusted proxy, and the key
 //! per-address limits count it under.
 

@@ -1,7 +1,11 @@
 //! Command line and environment configuration.
 //!
+//! Long on purpose: each setting's flag, variable, default and check sit together, so one file
+//! is the whole configuration surface (most of its length is the flags' own documentation).
+//!
 //! Every setting is a flag and an environment variable; the variable names are part of the
-//! contract (PROTOCOL.md section 10): compose files, Kubernetes manifests and operators use them.
+//! contract (docs/protocol.md, section "Configuration"): compose files, Kubernetes manifests and
+//! operators use them.
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -1,5 +1,10 @@
 //! The gateway library: configuration, HTTP routes, Socket.IO namespaces, auth, validation, rate
 //! limits, metrics and shutdown. `main.rs` is a thin shell over [`run`].
+//!
+//! Socket and API traffic goes through four layers, each importing only from those below it:
+//! [`protocol`] (names, room names, payloads), [`sockets`] (per-node and per-socket state,
+//! counted delivery, tracked tasks), [`actions`] (the use cases: the only code that changes
+//! cluster state or broadcasts), then [`namespaces`] and [`http`] (thin callers).
 
 pub mod actions;
 pub mod app;
@@ -17,11 +22,12 @@ pub mod node_stats;
 pub mod outbound;
 pub mod password_guard;
 pub mod passwords;
+pub mod protocol;
 pub mod sanitize;
 pub mod shutdown;
+pub mod sockets;
 pub mod state_limits;
 pub mod telemetry;
-pub mod validation;
 
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
@@ -41,7 +47,7 @@ pub type Adapter = adapter_redis::RedisAdapter<socketioxide::adapter::Emitter>;
 pub type Io = SocketIo<Adapter>;
 
 /// Packets queued per socket before it counts as a slow client and is disconnected
-/// (PROTOCOL.md section 1). socketioxide's default of 128 marked most of 1,000 clients connecting
+/// (docs/protocol.md, "Transport"). socketioxide's default of 128 marked most of 1,000 clients connecting
 /// at once as slow, because each connect sends `user online` to everyone; the queue only takes
 /// memory while it is full.
 pub const SOCKET_QUEUE_PACKETS: usize = 4096;
@@ -71,7 +77,7 @@ pub enum GatewayError {
 }
 
 /// Runs a node on `listener` until `shutdown` completes, then shuts down gracefully
-/// (PROTOCOL.md section 9, see [`shutdown::drain_and_stop`]) and returns.
+/// (docs/protocol.md, "Node stats and liveness"; see [`shutdown::drain_and_stop`]) and returns.
 ///
 /// Returns `Ok(())` after a graceful shutdown and also when the grace period ran out (that is
 /// logged); the caller then exits the process.
@@ -130,7 +136,7 @@ async fn serve_node(
 ) -> Result<(), GatewayError> {
     let local_addr = listener.local_addr()?;
     // `max_payload` only bounds polling bodies; WebSocket messages and frames get the same limit,
-    // so a payload over it closes the connection on either transport (PROTOCOL.md section 1).
+    // so a payload over it closes the connection on either transport (docs/protocol.md, "Transport").
     let ws_limit = usize::try_from(app.config.args.max_payload_bytes).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .ping_interval(app.config.ping_interval())
@@ -149,14 +155,18 @@ async fn serve_node(
     let shared = namespaces::register(&io, &app)
         .await
         .map_err(|e| GatewayError::Namespaces(e.to_string()))?;
-    // Held until the node stops: dead peers, control messages and Redis reconnects.
+    // Whichever way this returns, the node's tracked tasks are told to stop (a graceful
+    // shutdown also waits for them).
+    let _stop_tasks = shared.tasks.cancelled().drop_guard();
+    // Held until the node stops: control messages (dead peers and Redis reconnects are
+    // tracked tasks).
     let _cluster_reactions = namespaces::cluster_events::start(&shared).await;
-    let router = http::with_layers(http::router(Arc::clone(&app), io.clone()), &app, layer).layer(
+    let router = http::with_layers(http::router(Arc::clone(&shared)), &app, layer).layer(
         axum::middleware::from_fn_with_state(Arc::clone(&app.outbound), outbound::track_transport),
     );
 
-    let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app));
-    let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone());
+    let lag_monitor = http::health::LagMonitor::spawn(Arc::clone(&app), &shared.tasks);
+    let publisher = node_stats::spawn_publisher(Arc::clone(&app), io.clone(), &shared.tasks);
 
     let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     // Small Socket.IO frames must leave at once: with Nagle's algorithm a handshake answer waited

@@ -1,6 +1,7 @@
 //! This node's statistics, the cluster overview built from every live node's record, and the
 //! background task that keeps this node's record fresh in the node registry.
 
+use crate::sockets::tasks::Tasks;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::Io;
 use crate::app::App;
 
 /// The namespaces of the gateway, in the order of [`NamespaceConnections`].
-pub const NAMESPACES: [&str; 4] = ["/", "/chat", "/game", "/admin"];
+pub const NAMESPACES: [&str; 4] = crate::protocol::names::ALL;
 
 /// Cluster-wide figures, as the admin `get stats` event answers them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,10 +144,11 @@ pub fn publish_interval(stats_ttl_secs: u64) -> Duration {
 }
 
 /// Starts the task that publishes this node's record every [`publish_interval`] (the first
-/// time at once). Abort the handle to stop it; the shutdown does, before withdrawing the record.
-pub fn spawn_publisher(app: Arc<App>, io: Io) -> JoinHandle<()> {
+/// time at once), tracked by `tasks`. Abort the handle to stop it; the shutdown does, before
+/// withdrawing the record.
+pub fn spawn_publisher(app: Arc<App>, io: Io, tasks: &Tasks) -> JoinHandle<()> {
     let every = publish_interval(app.config.args.stats_ttl_secs);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -258,7 +260,7 @@ mod tests {
             .build_layer();
         let count = || counter.0.load(std::sync::atomic::Ordering::SeqCst);
 
-        let publisher = spawn_publisher(Arc::clone(&app), io);
+        let publisher = spawn_publisher(Arc::clone(&app), io, &Tasks::default());
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(count(), 1, "the first record is published at once");
         tokio::time::sleep(Duration::from_secs(10)).await;

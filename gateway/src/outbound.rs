@@ -2,7 +2,7 @@
 //! (socketioxide bounds it in packets only: 4,096 frames of up to a megabyte each).
 //!
 //! Each Engine.IO session (all its namespace sockets share one queue) has a [`Meter`]. A frame is
-//! charged to it when the gateway queues it (`namespaces::emit`, and the adapter's
+//! charged to it when the gateway queues it (`sockets::emit`, and the adapter's
 //! [`adapter_redis::DeliveryObserver`] for broadcasts from this node or another), and released
 //! when the transport takes bytes off the queue to send them:
 //! - WebSocket: bytes written on the session's TCP connection ([`MeteredListener`]);

@@ -1,4 +1,4 @@
-//! Content sanitising for chat messages (PROTOCOL.md section 3): HTML tags are removed, each
+//! Content sanitising for chat messages (docs/protocol.md, "Namespaces and events"): HTML tags are removed, each
 //! banned word is replaced by `***` case-insensitively, surrounding white space is trimmed.
 
 /// The sanitiser of one node, built from `BANNED_WORDS`.

@@ -1,4 +1,4 @@
-//! Graceful shutdown of a node (PROTOCOL.md section 9).
+//! Graceful shutdown of a node (docs/protocol.md, "Node stats and liveness").
 //!
 //! On the shutdown signal: `/ready` turns 503 at once, the cluster is told, every local socket in
 //! every namespace gets `server shutdown` `{ message, serverId }`, the node waits the drain
@@ -43,8 +43,8 @@ pub struct Running {
     /// The runtime lag sampler task.
     pub lag_monitor: JoinHandle<()>,
     /// What the namespace handlers share, to take this node's users out of the cluster-wide
-    /// state before the sockets close.
-    pub namespaces: std::sync::Arc<crate::namespaces::Shared>,
+    /// state before the sockets close, and to stop the node's tracked tasks after.
+    pub namespaces: std::sync::Arc<crate::sockets::Shared>,
 }
 
 /// How a shutdown ended.
@@ -56,7 +56,7 @@ pub enum Outcome {
     Forced,
 }
 
-/// Runs the shutdown sequence of PROTOCOL.md section 9 and returns when the HTTP server has
+/// Runs the shutdown sequence of docs/protocol.md ("Node stats and liveness") and returns when the HTTP server has
 /// stopped or the grace period is over, whichever comes first.
 pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
     let started = Instant::now();
@@ -85,8 +85,8 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
         // nodes' clients; the disconnect handlers that run during the close find nothing left.
         let departed = Instant::now();
         tokio::join!(
-            crate::namespaces::main_ns::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
-            crate::namespaces::game::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
+            crate::actions::presence::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
+            crate::actions::games::depart_all(&namespaces, DEPARTURES_IN_FLIGHT),
         );
         tracing::info!(
             elapsed_ms = departed.elapsed().as_millis() as u64,
@@ -103,6 +103,10 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+        }
+        // Bounded by the grace period like every step here.
+        if !namespaces.tasks.stop(grace).await {
+            tracing::warn!(tasks = namespaces.tasks.len(), "node tasks still running");
         }
     };
     let outcome = match tokio::time::timeout_at(deadline, sequence).await {
@@ -127,7 +131,7 @@ pub async fn drain_and_stop(app: &App, io: &Io, running: Running) -> Outcome {
 }
 
 /// Tells the other nodes of the cluster that this node is going away (`server_shutdown` on the
-/// control channel, PROTOCOL.md section 8).
+/// control channel, docs/protocol.md "Control bus").
 ///
 /// Peers drop this node from their view at once instead of waiting for its stats key to expire.
 /// A single node has no cluster to tell.

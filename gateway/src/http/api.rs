@@ -10,36 +10,14 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{HttpState, json_error};
-use crate::actions::{self, ActionError};
+use crate::actions::ActionError;
+use crate::actions::admin as actions;
 use crate::app::App;
 use crate::auth::{AuthError, Identity, token_from};
-
-/// Body of `POST /api/announce`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AnnounceBody {
-    /// Text of the announcement.
-    pub message: String,
-}
-
-/// Body of `POST /api/emit`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EmitBody {
-    /// Namespace, `/` when absent.
-    pub namespace: Option<String>,
-    /// Room of that namespace; the whole namespace when absent.
-    pub room: Option<String>,
-    /// Event name.
-    pub event: String,
-    /// Event payload (`null` when absent).
-    #[serde(default)]
-    pub data: Value,
-}
+use crate::protocol::payloads::{AnnounceBody, EmitBody};
 
 /// Why a request is not an admin's.
 #[derive(Debug, PartialEq, Eq)]
@@ -128,7 +106,7 @@ pub async fn announce(
     body: Result<Json<AnnounceBody>, JsonRejection>,
 ) -> Response {
     admin_action(&state, &headers, body, async |admin, body: AnnounceBody| {
-        actions::announce(&state.app, &state.io, &body.message).await?;
+        actions::announce(&state.shared, &body.message).await?;
         tracing::info!(by = %admin.user_id, "announcement sent through the API");
         Ok(json!({ "success": true }))
     })
@@ -136,7 +114,8 @@ pub async fn announce(
 }
 
 /// `POST /api/ban` `{ userId, reason?, durationSecs? }`, checked by the same validator as the
-/// `/admin` event `ban user` (lengths, a duration of 1 s to [`crate::validation::MAX_BAN_SECS`]).
+/// `/admin` event `ban user` (lengths, a duration of 1 s to
+/// [`crate::protocol::payloads::MAX_BAN_SECS`]).
 pub async fn ban(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -148,8 +127,9 @@ pub async fn ban(
                 "the body must be a JSON object".into(),
             ));
         }
-        let request = crate::validation::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
-        let ban = actions::ban_user(&state.app, &state.io, &request, &admin.user_id).await?;
+        let request =
+            crate::protocol::payloads::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
+        let ban = actions::ban_user(&state.shared, &request, &admin.user_id).await?;
         Ok(json!({ "success": true, "ban": ban }))
     })
     .await
@@ -163,8 +143,7 @@ pub async fn emit(
 ) -> Response {
     admin_action(&state, &headers, body, async |_admin, body: EmitBody| {
         actions::emit(
-            &state.app,
-            &state.io,
+            &state.shared,
             body.namespace.as_deref(),
             body.room.as_deref(),
             &body.event,

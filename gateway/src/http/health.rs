@@ -5,6 +5,7 @@
 //! (Redis) is only a `warning` on `/health`, so an orchestrator's liveness probe never restarts
 //! every pod during a Redis outage; `/ready` takes such a node out of the load balancer instead.
 
+use crate::sockets::tasks::Tasks;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -219,12 +220,17 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
 pub struct LagMonitor;
 
 impl LagMonitor {
-    /// Starts the sampler; abort the handle to stop it.
-    pub fn spawn(app: Arc<App>) -> JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Starts the sampler, tracked by `tasks`; it stops when they are cancelled, or when the
+    /// handle is aborted.
+    pub fn spawn(app: Arc<App>, tasks: &Tasks) -> JoinHandle<()> {
+        let cancelled = tasks.cancelled();
+        tasks.spawn(async move {
             loop {
                 let before = Instant::now();
-                tokio::time::sleep(LAG_SAMPLE_PERIOD).await;
+                tokio::select! {
+                    () = tokio::time::sleep(LAG_SAMPLE_PERIOD) => {}
+                    () = cancelled.cancelled() => return,
+                }
                 let lag = before.elapsed().saturating_sub(LAG_SAMPLE_PERIOD);
                 app.runtime_lag_ms.store(
                     u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),

@@ -25,6 +25,7 @@ use crate::Io;
 use crate::app::App;
 use crate::auth::Identity;
 use crate::node_stats;
+use crate::sockets::Shared;
 
 /// Lifetime of tokens handed out by `GET /dev/token`, seconds.
 pub const DEV_TOKEN_TTL_SECS: u64 = 12 * 3600;
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub app: Arc<App>,
     /// Its Socket.IO server.
     pub io: Io,
+    /// What the use cases work on (the admin API calls them).
+    pub shared: Arc<Shared>,
 }
 
 /// A JSON error answer `{ error }`.
@@ -44,7 +47,9 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The node's HTTP router, without the shared layers (see [`with_layers`]).
-pub fn router(app: Arc<App>, io: Io) -> Router {
+pub fn router(shared: Arc<Shared>) -> Router {
+    let app = Arc::clone(&shared.app);
+    let io = shared.io.clone();
     let static_files = ServeDir::new(&app.config.static_dir);
     Router::new()
         .route("/health", get(health::health))
@@ -57,7 +62,7 @@ pub fn router(app: Arc<App>, io: Io) -> Router {
         .route("/api/ban", post(api::ban))
         .route("/api/emit", post(api::emit))
         .fallback_service(static_files)
-        .with_state(HttpState { app, io })
+        .with_state(HttpState { app, io, shared })
 }
 
 /// Wraps `router` in the Socket.IO layer and the layers both share: the handshake gate, the
@@ -97,7 +102,7 @@ where
         )
 }
 
-/// CORS of PROTOCOL.md section 1: the allow-list, GET and POST, credentials allowed.
+/// CORS of docs/protocol.md ("HTTP routes"): the allow-list, GET and POST, credentials allowed.
 pub fn cors_layer(origins: &[String]) -> CorsLayer {
     let list: Vec<HeaderValue> = origins
         .iter()

@@ -60,7 +60,8 @@ fn node(extra: &[&str]) -> (Arc<App>, Router) {
     futures_util::FutureExt::now_or_never(init)
         .expect("a local adapter initialises at once")
         .unwrap();
-    let router = with_layers(router(Arc::clone(&app), io), &app, layer);
+    let shared = crate::sockets::Shared::new(&io, &app);
+    let router = with_layers(router(shared), &app, layer);
     app.set_lifecycle(Lifecycle::Ready);
     (app, router)
 }

@@ -1,14 +1,15 @@
-//! Namespace `/admin` (role admin, PROTOCOL.md section 6).
+//! Namespace `/admin` (role admin; docs/protocol.md, section "Namespaces and events").
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use socketioxide::extract::SocketRef;
 
-use super::{Cx, Outcome, Reject, Shared, emit, fields, on};
+use super::dispatch::{on, on_disconnect_count};
 use crate::Adapter;
-use crate::actions::{self, ActionError};
-use crate::validation;
+use crate::actions::admin as actions;
+use crate::protocol::payloads;
+use crate::sockets::{Cx, Outcome, Reject, Shared, fields};
 
 /// Registers the handlers of an `/admin` socket.
 pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
@@ -17,48 +18,30 @@ pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
     on(s, shared, "kick user", kick_user);
     on(s, shared, "ban user", ban_user);
     on(s, shared, "unban user", unban_user);
-    super::on_disconnect_count(shared, s);
-}
-
-impl From<ActionError> for Reject {
-    fn from(e: ActionError) -> Self {
-        match e {
-            ActionError::State(e) => e.into(),
-            other => Reject(other.to_string()),
-        }
-    }
+    on_disconnect_count(shared, s);
 }
 
 async fn get_stats(cx: Cx, _: Value) -> Outcome {
-    let overview = crate::node_stats::cluster_overview(&cx.shared.app, &cx.shared.io).await?;
-    let value = serde_json::to_value(&overview)
-        .map_err(|e| Reject(format!("Statistics could not be encoded: {e}")))?;
-    emit::to_socket(&cx.shared, &cx.socket, "stats", &value);
-    let mut ack = match value.clone() {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    ack.insert("stats".into(), value);
-    Ok(ack)
+    actions::stats(&cx).await
 }
 
 async fn broadcast_message(cx: Cx, v: Value) -> Outcome {
-    let message = validation::broadcast_message(&v)?;
-    actions::announce(&cx.shared.app, &cx.shared.io, &message).await?;
+    let message = payloads::broadcast_message(&v)?;
+    actions::announce(&cx.shared, &message).await?;
     Ok(Map::new())
 }
 
 async fn kick_user(cx: Cx, v: Value) -> Outcome {
-    let socket_id = validation::kick_target(&v)?;
-    if !actions::kick(&cx.shared.app, &cx.shared.io, &socket_id, "Kicked by admin").await? {
+    let socket_id = payloads::kick_target(&v)?;
+    if !actions::kick(&cx.shared, &socket_id, "Kicked by admin").await? {
         return Err(Reject("Socket not found".to_owned()));
     }
     Ok(fields([("socketId", Value::String(socket_id))]))
 }
 
 async fn ban_user(cx: Cx, v: Value) -> Outcome {
-    let b = validation::ban_user(&v)?;
-    let ban = actions::ban_user(&cx.shared.app, &cx.shared.io, &b, cx.session.user_id()).await?;
+    let b = payloads::ban_user(&v)?;
+    let ban = actions::ban_user(&cx.shared, &b, cx.session.user_id()).await?;
     Ok(fields([
         ("userId", Value::String(ban.user_id)),
         ("reason", Value::String(ban.reason)),
@@ -71,8 +54,8 @@ async fn ban_user(cx: Cx, v: Value) -> Outcome {
 }
 
 async fn unban_user(cx: Cx, v: Value) -> Outcome {
-    let user_id = validation::user_id(&v)?;
-    let lifted = actions::unban_user(&cx.shared.app, &user_id).await?;
+    let user_id = payloads::user_id(&v)?;
+    let lifted = actions::unban_user(&cx.shared, &user_id).await?;
     Ok(fields([
         ("userId", Value::String(user_id)),
         ("lifted", Value::Bool(lifted)),

@@ -1,4 +1,4 @@
-//! Admission of every namespace (PROTOCOL.md section 2), as a connect middleware:
+//! Admission of every namespace (docs/protocol.md, section "Errors"), as a connect middleware:
 //! per-address connection limit, token, `/admin` role, ban; then the socket's session, its
 //! rooms (`user:<userId>` and its own id) and its event handlers, all before the CONNECT ack.
 
@@ -10,11 +10,12 @@ use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
-use super::{ADMIN, CHAT, GAME, MAIN, RATE_LIMITED, Session, Shared};
 use crate::Adapter;
 use crate::auth::{AuthError, Identity, token_from};
 use crate::client_addr::client_addr;
 use crate::handshake_gate::PendingTicket;
+use crate::protocol::names::{ADMIN, CHAT, GAME, MAIN, RATE_LIMITED};
+use crate::sockets::{Session, Shared};
 
 /// Why a handshake was refused. `Display` is the `connect_error` message of the contract.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,11 +35,6 @@ pub enum AdmissionError {
     /// The ban list could not be read; refusing is the safe answer.
     #[error("Service temporarily unavailable")]
     Unavailable,
-}
-
-/// The room every socket of a user joins.
-pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
 }
 
 /// Registers namespace `ns` with the admission middleware.
@@ -102,12 +98,8 @@ async fn admit(
     let session = Session::new(identity, app);
     s.extensions.insert(session.clone());
     crate::outbound::attach(&app.outbound, s);
-    let user_room = user_room(session.user_id());
-    s.join([user_room.clone(), s.id.to_string()]);
-    // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private
-    // message sent from another node right after `connect` is not missed.
-    app.link.adapter().sync_rooms_with(ns, [user_room]).await;
-    super::on_unknown(s, shared);
+    crate::actions::presence::join_own_rooms(shared, ns, s, &session).await;
+    super::dispatch::on_unknown(s, shared);
     match ns {
         MAIN => super::main_ns::register_handlers(shared, s, &session).await,
         CHAT => super::chat::register_handlers(shared, s),
@@ -152,6 +144,6 @@ fn connected(shared: &Arc<Shared>, ns: &'static str, s: SocketRef<Adapter>) {
         ticket.joined();
     }
     if ns == MAIN {
-        super::main_ns::welcome(shared, &s);
+        crate::actions::presence::welcome(shared, &s);
     }
 }

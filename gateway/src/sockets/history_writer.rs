@@ -6,7 +6,7 @@
 //! socket write per message (the benchmark's cluster fan-out saturated at half the offered load).
 //! Here the handler queues its append and lets the socket's next event start; the appends go
 //! out in queue order on the backend's connection, so history keeps arrival order, and each
-//! broadcast still waits for its own append (see `main_ns::room_message`).
+//! broadcast still waits for its own append (see `actions::messages::store_then_broadcast`).
 
 use std::sync::Arc;
 
@@ -15,6 +15,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::tasks::Tasks;
 
 /// Appends waiting to be sent. When full, a handler waits for room (back-pressure on that
 /// socket's events); nothing is dropped.
@@ -50,10 +53,11 @@ impl Stored {
 }
 
 impl HistoryWriter {
-    /// Starts the writer over `history`; it stops when every handle is dropped.
-    pub fn start(history: Arc<dyn History>) -> Self {
+    /// Starts the writer over `history`, tracked by `tasks`; it stops when every handle is
+    /// dropped, or when `tasks` are cancelled (after the appends already sent are answered).
+    pub fn start(history: Arc<dyn History>, tasks: &Tasks) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, history));
+        tasks.spawn(run(rx, history, tasks.cancelled()));
         Self { queue }
     }
 
@@ -75,7 +79,11 @@ impl HistoryWriter {
     }
 }
 
-async fn run(mut queue: mpsc::Receiver<Append>, history: Arc<dyn History>) {
+async fn run(
+    mut queue: mpsc::Receiver<Append>,
+    history: Arc<dyn History>,
+    cancelled: CancellationToken,
+) {
     let mut in_flight = FuturesOrdered::new();
     let mut open = true;
     while open || !in_flight.is_empty() {
@@ -84,6 +92,7 @@ async fn run(mut queue: mpsc::Receiver<Append>, history: Arc<dyn History>) {
             // before the next one is taken: the backend sees them in queue order.
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            () = cancelled.cancelled(), if open => open = false,
             item = queue.recv(), if open && in_flight.len() < IN_FLIGHT => match item {
                 Some(Append { scope, message, done }) => {
                     let history = Arc::clone(&history);
@@ -107,7 +116,7 @@ mod tests {
     #[tokio::test]
     async fn appends_are_stored_in_queue_order_and_answered() {
         let history: Arc<dyn History> = Arc::new(cluster::memory::MemoryHistory::new(100));
-        let writer = HistoryWriter::start(Arc::clone(&history));
+        let writer = HistoryWriter::start(Arc::clone(&history), &Tasks::default());
         let scope = HistoryScope::Room("r".into());
         let mut answers = Vec::new();
         for i in 0..50 {
@@ -148,7 +157,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn appends_overlap_reach_the_backend_in_order_and_each_gets_its_own_answer() {
         let backend = Arc::new(SlowBackend::default());
-        let writer = HistoryWriter::start(Arc::clone(&backend) as Arc<dyn History>);
+        let writer =
+            HistoryWriter::start(Arc::clone(&backend) as Arc<dyn History>, &Tasks::default());
         let scope = HistoryScope::Room("r".into());
         let mut answers = Vec::new();
         for n in 0..8 {

@@ -2,76 +2,39 @@
 //!
 //! Presence is recorded before the CONNECT ack. If the ack then cannot be sent (transport gone),
 //! socketioxide drops the socket without calling its disconnect handler; a check some seconds
-//! after admission removes the record such a socket would otherwise leave behind.
-//!
-//! The checks wait in one queue served by one task rather than in a task per socket: a sleeping
-//! task costs about 3 KiB, which every freshly connected client carried for the whole wait.
+//! after admission removes the record such a socket would otherwise leave behind. The checks
+//! wait in [`PresenceChecks`](crate::sockets::presence_checks::PresenceChecks).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
 
 use socketioxide::socket::Sid;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{MAIN, Session, Shared, lock};
+use crate::protocol::names::MAIN;
+use crate::sockets::presence_checks::{ADMISSION_GUARD, Check};
+use crate::sockets::{Session, Shared};
 
-/// How long after admission a socket must have entered the namespace.
-pub const ADMISSION_GUARD: Duration = Duration::from_secs(5);
-
-/// Checks waiting in the queue at most. Past it (a connection burst beyond any configured rate
-/// limit), a check waits in a task of its own instead: nothing is dropped.
-const MAX_QUEUED: usize = 100_000;
-
-/// The queue of pending checks, oldest first (all wait the same time, so also soonest first).
-#[derive(Debug, Default)]
-pub struct PresenceGuard {
-    queue: Mutex<VecDeque<Check>>,
-    queued: Arc<Notify>,
+/// Starts the task that runs the checks; it ends when `shared` is dropped or the node's tasks
+/// are cancelled.
+pub fn start(shared: &Arc<Shared>) {
+    shared.tasks.spawn(run(Arc::downgrade(shared)));
 }
 
-#[derive(Debug)]
-struct Check {
-    due: Instant,
-    sid: Sid,
-    session: Session,
-}
-
-impl PresenceGuard {
-    /// Starts the task that runs the checks; it ends when `shared` is dropped.
-    pub fn start(shared: &Arc<Shared>) {
-        tokio::spawn(run(Arc::downgrade(shared)));
-    }
-
-    /// Schedules the check of socket `sid` of `/`, admitted with `session`.
-    pub fn watch(shared: &Arc<Shared>, sid: Sid, session: &Session) {
-        let check = Check {
-            due: Instant::now() + ADMISSION_GUARD,
-            sid,
-            session: session.clone(),
-        };
-        let guard = &shared.presence_guard;
-        let overflow = {
-            let mut queue = lock(&guard.queue);
-            if queue.len() < MAX_QUEUED {
-                queue.push_back(check);
-                None
-            } else {
-                Some(check)
+/// Schedules the check of socket `sid` of `/`, admitted with `session`.
+pub fn watch(shared: &Arc<Shared>, sid: Sid, session: &Session) {
+    if let Err(check) = shared
+        .presence_checks
+        .push(Check::of_admitted(sid, session))
+    {
+        tracing::debug!(socket = %sid, "presence guard queue full: checking in a task");
+        let owned = Arc::clone(shared);
+        let cancelled = shared.tasks.cancelled();
+        shared.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(check.due) => run_check(&owned, check).await,
+                () = cancelled.cancelled() => {}
             }
-        };
-        match overflow {
-            None => guard.queued.notify_one(),
-            Some(check) => {
-                tracing::debug!(socket = %sid, "presence guard queue full: checking in a task");
-                let shared = Arc::clone(shared);
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(check.due).await;
-                    run_check(&shared, check).await;
-                });
-            }
-        }
+        });
     }
 }
 
@@ -80,26 +43,26 @@ async fn run(shared: Weak<Shared>) {
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let (due_checks, next_due) = {
-            let mut queue = lock(&strong.presence_guard.queue);
-            let now = Instant::now();
-            let ready = queue.iter().take_while(|c| c.due <= now).count();
-            let due: Vec<Check> = queue.drain(..ready).collect();
-            (due, queue.front().map(|c| c.due))
-        };
+        let (due_checks, next_due) = strong.presence_checks.take_due(Instant::now());
         for check in due_checks {
             run_check(&strong, check).await;
         }
-        // No strong reference is held while waiting. `notify_one` stores a permit, so a check
-        // queued after the look above still wakes the wait on an empty queue; its timeout lets
-        // the loop see that the node stopped.
-        let queued = Arc::clone(&strong.presence_guard.queued);
+        // No strong reference is held while waiting; the timeout lets the loop see that the
+        // node stopped.
+        let queued = strong.presence_checks.queued();
+        let cancelled = strong.tasks.cancelled();
         drop(strong);
-        match next_due {
-            Some(due) => tokio::time::sleep_until(due).await,
-            None => {
-                let _ = tokio::time::timeout(ADMISSION_GUARD, queued.notified()).await;
+        let wait = async {
+            match next_due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => {
+                    let _ = tokio::time::timeout(ADMISSION_GUARD, queued.notified()).await;
+                }
             }
+        };
+        tokio::select! {
+            () = wait => {}
+            () = cancelled.cancelled() => return,
         }
     }
 }
@@ -114,7 +77,7 @@ async fn run_check(shared: &Shared, check: Check) {
         return;
     }
     tracing::debug!(socket = %check.sid, "socket never entered /: removing its presence");
-    super::main_ns::forget_presence(shared, &check.session, &check.sid.to_string()).await;
+    super::presence::forget(shared, &check.session, &check.sid.to_string()).await;
 }
 
 #[cfg(test)]
@@ -124,10 +87,13 @@ mod tests {
     use cluster::OnlineSocket;
     use socketioxide::SocketIo;
 
+    use std::time::Duration;
+
     use super::*;
     use crate::app::App;
     use crate::auth::Identity;
     use crate::config::{Cli, Config};
+    use crate::sockets::presence_checks::MAX_QUEUED;
 
     async fn node() -> Arc<Shared> {
         let cli = Cli::try_parse_from(["gateway", "--dev"]).unwrap();
@@ -140,7 +106,7 @@ mod tests {
             .with_state(Arc::clone(&app))
             .with_adapter::<crate::Adapter>(adapter_redis::RedisAdapterCtr::local())
             .build_layer();
-        super::super::register(&io, &app).await.unwrap()
+        crate::namespaces::register(&io, &app).await.unwrap()
     }
 
     async fn admitted(shared: &Arc<Shared>, user: &str) -> (Sid, Session) {
@@ -164,7 +130,7 @@ mod tests {
             .socket_connected(online)
             .await
             .unwrap();
-        PresenceGuard::watch(shared, sid, &session);
+        watch(shared, sid, &session);
         (sid, session)
     }
 
@@ -193,7 +159,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(online_sockets(&shared).await, [entered.to_string()]);
-        assert!(lock(&shared.presence_guard.queue).is_empty());
+        assert!(shared.presence_checks.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -201,18 +167,12 @@ mod tests {
         let shared = node().await;
         let (_, entered) = admitted(&shared, "entered").await;
         entered.mark_connected();
-        {
-            let mut queue = lock(&shared.presence_guard.queue);
-            while queue.len() < MAX_QUEUED {
-                queue.push_back(Check {
-                    due: Instant::now() + ADMISSION_GUARD,
-                    sid: Sid::new(),
-                    session: entered.clone(),
-                });
-            }
+        while shared.presence_checks.len() < MAX_QUEUED {
+            let check = Check::of_admitted(Sid::new(), &entered);
+            shared.presence_checks.push(check).unwrap();
         }
         let (lost, _) = admitted(&shared, "lost").await;
-        assert_eq!(lock(&shared.presence_guard.queue).len(), MAX_QUEUED);
+        assert_eq!(shared.presence_checks.len(), MAX_QUEUED);
 
         let deadline = Instant::now() + ADMISSION_GUARD * 2;
         while online_sockets(&shared).await.contains(&lost.to_string()) {

@@ -1,39 +1,19 @@
-//! Admin actions shared by the `/admin` namespace and the `/api/*` routes (PROTOCOL.md sections
-//! 6 and 7). Every action goes through `io.of(ns)` broadcasts, which a cluster adapter carries
-//! to every node.
+//! Admin actions shared by the `/admin` namespace and the `/api/*` routes (docs/protocol.md,
+//! sections "Namespaces and events" and "HTTP routes"). Every action goes through `io.of(ns)`
+//! broadcasts, which a cluster adapter carries to every node.
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::app::App;
-use crate::namespaces::admission::user_room;
-use crate::namespaces::{ALL, MAIN, RESERVED_EVENTS, emit};
-use crate::validation::{BanUser, MAX_CONTENT, MAX_ID};
+use super::ActionError;
+use crate::protocol::names::{ALL, MAIN, is_reserved};
+use crate::protocol::payloads::{BanUser, MAX_CONTENT, MAX_ID};
+use crate::protocol::rooms::user_room;
+use crate::sockets::{Cx, Outcome, Reject, Shared, emit};
 use crate::{Adapter, Io};
-
-/// Why an admin action failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    /// The request is malformed (HTTP 400).
-    #[error("{0}")]
-    Invalid(String),
-    /// No such namespace (HTTP 400).
-    #[error("unknown namespace {0}")]
-    UnknownNamespace(String),
-    /// Cluster state unavailable (HTTP 503).
-    #[error(transparent)]
-    State(#[from] cluster::StateError),
-    /// The broadcast failed (HTTP 500).
-    #[error("broadcast failed: {0}")]
-    Broadcast(String),
-}
 
 /// Reason given when a ban names none.
 pub const DEFAULT_BAN_REASON: &str = "Banned by admin";
-
-fn now() -> String {
-    crate::namespaces::now()
-}
 
 fn check_len(field: &str, s: &str, max: usize) -> Result<(), ActionError> {
     let n = s.chars().count();
@@ -55,18 +35,18 @@ fn operator(
 
 /// Every `/` socket on every node gets `system message`
 /// `{ type: "announcement", content, from: "system", timestamp }`.
-pub async fn announce(app: &App, io: &Io, message: &str) -> Result<(), ActionError> {
+pub async fn announce(shared: &Shared, message: &str) -> Result<(), ActionError> {
     let message = message.trim();
     check_len("message", message, MAX_CONTENT)?;
     let payload = json!({
         "type": "announcement",
         "content": message,
         "from": "system",
-        "timestamp": now(),
+        "timestamp": crate::protocol::now(),
     });
     emit::broadcast(
-        &(app, io),
-        operator(io, MAIN)?.broadcast(),
+        shared,
+        operator(&shared.io, MAIN)?.broadcast(),
         "system message",
         &payload,
     )
@@ -76,10 +56,9 @@ pub async fn announce(app: &App, io: &Io, message: &str) -> Result<(), ActionErr
 
 /// Bans a user: stores the ban (for `duration_secs`, permanent when `None`), then every socket of
 /// the user, in every namespace, gets `banned` `{ reason }` and is disconnected. `request` comes
-/// from [`crate::validation::ban_user`], the one validator of the socket and the HTTP path.
+/// from [`crate::protocol::payloads::ban_user`], the one validator of the socket and the HTTP path.
 pub async fn ban_user(
-    app: &App,
-    io: &Io,
+    shared: &Shared,
     request: &BanUser,
     by: &str,
 ) -> Result<cluster::Ban, ActionError> {
@@ -90,6 +69,7 @@ pub async fn ban_user(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .unwrap_or(DEFAULT_BAN_REASON);
+    let app = &shared.app;
     let created_at = Utc::now();
     let expires_at = match request.duration_secs {
         None => None,
@@ -114,7 +94,7 @@ pub async fn ban_user(
     };
     app.backends.bans.ban(ban.clone()).await?;
     tracing::info!(user = user_id, by, ?expires_at, "user banned");
-    enforce_ban_locally(app, io, user_id, reason).await?;
+    enforce_ban_locally(shared, user_id, reason).await?;
     // Other nodes disconnect their own sockets of the user when they read `user_banned` (the
     // original design's control message, so its Node.js nodes act on it too).
     if let Some(redis) = app.link.redis() {
@@ -135,16 +115,14 @@ pub async fn ban_user(
 /// Sends `banned` to every socket of the user that this node holds, in every namespace, and
 /// disconnects them. Other nodes do the same for theirs on `user_banned`.
 pub async fn enforce_ban_locally(
-    app: &App,
-    io: &Io,
+    shared: &Shared,
     user_id: &str,
     reason: &str,
 ) -> Result<(), ActionError> {
     let room = user_room(user_id);
     for ns in ALL {
         notify_and_disconnect(
-            app,
-            io,
+            shared,
             ns,
             &room,
             "banned",
@@ -158,53 +136,52 @@ pub async fn enforce_ban_locally(
 
 /// Emits `event` to `room` of `ns`, then disconnects the sockets in it.
 async fn notify_and_disconnect(
-    app: &App,
-    io: &Io,
+    shared: &Shared,
     ns: &str,
     room: &str,
     event: &str,
     data: &Value,
     local_only: bool,
 ) -> Result<(), ActionError> {
-    let sink = (app, io);
     let op = if local_only {
-        operator(io, ns)?.local()
+        operator(&shared.io, ns)?.local()
     } else {
-        operator(io, ns)?
+        operator(&shared.io, ns)?
     };
-    emit::broadcast(&sink, op.clone().to(room.to_owned()), event, data)
+    emit::broadcast(shared, op.clone().to(room.to_owned()), event, data)
         .await
         .map_err(|e| ActionError::Broadcast(e.to_string()))?;
     if let Err(e) = op.clone().to(room.to_owned()).disconnect().await {
         // Sockets whose queue is full cannot take the DISCONNECT packet yet: retry them.
         tracing::debug!(ns, room, error = %e, "disconnect hit full queues; retrying locally");
         for socket in op.local().to(room.to_owned()).sockets() {
-            emit::disconnect(&sink, &socket);
+            emit::disconnect(shared, &socket);
         }
     }
     Ok(())
 }
 
 /// Lifts a ban; `true` when there was one.
-pub async fn unban_user(app: &App, user_id: &str) -> Result<bool, ActionError> {
+pub async fn unban_user(shared: &Shared, user_id: &str) -> Result<bool, ActionError> {
     check_len("userId", user_id, MAX_ID)?;
-    let lifted = app.backends.bans.unban(user_id).await?;
+    let lifted = shared.app.backends.bans.unban(user_id).await?;
     tracing::info!(user = user_id, lifted, "user unbanned");
     Ok(lifted)
 }
 
 /// The socket `socket_id` (any namespace, any node) gets `kicked` `{ reason }` and is
 /// disconnected. `false` when no such socket is known.
-pub async fn kick(app: &App, io: &Io, socket_id: &str, reason: &str) -> Result<bool, ActionError> {
+pub async fn kick(shared: &Shared, socket_id: &str, reason: &str) -> Result<bool, ActionError> {
     check_len("socketId", socket_id, MAX_ID)?;
-    let mut found = app
+    let mut found = shared
+        .app
         .backends
         .presence
         .find_socket(socket_id)
         .await?
         .is_some();
     for ns in ALL {
-        let op = operator(io, ns)?;
+        let op = operator(&shared.io, ns)?;
         if !found {
             found = op
                 .clone()
@@ -220,8 +197,7 @@ pub async fn kick(app: &App, io: &Io, socket_id: &str, reason: &str) -> Result<b
     }
     for ns in ALL {
         notify_and_disconnect(
-            app,
-            io,
+            shared,
             ns,
             socket_id,
             "kicked",
@@ -236,26 +212,39 @@ pub async fn kick(app: &App, io: &Io, socket_id: &str, reason: &str) -> Result<b
 
 /// Emits `event` with `data` to a namespace (default `/`), or to one room of it.
 pub async fn emit(
-    app: &App,
-    io: &Io,
+    shared: &Shared,
     namespace: Option<&str>,
     room: Option<&str>,
     event: &str,
     data: Value,
 ) -> Result<(), ActionError> {
     check_len("event", event, 200)?;
-    if RESERVED_EVENTS.contains(&event) {
+    if is_reserved(event) {
         return Err(ActionError::Invalid(format!(
             "\"{event}\" is a reserved event name"
         )));
     }
     let ns = namespace.filter(|n| !n.is_empty()).unwrap_or(MAIN);
-    let op = operator(io, ns)?;
+    let op = operator(&shared.io, ns)?;
     let op = match room.filter(|r| !r.is_empty()) {
         Some(room) => op.to(room.to_owned()),
         None => op.broadcast(),
     };
-    emit::broadcast(&(app, io), op, event, &data)
+    emit::broadcast(shared, op, event, &data)
         .await
         .map_err(|e| ActionError::Broadcast(e.to_string()))
+}
+
+/// `get stats`: the cluster overview, as a `stats` event and in the ack.
+pub async fn stats(cx: &Cx) -> Outcome {
+    let overview = crate::node_stats::cluster_overview(&cx.shared.app, &cx.shared.io).await?;
+    let value = serde_json::to_value(&overview)
+        .map_err(|e| Reject(format!("Statistics could not be encoded: {e}")))?;
+    emit::to_socket(&cx.shared, &cx.socket, "stats", &value);
+    let mut ack = match value.clone() {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    ack.insert("stats".into(), value);
+    Ok(ack)
 }

@@ -1,5 +1,5 @@
 //! Every frame the namespaces send goes through here, so it is counted and a full per-socket
-//! queue is never a silent loss (PROTOCOL.md section 1, measured pitfall 3).
+//! queue is never a silent loss (docs/protocol.md, section "Namespaces and events").
 //!
 //! socketioxide drops a frame when a socket's queue (`max_buffer_size` packets) is full and
 //! reports it as `SocketError::InternalChannelFull`: for a direct emit on that socket, and for a
@@ -29,56 +29,19 @@ use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SendError, SocketError};
 
 use super::{Session, Shared};
-use crate::app::App;
+use crate::Adapter;
 use crate::outbound::SessionMeter;
-use crate::{Adapter, Io};
+use crate::protocol::rooms::SLOW_CLIENTS;
 
-/// Where emits are counted and slow clients handled: the namespaces' [`Shared`], or a plain
-/// `(&App, &Io)` pair for callers outside them (admin actions).
-pub trait Sink {
-    /// Node state (metrics, configuration).
-    fn app(&self) -> &App;
-    /// The Socket.IO server.
-    fn io(&self) -> &Io;
-}
-
-impl Sink for Shared {
-    fn app(&self) -> &App {
-        &self.app
-    }
-    fn io(&self) -> &Io {
-        &self.io
-    }
-}
-
-impl<T: Sink> Sink for std::sync::Arc<T> {
-    fn app(&self) -> &App {
-        (**self).app()
-    }
-    fn io(&self) -> &Io {
-        (**self).io()
-    }
-}
-
-impl Sink for (&App, &Io) {
-    fn app(&self) -> &App {
-        self.0
-    }
-    fn io(&self) -> &Io {
-        self.1
-    }
-}
-
-/// The local room of sockets being disconnected as slow clients: every broadcast excludes it, so
-/// once a frame to a socket is dropped, nothing after it reaches that socket (no silent gap).
-pub const SLOW_ROOM: &str = "gateway:slow-clients";
+/// The local room of sockets being disconnected as slow clients (see [`SLOW_CLIENTS`]).
+pub const SLOW_ROOM: &str = SLOW_CLIENTS;
 
 /// Interval between attempts to queue the DISCONNECT packet of a slow client.
 const DISCONNECT_RETRY: Duration = Duration::from_millis(50);
 
 /// Emits `event` to one socket.
 pub fn to_socket<T: Serialize + ?Sized>(
-    shared: &impl Sink,
+    shared: &Shared,
     socket: &SocketRef<Adapter>,
     event: &str,
     data: &T,
@@ -92,7 +55,7 @@ pub fn to_socket<T: Serialize + ?Sized>(
 
 /// Sends an ack (no-op when the client did not ask for one).
 pub fn ack<T: Serialize + ?Sized>(
-    shared: &impl Sink,
+    shared: &Shared,
     socket: &SocketRef<Adapter>,
     sender: AckSender<Adapter>,
     data: &T,
@@ -127,7 +90,7 @@ impl std::io::Write for ByteCount {
 /// Charges a frame to the socket's session; `false` when that takes the session over its byte
 /// budget, in which case the frame must not be queued and the socket is cut off.
 fn fits_budget<T: Serialize + ?Sized>(
-    shared: &impl Sink,
+    shared: &Shared,
     socket: &SocketRef<Adapter>,
     event: &str,
     data: &T,
@@ -140,7 +103,7 @@ fn fits_budget<T: Serialize + ?Sized>(
     let _ = serde_json::to_writer(&mut count, data);
     let bytes = (count.0 + event.len() + socket.ns().len() + PACKET_OVERHEAD) as u64;
     let queued = meter.charge(bytes);
-    if queued <= shared.app().config.args.socket_queue_bytes {
+    if queued <= shared.app.config.args.socket_queue_bytes {
         return true;
     }
     over_budget(shared, socket, queued);
@@ -148,15 +111,15 @@ fn fits_budget<T: Serialize + ?Sized>(
 }
 
 /// Cuts off a socket whose queue went over its byte budget, counting it.
-fn over_budget(shared: &impl Sink, socket: &SocketRef<Adapter>, queued: u64) {
-    shared.app().metrics.dropped_frames.inc();
+fn over_budget(shared: &Shared, socket: &SocketRef<Adapter>, queued: u64) {
+    shared.app.metrics.dropped_frames.inc();
     if slow_client(shared, socket) {
-        shared.app().metrics.queue_budget_disconnects.inc();
+        shared.app.metrics.queue_budget_disconnects.inc();
         tracing::warn!(
             socket = %socket.id,
             ns = socket.ns(),
             queued,
-            budget = shared.app().config.args.socket_queue_bytes,
+            budget = shared.app.config.args.socket_queue_bytes,
             "outgoing queue over its byte budget: disconnecting slow client"
         );
     }
@@ -224,17 +187,17 @@ impl adapter_redis::DeliveryObserver for QueuePolicy {
 }
 
 fn after_send(
-    shared: &impl Sink,
+    shared: &Shared,
     socket: &SocketRef<Adapter>,
     event: &str,
     result: Result<(), SendError>,
 ) {
     match result {
         Ok(()) => {
-            shared.app().metrics.messages_sent.inc();
+            shared.app.metrics.messages_sent.inc();
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-            shared.app().metrics.dropped_frames.inc();
+            shared.app.metrics.dropped_frames.inc();
             if slow_client(shared, socket) {
                 tracing::warn!(socket = %socket.id, event, "outgoing queue full: disconnecting slow client");
             }
@@ -248,7 +211,7 @@ fn after_send(
 
 /// Emits through a broadcast operator (rooms, namespace, any node).
 pub async fn broadcast<T: Serialize + ?Sized>(
-    shared: &impl Sink,
+    shared: &Shared,
     operator: BroadcastOperators<Adapter>,
     event: &str,
     data: &T,
@@ -256,17 +219,17 @@ pub async fn broadcast<T: Serialize + ?Sized>(
     let ns = operator.ns_path().to_owned();
     match operator.except(SLOW_ROOM).emit(event, data).await {
         Ok(()) => {
-            shared.app().metrics.messages_sent.inc();
+            shared.app.metrics.messages_sent.inc();
             Ok(())
         }
         Err(BroadcastError::Socket(errors)) => {
-            shared.app().metrics.messages_sent.inc();
+            shared.app.metrics.messages_sent.inc();
             let full = errors
                 .iter()
                 .filter(|e| matches!(e, SocketError::InternalChannelFull))
                 .count();
             if full > 0 {
-                shared.app().metrics.dropped_frames.inc_by(full as u64);
+                shared.app.metrics.dropped_frames.inc_by(full as u64);
                 let found = disconnect_full_sockets(shared, &ns);
                 if found > 0 {
                     tracing::warn!(
@@ -312,8 +275,8 @@ pub fn queue_is_full(socket: &SocketRef<Adapter>) -> bool {
 
 /// Probes every local socket of `ns` and disconnects those whose queue is full; returns how many
 /// slow clients were newly found.
-pub fn disconnect_full_sockets(shared: &impl Sink, ns: &str) -> usize {
-    let Some(op) = shared.io().of(ns) else {
+pub fn disconnect_full_sockets(shared: &Shared, ns: &str) -> usize {
+    let Some(op) = shared.io.of(ns) else {
         return 0;
     };
     op.local()
@@ -324,25 +287,26 @@ pub fn disconnect_full_sockets(shared: &impl Sink, ns: &str) -> usize {
 }
 
 /// Disconnects a slow client, counting it; `false` when it was already being disconnected.
-pub fn slow_client(shared: &impl Sink, socket: &SocketRef<Adapter>) -> bool {
+pub fn slow_client(shared: &Shared, socket: &SocketRef<Adapter>) -> bool {
     let first = Session::of(socket).is_none_or(|s| s.mark_slow());
     if first {
         socket.join(SLOW_ROOM);
-        shared.app().metrics.slow_client_disconnects.inc();
+        shared.app.metrics.slow_client_disconnects.inc();
         disconnect(shared, socket);
     }
     first
 }
 
 /// Disconnects a socket from its namespace, retrying while its queue is full.
-pub fn disconnect(shared: &impl Sink, socket: &SocketRef<Adapter>) {
+pub fn disconnect(shared: &Shared, socket: &SocketRef<Adapter>) {
     let socket = socket.clone();
-    let give_up_after = shared.app().config.ping_timeout();
+    let give_up_after = shared.app.config.ping_timeout();
     match socket.clone().disconnect() {
         Err(SocketError::InternalChannelFull) => {}
         _ => return,
     }
-    tokio::spawn(async move {
+    // Tracked: it ends by itself once the packet is queued or the ping timeout passed.
+    shared.tasks.spawn(async move {
         let deadline = tokio::time::Instant::now() + give_up_after;
         loop {
             tokio::time::sleep(DISCONNECT_RETRY).await;
