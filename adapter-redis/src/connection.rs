@@ -11,7 +11,7 @@ use bytes::Bytes;
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, HeartbeatInterface, PubsubInterface};
 use fred::prelude::{Builder, Config, ReconnectPolicy};
-use fred::types::{RespVersion, Value as RedisValue};
+use fred::types::{CustomCommand, RespVersion, Value as RedisValue};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     sub: SubscriberClient,
     publisher: Client,
     wanted: Mutex<Wanted>,
+    /// Held while a SUBSCRIBE or UNSUBSCRIBE is recorded in `wanted` and written, so two
+    /// callers cannot reorder a subscribe and an unsubscribe of one channel on the wire.
+    subscription_order: tokio::sync::Mutex<()>,
     out_tx: mpsc::Sender<Outgoing>,
     /// Ends every task of the adapter at shutdown.
     cancel: CancellationToken,
@@ -124,6 +127,7 @@ impl Shared {
             sub,
             publisher,
             wanted: Mutex::default(),
+            subscription_order: tokio::sync::Mutex::new(()),
             out_tx,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -241,15 +245,24 @@ impl Shared {
         }
     }
 
-    /// Subscribes to channels, remembering them for resubscription after a reconnect.
+    /// Subscribes to channels, remembering them for resubscription after a reconnect, and
+    /// returns once Redis has confirmed the subscription: a message published from then on
+    /// reaches this node.
     pub(crate) async fn subscribe(&self, channels: Vec<String>) {
         if channels.is_empty() {
             return;
         }
-        lock(&self.wanted).channels.extend(channels.iter().cloned());
-        if let Err(e) = self.sub.subscribe(channels).await {
-            inc(&self.metrics.subscribe_failures);
-            tracing::warn!(error = %e, "SUBSCRIBE failed; retried on reconnect");
+        let written = {
+            let _order = self.subscription_order.lock().await;
+            lock(&self.wanted).channels.extend(channels.iter().cloned());
+            self.sub.subscribe(channels).await
+        };
+        match written {
+            Ok(()) => self.confirm_subscriptions().await,
+            Err(e) => {
+                inc(&self.metrics.subscribe_failures);
+                tracing::warn!(error = %e, "SUBSCRIBE failed; retried on reconnect");
+            }
         }
     }
 
@@ -257,6 +270,7 @@ impl Shared {
         if channels.is_empty() {
             return;
         }
+        let _order = self.subscription_order.lock().await;
         {
             let mut wanted = lock(&self.wanted);
             for c in &channels {
@@ -266,6 +280,26 @@ impl Shared {
         if let Err(e) = self.sub.unsubscribe(channels).await {
             inc(&self.metrics.subscribe_failures);
             tracing::debug!(error = %e, "UNSUBSCRIBE failed");
+        }
+    }
+
+    /// Waits until Redis has processed every (un)subscription written before: fred answers
+    /// SUBSCRIBE as soon as it is written (Redis's confirmation arrives out of band and is
+    /// dropped), so a PING on the same connection, answered in order after them, stands in
+    /// for it. In a cluster it goes to the node fred sends this client's subscriptions to.
+    async fn confirm_subscriptions(&self) {
+        let slot = fred::util::redis_keyslot(self.sub.id().as_bytes());
+        let ping = CustomCommand::new_static("PING", slot, false);
+        let answered = tokio::time::timeout(
+            self.config.request_timeout,
+            self.sub.custom::<RedisValue, RedisValue>(ping, Vec::new()),
+        )
+        .await;
+        if !matches!(answered, Ok(Ok(_))) {
+            inc(&self.metrics.subscribe_failures);
+            tracing::warn!(
+                "SUBSCRIBE not confirmed by Redis in time; messages sent meanwhile may be missed"
+            );
         }
     }
 
@@ -285,6 +319,8 @@ impl Shared {
     }
 
     async fn resubscribe_all(&self) -> bool {
+        // Taken before reading `wanted`: what is resent is what the last (un)subscription left.
+        let _order = self.subscription_order.lock().await;
         let (channels, patterns): (Vec<String>, Vec<String>) = {
             let wanted = lock(&self.wanted);
             (

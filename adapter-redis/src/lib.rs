@@ -280,10 +280,10 @@ impl RedisAdapterCtr {
         }
     }
 
-    /// Waits until `rooms` of namespace `nsp` are subscribed: call it right after
-    /// `socket.join`, also in a connect middleware (the socket is not connected yet), so
-    /// messages other nodes send to those rooms from then on are received. The rooms stay
-    /// subscribed while they have a member. The cost grows with the rooms named, not with the
+    /// Waits until `rooms` of namespace `nsp` are subscribed, Redis having confirmed it: call
+    /// it right after `socket.join`, also in a connect middleware (the socket is not connected
+    /// yet), so messages other nodes send to those rooms from then on are received. The rooms
+    /// stay subscribed while they have a member, including one still connecting. The cost grows with the rooms named, not with the
     /// sockets. Returns at once for a local adapter.
     pub async fn sync_rooms_with(&self, nsp: &str, rooms: impl IntoIterator<Item = String>) {
         let Ok((_shared, core)) = self.namespace(nsp) else {

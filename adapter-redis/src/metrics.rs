@@ -57,7 +57,8 @@ pub struct AdapterMetricsSnapshot {
     pub reconnects: u64,
     /// Messages that could not be published (Redis unreachable, command error or timeout).
     pub publish_failures: u64,
-    /// SUBSCRIBE/UNSUBSCRIBE commands that failed (they are retried on reconnect).
+    /// SUBSCRIBE/UNSUBSCRIBE commands that failed or that Redis did not confirm within the
+    /// request timeout (they are retried on reconnect).
     pub subscribe_failures: u64,
     /// Channels and patterns currently wanted (gauge).
     pub subscriptions: u64,

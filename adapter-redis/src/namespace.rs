@@ -30,8 +30,8 @@ pub(crate) struct NsCore {
     pub peers: Mutex<HashMap<String, Instant>>,
     pub subscribed_rooms: Mutex<HashSet<String>>,
     /// Rooms named by [`crate::RedisAdapterCtr::sync_rooms_with`]: kept subscribed while they
-    /// have a member, even one whose socket is not connected yet (the periodic check only sees
-    /// connected sockets). Dropped once connected sockets hold the room or nobody does.
+    /// have a member whose socket is not connected yet (the periodic check only sees connected
+    /// sockets). Dropped once every member is connected (it holds the room) or none is left.
     pub pinned_rooms: Mutex<HashSet<String>>,
     pub sync_now: Notify,
     pub sync_waiters: mpsc::Sender<SyncRequest>,

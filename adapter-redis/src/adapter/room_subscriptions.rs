@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use socketioxide_core::Sid;
 use socketioxide_core::adapter::{BroadcastFlags, BroadcastOptions, SocketEmitter};
 
 use super::{RedisAdapter, Remote};
@@ -33,9 +34,17 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 
     /// Subscribes to the channel of each room the local sockets hold and unsubscribes from
     /// rooms no longer held.
+    ///
+    /// A pinned room (see [`crate::RedisAdapterCtr::sync_rooms_with`]) stays subscribed while
+    /// one of its members may still connect: the pin is kept while the room has a member that
+    /// was not connected when this round looked, and dropped once every member was (the room
+    /// is then held like any other) or it has none left (the socket is gone). Deciding from
+    /// the connected sockets seen before looking at the pins, not from the rooms they held,
+    /// keeps a member that joins while another leaves from losing the room's subscription.
     pub(super) async fn sync_rooms(&self, remote: &Remote) {
         let mut opts = BroadcastOptions::default();
         opts.add_flag(BroadcastFlags::Broadcast);
+        let connected: HashSet<Sid> = self.local.sockets(opts.clone()).into_iter().collect();
         let mut held: HashSet<String> = self
             .local
             .rooms(opts)
@@ -45,16 +54,14 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .collect();
         {
             lock(&remote.core.pinned_rooms).retain(|room| {
-                if held.contains(room) {
-                    return false;
-                }
                 let mut members = BroadcastOptions::default();
                 members.rooms.push(room.clone().into());
-                let has_member = !self.local.sockets(members).is_empty();
-                if has_member {
-                    held.insert(room.clone());
+                let members = self.local.sockets(members);
+                if members.is_empty() {
+                    return false;
                 }
-                has_member
+                held.insert(room.clone());
+                members.iter().any(|sid| !connected.contains(sid))
             });
         }
         let (add, remove): (Vec<String>, Vec<String>) = {

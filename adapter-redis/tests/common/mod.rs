@@ -128,14 +128,19 @@ pub struct Client {
 }
 
 pub async fn client(io: &Io, rooms: &[&str]) -> Client {
-    let (tx, mut rx) = io
-        .new_dummy_sock("/", serde_json::json!({ "rooms": rooms }))
-        .await;
+    client_with_auth(io, serde_json::json!({ "rooms": rooms })).await
+}
+
+/// A [`client`] connecting with `auth` as its handshake data.
+pub async fn client_with_auth(io: &Io, auth: Json) -> Client {
+    // A client in room `mute` never answers acks (a stuck client).
+    let mute = auth["rooms"]
+        .as_array()
+        .is_some_and(|rooms| rooms.contains(&Json::from("mute")));
+    let (tx, mut rx) = io.new_dummy_sock("/", auth).await;
     let (events_tx, events) = mpsc::channel(1024);
     let (sid_tx, sid_rx) = tokio::sync::oneshot::channel();
     let reply = tx.clone();
-    // A client in room `mute` never answers acks (a stuck client).
-    let mute = rooms.contains(&"mute");
     tokio::spawn(async move {
         let mut sid_tx = Some(sid_tx);
         let mut pending: Option<(String, Option<i64>, usize, Vec<bytes::Bytes>)> = None;
