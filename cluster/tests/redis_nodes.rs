@@ -224,7 +224,8 @@ async fn an_expired_node_is_reported_gone_and_purged_exactly_once() {
     assert_eq!(mon_a.live_peers(), ["b"]);
 
     // No second report for the same death in the following rounds.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    after_rounds(&mon_a, 4).await;
+    after_rounds(&mon_b, 4).await;
     for rx in [&mut rx_a, &mut rx_b] {
         while let Ok(ev) = rx.try_recv() {
             assert!(
@@ -273,7 +274,7 @@ async fn server_shutdown_makes_peers_drop_the_node_at_once() {
         "the draining node's user stays online until its own sockets close"
     );
     // Its key is still there (draining), yet it is not seen as joining again.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    after_rounds(&mon_a, 4).await;
     if let Ok(ev) = rx_a.try_recv() {
         panic!("unexpected event after shutdown: {ev:?}");
     }

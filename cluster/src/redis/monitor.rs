@@ -15,6 +15,7 @@
 //! node time to write its stats key.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,6 +95,7 @@ pub(crate) struct Timing {
 pub struct NodeMonitor {
     stop: CancellationToken,
     peers: Arc<Mutex<BTreeSet<String>>>,
+    rounds: Arc<AtomicU64>,
 }
 
 impl Drop for NodeMonitor {
@@ -122,7 +124,9 @@ impl NodeMonitor {
         } = timing;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let peers = Arc::new(Mutex::new(BTreeSet::new()));
+        let rounds = Arc::new(AtomicU64::new(0));
         let worker = Worker {
+            rounds: rounds.clone(),
             self_id,
             config,
             stats_ttl,
@@ -143,7 +147,20 @@ impl NodeMonitor {
             last_sweep: None,
         };
         let (stop, _) = tasks.spawn_stoppable(worker.run(bus, reconnects));
-        (Self { stop, peers }, rx)
+        (
+            Self {
+                stop,
+                peers,
+                rounds,
+            },
+            rx,
+        )
+    }
+
+    /// How many rounds the monitor has finished (failed ones included). Lets a caller wait for
+    /// the monitor to have looked again, rather than for a length of time.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Acquire)
     }
 
     /// The peers (other nodes) the monitor currently believes alive, sorted.
@@ -160,6 +177,8 @@ struct Worker {
     backends: RedisBackends,
     events: mpsc::Sender<NodeEvent>,
     peers: Arc<Mutex<BTreeSet<String>>>,
+    /// Rounds finished, shared with [`NodeMonitor::rounds`].
+    rounds: Arc<AtomicU64>,
     /// Live peers.
     known: HashSet<String>,
     /// Peers that announced shutdown, with when: a record of that id started before then is the
@@ -209,6 +228,7 @@ impl Worker {
                     if let Err(e) = self.round(&reconnects).await {
                         tracing::warn!(error = %e, "node monitor round failed");
                     }
+                    self.rounds.fetch_add(1, Ordering::Release);
                 }
                 msg = bus.recv(), if bus_open => match msg {
                     Some(msg) => {

@@ -72,3 +72,15 @@ pub fn stats(id: &str, main: u64) -> NodeStats {
     };
     node_stats(id, connections)
 }
+
+/// Waits until `monitor` has finished `n` more rounds than now: "nothing happened in the
+/// following rounds" is then a statement about rounds, not about how long the machine took.
+pub async fn after_rounds(monitor: &cluster::redis::NodeMonitor, n: u64) {
+    let target = monitor.rounds() + n;
+    wait_for(
+        &format!("{n} more monitor rounds"),
+        Duration::from_secs(30),
+        || async { (monitor.rounds() >= target).then_some(()) },
+    )
+    .await;
+}
