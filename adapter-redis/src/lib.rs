@@ -112,6 +112,7 @@ mod config;
 mod connection;
 mod delivery;
 mod error;
+mod gather;
 mod ids;
 pub mod json;
 mod locks;

@@ -15,6 +15,16 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializ
 /// Deepest nesting of arrays and maps the decoder accepts.
 pub const MAX_DEPTH: usize = 64;
 
+/// Levels a message puts above the event data it carries: the message (array or map), then
+/// its `packet` map.
+pub const ENVELOPE_DEPTH: usize = 2;
+
+/// Deepest level (the event array `["name", args...]` is level 0) at which a value of event
+/// data may sit and still be decoded by every peer. The one limit shared by the encoder
+/// (`json::from_event_json`) and the decoder ([`MAX_DEPTH`] with the envelope), and what a
+/// server must check client payloads against before it accepts them.
+pub const MAX_EVENT_DATA_DEPTH: usize = MAX_DEPTH - ENVELOPE_DEPTH;
+
 /// A decoded msgpack value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wire {

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use crate::state::HistoryScope;
+use crate::history::HistoryScope;
 
 /// The control channel every node publishes to and subscribes to.
 pub const CONTROL_CHANNEL: &str = "cluster:message";

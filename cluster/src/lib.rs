@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod bans;
 pub mod bus;
+pub mod error;
 mod expiring;
 pub mod games;
 pub mod history;
@@ -26,6 +27,7 @@ pub mod memory;
 pub mod nodes;
 pub mod presence;
 pub mod redis;
+pub mod retention;
 pub mod rooms;
 pub mod state;
 pub mod stats;

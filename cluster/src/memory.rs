@@ -9,8 +9,9 @@ pub use crate::games::MemoryGames;
 pub use crate::history::MemoryHistory;
 pub use crate::nodes::MemoryNodes;
 pub use crate::presence::MemoryPresence;
+use crate::retention::Retention;
 pub use crate::rooms::MemoryRooms;
-use crate::state::{Retention, StateBackends};
+use crate::state::StateBackends;
 
 /// Builds the full set of in-memory backends, with the default [`Retention`].
 pub fn backends(history_capacity: usize) -> StateBackends {

@@ -10,8 +10,9 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::retention::Retention;
 use crate::state::{
-    Ban, JoinOutcome, LeaveOutcome, Member, OnlineSocket, Retention, RoomRecord, RoomRegistry,
+    Ban, JoinOutcome, LeaveOutcome, Member, OnlineSocket, RoomRecord, RoomRegistry,
 };
 use crate::stats::{NamespaceConnections, NodeStats};
 

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::json;
-use crate::msgpack::{DecodeError, MAX_DEPTH, Wire};
+use crate::msgpack::{DecodeError, Wire};
 
 pub use broadcast::{BroadcastMessage, decode_broadcast, encode_broadcast};
 pub use request::Request;
@@ -31,15 +31,7 @@ pub use response::{
     legacy_ack_response, rooms_response, server_side_ack_response, socket_ids_response,
 };
 
-/// Levels a message puts above the event data it carries: the message (array or map), then
-/// its `packet` map.
-pub const ENVELOPE_DEPTH: usize = 2;
-
-/// Deepest level (the event array `["name", args...]` is level 0) at which a value of event
-/// data may sit and still be decoded by every peer. The one limit shared by the encoder
-/// ([`json::from_event_json`]) and the decoder ([`MAX_DEPTH`] with the envelope), and what a
-/// server must check client payloads against before it accepts them.
-pub const MAX_EVENT_DATA_DEPTH: usize = MAX_DEPTH - ENVELOPE_DEPTH;
+pub use crate::msgpack::{ENVELOPE_DEPTH, MAX_EVENT_DATA_DEPTH};
 
 /// Request types of the classic protocol (the numbers are on the wire).
 pub mod request_type {
@@ -231,4 +223,35 @@ pub fn contains_binary(value: &Wire) -> bool {
 /// Convenience for tests and benches: the bytes of a `Bytes` as a slice.
 pub fn as_slice(bytes: &Bytes) -> &[u8] {
     bytes.as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::json::{from_event_json, from_json};
+    use crate::wire;
+
+    /// `["ev", [[...[1]...]]]` with the `1` at `level` (the event array is level 0).
+    fn event_with_value_at(level: usize) -> String {
+        let inner = level - 1;
+        format!(r#"["ev",{}1{}]"#, "[".repeat(inner), "]".repeat(inner))
+    }
+
+    #[test]
+    fn the_encoder_accepts_exactly_the_event_data_every_peer_decodes() {
+        let deepest = event_with_value_at(MAX_EVENT_DATA_DEPTH);
+        let data = from_event_json(&deepest, &[]).unwrap();
+        let message =
+            wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
+        assert_eq!(wire::decode_broadcast(&message).unwrap().data, data);
+
+        let too_deep = event_with_value_at(MAX_EVENT_DATA_DEPTH + 1);
+        assert!(from_event_json(&too_deep, &[]).is_err());
+        // Had it been published, no peer could have read it: the limit is the decoder's.
+        let data = from_json(&too_deep, &[]).unwrap();
+        let message =
+            wire::encode_broadcast("u", &data, "/game", &Target::default(), Flags::default());
+        assert!(wire::decode_broadcast(&message).is_err());
+    }
 }

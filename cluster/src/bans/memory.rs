@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::{Ban, BanList};
+use crate::error::StateResult;
 use crate::lock::lock;
-use crate::state::StateResult;
 
 /// Bans of a single node.
 #[derive(Debug, Default)]

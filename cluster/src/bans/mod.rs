@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryBans;
 pub use redis::{BanSync, RedisBans};
 
-use crate::state::StateResult;
+use crate::error::StateResult;
 
 /// A ban of a user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

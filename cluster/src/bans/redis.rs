@@ -8,9 +8,9 @@ use chrono::Utc;
 use fred::prelude::*;
 
 use super::{Ban, BanList};
+use crate::error::{StateError, StateResult};
 use crate::lock::{MutexGuard, lock};
 use crate::redis::conn::{Conn, decode, encode, state_error};
-use crate::state::{StateError, StateResult};
 
 /// Bans on Redis; a ban with an expiry is stored with a matching Redis TTL.
 ///

@@ -6,9 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::GameSequence;
+use crate::error::StateResult;
 use crate::expiring::Expiring;
 use crate::lock::lock;
-use crate::state::{Retention, StateResult};
+use crate::retention::Retention;
 
 /// Game sequence numbers of a single node; a game idle for the TTL is forgotten.
 #[derive(Debug)]

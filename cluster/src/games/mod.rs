@@ -11,7 +11,7 @@ use async_trait::async_trait;
 pub use memory::MemoryGames;
 pub use redis::RedisGames;
 
-use crate::state::StateResult;
+use crate::error::StateResult;
 
 /// Per-game sequence numbers that increase by one, cluster-wide, with no gaps or repeats.
 #[async_trait]

@@ -5,9 +5,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::GameSequence;
+use crate::error::{StateError, StateResult};
 use crate::redis::conn::{Conn, millis};
 use crate::redis::scripts;
-use crate::state::{StateError, StateResult};
 
 /// Game sequence numbers on Redis (`INCR`), each counter expiring once its game is idle.
 #[derive(Debug)]

@@ -7,10 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{History, HistoryScope};
+use crate::error::StateResult;
 use crate::expiring::Expiring;
 use crate::lock::lock;
+use crate::retention::Retention;
 use crate::rooms::MemoryRooms;
-use crate::state::{Retention, StateResult};
 
 /// Bounded history of a single node: a ring of `capacity` messages per scope. Rooms' rings live
 /// in their [`MemoryRooms`] entry when the history is built [`MemoryHistory::with_rooms`]; every

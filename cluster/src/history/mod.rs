@@ -11,7 +11,7 @@ use async_trait::async_trait;
 pub use memory::MemoryHistory;
 pub use redis::RedisHistory;
 
-use crate::state::StateResult;
+use crate::error::StateResult;
 
 /// Which conversation a stored message belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use fred::prelude::*;
 
 use super::{History, HistoryScope};
+use crate::error::StateResult;
 use crate::redis::conn::{Conn, decode, encode, millis, state_error};
 use crate::redis::scripts;
-use crate::state::StateResult;
 
 /// History on Redis: one stream per scope, trimmed to `capacity` entries on every append, with
 /// a TTL restarted by every append. A room's stream is deleted with the room, and a message for

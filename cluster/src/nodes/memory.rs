@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{NodeRegistry, NodeStats};
+use crate::error::StateResult;
 use crate::lock::lock;
-use crate::state::StateResult;
 
 /// Node registry of a single node: it only ever knows itself.
 #[derive(Debug, Default)]

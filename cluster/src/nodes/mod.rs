@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryNodes;
 pub use redis::RedisNodes;
 
-use crate::state::StateResult;
+use crate::error::StateResult;
 
 /// Connections a node holds, per namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use fred::prelude::*;
 
 use super::{NodeRegistry, NodeStats};
+use crate::error::StateResult;
 use crate::keys;
 use crate::lock::lock;
 use crate::redis::conn::{Conn, decode, encode, state_error};
-use crate::state::StateResult;
 
 /// Node registry on Redis: `cluster:stats:<serverId>` keys with a TTL, listed with `SCAN`.
 #[derive(Debug)]

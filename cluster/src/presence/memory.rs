@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{OnlineSocket, Presence};
+use crate::error::StateResult;
 use crate::lock::lock;
-use crate::state::StateResult;
 
 /// Presence of a single node: indexed by socket and by user, so a connect or disconnect costs
 /// the same with 10 or 100,000 sockets online.

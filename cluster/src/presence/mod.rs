@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryPresence;
 pub use redis::RedisPresence;
 
-use crate::state::StateResult;
+use crate::error::StateResult;
 
 /// One connected socket of the main namespace, as presence knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use fred::prelude::*;
 
 use super::{OnlineSocket, Presence};
+use crate::error::StateResult;
 use crate::redis::conn::{Conn, decode, encode, state_error};
 use crate::redis::scripts;
-use crate::state::StateResult;
 
 /// Presence on Redis.
 #[derive(Debug)]

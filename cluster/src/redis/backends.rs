@@ -9,8 +9,9 @@ use crate::games::RedisGames;
 use crate::history::RedisHistory;
 use crate::nodes::RedisNodes;
 use crate::presence::RedisPresence;
+use crate::retention::Retention;
 use crate::rooms::RedisRooms;
-use crate::state::{Retention, StateBackends};
+use crate::state::StateBackends;
 
 /// The backends sharing one connection, as [`StateBackends`] and as their concrete types (the
 /// monitor and resync need the latter).

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use super::monitor::MonitorConfig;
+use crate::error::StateError;
 use crate::keys;
-use crate::state::{Retention, StateError};
+use crate::retention::Retention;
 
 /// Failures setting up the Redis side.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use futures_util::TryStreamExt;
 use serde::de::DeserializeOwned;
 
 use super::scripts;
+use crate::error::{StateError, StateResult};
 use crate::keys::Keys;
-use crate::state::{StateError, StateResult};
 
 /// The shared command connection and key names every backend uses.
 #[derive(Clone, Debug)]

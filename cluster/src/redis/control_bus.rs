@@ -14,8 +14,8 @@ use crate::bus::{
     BusCounters, BusCountersSnapshot, ControlEvent, ControlSubscription, ReceivedControl,
     ServerShutdown, SystemAnnouncement, UserBanned, decode_message, encode_message,
 };
+use crate::error::{StateError, StateResult};
 use crate::keys;
-use crate::state::{StateError, StateResult};
 
 /// Hands each control message from fred's queue to the bus; does nothing else, so it keeps up.
 pub(super) async fn read_control_channel(

@@ -7,8 +7,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::RedisCluster;
+use crate::error::StateResult;
 use crate::nodes::{NodeRegistry, NodeStats, RedisNodes};
-use crate::state::StateResult;
 
 impl RedisCluster {
     /// Starts writing this node's stats record every `stats_refresh` (TTL `stats_ttl`), taking

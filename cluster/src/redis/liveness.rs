@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::RedisCluster;
 use super::conn::{Conn, state_error};
+use crate::error::StateResult;
 use crate::nodes::{NodeRegistry, RedisNodes};
-use crate::state::StateResult;
 
 impl RedisCluster {
     /// Starts writing this node's liveness key every `liveness_refresh` (TTL `liveness_ttl`), by

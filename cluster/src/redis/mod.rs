@@ -73,7 +73,7 @@ pub use liveness::Liveness;
 pub use monitor::{MonitorConfig, NodeEvent, NodeLeft, NodeMonitor};
 pub use resync::{LocalMembership, LocalSnapshot, ResyncReport};
 
-use crate::state::{StateBackends, StateResult};
+use crate::state::StateBackends;
 use backends::RedisBackends;
 use conn::Conn;
 
@@ -145,7 +145,7 @@ impl RedisCluster {
     /// `scripts::KEY_NAMES`, so tests can hold them to [`crate::keys::Keys`].
     #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
-    pub async fn lua_key_names(&self, ids: &[&str]) -> StateResult<Vec<String>> {
+    pub async fn lua_key_names(&self, ids: &[&str]) -> crate::error::StateResult<Vec<String>> {
         let mut args = vec![self.conn.keys.prefix().to_owned()];
         args.extend(ids.iter().map(|s| (*s).to_owned()));
         self.conn.eval(&scripts::KEY_NAMES, vec![], args).await
@@ -154,7 +154,7 @@ impl RedisCluster {
     /// Each id escaped by the Lua scripts' `esc`, so tests can hold it to [`crate::keys::key_part`].
     #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
-    pub async fn lua_key_parts(&self, ids: &[&str]) -> StateResult<Vec<String>> {
+    pub async fn lua_key_parts(&self, ids: &[&str]) -> crate::error::StateResult<Vec<String>> {
         self.conn
             .eval(
                 &scripts::ESCAPE_IDS,

@@ -29,8 +29,9 @@ use super::backends::RedisBackends;
 use super::conn::{Conn, state_error};
 use super::tasks::Tasks;
 use crate::bus::{ControlEvent, ControlSubscription};
+use crate::error::StateResult;
 use crate::lock::lock;
-use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry, StateResult};
+use crate::state::{OnlineSocket, Presence, PurgedMembership, RoomRegistry};
 use crate::stats::NodeRegistry as _;
 
 /// Settings of the monitor.

@@ -6,10 +6,11 @@ use super::conn::encode;
 use super::monitor::NodeLeft;
 use super::scripts;
 use crate::bans::BanSync;
+use crate::error::StateResult;
 use crate::nodes::NodeRegistry;
 use crate::presence::Presence;
 use crate::rooms::RoomRegistry;
-use crate::state::{Member, OnlineSocket, RoomRecord, StateResult};
+use crate::state::{Member, OnlineSocket, RoomRecord};
 
 /// One room membership a node holds, for [`RedisCluster::resync`].
 #[derive(Clone, Debug)]

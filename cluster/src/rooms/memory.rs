@@ -9,8 +9,9 @@ use tokio::time::Instant;
 use super::{
     CreateOutcome, JoinOutcome, LeaveOutcome, Member, PurgedMembership, RoomRecord, RoomRegistry,
 };
+use crate::error::StateResult;
 use crate::lock::{MutexGuard, lock};
-use crate::state::{Retention, StateResult};
+use crate::retention::Retention;
 
 #[derive(Debug)]
 struct RoomEntry {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryRooms;
 pub use redis::RedisRooms;
 
-use crate::state::StateResult;
+use crate::error::StateResult;
 
 /// A room of the main namespace as registered cluster-wide.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,10 +7,11 @@ use fred::prelude::*;
 use super::{
     CreateOutcome, JoinOutcome, LeaveOutcome, Member, PurgedMembership, RoomRecord, RoomRegistry,
 };
+use crate::error::StateResult;
 use crate::history::HistoryScope;
 use crate::redis::conn::{Conn, decode, encode, millis, state_error};
 use crate::redis::scripts::{self, membership_token};
-use crate::state::{Retention, StateResult};
+use crate::retention::Retention;
 
 /// Room registry on Redis.
 #[derive(Debug)]
