@@ -12,12 +12,6 @@ use cluster::{JoinOutcome, StateError};
 use common::*;
 use testkit::RedisServer;
 
-/// The nodes' command timeout in the outage test.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// What "failing fast" must beat: a third of the command timeout, so a machine's load cannot
-/// make a fast failure look slow, while one call that waited on Redis is caught.
-const FAST: Duration = Duration::from_secs(10);
-
 #[tokio::test]
 async fn first_connection_must_succeed() {
     let url = format!("redis://127.0.0.1:{}", testkit::free_port());
@@ -36,15 +30,8 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     let mut server = redis();
     let port = server.port();
     let url = server.url();
-    // A command timeout far longer than any bound below: a call that waited on Redis at all
-    // would take that long, so "fails fast" is told apart from "waited" by a wide margin.
-    let patient = |id: &str| {
-        let mut c = config(id);
-        c.command_timeout = COMMAND_TIMEOUT;
-        c
-    };
-    let a = cluster::redis::connect(&url, patient("a")).await.unwrap();
-    let b = cluster::redis::connect(&url, patient("b")).await.unwrap();
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
     let sa = a.backends();
     let sb = b.backends();
 
@@ -71,8 +58,8 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     let (rec_a, rec_b) = (stats("a", 2), stats("b", 1));
     let _hb_a = a.spawn_heartbeat(move || rec_a.clone());
     let _hb_b = b.spawn_heartbeat(move || rec_b.clone());
-    let (mon_a, mut events_a) = a.start_monitor();
-    let (mon_b, mut events_b) = b.start_monitor();
+    let (_mon_a, mut events_a) = a.start_monitor();
+    let (_mon_b, mut events_b) = b.start_monitor();
 
     server.kill();
     wait_for("a to notice the outage", Duration::from_secs(5), || async {
@@ -98,20 +85,19 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
         .unwrap_err();
     assert!(matches!(err, StateError::Unavailable(_)), "{err}");
     assert!(
-        started.elapsed() < FAST,
+        started.elapsed() < Duration::from_millis(500),
         "calls at the start of the outage took {:?}",
         started.elapsed()
     );
-    // Still failing fast well into the outage (several monitor rounds on, each of which failed
-    // too), while fred keeps retrying.
-    after_rounds(&mon_a, 5).await;
+    // Still failing fast well into the outage, while fred keeps retrying.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let started = Instant::now();
     for _ in 0..10 {
         let err = sb.games.next("g").await.unwrap_err();
         assert!(matches!(err, StateError::Unavailable(_)), "{err}");
     }
     assert!(
-        started.elapsed() < FAST,
+        started.elapsed() < Duration::from_millis(200),
         "ten calls in a long outage took {:?}",
         started.elapsed()
     );
@@ -200,8 +186,7 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     );
 
     // Several monitor rounds later nobody has taken a live node for dead.
-    after_rounds(&mon_a, 5).await;
-    after_rounds(&mon_b, 5).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     for events in [&mut events_a, &mut events_b] {
         while let Ok(ev) = events.try_recv() {
             assert!(
