@@ -82,6 +82,18 @@ async fn next_left(
     }
 }
 
+/// Waits for the monitor to report `server_id` joined, other events skipped.
+async fn next_joined(
+    rx: &mut mpsc::Receiver<NodeEvent>,
+    server_id: &str,
+    what: &str,
+    within: Duration,
+) {
+    let pick =
+        |e: &NodeEvent| matches!(e, NodeEvent::NodeJoined { server_id: id } if id == server_id);
+    next_matching(rx, what, within, pick).await;
+}
+
 /// Waits for the monitor to report c gone and checks what every death of c must bring: noticed
 /// within the 10 s operators are promised, c's only user offline, its stats record withdrawn.
 /// The stats key would live a minute more, so only the liveness key can meet that promise; a
@@ -126,13 +138,7 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
         .await
         .unwrap();
     let (mon_a, mut rx_a) = a.start_monitor();
-    next_matching(
-        &mut rx_a,
-        "c joined",
-        Duration::from_secs(5),
-        |e| matches!(e, NodeEvent::NodeJoined { server_id } if server_id == "c"),
-    )
-    .await;
+    next_joined(&mut rx_a, "c", "c joined", Duration::from_secs(5)).await;
     // Beats are refreshed well inside the TTL: no false death over several TTLs.
     tokio::time::sleep(LIVENESS_TTL * 3).await;
     assert_eq!(mon_a.live_peers(), ["c"]);
@@ -271,13 +277,7 @@ async fn a_stalled_node_that_peers_purged_registers_itself_again() {
     tokio::task::spawn_blocking(move || ready_rx.recv().unwrap())
         .await
         .unwrap();
-    next_matching(
-        &mut rx_a,
-        "c joined",
-        Duration::from_secs(5),
-        |e| matches!(e, NodeEvent::NodeJoined { server_id } if server_id == "c"),
-    )
-    .await;
+    next_joined(&mut rx_a, "c", "c joined", Duration::from_secs(5)).await;
     stall_tx.send(()).unwrap();
     let left = next_left(&mut rx_a, "c", "c purged", Duration::from_secs(10)).await;
     assert!(left.purged_here);
@@ -295,13 +295,7 @@ async fn a_stalled_node_that_peers_purged_registers_itself_again() {
         async move { state.presence.find_socket("c1").await.unwrap() }
     })
     .await;
-    next_matching(
-        &mut rx_a,
-        "c back",
-        Duration::from_secs(10),
-        |e| matches!(e, NodeEvent::NodeJoined { server_id } if server_id == "c"),
-    )
-    .await;
+    next_joined(&mut rx_a, "c", "c back", Duration::from_secs(10)).await;
     assert_eq!(mon_a.live_peers(), ["c"]);
     c_thread.join().unwrap();
 }
