@@ -1,0 +1,15 @@
+//! The wire of Node's sharded adapter (`createShardedAdapter` of `@socket.io/redis-adapter`
+//! 8.3.0), spoken by `ADAPTER_MODE=sharded` (`docs/sharded-adapter.md`, sections 2 and 4.2).
+//!
+//! * `message.rs`: the envelope `{type, data, uid, nsp}` and types 3 to 12 as typed values.
+//! * `route.rs`: which shard channel a message goes to in each [`SubscriptionMode`].
+//!
+//! Channel names are built by [`crate::channels::ShardedChannels`].
+
+mod message;
+mod route;
+
+pub use message::{BroadcastFlags, Envelope, Message, Opts, RemoteSocket, message_type};
+pub use route::{
+    Destination, SubscriptionMode, UnknownSubscriptionMode, looks_like_a_socket_id, route,
+};
