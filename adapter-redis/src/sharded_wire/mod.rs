@@ -2,12 +2,20 @@
 //! 8.3.0), spoken by `ADAPTER_MODE=sharded` (`docs/sharded-adapter.md`, sections 2 and 4.2).
 //!
 //! * `message.rs`: the envelope `{type, data, uid, nsp}` and types 3 to 12 as typed values.
+//! * `envelope.rs`: the codec (JSON text, or msgpack when binary travels) and the decoder's
+//!   bounds, and what a server does with what it receives ([`Envelope::disposition`]).
 //! * `route.rs`: which shard channel a message goes to in each [`SubscriptionMode`].
 //!
 //! Channel names are built by [`crate::channels::ShardedChannels`].
 
+mod envelope;
 mod message;
 mod route;
+
+pub use envelope::{
+    DEFAULT_MAX_ENVELOPE_BYTES, Disposition, EncodeError, EnvelopeError, IgnoreReason,
+    SHARDED_ENVELOPE_DEPTH, SHARDED_MAX_DEPTH,
+};
 
 pub use message::{BroadcastFlags, Envelope, Message, Opts, RemoteSocket, message_type};
 pub use route::{
