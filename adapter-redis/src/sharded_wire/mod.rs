@@ -12,6 +12,9 @@ mod envelope;
 mod message;
 mod route;
 
+#[cfg(test)]
+mod golden_tests;
+
 pub use envelope::{
     DEFAULT_MAX_ENVELOPE_BYTES, Disposition, EncodeError, EnvelopeError, IgnoreReason,
     SHARDED_ENVELOPE_DEPTH, SHARDED_MAX_DEPTH,
