@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{Destination, Envelope, Message, SubscriptionMode, route};
+use super::{ClassicForm, Destination, Envelope, Message, SubscriptionMode, route};
 use crate::channels::ShardedChannels;
 
 /// The capture files and the subscription mode each was made in.
@@ -293,6 +293,43 @@ fn every_captured_message_went_where_route_sends_it() {
     }
     // The dynamic modes' room channels are exercised, not only the main channel.
     assert!(rooms_routed >= 40, "room-channel publishes: {rooms_routed}");
+}
+
+/// Through the classic kinds and back, every captured message is Node's bytes again (only
+/// `compress`, which the classic flags do not hold, is lost on the way).
+#[test]
+fn every_captured_message_maps_to_the_classic_kinds_and_back() {
+    for (file, _) in CAPTURES {
+        for published in load(file).published {
+            let at = &published.at;
+            let envelope = Envelope::decode(&published.payload).unwrap();
+            let compress_set = matches!(
+                &envelope.message,
+                Message::Broadcast { opts, .. } if opts.flags.compress.is_some()
+            );
+            let back = match envelope.clone().into_classic() {
+                ClassicForm::Broadcast(b) => {
+                    Envelope::broadcast(&b.uid, &b.nsp, b.data, b.target, b.flags)
+                }
+                ClassicForm::Request(request) => Envelope::of_classic_request(request, "/")
+                    .unwrap_or_else(|e| panic!("{at}: {e}")),
+                ClassicForm::Response(response) => {
+                    assert_eq!(
+                        Some(response.request_id.as_str()),
+                        envelope.message.request_id()
+                    );
+                    assert_eq!(response.uid.as_ref(), Some(&envelope.uid), "{at}");
+                    continue;
+                }
+            };
+            if compress_set {
+                assert_ne!(back, envelope, "{at}");
+                continue;
+            }
+            assert_eq!(back, envelope, "{at}");
+            assert_eq!(back.encode().unwrap(), published.payload, "{at}");
+        }
+    }
 }
 
 #[test]

@@ -5,9 +5,13 @@
 //! * `envelope.rs`: the codec (JSON text, or msgpack when binary travels) and the decoder's
 //!   bounds, and what a server does with what it receives ([`Envelope::disposition`]).
 //! * `route.rs`: which shard channel a message goes to in each [`SubscriptionMode`].
+//! * `classic.rs`: sharded messages as the classic wire's kinds and back
+//!   ([`Envelope::into_classic`], [`Envelope::of_classic_request`], answer constructors), so
+//!   the adapter's local actions and request bookkeeping serve both wires.
 //!
 //! Channel names are built by [`crate::channels::ShardedChannels`].
 
+mod classic;
 mod envelope;
 mod message;
 mod route;
@@ -15,6 +19,7 @@ mod route;
 #[cfg(test)]
 mod golden_tests;
 
+pub use classic::{ClassicForm, NotInShardedWire};
 pub use envelope::{
     DEFAULT_MAX_ENVELOPE_BYTES, Disposition, EncodeError, EnvelopeError, IgnoreReason,
     SHARDED_ENVELOPE_DEPTH, SHARDED_MAX_DEPTH,
