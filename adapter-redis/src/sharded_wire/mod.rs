@@ -28,4 +28,5 @@ pub use envelope::{
 pub use message::{BroadcastFlags, Envelope, Message, Opts, RemoteSocket, message_type};
 pub use route::{
     Destination, SubscriptionMode, UnknownSubscriptionMode, looks_like_a_socket_id, route,
+    route_fenced,
 };
