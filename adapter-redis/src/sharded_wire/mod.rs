@@ -8,12 +8,15 @@
 //! * `classic.rs`: sharded messages as the classic wire's kinds and back
 //!   ([`Envelope::into_classic`], [`Envelope::of_classic_request`], answer constructors), so
 //!   the adapter's local actions and request bookkeeping serve both wires.
+//! * `receive.rs`: one call per message from a shard channel ([`receive`]): channel,
+//!   decoding, Node's ignore rules, classic kind.
 //!
 //! Channel names are built by [`crate::channels::ShardedChannels`].
 
 mod classic;
 mod envelope;
 mod message;
+mod receive;
 mod route;
 
 #[cfg(test)]
@@ -26,6 +29,7 @@ pub use envelope::{
 };
 
 pub use message::{BroadcastFlags, Envelope, Message, Opts, RemoteSocket, message_type};
+pub use receive::{Received, receive};
 pub use route::{
     Destination, SubscriptionMode, UnknownSubscriptionMode, looks_like_a_socket_id, route,
     route_fenced,
