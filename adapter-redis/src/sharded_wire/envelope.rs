@@ -23,7 +23,10 @@ pub const SHARDED_MAX_DEPTH: usize = MAX_EVENT_DATA_DEPTH + SHARDED_ENVELOPE_DEP
 
 /// Largest message [`Envelope::decode`] reads. A fetch answer of a Node server holding tens of
 /// thousands of sockets (about 700 bytes each with Node's handshake) fits; larger messages are
-/// refused before any parsing.
+/// refused before any parsing. Every decoded value costs at least one input byte, so a
+/// message's decoded form is bounded too (a [`Wire`] value is 40 bytes: at worst about 40
+/// times the input, for msgpack made only of one-byte values); a transport with a tighter
+/// memory budget passes its own limit to [`Envelope::decode_with_limit`].
 pub const DEFAULT_MAX_ENVELOPE_BYTES: usize = 64 << 20;
 
 /// Why a message from a shard channel was refused.
@@ -830,6 +833,11 @@ mod tests {
             Envelope::decode(b""),
             Err(EnvelopeError::Msgpack(_))
         ));
+    }
+
+    #[test]
+    fn a_decoded_value_is_as_large_as_the_limits_doc_says() {
+        assert_eq!(std::mem::size_of::<Wire>(), 40);
     }
 
     #[test]
