@@ -750,6 +750,12 @@ mod tests {
         };
         let socket = RemoteSocket::from_fetched(&fetched);
         assert_eq!(socket.to_fetched(), fetched);
+        // The very socket object the classic answer carries.
+        let classic = crate::wire::fetch_response("r", std::slice::from_ref(&fetched), None);
+        let classic = crate::wire::Response::decode(&classic).unwrap();
+        let classic_socket = &classic.body.get("sockets").unwrap().as_array().unwrap()[0];
+        assert_eq!(classic_socket.get("handshake"), socket.handshake.as_ref());
+        assert_eq!(classic_socket.get("data"), socket.data.as_ref());
         let bytes = envelope(Message::FetchSocketsResponse {
             request_id: "r".into(),
             sockets: vec![socket],
