@@ -8,6 +8,8 @@ mod procs;
 mod proto;
 mod report;
 mod scenarios;
+mod shards;
+mod shards_report;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,8 +18,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
 
-use procs::{Launcher, Stack};
+use procs::{AdapterMode, Launcher, Stack};
 use scenarios::{Bench, Config, ConnRateRun, FanoutRun, IdleRun, ManyRoomsRun};
+use shards::ShardsRun;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -41,10 +44,10 @@ struct Args {
     /// The charts' directory as linked from the markdown file.
     #[arg(long, default_value = "docs/bench")]
     charts_link: String,
-    /// Scenarios to run (comma separated): idle, connrate, single, cluster, rooms.
+    /// Scenarios to run (comma separated): idle, connrate, single, cluster, rooms, shards.
     #[arg(
         long,
-        default_value = "idle,connrate,single,cluster,rooms",
+        default_value = "idle,connrate,single,cluster,rooms,shards",
         value_delimiter = ','
     )]
     only: Vec<String>,
@@ -94,6 +97,11 @@ pub struct Results {
     pub conn_rate: Vec<ConnRateRun>,
     /// Many-rooms runs.
     pub many_rooms: Vec<ManyRoomsRun>,
+    /// Ok when the gateway accepts `--adapter-mode sharded` and two such nodes share a room
+    /// on a Redis Cluster, else why not (probed only when `shards` runs).
+    pub gateway_sharded: Result<(), String>,
+    /// Redis Cluster runs (`shards`): gateway classic and sharded, Node.js sharded.
+    pub shards: Vec<ShardsRun>,
 }
 
 fn load_average() -> String {
@@ -184,6 +192,8 @@ async fn main() -> Result<()> {
         idle: Vec::new(),
         conn_rate: Vec::new(),
         many_rooms: Vec::new(),
+        gateway_sharded: Err("not probed".into()),
+        shards: Vec::new(),
     };
     let save = |results: &mut Results| {
         results.duration_secs = started.elapsed().as_secs_f64();
@@ -266,6 +276,32 @@ async fn main() -> Result<()> {
     if wants("rooms") && measured(Stack::Node) {
         let run = scenarios::many_rooms(&bench, Stack::Node).await;
         results.many_rooms.push(run);
+        save(&mut results);
+    }
+    if wants("shards") && measured(Stack::Gateway) {
+        let classic = shards::shards(&bench, Stack::Gateway, AdapterMode::Classic).await;
+        results.shards.push(classic);
+        save(&mut results);
+        results.gateway_sharded = shards::probe_sharded(&bench).await;
+        eprintln!(
+            "[probe] gateway sharded mode: {:?}",
+            results.gateway_sharded
+        );
+        let sharded = match &results.gateway_sharded {
+            Ok(()) => shards::shards(&bench, Stack::Gateway, AdapterMode::Sharded).await,
+            Err(e) => ShardsRun::not_measured(
+                Stack::Gateway,
+                AdapterMode::Sharded,
+                &bench.config,
+                format!("not measured: sharded mode not available in this build ({e})"),
+            ),
+        };
+        results.shards.push(sharded);
+        save(&mut results);
+    }
+    if wants("shards") && measured(Stack::Node) {
+        let run = shards::shards(&bench, Stack::Node, AdapterMode::Sharded).await;
+        results.shards.push(run);
         save(&mut results);
     }
     save(&mut results);

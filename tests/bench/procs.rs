@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use testkit::redis_cluster::RedisCluster;
 use testkit::{KillOnDrop, RedisServer};
 
 /// Which implementation a server process is.
@@ -35,6 +36,27 @@ impl Stack {
         match self {
             Stack::Gateway => "gateway",
             Stack::Node => "node",
+        }
+    }
+}
+
+/// Which wire the nodes' Redis adapter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterMode {
+    /// `PUBLISH`/`SUBSCRIBE` (the gateway's default; Node's `createAdapter`).
+    Classic,
+    /// `SPUBLISH`/`SSUBSCRIBE` (the gateway's `--adapter-mode sharded`; Node's
+    /// `createShardedAdapter`, subscription mode `dynamic`).
+    Sharded,
+}
+
+impl AdapterMode {
+    /// `classic` or `sharded`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterMode::Classic => "classic",
+            AdapterMode::Sharded => "sharded",
         }
     }
 }
@@ -72,8 +94,10 @@ impl Server {
 pub struct Deployment {
     /// The nodes.
     pub servers: Vec<Server>,
-    /// Redis, when clustered.
+    /// Redis, when clustered over one redis-server.
     pub redis: Option<RedisServer>,
+    /// The Redis Cluster, when clustered over one (the `shards` scenario).
+    pub redis_cluster: Option<RedisCluster>,
 }
 
 impl Deployment {
@@ -87,7 +111,14 @@ impl Deployment {
         CpuSample {
             generator: cpu_seconds(std::process::id()),
             servers: self.server_pids().into_iter().map(cpu_seconds).sum(),
-            redis: self.redis.as_ref().map_or(0.0, |r| cpu_seconds(r.pid())),
+            redis: self.redis.as_ref().map_or(0.0, |r| cpu_seconds(r.pid()))
+                + self.redis_cluster.as_ref().map_or(0.0, |c| {
+                    c.ports()
+                        .into_iter()
+                        .filter_map(|port| c.pid(port))
+                        .map(cpu_seconds)
+                        .sum()
+                }),
         }
     }
 }
@@ -126,12 +157,44 @@ impl Launcher {
         let mut servers = Vec::new();
         for i in 0..nodes {
             let id = format!("{}-{}", stack.name(), i + 1);
-            servers.push(self.start(stack, &id, redis_url.as_deref())?);
+            servers.push(self.start(stack, &id, redis_url.as_deref(), AdapterMode::Classic)?);
         }
-        Ok(Deployment { servers, redis })
+        Ok(Deployment {
+            servers,
+            redis,
+            redis_cluster: None,
+        })
     }
 
-    fn start(&self, stack: Stack, server_id: &str, redis_url: Option<&str>) -> Result<Server> {
+    /// Starts `nodes` servers of `stack` on the Redis Cluster `cluster` (its `redis-cluster://`
+    /// URL), their adapter in `mode`.
+    pub fn deploy_on_cluster(
+        &self,
+        stack: Stack,
+        nodes: usize,
+        cluster: RedisCluster,
+        mode: AdapterMode,
+    ) -> Result<Deployment> {
+        let url = cluster.url();
+        let mut servers = Vec::new();
+        for i in 0..nodes {
+            let id = format!("{}-{}-{}", stack.name(), mode.name(), i + 1);
+            servers.push(self.start(stack, &id, Some(&url), mode)?);
+        }
+        Ok(Deployment {
+            servers,
+            redis: None,
+            redis_cluster: Some(cluster),
+        })
+    }
+
+    fn start(
+        &self,
+        stack: Stack,
+        server_id: &str,
+        redis_url: Option<&str>,
+        mode: AdapterMode,
+    ) -> Result<Server> {
         std::fs::create_dir_all(&self.log_dir)?;
         let log = std::fs::File::create(self.log_dir.join(format!("{server_id}.log")))?;
         let mut cmd = match stack {
@@ -148,6 +211,10 @@ impl Launcher {
                     .env("LOG_FORMAT", "text");
                 if let Some(url) = redis_url {
                     c.args(["--redis-url", url]);
+                }
+                // Classic is the default: no flag, so builds without `--adapter-mode` still run.
+                if mode == AdapterMode::Sharded {
+                    c.args(["--adapter-mode", "sharded"]);
                 }
                 // One thread per process, as a Node.js process has. On these 2 cores, shared with
                 // the generator, a single node with one thread also spent 17 % less CPU per
@@ -167,6 +234,7 @@ impl Launcher {
                 if let Some(url) = redis_url {
                     c.env("REDIS_URL", url);
                 }
+                c.env("ADAPTER_MODE", mode.name());
                 c
             }
         };
@@ -277,6 +345,28 @@ pub fn bytes_received_from(redis_port: u16) -> Result<HashMap<u32, u64>> {
     Ok(parse_ss_bytes_received(&String::from_utf8_lossy(
         &out.stdout,
     )))
+}
+
+/// Bytes each process has received on its TCP connections to any of `ports` (a Redis
+/// Cluster's nodes), from `ss -tinp`.
+pub fn bytes_received_from_any(ports: &[u16]) -> Result<HashMap<u32, u64>> {
+    if ports.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let out = Command::new("ss")
+        .args(["-tinpH", "state", "established"])
+        .arg(dport_filter(ports))
+        .output()
+        .context("running ss (install iproute2)")?;
+    Ok(parse_ss_bytes_received(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
+}
+
+/// The `ss` filter matching a destination port among `ports`.
+pub fn dport_filter(ports: &[u16]) -> String {
+    let alternatives: Vec<String> = ports.iter().map(|p| format!("dport = :{p}")).collect();
+    format!("( {} )", alternatives.join(" or "))
 }
 
 /// Sums `bytes_received:` per `pid=` over `ss -tinpH` output (one socket line, then its info).
@@ -420,6 +510,15 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 4567)))
         );
         assert_eq!(parse_listening_line("starting"), None);
+    }
+
+    #[test]
+    fn dport_filter_names_every_port() {
+        assert_eq!(dport_filter(&[7000]), "( dport = :7000 )");
+        assert_eq!(
+            dport_filter(&[7000, 7001]),
+            "( dport = :7000 or dport = :7001 )"
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use std::fmt::Write as _;
 
 use crate::Results;
+use crate::procs::AdapterMode;
 use crate::procs::Stack;
 use crate::scenarios::{ConnRateRun, FanoutRun, IdleRun, ManyRoomsRun, Step};
+use crate::shards::{self, ShardsRun};
 
 /// Formats an optional number, or the reason it is missing.
 fn num(v: Option<f64>, decimals: usize) -> String {
@@ -111,6 +113,7 @@ macro_rules! scenario_run {
 
 scenario_run!(FanoutRun, not_measured);
 scenario_run!(ManyRoomsRun, not_measured);
+scenario_run!(ShardsRun, not_measured);
 scenario_run!(IdleRun);
 scenario_run!(ConnRateRun);
 
@@ -281,6 +284,9 @@ fn ramp_note(run: Option<&FanoutRun>) -> String {
 fn short(reason: String) -> String {
     if reason.starts_with("not measured: gateway cluster mode not available") {
         return "not measured (no cluster mode in this build)".into();
+    }
+    if reason.starts_with("not measured: sharded mode not available") {
+        return "not measured: sharded mode not available in this build".into();
     }
     if reason.len() > 160 {
         format!(
@@ -570,6 +576,7 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
     idle_rows(results, &mut rows);
     conn_rows(results, &mut rows);
     rooms_rows(results, &mut rows);
+    shards_rows(results, &mut rows);
     for r in &rows {
         let _ = writeln!(
             out,
@@ -733,8 +740,69 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
             );
         }
     }
+    out.push_str(&crate::shards_report::details(results));
     out.push_str(METHOD);
     out
+}
+
+/// The Redis Cluster rows: each stack's sharded run against the targets of issue 15, and the
+/// gateway's classic run beside it (Node's reference is its sharded adapter only).
+fn shards_rows(results: &Results, rows: &mut Vec<Row>) {
+    let (g, n) = by_stack(&results.shards, |r| r.mode == AdapterMode::Sharded);
+    let (classic, _) = by_stack(&results.shards, |r| r.mode == AdapterMode::Classic);
+    let cfg = &results.config;
+    let label = format!(
+        "{} clients in {} rooms on 2 of 3 nodes, 3 primaries, {} msg/s",
+        format_thousands(cfg.shards_clients as f64, 0),
+        format_thousands(cfg.shards_rooms as f64, 0),
+        cfg.shards_msgs_per_sec
+    );
+    let share = |r: Option<&ShardsRun>| {
+        r.and_then(|r| shards::largest_share(&r.primaries))
+            .map(|s| s * 100.0)
+    };
+    let gs = share(g);
+    rows.push(Row {
+        prefix: ("", ""),
+        figure: format!(
+            "Shards, sharded mode: largest primary's share of the Redis CPU, % ({label})"
+        ),
+        gateway: gs,
+        node: share(n),
+        decimals: 0,
+        gateway_note: why_missing(g),
+        node_note: why_missing(n),
+        target: format!("≤ {:.0} %", shards::MAX_PRIMARY_SHARE * 100.0),
+        met: verdict(gs.map(|s| s <= shards::MAX_PRIMARY_SHARE * 100.0)),
+    });
+    let foreign = |r: Option<&ShardsRun>| r.and_then(ShardsRun::worst_foreign_bytes_per_message);
+    let gf = foreign(g);
+    rows.push(Row {
+        prefix: ("", ""),
+        figure: format!(
+            "Shards, sharded mode: bytes per room message a node received from Redis for rooms it has no member of, worst node, background subtracted ({label})"
+        ),
+        gateway: gf,
+        node: foreign(n),
+        decimals: 1,
+        gateway_note: why_missing(g),
+        node_note: why_missing(n),
+        target: format!("< {} byte (none)", shards::FOREIGN_BYTES_PER_MESSAGE_LIMIT),
+        met: verdict(gf.map(|b| b < shards::FOREIGN_BYTES_PER_MESSAGE_LIMIT)),
+    });
+    rows.push(Row {
+        prefix: ("", ""),
+        figure: format!(
+            "Shards, gateway classic mode: largest primary's share of the Redis CPU, % ({label}; Node.js column: its sharded adapter)"
+        ),
+        gateway: share(classic),
+        node: share(n),
+        decimals: 0,
+        gateway_note: why_missing(classic),
+        node_note: why_missing(n),
+        target: "reference (classic `PUBLISH` reaches every primary)".into(),
+        met: String::new(),
+    });
 }
 
 fn list(bytes: &[u64]) -> String {
@@ -758,6 +826,7 @@ const METHOD: &str = r#"
 - **Idle memory**: one node, no Redis, all connections as one user (so no `user online` storm); RSS (`VmRSS`) minus the RSS before any connection, divided by the connections, after a settle pause.
 - **Connection rate**: offered connects/s in steps; a step is sustained with no failed handshake and at least 90 % of the offered rate achieved; the ramp stops at the first failing step. Pending handshakes are capped (a quarter of the open-file limit, at most 4,096); connects that would exceed the cap count as failures ("server fell behind"), so the generator never runs out of descriptors in the server's place.
 - **Many rooms**: rooms sit on nodes 1 and 2 (all members of a room on one node); node 3 holds users that joined no room, so everything it receives from Redis during the step is traffic of rooms it has no members of (plus the cluster's own background traffic). Nodes 1 and 2 also receive their own publishes back from Redis. Bytes each node received from Redis are read from the kernel (`ss -ti`, `bytes_received` of the node's sockets to the Redis port) before and after the step.
+- **Shards**: a three-primary Redis Cluster (no replicas) started by the test kit's harness; room r's members on nodes 1 + r mod 3 and 1 + (r + 1) mod 3, so node 1 + (r + 2) mod 3 has none; the messages go in three phases, one group of rooms (r mod 3) at a time, so everything that node receives from Redis in its phase, minus the background of a quiet window of the same length, is traffic of rooms it has no member of. Each primary's CPU, bytes and commands come from its `INFO` before and after the phases. The gateway runs without `--adapter-mode` (classic) and with `--adapter-mode sharded` when a probe shows the build has it; Node.js runs `createShardedAdapter` (`subscriptionMode: "dynamic"`) over node-redis `createCluster`.
 - **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected. A step that misses only on latency is measured once more before the ramp stops (the machine is shared; both attempts are listed). Once it stops, one more step is measured halfway (geometric mean) between the last sustained rate and the first unsustained one, with the same second chance.
 - **Setup**: fan-out and many-rooms clients connect and join with a bounded number of handshakes/joins in flight (listed with each run), because every connect and join is broadcast to the others.
 "#;
@@ -809,6 +878,13 @@ mod tests {
             }],
             conn_rate: Vec::new(),
             many_rooms: vec![ManyRoomsRun::not_measured(Stack::Gateway, &config, reason)],
+            gateway_sharded: Err("`gateway serve --help` lists no --adapter-mode".into()),
+            shards: vec![ShardsRun::not_measured(
+                Stack::Gateway,
+                AdapterMode::Sharded,
+                &config,
+                "not measured: sharded mode not available in this build (probe)".into(),
+            )],
             config,
         };
         let md = render(&results, "docs/bench");
@@ -822,6 +898,10 @@ mod tests {
         assert!(md.contains("not measured (open-file limit)"));
         assert!(md.contains("![Latency against offered load](docs/bench/latency.png)"));
         assert!(!md.contains("Quick-mode figures"));
+        assert!(md.contains("| not measured: sharded mode not available in this build |"));
+        assert!(
+            md.contains("sharded mode (`--adapter-mode sharded`): **not available in this build**")
+        );
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub struct Config {
     pub rooms_msgs_per_sec: f64,
     /// Duration of the many-rooms publishing.
     pub rooms_secs: f64,
+    /// Clients in the Redis Cluster scenario (`shards`).
+    pub shards_clients: usize,
+    /// Rooms in the `shards` scenario (each on two of the three nodes).
+    pub shards_rooms: usize,
+    /// Room messages per second (all rooms together) in the `shards` scenario.
+    pub shards_msgs_per_sec: f64,
+    /// Duration of each of the `shards` scenario's three publishing phases.
+    pub shards_phase_secs: f64,
 }
 
 impl Config {
@@ -82,6 +90,10 @@ impl Config {
             rooms_count: 100,
             rooms_msgs_per_sec: 200.0,
             rooms_secs: 4.0,
+            shards_clients: 300,
+            shards_rooms: 30,
+            shards_msgs_per_sec: 150.0,
+            shards_phase_secs: 2.0,
         }
     }
 
@@ -110,6 +122,10 @@ impl Config {
             rooms_count: 1_000,
             rooms_msgs_per_sec: 1_000.0,
             rooms_secs: 15.0,
+            shards_clients: 10_000,
+            shards_rooms: 1_000,
+            shards_msgs_per_sec: 1_000.0,
+            shards_phase_secs: 5.0,
         }
     }
 }
@@ -124,11 +140,11 @@ pub struct Bench {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const ROOM_CAPACITY: usize = 1_000;
 
 impl Bench {
-    fn token(&self, user_id: &str) -> Arc<str> {
+    pub(crate) fn token(&self, user_id: &str) -> Arc<str> {
         let exp = chrono::Utc::now().timestamp() as u64 + 24 * 3600;
         proto::mint_jwt(
             self.launcher.secret.as_bytes(),
@@ -141,7 +157,7 @@ impl Bench {
         .into()
     }
 
-    fn target(&self, server: SocketAddr, index: usize, token: Arc<str>) -> Target {
+    pub(crate) fn target(&self, server: SocketAddr, index: usize, token: Arc<str>) -> Target {
         Target {
             server,
             source: client::source_address(index, self.config.source_addresses),
@@ -151,7 +167,7 @@ impl Bench {
 
     /// Opens `targets` with at most `parallel` handshakes in flight; the clients in order, or
     /// the first error with how many had connected.
-    async fn open_all(
+    pub(crate) async fn open_all(
         &self,
         targets: Vec<Target>,
         recorder: &Arc<Recorder>,
@@ -173,7 +189,7 @@ impl Bench {
     }
 }
 
-fn cfg_parallel(bench: &Bench) -> usize {
+pub(crate) fn cfg_parallel(bench: &Bench) -> usize {
     bench.config.setup_parallelism.max(1)
 }
 
@@ -319,18 +335,18 @@ async fn drain(recorder: &Recorder, step: usize, expected: u64, stall: Duration)
 }
 
 /// Sends room messages: message `k` goes to `rooms[pick(k)]` through `senders[pick(k)]`.
-struct Publishing<'a> {
-    recorder: &'a Arc<Recorder>,
-    deployment: &'a Deployment,
-    step: usize,
-    msgs_per_sec: f64,
-    secs: f64,
-    receivers_per_message: u64,
-    rooms: usize,
+pub(crate) struct Publishing<'a> {
+    pub(crate) recorder: &'a Arc<Recorder>,
+    pub(crate) deployment: &'a Deployment,
+    pub(crate) step: usize,
+    pub(crate) msgs_per_sec: f64,
+    pub(crate) secs: f64,
+    pub(crate) receivers_per_message: u64,
+    pub(crate) rooms: usize,
 }
 
 impl Publishing<'_> {
-    async fn run<F>(self, mut next: F) -> Result<Step>
+    pub(crate) async fn run<F>(self, mut next: F) -> Result<Step>
     where
         F: FnMut(u64) -> (Client, usize, String),
     {
@@ -1091,7 +1107,7 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
     Ok(())
 }
 
-fn per_pid_delta(
+pub(crate) fn per_pid_delta(
     pids: &[u32],
     before: &std::collections::HashMap<u32, u64>,
     after: &std::collections::HashMap<u32, u64>,
@@ -1111,6 +1127,12 @@ pub async fn probe_gateway_cluster(bench: &Bench) -> Result<(), String> {
         .launcher
         .deploy(Stack::Gateway, 2, true)
         .map_err(|e| format!("two gateway nodes with --redis-url did not start: {e:#}"))?;
+    probe_cross_node(bench, &deployment).await
+}
+
+/// Whether the first two nodes of `deployment` share rooms: a room created and joined on node 1
+/// is joinable on node 2, and a room message sent on node 1 reaches a member on node 2.
+pub(crate) async fn probe_cross_node(bench: &Bench, deployment: &Deployment) -> Result<(), String> {
     let recorder = Arc::new(Recorder::default());
     let open = |node: usize, user: &str| {
         let target = bench.target(deployment.servers[node].addr, node, bench.token(user));
@@ -1204,6 +1226,8 @@ mod tests {
             assert_eq!(cfg.fanout_clients % rooms, 0, "{}", cfg.mode);
             assert!(cfg.fanout_clients / rooms < ROOM_CAPACITY);
             assert_eq!(cfg.rooms_clients % cfg.rooms_count, 0);
+            assert_eq!(cfg.shards_clients % cfg.shards_rooms, 0);
+            assert!(cfg.shards_rooms >= 3, "one room per group at least");
         }
     }
 }

@@ -7,7 +7,13 @@
 // Like the original design, the room registry is a Map local to each node (the benchmark creates
 // each room on every node it uses) and presence is counted per node.
 //
-// Environment: PORT (0 = ephemeral), HOST, JWT_SECRET (required), REDIS_URL, SERVER_ID.
+// With ADAPTER_MODE=sharded the adapter is `createShardedAdapter` (SPUBLISH/SSUBSCRIBE,
+// subscription mode `dynamic`: a room's channel is subscribed where the room has members), and
+// REDIS_URL may be a `redis-cluster://host:port?node=host:port&...` URL (the gateway's form): the
+// clients are then node-redis cluster clients (`createCluster`) seeded with every listed node.
+//
+// Environment: PORT (0 = ephemeral), HOST, JWT_SECRET (required), REDIS_URL, SERVER_ID,
+// ADAPTER_MODE (`classic`, the default, or `sharded`).
 // Prints `listening on http://<ip>:<port>` once bound, like the gateway binary.
 
 const http = require('node:http');
@@ -19,6 +25,7 @@ const HOST = process.env.HOST || '127.0.0.1';
 const SECRET = process.env.JWT_SECRET;
 const REDIS_URL = process.env.REDIS_URL || '';
 const SERVER_ID = process.env.SERVER_ID || `node-${process.pid}`;
+const ADAPTER_MODE = process.env.ADAPTER_MODE || 'classic';
 const BANNED_WORDS = ['spam', 'abuse', 'inappropriate'];
 const HISTORY_SIZE = 100;
 const MAX_ROOM_USERS = 1000;
@@ -224,16 +231,41 @@ io.on('connection', (socket) => {
   });
 });
 
+// `redis-cluster://a:1?node=b:2&node=c:3` -> the seed URLs `redis://a:1`, `redis://b:2`, ...
+function clusterRootNodes(url) {
+  const parsed = new URL(url.replace(/^redis-cluster:/, 'http:'));
+  const seeds = [parsed.host, ...parsed.searchParams.getAll('node')];
+  return seeds.map((hostPort) => ({ url: `redis://${hostPort}` }));
+}
+
+function redisClients(url) {
+  const { createClient, createCluster } = require('redis');
+  if (url.startsWith('redis-cluster://')) {
+    const rootNodes = clusterRootNodes(url);
+    return [createCluster({ rootNodes }), createCluster({ rootNodes })];
+  }
+  const pub = createClient({ url });
+  return [pub, pub.duplicate()];
+}
+
 async function main() {
+  if (!['classic', 'sharded'].includes(ADAPTER_MODE)) {
+    throw new Error(`ADAPTER_MODE must be classic or sharded, not ${ADAPTER_MODE}`);
+  }
   if (REDIS_URL) {
-    const { createClient } = require('redis');
-    const { createAdapter } = require('@socket.io/redis-adapter');
-    const pubClient = createClient({ url: REDIS_URL });
-    const subClient = pubClient.duplicate();
+    if (ADAPTER_MODE === 'classic' && REDIS_URL.startsWith('redis-cluster://')) {
+      throw new Error('the classic adapter is benchmarked on a single Redis only; use ADAPTER_MODE=sharded with redis-cluster://');
+    }
+    const { createAdapter, createShardedAdapter } = require('@socket.io/redis-adapter');
+    const [pubClient, subClient] = redisClients(REDIS_URL);
     pubClient.on('error', (e) => console.error('redis pub error', e.message));
     subClient.on('error', (e) => console.error('redis sub error', e.message));
     await Promise.all([pubClient.connect(), subClient.connect()]);
-    io.adapter(createAdapter(pubClient, subClient));
+    io.adapter(
+      ADAPTER_MODE === 'sharded'
+        ? createShardedAdapter(pubClient, subClient, { subscriptionMode: 'dynamic' })
+        : createAdapter(pubClient, subClient),
+    );
   }
   server.listen(PORT, HOST, () => {
     const addr = server.address();
