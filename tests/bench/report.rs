@@ -775,20 +775,23 @@ fn shards_rows(results: &Results, rows: &mut Vec<Row>) {
         target: format!("≤ {:.0} %", shards::MAX_PRIMARY_SHARE * 100.0),
         met: verdict(gs.map(|s| s <= shards::MAX_PRIMARY_SHARE * 100.0)),
     });
-    let foreign = |r: Option<&ShardsRun>| r.and_then(ShardsRun::worst_foreign_bytes_per_message);
+    let foreign = |r: Option<&ShardsRun>| {
+        r.and_then(ShardsRun::worst_foreign_share)
+            .map(|s| s * 100.0)
+    };
     let gf = foreign(g);
     rows.push(Row {
         prefix: ("", ""),
         figure: format!(
-            "Shards, sharded mode: bytes per room message a node received from Redis for rooms it has no member of, worst node, background subtracted ({label})"
+            "Shards, sharded mode: what a node received from Redis for rooms it has no member of, as % of a member node's bytes per message, worst node, background subtracted ({label})"
         ),
         gateway: gf,
         node: foreign(n),
-        decimals: 1,
+        decimals: 2,
         gateway_note: why_missing(g),
         node_note: why_missing(n),
-        target: format!("< {} byte (none)", shards::FOREIGN_BYTES_PER_MESSAGE_LIMIT),
-        met: verdict(gf.map(|b| b < shards::FOREIGN_BYTES_PER_MESSAGE_LIMIT)),
+        target: format!("< {:.0} % (none)", shards::MAX_FOREIGN_SHARE * 100.0),
+        met: verdict(gf.map(|s| s < shards::MAX_FOREIGN_SHARE * 100.0)),
     });
     rows.push(Row {
         prefix: ("", ""),
@@ -826,7 +829,7 @@ const METHOD: &str = r#"
 - **Idle memory**: one node, no Redis, all connections as one user (so no `user online` storm); RSS (`VmRSS`) minus the RSS before any connection, divided by the connections, after a settle pause.
 - **Connection rate**: offered connects/s in steps; a step is sustained with no failed handshake and at least 90 % of the offered rate achieved; the ramp stops at the first failing step. Pending handshakes are capped (a quarter of the open-file limit, at most 4,096); connects that would exceed the cap count as failures ("server fell behind"), so the generator never runs out of descriptors in the server's place.
 - **Many rooms**: rooms sit on nodes 1 and 2 (all members of a room on one node); node 3 holds users that joined no room, so everything it receives from Redis during the step is traffic of rooms it has no members of (plus the cluster's own background traffic). Nodes 1 and 2 also receive their own publishes back from Redis. Bytes each node received from Redis are read from the kernel (`ss -ti`, `bytes_received` of the node's sockets to the Redis port) before and after the step.
-- **Shards**: a three-primary Redis Cluster (no replicas) started by the test kit's harness; room r's members on nodes 1 + r mod 3 and 1 + (r + 1) mod 3, so node 1 + (r + 2) mod 3 has none; the messages go in three phases, one group of rooms (r mod 3) at a time, so everything that node receives from Redis in its phase, minus the background of a quiet window of the same length, is traffic of rooms it has no member of. Each primary's CPU, bytes and commands come from its `INFO` before and after the phases. The gateway runs without `--adapter-mode` (classic) and with `--adapter-mode sharded` when a probe shows the build has it; Node.js runs `createShardedAdapter` (`subscriptionMode: "dynamic"`) over node-redis `createCluster`.
+- **Shards**: a three-primary Redis Cluster (no replicas) started by the test kit's harness; room r's members on nodes 1 + r mod 3 and 1 + (r + 1) mod 3, so node 1 + (r + 2) mod 3 has none; the messages go in three phases, one group of rooms (r mod 3) at a time, so everything that node receives from Redis in its phase, minus the background of a quiet window as long as the three phases (at its average rate), is traffic of rooms it has no member of. Each primary's CPU, bytes and commands come from its `INFO` before and after the phases. The gateway runs without `--adapter-mode` (classic) and with `--adapter-mode sharded` when a probe shows the build has it; Node.js runs `createShardedAdapter` (`subscriptionMode: "dynamic"`) over node-redis `createCluster`.
 - **Saturation**: the per-room rate rises by a fixed factor per step until p99 passes 100 ms, anything is lost or a receiver is disconnected. A step that misses only on latency is measured once more before the ramp stops (the machine is shared; both attempts are listed). Once it stops, one more step is measured halfway (geometric mean) between the last sustained rate and the first unsustained one, with the same second chance.
 - **Setup**: fan-out and many-rooms clients connect and join with a bounded number of handshakes/joins in flight (listed with each run), because every connect and join is broadcast to the others.
 "#;

@@ -92,8 +92,8 @@ impl Config {
             rooms_secs: 4.0,
             shards_clients: 300,
             shards_rooms: 30,
-            shards_msgs_per_sec: 150.0,
-            shards_phase_secs: 2.0,
+            shards_msgs_per_sec: 200.0,
+            shards_phase_secs: 3.0,
         }
     }
 

@@ -126,7 +126,7 @@ fn run_details(out: &mut String, run: &ShardsRun) {
     let foreign = run.foreign_bytes_per_message();
     let _ = writeln!(
         out,
-        "\nBytes per room message each node received for rooms it has no member of (its phase, minus {} s of background scaled to the phase: {}): {} (target: < {} byte, none).\n",
+        "\nBytes per room message each node received for rooms it has no member of (its phase, minus {} s of background scaled to the phase: {}): {}; a member node received {} bytes per message; worst share {} % (target: < {:.0} %, none).\n",
         format_thousands(run.background_secs, 1),
         run.background_bytes_per_node
             .iter()
@@ -141,6 +141,8 @@ fn run_details(out: &mut String, run: &ShardsRun) {
             ))
             .collect::<Vec<_>>()
             .join(", "),
-        shards::FOREIGN_BYTES_PER_MESSAGE_LIMIT
+        opt(run.member_bytes_per_message(), 1),
+        opt(run.worst_foreign_share().map(|s| s * 100.0), 2),
+        shards::MAX_FOREIGN_SHARE * 100.0
     );
 }
