@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::*;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 
 use super::scripts;
@@ -88,6 +88,49 @@ impl Conn {
         }
     }
 
+    /// One command (`cmd!("ZADD")` and its arguments, the key first, which routes it).
+    pub(crate) async fn call<R: FromValue>(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+    ) -> StateResult<R> {
+        self.ensure_connected()?;
+        self.client
+            .custom(
+                fred::types::CustomCommand::new_static(
+                    name,
+                    fred::types::ClusterHash::FirstKey,
+                    false,
+                ),
+                args,
+            )
+            .await
+            .map_err(|e| state_error(&e))
+    }
+
+    /// The string values of `keys`: one `MGET` in the classic layout (every key under one tag on a
+    /// Redis Cluster), one `GET` per key in the spread one (sent together, at most
+    /// [`IN_FLIGHT`] at a time), since the keys sit on different slots there.
+    pub(crate) async fn get_each(&self, keys: Vec<String>) -> StateResult<Vec<Option<String>>> {
+        self.ensure_connected()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.keys.is_spread() {
+            return self.client.mget(keys).await.map_err(|e| state_error(&e));
+        }
+        let gets: Vec<_> = keys
+            .into_iter()
+            .map(|key| async move {
+                self.client
+                    .get::<Option<String>, _>(key)
+                    .await
+                    .map_err(|e| state_error(&e))
+            })
+            .collect();
+        each_limited(gets).await
+    }
+
     async fn load_script(&self, script: &'static scripts::Script) -> StateResult<String> {
         let sha: String = self
             .client
@@ -120,6 +163,25 @@ impl Conn {
             .collect::<Vec<_>>())
     }
 }
+
+/// Runs `futures`, at most [`IN_FLIGHT`] at a time, and returns their results in order (the
+/// first error ends it). Take a `Vec`, built before the first await: a stream mapping a closure
+/// to futures that borrow would be held across awaits, and the compiler then cannot prove the
+/// caller's future `Send`.
+pub(crate) async fn each_limited<T, F>(futures: Vec<F>) -> StateResult<Vec<T>>
+where
+    F: std::future::Future<Output = StateResult<T>>,
+{
+    futures_util::stream::iter(futures)
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// Commands one cluster-wide step keeps in flight at once (a listing reading every bucket, a
+/// purge walking a node's memberships): enough to fill the pipelines to every primary, few
+/// enough that one step cannot queue thousands of commands behind the ones of other callers.
+pub(crate) const IN_FLIGHT: usize = 64;
 
 /// Keys `SCAN` examines per call: the keyspace holds a key or more per user, and every node
 /// lists the live nodes every few seconds, so small pages meant hundreds of round trips (and
