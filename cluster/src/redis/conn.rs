@@ -65,11 +65,11 @@ impl Conn {
         let args: Vec<Value> = args.into_iter().map(Value::from).collect();
         if self.client.is_clustered() {
             // SCRIPT LOAD would have to reach every primary; EVAL needs no cache.
-            return self
-                .client
-                .eval(script.source.as_str(), keys, args)
-                .await
-                .map_err(|e| state_error(&e));
+            return retry_tryagain(|| {
+                self.client
+                    .eval(script.source.as_str(), keys.clone(), args.clone())
+            })
+            .await;
         }
         let sha = match script.sha.get() {
             Some(sha) => sha.clone(),
@@ -95,17 +95,17 @@ impl Conn {
         args: Vec<Value>,
     ) -> StateResult<R> {
         self.ensure_connected()?;
-        self.client
-            .custom(
+        retry_tryagain(|| {
+            self.client.custom(
                 fred::types::CustomCommand::new_static(
                     name,
                     fred::types::ClusterHash::FirstKey,
                     false,
                 ),
-                args,
+                args.clone(),
             )
-            .await
-            .map_err(|e| state_error(&e))
+        })
+        .await
     }
 
     /// The string values of `keys`: one `MGET` in the classic layout (every key under one tag on a
@@ -176,6 +176,42 @@ where
         .buffered(IN_FLIGHT)
         .try_collect()
         .await
+}
+
+/// How long a command that was not run because its slot is moving is sent again. Redis Cluster
+/// refuses a command on several keys of a slot whose keys are half moved to another primary
+/// (`TRYAGAIN`), without running it, until the move is over (a few milliseconds per room); and
+/// fred gives up on a command whose redirections during the move used up its attempts ("Too
+/// many failed write attempts", raised before it is written). Neither is retried by fred.
+const TRYAGAIN_FOR: Duration = Duration::from_secs(2);
+
+/// Whether `e` says the command was not run because its slot is moving (see [`TRYAGAIN_FOR`]).
+fn not_run_during_a_move(e: &Error) -> bool {
+    e.details().starts_with("TRYAGAIN") || e.details() == "Too many failed write attempts."
+}
+
+/// Runs `send` until it is not refused as [`not_run_during_a_move`], for at most
+/// [`TRYAGAIN_FOR`], waiting 5 ms, then twice as long each time up to 100 ms, between attempts.
+async fn retry_tryagain<R, F, Fut>(mut send: F) -> StateResult<R>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<R, Error>>,
+{
+    let give_up = tokio::time::Instant::now() + TRYAGAIN_FOR;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match send().await {
+            Err(e) if not_run_during_a_move(&e) => {
+                if tokio::time::Instant::now() + pause > give_up {
+                    return Err(state_error(&e));
+                }
+                tracing::debug!(error = %e, "slot being moved: sending the command again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result.map_err(|e| state_error(&e)),
+        }
+    }
 }
 
 /// Commands one cluster-wide step keeps in flight at once (a listing reading every bucket, a

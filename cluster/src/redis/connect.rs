@@ -32,6 +32,15 @@ fn scheme_is_known(url: &str) -> bool {
     })
 }
 
+/// Attempts per command on a Redis Cluster. fred 10.1 follows an ASK redirection (a slot being
+/// migrated) by sending `ASKING` with the redirected command's remaining attempts; with none
+/// left, its router gives up for good and every later command of the client times out (seen by
+/// the slot-migration test in `tests/redis_cluster_spread.rs`). Elsewhere a command is tried
+/// once, so nothing is sent twice after a connection loss; on a cluster a command in flight when
+/// a connection drops may be sent again, which the join and leave scripts tolerate (a repeated
+/// join finds the member, a repeated leave finds none).
+const CLUSTER_COMMAND_ATTEMPTS: u32 = 3;
+
 pub(super) fn builder(
     url: &str,
     command_timeout: Duration,
@@ -50,6 +59,7 @@ pub(super) fn builder(
         url: redact(url),
         reason: e.details().to_owned(),
     })?;
+    let clustered = config.server.is_clustered();
     let mut b = Builder::from_config(config);
     // Retry forever (0 attempts = unlimited), backing off from 100 ms to 2 s.
     b.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
@@ -60,7 +70,11 @@ pub(super) fn builder(
     b.with_connection_config(|c| {
         c.connection_timeout = command_timeout;
         c.internal_command_timeout = command_timeout;
-        c.max_command_attempts = 1;
+        c.max_command_attempts = if clustered {
+            CLUSTER_COMMAND_ATTEMPTS
+        } else {
+            1
+        };
         c.unresponsive = UnresponsiveConfig {
             max_timeout: Some(command_timeout * 2),
             interval: Duration::from_millis(500),
