@@ -3,9 +3,10 @@
 //! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (`docs/protocol.md`,
 //! section "Redis keys and channels") so that Node.js nodes of the original design can share the
 //! cluster. Everything else lives under one configurable prefix (default `gateway:`), and the Lua
-//! scripts build the names they need from the same parts (see `lua_key_functions`). On a Redis
-//! Cluster the prefix should carry a hash tag (for example `{gateway}:`) so that the multi-key
-//! scripts stay in one slot.
+//! scripts build the names they need from the same parts (see `lua_key_functions`). Two layouts
+//! ([`KeyLayout`]): the classic names of `docs/protocol.md` (single Redis, Sentinel), and on a
+//! Redis Cluster the spread layout of `docs/sharded-adapter.md`, section 5, where each room, user
+//! and node has a hash tag of its own and cluster-wide indexes live in [`INDEX_BUCKETS`] buckets.
 //!
 //! Ids chosen by clients (room ids, user ids, game ids, namespace names) may hold any character
 //! (`docs/protocol.md`, section "Rooms and Socket.IO room names": no room id is reserved). Each one is escaped with [`key_part`] before it
