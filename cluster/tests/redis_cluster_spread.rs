@@ -475,3 +475,77 @@ async fn a_busy_rooms_slot_moves_under_joins_and_leaves_and_its_state_stays_whol
     // Redirections are fred's to follow: the move costs no failed operation.
     assert_eq!(failed, 0, "{failed} of {} operations failed", ok + failed);
 }
+
+/// A dead node's sockets and memberships sit on many slots (each user's, each room's): the
+/// monitor of a peer still finds its death by the liveness key on the node's slot and purges
+/// all of it.
+#[tokio::test]
+async fn a_dead_nodes_state_is_purged_from_every_slot() {
+    let redis = start_cluster();
+    let url = redis.url();
+    let live = |id: &str| {
+        let mut c = config(id)
+            .with_stats_ttl(Duration::from_secs(60))
+            .with_liveness_ttl(Duration::from_millis(1200));
+        c.monitor.interval = Duration::from_millis(200);
+        cluster::redis::connect(&url, c)
+    };
+    let a = live("a").await.unwrap();
+    let c = live("c{1}").await.unwrap();
+    let _beat_a = a.spawn_liveness();
+    let beat_c = c.spawn_liveness();
+    for n in [&a, &c] {
+        n.backends()
+            .nodes
+            .publish(&stats(n.node_id(), 1))
+            .await
+            .unwrap();
+    }
+    let (sa, sc) = (a.backends(), c.backends());
+    for i in 0..20 {
+        let id = format!("r{i}");
+        assert!(sa.rooms.create(room(&id, 5)).await.unwrap());
+        if i % 2 == 0 {
+            sa.rooms
+                .join(&id, member(&format!("a{i}"), "a"))
+                .await
+                .unwrap();
+        }
+        sc.rooms
+            .join(&id, member(&format!("c{i}"), "c{1}"))
+            .await
+            .unwrap();
+        sc.presence
+            .socket_connected(online(&format!("user-{i}"), &format!("c{i}"), "c{1}"))
+            .await
+            .unwrap();
+    }
+    let (_monitor, mut events) = a.start_monitor();
+    drop(beat_c);
+    drop(c);
+    let left = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await.unwrap() {
+                cluster::redis::NodeEvent::NodeLeft(left) if left.server_id == "c{1}" => {
+                    return left;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("c purged within its liveness TTL and a few monitor rounds");
+    assert!(left.purged_here);
+    assert_eq!(left.went_offline.len(), 20);
+    assert_eq!(left.purged.len(), 20);
+    assert_eq!(left.purged.iter().filter(|p| p.room_deleted).count(), 10);
+    assert_eq!(sa.rooms.count().await.unwrap(), 10);
+    assert!(sa.presence.online().await.unwrap().is_empty());
+    assert!(sa.presence.find_socket("c3").await.unwrap().is_none());
+    let k = spread_keys();
+    let raw = raw_client(&redis.url()).await;
+    for key in [k.node_sockets("c{1}"), k.node_memberships("c{1}")] {
+        let n: i64 = raw.exists(key.as_str()).await.unwrap();
+        assert_eq!(n, 0, "{key}");
+    }
+}
