@@ -549,3 +549,143 @@ async fn a_dead_nodes_state_is_purged_from_every_slot() {
         assert_eq!(n, 0, "{key}");
     }
 }
+
+/// The behaviour `redis_state.rs` pins for the classic layout, held in the spread one: same
+/// outcomes, orders and counts, on a real cluster.
+#[tokio::test]
+async fn the_spread_layout_behaves_as_the_classic_one() {
+    let redis = start_cluster();
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let rooms = a.backends().rooms;
+
+    // Creation order, duplicates, records.
+    assert!(rooms.create(room("first", 10)).await.unwrap());
+    assert!(rooms.create(room("second", 3)).await.unwrap());
+    assert!(rooms.create(room("third", 10)).await.unwrap());
+    assert!(!rooms.create(room("first", 99)).await.unwrap());
+    assert_eq!(rooms.get("first").await.unwrap().unwrap().max_users, 10);
+    assert!(rooms.get("missing").await.unwrap().is_none());
+    assert_eq!(room_ids(&*rooms).await, ["first", "second", "third"]);
+
+    // Joins up to the capacity, joining order, leaves down to the deletion.
+    rooms.create(room("r", 2)).await.unwrap();
+    assert_joins_until_full(&*rooms, "r").await;
+    assert_eq!(
+        rooms.members("r").await.unwrap(),
+        vec![member("s1", "a"), member("s2", "b")]
+    );
+    assert_eq!(
+        rooms.leave("nope", "s1").await.unwrap(),
+        LeaveOutcome::NotMember
+    );
+    assert_leaves_until_deleted(&*rooms, "r").await;
+    assert!(rooms.create(room("r", 2)).await.unwrap());
+    assert_eq!(rooms.member_count("r").await.unwrap(), 0);
+    let raw = raw_client(&redis.url()).await;
+    let left: i64 = raw
+        .scard(spread_keys().node_memberships("a"))
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "leaving also clears the node's membership index");
+
+    // A purge removes only the dead node's members.
+    rooms.create(room("q", 5)).await.unwrap();
+    rooms.create(room("weird:id", 5)).await.unwrap();
+    rooms.join("r", member("p1", "dead")).await.unwrap();
+    rooms.join("r", member("p2", "alive")).await.unwrap();
+    rooms.join("q", member("p3", "dead")).await.unwrap();
+    rooms.join("weird:id", member("p:4", "dead")).await.unwrap();
+    let mut purged = rooms.purge_node("dead").await.unwrap();
+    purged.sort_by(|x, y| x.room_id.cmp(&y.room_id));
+    let summary: Vec<(&str, usize, bool)> = purged
+        .iter()
+        .map(|p| (p.room_id.as_str(), p.user_count, p.room_deleted))
+        .collect();
+    assert_eq!(
+        summary,
+        [("q", 0, true), ("r", 1, false), ("weird:id", 0, true)]
+    );
+    assert_eq!(
+        rooms.members("r").await.unwrap(),
+        vec![member("p2", "alive")]
+    );
+    assert!(rooms.purge_node("dead").await.unwrap().is_empty());
+
+    // Two nodes racing for the last places never exceed the capacity.
+    const CAPACITY: usize = 7;
+    rooms.create(room("hot", CAPACITY as u32)).await.unwrap();
+    let mut tasks = Vec::new();
+    for (backends, id) in [(a.backends(), "a"), (b.backends(), "b")] {
+        for i in 0..20 {
+            let rooms = backends.rooms.clone();
+            tasks.push(tokio::spawn(async move {
+                rooms
+                    .join("hot", member(&format!("{id}-{i}"), id))
+                    .await
+                    .unwrap()
+            }));
+        }
+    }
+    let mut counts = BTreeSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            JoinOutcome::Joined { user_count } => assert!(counts.insert(user_count)),
+            JoinOutcome::Full => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(counts, (1..=CAPACITY).collect());
+
+    // Presence: first and last sockets, lookups, renames, purge.
+    let (pa, pb) = (a.backends().presence, b.backends().presence);
+    assert!(pa.socket_connected(online("u", "s1", "a")).await.unwrap());
+    assert!(!pb.socket_connected(online("u", "s2", "b")).await.unwrap());
+    assert!(pb.socket_connected(online("v", "s3", "b")).await.unwrap());
+    assert!(!pa.socket_connected(online("u", "s1", "a")).await.unwrap());
+    let mut all = pa.online().await.unwrap();
+    all.sort_by(|x, y| x.socket_id.cmp(&y.socket_id));
+    assert_eq!(
+        all,
+        vec![
+            online("u", "s1", "a"),
+            online("u", "s2", "b"),
+            online("v", "s3", "b")
+        ]
+    );
+    pa.set_username("u", "s1", "Renamed \"quoted\" / é")
+        .await
+        .unwrap();
+    pa.set_username("other-user", "s2", "ignored")
+        .await
+        .unwrap();
+    assert_eq!(
+        pb.find_socket("s1").await.unwrap().unwrap().username,
+        "Renamed \"quoted\" / é"
+    );
+    assert_eq!(
+        pb.find_socket("s2").await.unwrap().unwrap().username,
+        "name-u"
+    );
+    assert!(!pa.socket_disconnected("u", "s1").await.unwrap());
+    assert!(pb.socket_disconnected("u", "s2").await.unwrap());
+    assert!(!pb.socket_disconnected("u", "s2").await.unwrap());
+    pa.socket_connected(online("w", "w1", "dead"))
+        .await
+        .unwrap();
+    pa.socket_connected(online("w", "w2", "a")).await.unwrap();
+    pa.socket_connected(online("x", "x1", "dead"))
+        .await
+        .unwrap();
+    pa.socket_connected(online("x", "x2", "dead"))
+        .await
+        .unwrap();
+    let offline = pb.purge_node("dead").await.unwrap();
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(offline[0].user_id, "x");
+    assert_eq!(
+        pa.sockets_of("w").await.unwrap(),
+        vec![online("w", "w2", "a")]
+    );
+    assert!(pb.purge_node("dead").await.unwrap().is_empty());
+}
