@@ -689,3 +689,67 @@ async fn the_spread_layout_behaves_as_the_classic_one() {
     );
     assert!(pb.purge_node("dead").await.unwrap().is_empty());
 }
+
+/// After the cluster lost its data, a node's re-registration puts back its sockets, its
+/// memberships and the rooms they are in, on their own slots and in the indexes; a second one
+/// changes nothing, and one with less in it removes what the node no longer holds.
+#[tokio::test]
+async fn a_resync_rebuilds_what_the_cluster_lost() {
+    let redis = start_cluster();
+    let a = node(&redis.url(), "a").await;
+    let s = a.backends();
+    let snapshot = LocalSnapshot {
+        sockets: (0..6)
+            .map(|i| online(&format!("u{i}"), &format!("s{i}"), "a"))
+            .collect(),
+        memberships: (0..6)
+            .map(|i| LocalMembership {
+                room: room(&format!("room-{}", i % 3), 10),
+                member: member(&format!("s{i}"), "a"),
+            })
+            .collect(),
+    };
+    for p in redis.primaries().unwrap() {
+        let mut conn = redis.connect(p.port).unwrap();
+        conn.command(&["FLUSHALL"]).unwrap();
+    }
+    let report = a.resync(&snapshot).await.unwrap();
+    assert_eq!(
+        (report.sockets, report.memberships, report.rooms_recreated),
+        (6, 6, 3)
+    );
+    let counts = room_counts(&*s.rooms).await;
+    let mut counts_sorted = counts.clone();
+    counts_sorted.sort();
+    assert_eq!(
+        counts_sorted,
+        [
+            ("room-0".to_owned(), 2),
+            ("room-1".to_owned(), 2),
+            ("room-2".to_owned(), 2)
+        ]
+    );
+    assert_eq!(s.presence.online().await.unwrap().len(), 6);
+    // A repeat changes nothing.
+    let again = a.resync(&snapshot).await.unwrap();
+    assert_eq!(again.rooms_recreated, 0);
+    assert_eq!(room_counts(&*s.rooms).await.len(), 3);
+    assert_eq!(s.rooms.members("room-1").await.unwrap().len(), 2);
+
+    // The node no longer holds room-2 nor sockets s4, s5.
+    let smaller = LocalSnapshot {
+        sockets: snapshot.sockets[..4].to_vec(),
+        memberships: snapshot
+            .memberships
+            .iter()
+            .filter(|m| m.room.id != "room-2")
+            .cloned()
+            .collect(),
+    };
+    a.resync(&smaller).await.unwrap();
+    assert_eq!(room_ids(&*s.rooms).await.len(), 2);
+    assert!(s.rooms.get("room-2").await.unwrap().is_none());
+    assert_eq!(s.presence.online().await.unwrap().len(), 4);
+    assert!(s.presence.find_socket("s5").await.unwrap().is_none());
+    assert!(s.presence.sockets_of("u5").await.unwrap().is_empty());
+}
