@@ -228,3 +228,67 @@ const SCAN_PAGE: u32 = 1000;
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn refused() -> Error {
+        Error::new(
+            ErrorKind::Unknown,
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_refused_during_a_move_is_sent_again_until_it_runs() {
+        let calls = AtomicU32::new(0);
+        let r: StateResult<u32> = retry_tryagain(|| async {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            if n < 3 { Err(refused()) } else { Ok(n) }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 3);
+        let unsent = AtomicU32::new(0);
+        let r: StateResult<u32> = retry_tryagain(|| async {
+            if unsent.fetch_add(1, Ordering::Relaxed) == 0 {
+                Err(Error::new(
+                    ErrorKind::Unknown,
+                    "Too many failed write attempts.",
+                ))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_after_a_bound_and_other_errors_are_not_retried() {
+        let start = tokio::time::Instant::now();
+        let calls = AtomicU32::new(0);
+        let r: StateResult<()> = retry_tryagain(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(refused())
+        })
+        .await;
+        assert!(matches!(r, Err(StateError::Backend(_))), "{r:?}");
+        assert!(start.elapsed() <= TRYAGAIN_FOR, "{:?}", start.elapsed());
+        assert!(calls.load(Ordering::Relaxed) > 5);
+
+        let once = AtomicU32::new(0);
+        let r: StateResult<()> = retry_tryagain(|| async {
+            once.fetch_add(1, Ordering::Relaxed);
+            Err(Error::new(
+                ErrorKind::Unknown,
+                "ERR wrong number of arguments",
+            ))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(once.load(Ordering::Relaxed), 1);
+    }
+}
