@@ -250,7 +250,7 @@ mod tests {
             if n < 3 { Err(refused()) } else { Ok(n) }
         })
         .await;
-        assert_eq!(r.unwrap(), 3);
+        assert_eq!(r.ok(), Some(3));
         let unsent = AtomicU32::new(0);
         let r: StateResult<u32> = retry_tryagain(|| async {
             if unsent.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -263,7 +263,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(r.unwrap(), 7);
+        assert_eq!(r.ok(), Some(7));
     }
 
     #[tokio::test(start_paused = true)]
