@@ -45,7 +45,7 @@ use crate::delivery::{ObserverSlot, packet_bytes};
 use crate::error::AdapterError;
 use crate::locks::{lock, write};
 use crate::namespace::{LocalView, NsCore};
-use crate::wire::{Flags, Request};
+use crate::wire::{AckBroadcast, Flags, Request};
 
 use remote_acks::{RemoteAcks, remote_ack_stream};
 pub(crate) use values::deadline_in;
@@ -291,7 +291,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         };
         let data = value_to_wire(value)?;
         let (guard, rx) = remote.core.register(&remote.shared.config)?;
-        let request = Request::BroadcastWithAck {
+        let request = Request::BroadcastWithAck(AckBroadcast {
             uid: Some(remote.core.uid.clone()),
             request_id: guard.id.clone(),
             data,
@@ -301,7 +301,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 volatile: false,
                 timeout_ms: Some(u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX)),
             },
-        };
+        });
         remote
             .shared
             .publish(remote.core.channels.request.clone(), request.encode())
