@@ -343,30 +343,13 @@ mod tests {
 
     /// A long-polling session of `user`, connected to namespace `/`.
     async fn connected(base: &str, user: &str) -> Polling {
-        let session = Polling::open(&reqwest::Client::new(), base).await;
-        let token = TokenVerifier::new(
+        let verifier = TokenVerifier::new(
             &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
             JwtAlgorithm::Hs256,
-        )
-        .unwrap()
-        .mint(
-            &Identity {
-                user_id: user.into(),
-                username: user.into(),
-                role: "user".into(),
-            },
-            600,
-        )
-        .unwrap();
-        session
-            .send(&format!("40{}", serde_json::json!({ "token": token })))
-            .await;
-        let mut seen = Vec::new();
-        while !seen.iter().any(|p: &String| p.starts_with("40{")) {
-            assert!(seen.len() < 20, "no CONNECT ack: {seen:?}");
-            seen.extend(poll(&session).await);
-        }
-        session
+        );
+        let token = verifier.unwrap().mint(&Identity::user(user), 600).unwrap();
+        let auth = serde_json::json!({ "token": token });
+        Polling::connect(&reqwest::Client::new(), base, &auth).await
     }
 
     /// One poll, pings answered and left out; empty when nothing arrives within a second.
