@@ -272,8 +272,8 @@ pub enum DecodeError {
     /// A string was not UTF-8.
     #[error("msgpack string is not UTF-8")]
     InvalidUtf8,
-    /// Nesting deeper than [`MAX_DEPTH`].
-    #[error("msgpack nesting deeper than {MAX_DEPTH}")]
+    /// Nesting deeper than the decoder's limit ([`MAX_DEPTH`] for the classic wire).
+    #[error("msgpack nested too deeply")]
     TooDeep,
     /// Bytes were left after the value.
     #[error("{0} trailing bytes after the msgpack value")]

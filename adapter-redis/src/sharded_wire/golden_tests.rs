@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{ClassicForm, Destination, Envelope, Message, SubscriptionMode, route};
+use super::{
+    ClassicForm, DEFAULT_MAX_ENVELOPE_BYTES, Destination, Envelope, IgnoreReason, Message,
+    Received, SubscriptionMode, publish, receive, route,
+};
 use crate::channels::ShardedChannels;
 
 /// The capture files and the subscription mode each was made in.
@@ -289,6 +292,11 @@ fn every_captured_message_went_where_route_sends_it() {
                 published.section
             );
             rooms_routed += usize::from(matches!(destination, Destination::Room(_)));
+            // And the one call a sender makes gives the same channel and Node's bytes.
+            let out = publish(&channels, &envelope, mode, requester, |_| false)
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
+            assert_eq!(out.channel, published.channel, "{at}");
+            assert_eq!(out.payload, published.payload, "{at}");
         }
     }
     // The dynamic modes' room channels are exercised, not only the main channel.
@@ -328,6 +336,44 @@ fn every_captured_message_maps_to_the_classic_kinds_and_back() {
             }
             assert_eq!(back, envelope, "{at}");
             assert_eq!(back.encode().unwrap(), published.payload, "{at}");
+        }
+    }
+}
+
+/// Every captured message, as each of the three servers would take it: answers by the owner
+/// of the response channel they came on, everything else by the other servers, nothing by
+/// its sender.
+#[test]
+fn every_captured_message_is_taken_by_whom_node_delivers_it_to() {
+    let channels = ShardedChannels::new("socket.io", "/");
+    for (file, _) in CAPTURES {
+        let capture = load(file);
+        for published in &capture.published {
+            let at = &published.at;
+            for (server, uid) in &capture.uids {
+                let received = receive(
+                    &channels,
+                    uid,
+                    "/",
+                    &published.channel,
+                    &published.payload,
+                    DEFAULT_MAX_ENVELOPE_BYTES,
+                )
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
+                let own_response = published.channel == channels.response(uid);
+                let sender = *server == published.server;
+                match received {
+                    Received::Answer(_) => assert!(own_response || !sender, "{at} at {server}"),
+                    Received::Broadcast(_) | Received::Request(_) => {
+                        assert!(!sender && !own_response, "{at} at {server}")
+                    }
+                    Received::Ignored(IgnoreReason::OwnMessage) => assert!(sender, "{at}"),
+                    Received::Ignored(other) => panic!("{at} at {server}: {other:?}"),
+                }
+                if own_response {
+                    assert!(matches!(received, Received::Answer(_)), "{at} at {server}");
+                }
+            }
         }
     }
 }

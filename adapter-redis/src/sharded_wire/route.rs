@@ -140,6 +140,22 @@ pub fn route(message: &Message, mode: SubscriptionMode) -> Destination<'_> {
     }
 }
 
+/// [`route`] with the gateway's join fence (`docs/sharded-adapter.md`, section 3): a broadcast
+/// that [`route`] sends to the channel of a room this node announced a join to moments ago
+/// (`fenced(room)`) goes to the main channel instead, behind the join on the same channel and
+/// publisher connection, so every receiver applies the join first. Receivers in any mode,
+/// Node's included, apply a main-channel broadcast with `rooms: [room]` the same way.
+pub fn route_fenced<'a>(
+    message: &'a Message,
+    mode: SubscriptionMode,
+    fenced: impl FnOnce(&str) -> bool,
+) -> Destination<'a> {
+    match route(message, mode) {
+        Destination::Room(room) if fenced(room) => Destination::Main,
+        destination => destination,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +236,35 @@ mod tests {
                 assert_eq!(route(&message, mode), want, "{mode}: {message:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_fenced_room_is_broadcast_on_main_and_nothing_else_changes() {
+        let to_room = broadcast(&["room:1"], &[], None);
+        let to_all = broadcast(&[], &[], None);
+        for mode in SubscriptionMode::ALL {
+            assert_eq!(route_fenced(&to_room, mode, |_| true), Destination::Main);
+            assert_eq!(
+                route_fenced(&to_room, mode, |_| false),
+                route(&to_room, mode)
+            );
+            assert_eq!(route_fenced(&to_all, mode, |_| true), Destination::Main);
+        }
+        // The fence is asked about the routed room only.
+        let mut asked = None;
+        route_fenced(&to_room, SubscriptionMode::Dynamic, |room| {
+            asked = Some(room.to_owned());
+            false
+        });
+        assert_eq!(asked.as_deref(), Some("room:1"));
+        let answer = Message::BroadcastAck {
+            request_id: "r".into(),
+            packet: None,
+        };
+        assert_eq!(
+            route_fenced(&answer, SubscriptionMode::Dynamic, |_| true),
+            Destination::Requester
+        );
     }
 
     #[test]
