@@ -54,6 +54,11 @@ pub struct RedisAdapterConfig {
     /// Server-side events waiting for the application, per namespace; when full, events are
     /// dropped and counted. Default 1024.
     pub server_side_event_queue: usize,
+    /// Sharded pub/sub only: how often the subscriptions are checked against Redis (one
+    /// `CLIENT INFO` per primary holding some), so that channels Redis dropped when their slot
+    /// moved are subscribed again at the new owner. Bounds the window in which messages to a
+    /// moved channel are missed. Default 200 ms.
+    pub shard_check_interval: Duration,
 }
 
 impl Default for RedisAdapterConfig {
@@ -74,6 +79,7 @@ impl Default for RedisAdapterConfig {
             unresponsive_timeout: Duration::from_secs(3),
             foreign_id_capacity: 65536,
             server_side_event_queue: 1024,
+            shard_check_interval: Duration::from_millis(200),
         }
     }
 }

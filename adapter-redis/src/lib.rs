@@ -119,6 +119,7 @@ mod locks;
 mod metrics;
 pub mod msgpack;
 mod namespace;
+pub mod transport;
 pub mod wire;
 
 #[cfg(test)]
