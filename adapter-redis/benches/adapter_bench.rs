@@ -1,6 +1,7 @@
 //! Benchmark (not a test; `harness = false`, never run by `cargo test`):
 //!
-//! 1. CPU cost of encoding and decoding one broadcast in the Node wire format;
+//! 1. CPU cost of encoding and decoding one broadcast in the Node wire formats (classic, and
+//!    sharded as JSON and as msgpack);
 //! 2. cross-node latency (one emit on node A until a socket on node B has it) and burst
 //!    throughput, over a real redis-server started on a free port.
 //!
@@ -10,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use adapter_redis::msgpack::Wire;
+use adapter_redis::sharded_wire::Envelope;
 use adapter_redis::wire::{self, Flags, Target};
 use adapter_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use engineioxide_core::Packet as EioPacket;
@@ -65,6 +67,43 @@ fn codec() {
         "codec: broadcast encode {encode:?}/msg, decode {decode:?}/msg ({} bytes; checksum {checksum})",
         bytes.len()
     );
+    sharded_codec(&data, &target, n);
+}
+
+/// The same broadcast in the sharded wire: JSON text (Node's choice without binary) and
+/// msgpack (with a binary argument).
+fn sharded_codec(data: &Wire, target: &Target, n: u32) {
+    let mut with_binary = data.clone();
+    if let Wire::Array(items) = &mut with_binary {
+        items.push(Wire::Bin(vec![7u8; 32].into()));
+    }
+    for (label, data) in [("json", data), ("msgpack", &with_binary)] {
+        let envelope = Envelope::broadcast(
+            "0123456789abcdef",
+            "/",
+            data.clone(),
+            target.clone(),
+            Flags::default(),
+        );
+        let mut checksum = 0usize;
+        let start = Instant::now();
+        for _ in 0..n {
+            checksum += envelope.encode().map(|b| b.len()).unwrap_or(0);
+        }
+        let encode = start.elapsed() / n;
+        let bytes = envelope.encode().unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            checksum += Envelope::decode(&bytes)
+                .map(|e| usize::from(e.message.request_id().is_none()))
+                .unwrap_or(0);
+        }
+        let decode = start.elapsed() / n;
+        println!(
+            "codec: sharded {label} broadcast encode {encode:?}/msg, decode {decode:?}/msg ({} bytes; checksum {checksum})",
+            bytes.len()
+        );
+    }
 }
 
 async fn server(url: &str) -> (SocketIo<Adapter>, RedisAdapterCtr) {

@@ -10,6 +10,8 @@
 //! | requests | `socket.io-request#/#` |
 //! | responses, shared | `socket.io-response#/#` |
 //! | responses, for one node | `socket.io-response#/#<uid>#` |
+//!
+//! The sharded scheme (`ADAPTER_MODE=sharded`) has its own names: [`ShardedChannels`].
 
 /// Length in bytes of a socketioxide socket id (and so of its room-channel segment).
 pub const SID_LEN: usize = 16;
@@ -107,6 +109,71 @@ pub fn namespace_of<'a>(key: &str, channel: &'a str) -> Option<&'a str> {
     rest.split_once('#').map(|(nsp, _)| nsp)
 }
 
+/// The channel names of one namespace in the sharded scheme (Node's `createShardedAdapter`,
+/// `docs/sharded-adapter.md` section 2.1). Every message of a namespace travels on one of
+/// three kinds of shard channel, all under `<key>#<nsp>#`:
+///
+/// | purpose | channel |
+/// |---|---|
+/// | requests, and broadcasts not routed to a room | `<key>#<nsp>#` (the main channel) |
+/// | answers to the server `<uid>` | `<key>#<nsp>#<uid>#` |
+/// | single-room broadcasts, in the dynamic modes | `<key>#<nsp>#<room>#` |
+///
+/// A response channel and a room channel share one name space: a room named like a server
+/// uid shares its channel ([`ShardedChannels::classify`] says which it is for this node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardedChannels {
+    /// `<key>#<nsp>#`: every server subscribes to it from start to close.
+    pub main: String,
+}
+
+impl ShardedChannels {
+    /// The sharded channels of namespace `nsp` under `key`.
+    pub fn new(key: &str, nsp: &str) -> Self {
+        Self {
+            main: format!("{key}#{nsp}#"),
+        }
+    }
+
+    /// `<key>#<nsp>#<uid>#`: where answers to the requests of server `uid` go.
+    pub fn response(&self, uid: &str) -> String {
+        format!("{}{uid}#", self.main)
+    }
+
+    /// `<key>#<nsp>#<room>#`: single-room broadcasts in the dynamic modes (and, in
+    /// `dynamic-private`, the channel of a socket id).
+    pub fn room(&self, room: &str) -> String {
+        format!("{}{room}#", self.main)
+    }
+
+    /// What `channel` is for the server whose uid is `own_uid`, or `None` if it is not one of
+    /// this namespace's channels.
+    pub fn classify<'a>(&self, channel: &'a str, own_uid: &str) -> Option<ShardedChannelKind<'a>> {
+        let rest = channel.strip_prefix(self.main.as_str())?;
+        if rest.is_empty() {
+            return Some(ShardedChannelKind::Main);
+        }
+        let name = rest.strip_suffix('#')?;
+        Some(if name == own_uid {
+            ShardedChannelKind::OwnResponse
+        } else {
+            ShardedChannelKind::Room(name)
+        })
+    }
+}
+
+/// The role of a sharded channel for one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardedChannelKind<'a> {
+    /// `<key>#<nsp>#`.
+    Main,
+    /// `<key>#<nsp>#<own uid>#`: answers to this server's requests.
+    OwnResponse,
+    /// `<key>#<nsp>#<name>#` for any other name: a room (or socket id) channel, or another
+    /// server's response channel.
+    Room(&'a str),
+}
+
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     for c in s.chars() {
@@ -159,6 +226,43 @@ mod tests {
         );
         assert_eq!(namespace_of("socket.io", "socket.io-request#/#"), Some("/"));
         assert_eq!(namespace_of("socket.io", "other#/#"), None);
+    }
+
+    #[test]
+    fn sharded_names_match_nodes_sharded_adapter() {
+        let ch = ShardedChannels::new("socket.io", "/");
+        assert_eq!(ch.main, "socket.io#/#");
+        assert_eq!(
+            ch.response("8d5c3c2865859083"),
+            "socket.io#/#8d5c3c2865859083#"
+        );
+        assert_eq!(ch.room("room1"), "socket.io#/#room1#");
+        let chat = ShardedChannels::new("app", "/chat");
+        assert_eq!(chat.room("room:1"), "app#/chat#room:1#");
+    }
+
+    #[test]
+    fn sharded_channels_are_classified_for_one_server() {
+        let ch = ShardedChannels::new("socket.io", "/chat");
+        let own = "8d5c3c2865859083";
+        assert_eq!(
+            ch.classify("socket.io#/chat#", own),
+            Some(ShardedChannelKind::Main)
+        );
+        assert_eq!(
+            ch.classify("socket.io#/chat#8d5c3c2865859083#", own),
+            Some(ShardedChannelKind::OwnResponse)
+        );
+        assert_eq!(
+            ch.classify("socket.io#/chat#room:a#b#", own),
+            Some(ShardedChannelKind::Room("room:a#b"))
+        );
+        assert_eq!(
+            ch.classify("socket.io#/chat#74a21a952c0cefcb#", own),
+            Some(ShardedChannelKind::Room("74a21a952c0cefcb"))
+        );
+        assert_eq!(ch.classify("socket.io#/#", own), None);
+        assert_eq!(ch.classify("socket.io#/chat#unterminated", own), None);
     }
 
     #[test]

@@ -25,6 +25,16 @@ pub fn from_event_json(text: &str, bins: &[Bytes]) -> Result<Wire, serde_json::E
     parse(text, bins, MAX_EVENT_DATA_DEPTH)
 }
 
+/// [`from_json`] with another nesting limit (the top value is at depth 0) and no binary
+/// attachments, for messages that put more levels above their event data than the classic
+/// ones do.
+pub(crate) fn from_json_with_max_depth(
+    text: &str,
+    max_depth: usize,
+) -> Result<Wire, serde_json::Error> {
+    parse(text, &[], max_depth)
+}
+
 fn parse(text: &str, bins: &[Bytes], limit: usize) -> Result<Wire, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     let value = JsonSeed {

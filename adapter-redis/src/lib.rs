@@ -119,6 +119,7 @@ mod locks;
 mod metrics;
 pub mod msgpack;
 mod namespace;
+pub mod sharded_wire;
 pub mod transport;
 pub mod wire;
 

@@ -105,16 +105,25 @@ impl Wire {
 
     /// Decodes exactly one value spanning all of `input`.
     pub fn decode(input: &[u8]) -> Result<Wire, DecodeError> {
+        Self::decode_with_max_depth(input, MAX_DEPTH)
+    }
+
+    /// [`Wire::decode`] with another nesting limit (the top value is at depth 0), for
+    /// messages that put more levels above their event data than the classic ones do.
+    pub(crate) fn decode_with_max_depth(
+        input: &[u8],
+        max_depth: usize,
+    ) -> Result<Wire, DecodeError> {
         if input.contains(&RESERVED_MARKER) {
-            refuse_reserved_marker(input)?;
+            refuse_reserved_marker(input, max_depth)?;
         }
         let mut rest = input;
-        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, RMPV_DEPTH)
+        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, rmpv_depth(max_depth))
             .map_err(DecodeError::from_rmpv)?;
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes(rest.len()));
         }
-        from_value_ref(value, 0)
+        from_value_ref(value, 0, max_depth)
     }
 }
 
@@ -185,16 +194,18 @@ impl Serialize for BinRef<'_> {
 const RESERVED_MARKER: u8 = 0xc1;
 
 /// `rmpv` counts each level of nesting twice, and a string or binary up to three times: a
-/// budget that lets every value within [`MAX_DEPTH`] through (the exact limit is checked while
+/// budget that lets every value within `max_depth` through (the exact limit is checked while
 /// converting) and still bounds its recursion.
-const RMPV_DEPTH: usize = 2 * MAX_DEPTH + 8;
+const fn rmpv_depth(max_depth: usize) -> usize {
+    2 * max_depth + 8
+}
 
 /// Walks `input` with `rmp-serde` (allocating nothing) only to find a reserved marker byte,
 /// which `rmpv` would silently read as `nil`. Run only when the byte occurs at all.
-fn refuse_reserved_marker(input: &[u8]) -> Result<(), DecodeError> {
+fn refuse_reserved_marker(input: &[u8], max_depth: usize) -> Result<(), DecodeError> {
     use rmp_serde::decode::Error;
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(input);
-    deserializer.set_max_depth(MAX_DEPTH + 2);
+    deserializer.set_max_depth(max_depth + 2);
     match <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut deserializer) {
         Err(Error::TypeMismatch(rmp::Marker::Reserved)) => {
             Err(DecodeError::InvalidMarker(RESERVED_MARKER))
@@ -205,11 +216,15 @@ fn refuse_reserved_marker(input: &[u8]) -> Result<(), DecodeError> {
     }
 }
 
-/// Converts what `rmpv` read, refusing a value deeper than [`MAX_DEPTH`] (the top one is at
+/// Converts what `rmpv` read, refusing a value deeper than `max_depth` (the top one is at
 /// depth 0) and strings that are not UTF-8.
-fn from_value_ref(value: rmpv::ValueRef<'_>, depth: usize) -> Result<Wire, DecodeError> {
+fn from_value_ref(
+    value: rmpv::ValueRef<'_>,
+    depth: usize,
+    max_depth: usize,
+) -> Result<Wire, DecodeError> {
     use rmpv::ValueRef;
-    if depth > MAX_DEPTH {
+    if depth > max_depth {
         return Err(DecodeError::TooDeep);
     }
     Ok(match value {
@@ -227,13 +242,18 @@ fn from_value_ref(value: rmpv::ValueRef<'_>, depth: usize) -> Result<Wire, Decod
         ValueRef::Array(items) => Wire::Array(
             items
                 .into_iter()
-                .map(|item| from_value_ref(item, depth + 1))
+                .map(|item| from_value_ref(item, depth + 1, max_depth))
                 .collect::<Result<_, _>>()?,
         ),
         ValueRef::Map(entries) => Wire::Map(
             entries
                 .into_iter()
-                .map(|(k, v)| Ok((from_value_ref(k, depth + 1)?, from_value_ref(v, depth + 1)?)))
+                .map(|(k, v)| {
+                    Ok((
+                        from_value_ref(k, depth + 1, max_depth)?,
+                        from_value_ref(v, depth + 1, max_depth)?,
+                    ))
+                })
                 .collect::<Result<_, DecodeError>>()?,
         ),
         ValueRef::Ext(kind, data) => Wire::Ext(kind, Bytes::copy_from_slice(data)),
@@ -252,8 +272,8 @@ pub enum DecodeError {
     /// A string was not UTF-8.
     #[error("msgpack string is not UTF-8")]
     InvalidUtf8,
-    /// Nesting deeper than [`MAX_DEPTH`].
-    #[error("msgpack nesting deeper than {MAX_DEPTH}")]
+    /// Nesting deeper than the decoder's limit ([`MAX_DEPTH`] for the classic wire).
+    #[error("msgpack nested too deeply")]
     TooDeep,
     /// Bytes were left after the value.
     #[error("{0} trailing bytes after the msgpack value")]

@@ -16,3 +16,37 @@ pub enum StateError {
 
 /// Result of every state operation.
 pub type StateResult<T> = Result<T, StateError>;
+
+/// How the message of an [`StateError::Unavailable`] begins when the call was refused before it
+/// was sent, because the connection was already known to be down.
+const REFUSED_WHILE_DOWN: &str = "not connected to Redis";
+
+impl StateError {
+    /// The error of a call refused without being sent: the connection is known to be down.
+    pub(crate) fn refused_while_down(detail: impl std::fmt::Display) -> Self {
+        Self::Unavailable(format!("{REFUSED_WHILE_DOWN} ({detail})"))
+    }
+
+    /// Whether this call was refused at once because the connection was known to be down, rather
+    /// than sent and left waiting on a dead connection until the command timeout.
+    pub fn is_refused_while_down(&self) -> bool {
+        matches!(self, Self::Unavailable(m) if m.starts_with(REFUSED_WHILE_DOWN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_told_from_a_timeout() {
+        let refused = StateError::refused_while_down("state: Disconnected");
+        assert!(matches!(refused, StateError::Unavailable(_)), "{refused}");
+        assert!(refused.is_refused_while_down());
+        assert!(
+            !StateError::Unavailable("Timeout Error: Request timed out.".into())
+                .is_refused_while_down()
+        );
+        assert!(!StateError::Backend(REFUSED_WHILE_DOWN.into()).is_refused_while_down());
+    }
+}

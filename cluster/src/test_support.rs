@@ -166,3 +166,21 @@ pub fn short_retention() -> Retention {
         game_sequence: std::time::Duration::from_secs(3600),
     }
 }
+
+/// A node registry whose `withdraw` never answers, like a Redis that hangs: for tests of a caller
+/// that must give up on a stuck step.
+#[derive(Debug, Default)]
+pub struct HangingWithdraw;
+
+#[async_trait::async_trait]
+impl crate::NodeRegistry for HangingWithdraw {
+    async fn publish(&self, _: &NodeStats) -> crate::StateResult<()> {
+        Ok(())
+    }
+    async fn withdraw(&self, _: &str) -> crate::StateResult<()> {
+        std::future::pending().await
+    }
+    async fn live_nodes(&self) -> crate::StateResult<Vec<NodeStats>> {
+        Ok(Vec::new())
+    }
+}

@@ -167,3 +167,121 @@ pub async fn notify_local_sockets(app: &App, io: &Io) {
     }
     tracing::info!(sockets = told, "`server shutdown` sent to local sockets");
 }
+
+#[cfg(test)]
+mod tests {
+    //! The shutdown's timing on tokio's paused clock: durations are exact, whatever the load.
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use clap::Parser as _;
+    use socketioxide::SocketIo;
+
+    use super::*;
+    use crate::config::{Cli, Config};
+
+    /// What a test watches of a node being shut down.
+    struct Node {
+        app: Arc<App>,
+        io: Io,
+        running: Running,
+        /// Ends with `true` when the HTTP server was told to stop, `false` when the shutdown
+        /// dropped that step.
+        http_stopped: JoinHandle<bool>,
+    }
+
+    fn node(drain_secs: u64, grace_secs: u64, backends: cluster::StateBackends) -> Node {
+        let (drain, grace) = (drain_secs.to_string(), grace_secs.to_string());
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "--jwt-secret",
+            "shutdown-unit-test",
+            "--drain-secs",
+            &drain,
+            "--grace-secs",
+            &grace,
+        ])
+        .unwrap();
+        let app = App::new(Config::from_args(cli.serve).unwrap(), backends).unwrap();
+        let (_layer, io) = SocketIo::builder()
+            .with_state(Arc::clone(&app))
+            .with_adapter::<crate::Adapter>(adapter_redis::RedisAdapterCtr::local())
+            .build_layer();
+        let namespaces = crate::sockets::Shared::new(&io, &app);
+        let (stop_http, stop_rx) = tokio::sync::oneshot::channel();
+        let http_stopped = tokio::spawn(async move { stop_rx.await.is_ok() });
+        let server = tokio::spawn(async { Ok(()) });
+        app.set_lifecycle(Lifecycle::Ready);
+        Node {
+            app,
+            io,
+            running: Running {
+                server,
+                stop_http,
+                publisher: tokio::spawn(std::future::pending()),
+                lag_monitor: tokio::spawn(std::future::pending()),
+                namespaces,
+            },
+            http_stopped,
+        }
+    }
+
+    /// Starts the shutdown of `node`; returns its app, what tells the HTTP server stopped, and
+    /// the shutdown's outcome.
+    fn shut_down(node: Node) -> (Arc<App>, JoinHandle<bool>, JoinHandle<Outcome>) {
+        let Node {
+            app,
+            io,
+            running,
+            http_stopped,
+        } = node;
+        let sequence = {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move { drain_and_stop(&app, &io, running).await })
+        };
+        (app, http_stopped, sequence)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_node_serves_through_the_whole_drain_then_stops_within_grace() {
+        let started = Instant::now();
+        let (app, http_stopped, sequence) = shut_down(node(2, 5, cluster::memory::backends(10)));
+        tokio::task::yield_now().await;
+        assert_eq!(app.lifecycle(), Lifecycle::Draining, "not draining at once");
+
+        tokio::time::sleep_until(started + Duration::from_secs(2) - Duration::from_millis(1)).await;
+        assert!(
+            !http_stopped.is_finished(),
+            "HTTP stopped before the drain ended"
+        );
+        assert!(!sequence.is_finished());
+        assert_eq!(app.lifecycle(), Lifecycle::Draining);
+
+        assert_eq!(sequence.await.unwrap(), Outcome::Graceful);
+        assert!(http_stopped.await.unwrap(), "HTTP was never told to stop");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_step_is_abandoned_right_at_the_end_of_the_grace_period() {
+        let mut backends = cluster::memory::backends(10);
+        backends.nodes = Arc::new(cluster::test_support::HangingWithdraw);
+        let started = Instant::now();
+        let (_app, http_stopped, sequence) = shut_down(node(1, 2, backends));
+
+        tokio::time::sleep_until(started + Duration::from_secs(2) - Duration::from_millis(1)).await;
+        assert!(!sequence.is_finished(), "gave up before the grace period");
+        assert_eq!(sequence.await.unwrap(), Outcome::Forced);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(
+            !http_stopped.await.unwrap(),
+            "the step after the stuck one ran"
+        );
+    }
+}

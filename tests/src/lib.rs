@@ -3,6 +3,7 @@
 //!
 //! A missing tool is a failure with a message saying what to install, never a skip.
 
+pub mod polling;
 pub mod redis_cluster;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

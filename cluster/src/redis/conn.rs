@@ -47,8 +47,8 @@ impl Conn {
         if self.client.is_connected() && self.link_up.load(Ordering::Acquire) {
             Ok(())
         } else {
-            Err(StateError::Unavailable(format!(
-                "not connected to Redis (state: {:?})",
+            Err(StateError::refused_while_down(format_args!(
+                "state: {:?}",
                 self.client.state()
             )))
         }

@@ -127,6 +127,13 @@ impl RedisCluster {
             && self.subscriber_up.load(Ordering::Acquire)
     }
 
+    /// Whether state calls are sent to Redis now. While false they fail at once with an error for
+    /// which [`crate::StateError::is_refused_while_down`] holds, instead of queueing behind the
+    /// lost connection.
+    pub fn sends_commands(&self) -> bool {
+        self.conn.ensure_connected().is_ok()
+    }
+
     /// A counter that increases each time this node's registrations in Redis may have been lost:
     /// the command connection came back after a loss, or peers declared this node dead and purged
     /// it (after a stall or a network cut; see [`RedisCluster::spawn_heartbeat`]).

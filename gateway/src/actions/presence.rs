@@ -101,8 +101,14 @@ pub fn welcome(shared: &Shared, s: &SocketRef<Adapter>) {
     );
 }
 
-/// A socket of `/` disconnected: it leaves its rooms, then presence.
-pub async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: DisconnectReason) {
+/// A socket of `/` disconnected: it leaves `held` (the chat rooms it was in when the disconnect
+/// began, read by the caller before socketioxide may empty them), then presence.
+pub async fn disconnected(
+    shared: &Arc<Shared>,
+    s: SocketRef<Adapter>,
+    reason: DisconnectReason,
+    held: Vec<String>,
+) {
     shared.app.metrics.connections_active.dec();
     let Some(session) = Session::of(&s) else {
         return;
@@ -113,7 +119,8 @@ pub async fn disconnected(shared: &Arc<Shared>, s: SocketRef<Adapter>, reason: D
         return;
     }
     let sid = s.id.to_string();
-    for room in super::rooms::member_rooms(&s) {
+    tracing::debug!(socket = %s.id, rooms = ?held, "leaving rooms on disconnect");
+    for room in held {
         super::rooms::leave(shared, &s, &session, &room).await;
     }
     forget(shared, &session, &sid).await;

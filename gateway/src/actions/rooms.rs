@@ -207,6 +207,7 @@ pub async fn leave(
             return false;
         }
     };
+    tracing::debug!(room = room_id, socket = %sid, ?outcome, "left room in the registry");
     let LeaveOutcome::Left { user_count, .. } = outcome else {
         return false;
     };

@@ -28,8 +28,12 @@ pub async fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>, ses
     on(s, shared, "get online users", get_online_users);
     let for_disconnect = Arc::clone(shared);
     s.on_disconnect(move |s: SocketRef<Adapter>, reason: DisconnectReason| {
+        // Read here, not in the handler's task: socketioxide spawns that task, and a transport
+        // close read right after a DISCONNECT packet takes the socket out of its rooms without
+        // waiting for it (gateway/tests/disconnect_rooms.rs).
+        let held = rooms::member_rooms(&s);
         let shared = Arc::clone(&for_disconnect);
-        async move { presence::disconnected(&shared, s, reason).await }
+        async move { presence::disconnected(&shared, s, reason, held).await }
     });
     presence::arrived(shared, s, session).await;
     presence_guard::watch(shared, s.id, session);

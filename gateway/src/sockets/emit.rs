@@ -336,80 +336,45 @@ mod tests {
 
     use clap::Parser;
     use serde_json::Value;
+    use testkit::polling::Polling;
 
     use crate::auth::{Identity, TokenVerifier};
     use crate::config::{Cli, Config, DEV_SECRET, JwtAlgorithm, JwtKey};
 
-    const SEP: char = '\u{1e}';
-
-    struct Poller {
-        http: reqwest::Client,
-        url: String,
+    /// A long-polling session of `user`, connected to namespace `/`.
+    async fn connected(base: &str, user: &str) -> Polling {
+        let session = Polling::open(&reqwest::Client::new(), base).await;
+        let token = TokenVerifier::new(
+            &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
+            JwtAlgorithm::Hs256,
+        )
+        .unwrap()
+        .mint(
+            &Identity {
+                user_id: user.into(),
+                username: user.into(),
+                role: "user".into(),
+            },
+            600,
+        )
+        .unwrap();
+        session
+            .send(&format!("40{}", serde_json::json!({ "token": token })))
+            .await;
+        let mut seen = Vec::new();
+        while !seen.iter().any(|p: &String| p.starts_with("40{")) {
+            assert!(seen.len() < 20, "no CONNECT ack: {seen:?}");
+            seen.extend(poll(&session).await);
+        }
+        session
     }
 
-    impl Poller {
-        async fn open(base: &str, user: &str) -> Self {
-            let http = reqwest::Client::new();
-            let body = http
-                .get(format!("{base}/socket.io/?EIO=4&transport=polling"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
-            let sid = open["sid"].as_str().unwrap();
-            let poller = Self {
-                http,
-                url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}"),
-            };
-            let token = TokenVerifier::new(
-                &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
-                JwtAlgorithm::Hs256,
-            )
-            .unwrap()
-            .mint(
-                &Identity {
-                    user_id: user.into(),
-                    username: user.into(),
-                    role: "user".into(),
-                },
-                600,
-            )
-            .unwrap();
-            poller
-                .post(&[format!("40{}", serde_json::json!({ "token": token }))])
-                .await;
-            let mut seen = Vec::new();
-            while !seen.iter().any(|p: &String| p.starts_with("40{")) {
-                assert!(seen.len() < 20, "no CONNECT ack: {seen:?}");
-                seen.extend(poller.poll().await);
-            }
-            poller
-        }
-
-        async fn post(&self, packets: &[String]) {
-            let body = packets.join(&SEP.to_string());
-            let res = self.http.post(&self.url).body(body).send().await.unwrap();
-            assert!(res.status().is_success(), "{}", res.status());
-        }
-
-        /// One poll, pings answered and left out; empty when nothing arrives within a second.
-        async fn poll(&self) -> Vec<String> {
-            let Ok(res) =
-                tokio::time::timeout(Duration::from_secs(1), self.http.get(&self.url).send()).await
-            else {
-                return Vec::new();
-            };
-            let body = res.unwrap().text().await.unwrap();
-            let (pings, packets): (Vec<String>, Vec<String>) =
-                body.split(SEP).map(str::to_owned).partition(|p| p == "2");
-            if !pings.is_empty() {
-                self.post(&["3".to_owned()]).await;
-            }
-            packets
-        }
+    /// One poll, pings answered and left out; empty when nothing arrives within a second.
+    async fn poll(session: &Polling) -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(1), session.poll_answering_pings())
+            .await
+            .map(|packets| packets.expect("the session ended"))
+            .unwrap_or_default()
     }
 
     async fn metric(base: &str, name: &str) -> u64 {
@@ -445,8 +410,8 @@ mod tests {
             let _ = stopped.await;
         }));
 
-        let slow = Poller::open(&base, "slow").await;
-        let fast = Poller::open(&base, "fast").await;
+        let slow = connected(&base, "slow").await;
+        let fast = connected(&base, "fast").await;
         // Far more than the per-socket queue holds (`max_buffer_size`: 128 by default; this
         // still overflows it if the node is built with a few thousand).
         const TOTAL: usize = 5000;
@@ -471,7 +436,7 @@ mod tests {
                 tokio::time::Instant::now() < deadline,
                 "no DISCONNECT packet; got {packets:?}"
             );
-            packets.extend(slow.poll().await);
+            packets.extend(poll(&slow).await);
         }
         let numbers: Vec<usize> = packets
             .iter()
