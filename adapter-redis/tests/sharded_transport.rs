@@ -306,7 +306,24 @@ async fn a_subscribed_channel_keeps_receiving_after_its_slot_moves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscribed_channel_keeps_receiving_after_its_primary_fails_over() {
+async fn a_subscribed_channel_keeps_receiving_after_its_primary_crashes() {
+    delivery_resumes_after_a_failover(Failure::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_channel_keeps_receiving_after_its_primary_hangs() {
+    delivery_resumes_after_a_failover(Failure::Hang).await;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// SIGKILL: connections to it are refused.
+    Crash,
+    /// SIGSTOP: connections to it stay open and go silent.
+    Hang,
+}
+
+async fn delivery_resumes_after_a_failover(failure: Failure) {
     let mut cluster = RedisCluster::start().unwrap();
     let url = cluster.url();
     let publisher = Arc::new(sharded(&url).await);
@@ -331,7 +348,10 @@ async fn a_subscribed_channel_keeps_receiving_after_its_primary_fails_over() {
 
     let owner = cluster.slot_owner_of(&channel).unwrap();
     let (cluster, promoted) = tokio::task::spawn_blocking(move || {
-        let promoted = cluster.kill_primary(&owner).unwrap();
+        let promoted = match failure {
+            Failure::Crash => cluster.kill_primary(&owner).unwrap(),
+            Failure::Hang => cluster.freeze_primary(&owner).unwrap(),
+        };
         (cluster, promoted)
     })
     .await
@@ -348,11 +368,10 @@ async fn a_subscribed_channel_keeps_receiving_after_its_primary_fails_over() {
         );
         probe += 1;
         let mark = format!("probe{probe}");
-        if publisher
+        let published = publisher
             .publish(channel.clone(), Bytes::from(mark.clone()))
-            .await
-            .is_ok()
-        {
+            .await;
+        if published.is_ok() {
             let wait = Instant::now() + Duration::from_millis(300);
             while let Ok(Some((_, text))) =
                 timeout(wait.saturating_duration_since(Instant::now()), rx.recv()).await
@@ -384,9 +403,67 @@ async fn a_subscribed_channel_keeps_receiving_after_its_primary_fails_over() {
     assert_eq!(cluster.shard_subscribers(&channel).unwrap(), 1);
     let metrics = subscriber.metrics();
     eprintln!(
-        "failover: {probe} probes, repairs {}, resubscribed {}, longest gap {} ms",
+        "{failure:?}: {probe} probes, repairs {}, resubscribed {}, longest gap {} ms",
         metrics.sharded_repairs, metrics.sharded_resubscribes, metrics.sharded_repair_gap_ms_max
     );
     assert!(metrics.sharded_repairs >= 1);
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_single_redis_subscriptions_come_back_after_the_connection_is_killed() {
+    let redis = testkit::RedisServer::start().unwrap();
+    let url = redis.url();
+    let publisher = sharded(&url).await;
+    let subscriber = sharded(&url).await;
+    let mut rx = inbox(&subscriber);
+    let channels = vec!["socket.io#/#".to_owned(), "socket.io#/#room:1#".to_owned()];
+    subscriber.subscribe(channels.clone()).await.unwrap();
+    assert_eq!(publisher.subscriber_count(&channels[0]).await.unwrap(), 1);
+    for c in &channels {
+        publisher
+            .publish(c.clone(), Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut rx, Duration::from_secs(5)).await,
+            (c.clone(), "one".to_owned())
+        );
+    }
+
+    // Redis drops the subscriber's connection: fred reconnects, the transport subscribes again.
+    let admin = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&url).unwrap())
+        .build()
+        .unwrap();
+    fred::interfaces::ClientLike::init(&admin).await.unwrap();
+    let killed: i64 = fred::interfaces::ClientLike::custom(
+        &admin,
+        fred::types::CustomCommand::new_static("CLIENT", 0u16, false),
+        vec!["KILL", "TYPE", "pubsub"],
+    )
+    .await
+    .unwrap();
+    assert!(killed >= 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while subscriber.metrics().sharded_resubscribes < channels.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "not subscribed again after the connection was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for c in &channels {
+        publisher
+            .publish(c.clone(), Bytes::from_static(b"two"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut rx, Duration::from_secs(5)).await,
+            (c.clone(), "two".to_owned())
+        );
+    }
+    assert_eq!(publisher.subscriber_count(&channels[1]).await.unwrap(), 1);
+    let _ = fred::interfaces::ClientLike::quit(&admin).await;
+    publisher.quit().await;
+    subscriber.quit().await;
 }

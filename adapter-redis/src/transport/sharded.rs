@@ -21,9 +21,12 @@
 //!   channels it confirmed there, and subscribes lost ones again at the current owner, with
 //!   backoff, until Redis confirms. Messages published at the new owner in between are lost;
 //!   the time since the last good check is recorded as the gap.
+//! * A command to a primary that hangs (its connections stay open) times out without fred
+//!   looking for the replica promoted in its place, so a failed publish makes the repair loop
+//!   refresh the publisher's slot map too.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +78,10 @@ pub(super) struct ShardedPubSub {
     order: tokio::sync::Mutex<()>,
     counts: Mutex<HashMap<String, (Instant, u64)>>,
     repair_now: Notify,
+    /// Set when a publish failed: the publisher's slot map may point at a primary that hangs
+    /// (a timed-out command does not make fred look for the promoted replica), so the repair
+    /// loop refreshes it.
+    publisher_map_stale: AtomicBool,
     metrics: Arc<Metrics>,
     command_timeout: Duration,
     probe_timeout: Duration,
@@ -101,6 +108,7 @@ impl ShardedPubSub {
             order: tokio::sync::Mutex::new(()),
             counts: Mutex::default(),
             repair_now: Notify::new(),
+            publisher_map_stale: AtomicBool::new(false),
             metrics,
             command_timeout: config.request_timeout,
             probe_timeout: config.unresponsive_timeout.max(Duration::from_millis(100)),
@@ -163,9 +171,15 @@ impl ShardedPubSub {
         channel: String,
         payload: Bytes,
     ) -> Result<(), AdapterError> {
-        self.publisher
+        let published = self
+            .publisher
             .spublish::<RedisValue, _, _>(channel, RedisValue::Bytes(payload))
-            .await?;
+            .await;
+        if published.is_err() && self.clustered {
+            self.publisher_map_stale.store(true, Ordering::SeqCst);
+            self.repair_now.notify_one();
+        }
+        published?;
         Ok(())
     }
 
@@ -429,6 +443,12 @@ impl ShardedPubSub {
                     }
                 }
                 () = self.repair_now.notified() => {}
+            }
+            if self.publisher_map_stale.swap(false, Ordering::SeqCst)
+                && let Err(e) = self.publisher.sync_cluster().await
+            {
+                tracing::debug!(error = %e, "publisher's cluster slot map not refreshed");
+                self.publisher_map_stale.store(true, Ordering::SeqCst);
             }
             let lost = self.lost_channels().await;
             if lost.is_empty() {
