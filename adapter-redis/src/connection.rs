@@ -19,12 +19,13 @@ use tokio_util::task::TaskTracker;
 use crate::ServerSideEvent;
 use crate::budget::{ByteBudget, Held};
 use crate::channels::namespace_of;
-use crate::config::RedisAdapterConfig;
+use crate::config::{AdapterMode, RedisAdapterConfig};
 use crate::error::AdapterError;
 use crate::ids::ForeignIds;
 use crate::locks::{lock, read};
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
+use crate::sharded_wire::SubscriptionMode;
 use crate::transport::{PubSubKind, Transport};
 
 /// A message from Redis for one namespace.
@@ -81,7 +82,17 @@ impl Shared {
         url: &str,
         config: RedisAdapterConfig,
     ) -> Result<Arc<Shared>, AdapterError> {
-        let transport = Transport::connect(url, &config, PubSubKind::Classic).await?;
+        let kind = match config.mode {
+            AdapterMode::Classic => PubSubKind::Classic,
+            AdapterMode::Sharded(SubscriptionMode::Static) => PubSubKind::Sharded,
+            AdapterMode::Sharded(mode) => {
+                return Err(AdapterError::Unsupported(format!(
+                    "sharded subscription mode `{}` (only `static` is supported so far)",
+                    mode.as_str()
+                )));
+            }
+        };
+        let transport = Transport::connect(url, &config, kind).await?;
         let messages = transport.messages();
         let sub_reconnects = transport.reconnects();
 
