@@ -134,6 +134,19 @@ fn volatile_flag_encodes_as_node_does() {
     assert_eq!(bytes, want);
 }
 
+/// The Node peer's `remoteJoin` (`join`) or `remoteLeave` of `room3` for the sockets in `room1`.
+fn room3_for_room1(join: bool) -> Request {
+    Request::JoinLeave {
+        join,
+        uid: Some("OPaMk7".into()),
+        target: Target {
+            rooms: strs(&["room1"]),
+            except: vec![],
+        },
+        rooms: strs(&["room3"]),
+    }
+}
+
 #[test]
 fn json_requests_match_node_bytes() {
     let cases: Vec<(Request, &str)> = vec![
@@ -154,27 +167,11 @@ fn json_requests_match_node_bytes() {
             r#"{"uid":"OPaMk7","requestId":"cv7Mzb","type":1}"#,
         ),
         (
-            Request::JoinLeave {
-                join: true,
-                uid: Some("OPaMk7".into()),
-                target: Target {
-                    rooms: strs(&["room1"]),
-                    except: vec![],
-                },
-                rooms: strs(&["room3"]),
-            },
+            room3_for_room1(true),
             r#"{"uid":"OPaMk7","type":2,"opts":{"rooms":["room1"],"except":[]},"rooms":["room3"]}"#,
         ),
         (
-            Request::JoinLeave {
-                join: false,
-                uid: Some("OPaMk7".into()),
-                target: Target {
-                    rooms: strs(&["room1"]),
-                    except: vec![],
-                },
-                rooms: strs(&["room3"]),
-            },
+            room3_for_room1(false),
             r#"{"uid":"OPaMk7","type":3,"opts":{"rooms":["room1"],"except":[]},"rooms":["room3"]}"#,
         ),
         (
@@ -217,7 +214,7 @@ fn json_requests_match_node_bytes() {
 
 #[test]
 fn broadcast_with_ack_request_is_msgpack_as_node() {
-    let request = Request::BroadcastWithAck {
+    let request = Request::BroadcastWithAck(wire::AckBroadcast {
         uid: Some("OPaMk7".into()),
         request_id: "29yHpW".into(),
         data: Wire::Array(vec![s("withack"), s("q")]),
@@ -227,7 +224,7 @@ fn broadcast_with_ack_request_is_msgpack_as_node() {
             volatile: false,
             timeout_ms: Some(1000),
         },
-    };
+    });
     assert_eq!(request.encode(), hex(BROADCAST_ACK_REQUEST));
     assert_eq!(
         Request::decode(&hex(BROADCAST_ACK_REQUEST)).unwrap(),

@@ -289,19 +289,20 @@ async fn malformed_messages_are_counted_not_fatal() {
     }
     // Valid shapes with hostile values: an ack timeout that would overflow a deadline, a
     // namespace that is not ours, room lists of odd types.
-    let hostile = adapter_redis::wire::Request::BroadcastWithAck {
-        uid: Some("hostile".into()),
-        request_id: "h1".into(),
-        data: adapter_redis::msgpack::Wire::Array(vec![adapter_redis::msgpack::Wire::Str(
-            "x".into(),
-        )]),
-        nsp: "/".into(),
-        target: adapter_redis::wire::Target::default(),
-        flags: adapter_redis::wire::Flags {
-            volatile: false,
-            timeout_ms: Some(u64::MAX),
-        },
-    };
+    let hostile =
+        adapter_redis::wire::Request::BroadcastWithAck(adapter_redis::wire::AckBroadcast {
+            uid: Some("hostile".into()),
+            request_id: "h1".into(),
+            data: adapter_redis::msgpack::Wire::Array(vec![adapter_redis::msgpack::Wire::Str(
+                "x".into(),
+            )]),
+            nsp: "/".into(),
+            target: adapter_redis::wire::Target::default(),
+            flags: adapter_redis::wire::Flags {
+                volatile: false,
+                timeout_ms: Some(u64::MAX),
+            },
+        });
     let _: i64 = raw
         .publish("socket.io-request#/#", hostile.encode())
         .await

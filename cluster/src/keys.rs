@@ -3,9 +3,10 @@
 //! `cluster:message` and `cluster:stats:<serverId>` are fixed by the contract (`docs/protocol.md`,
 //! section "Redis keys and channels") so that Node.js nodes of the original design can share the
 //! cluster. Everything else lives under one configurable prefix (default `gateway:`), and the Lua
-//! scripts build the names they need from the same parts (see `lua_key_functions`). On a Redis
-//! Cluster the prefix should carry a hash tag (for example `{gateway}:`) so that the multi-key
-//! scripts stay in one slot.
+//! scripts build the names they need from the same parts (see `lua_key_functions`). Two layouts
+//! ([`KeyLayout`]): the classic names of `docs/protocol.md` (single Redis, Sentinel), and on a
+//! Redis Cluster the spread layout of `docs/sharded-adapter.md`, section 5, where each room, user
+//! and node has a hash tag of its own and cluster-wide indexes live in [`INDEX_BUCKETS`] buckets.
 //!
 //! Ids chosen by clients (room ids, user ids, game ids, namespace names) may hold any character
 //! (`docs/protocol.md`, section "Rooms and Socket.IO room names": no room id is reserved). Each one is escaped with [`key_part`] before it
@@ -84,10 +85,73 @@ pub fn key_part(id: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// How the prefixed keys are laid out over a Redis Cluster's hash slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// Today's names (`docs/protocol.md`, section "Redis keys and channels"), unchanged: single
+    /// Redis, Sentinel, and a Redis Cluster whose prefix carries one hash tag for everything.
+    #[default]
+    Classic,
+    /// Each room's keys share a hash tag of their own, each user's likewise, each node's likewise;
+    /// cluster-wide listings live in [`INDEX_BUCKETS`] bucket keys spread over the slots
+    /// (`docs/sharded-adapter.md`, section 5). Chosen for `redis-cluster://` URLs.
+    Spread,
+}
+
+/// Buckets of each cluster-wide index in the [`KeyLayout::Spread`] layout (rooms, unjoined
+/// rooms, online sockets). Part of the layout, not a setting: nodes disagreeing on it would
+/// look for entries in different keys.
+pub const INDEX_BUCKETS: usize = 64;
+
+/// The bucket of an index entry: FNV-1a of its id, modulo [`INDEX_BUCKETS`]. Stable across
+/// processes and versions (unlike `std`'s hasher), so every node finds an entry where another
+/// node put it.
+pub fn index_bucket(id: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // The modulo is below INDEX_BUCKETS, so it fits.
+    usize::try_from(h % INDEX_BUCKETS as u64).unwrap_or_default()
+}
+
+/// Undoes [`key_part`] (for node ids read back from key names).
+pub fn key_part_decoded(part: &str) -> Option<String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = part.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+// Kinds of hash tag in the spread layout. The tag is `{<kind>:<escaped id>}`: never empty (an
+// empty tag would make Redis hash the whole name, splitting a room's keys over slots), and the
+// escaped id holds no brace, so no id can end the tag early or choose another one.
+const TAG_ROOM: &str = "r";
+const TAG_USER: &str = "u";
+const TAG_NODE: &str = "n";
+const TAG_PRIVATE: &str = "p";
+const TAG_NAMESPACE: &str = "h";
+const TAG_GAME: &str = "g";
+const TAG_ROOMS_BUCKET: &str = "ri";
+const TAG_UNJOINED_BUCKET: &str = "ru";
+const TAG_SOCKETS_BUCKET: &str = "ps";
+
 /// Names of the prefixed keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
+    layout: KeyLayout,
 }
 
 impl Default for Keys {
@@ -97,10 +161,17 @@ impl Default for Keys {
 }
 
 impl Keys {
-    /// Keys under `prefix` (used verbatim, so include the separator: `gateway:`).
+    /// Keys under `prefix` (used verbatim, so include the separator: `gateway:`), in the
+    /// [`KeyLayout::Classic`] layout.
     pub fn new(prefix: impl Into<String>) -> Self {
+        Self::with_layout(prefix, KeyLayout::Classic)
+    }
+
+    /// Keys under `prefix` in `layout`.
+    pub fn with_layout(prefix: impl Into<String>, layout: KeyLayout) -> Self {
         Self {
             prefix: prefix.into(),
+            layout,
         }
     }
 
@@ -109,9 +180,59 @@ impl Keys {
         &self.prefix
     }
 
+    /// The layout in use.
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
+    /// Whether the layout is [`KeyLayout::Spread`].
+    pub fn is_spread(&self) -> bool {
+        self.layout == KeyLayout::Spread
+    }
+
+    /// An id as it appears in a key name: escaped, and in the spread layout wrapped in a hash
+    /// tag of its kind.
+    fn part(&self, kind: &str, id: &str) -> String {
+        match self.layout {
+            KeyLayout::Classic => key_part(id).into_owned(),
+            KeyLayout::Spread => format!("{{{kind}:{}}}", key_part(id)),
+        }
+    }
+
+    /// A node id in a key name: verbatim in the classic layout (as today), escaped and tagged in
+    /// the spread one.
+    fn node_part(&self, node_id: &str) -> String {
+        match self.layout {
+            KeyLayout::Classic => node_id.to_owned(),
+            KeyLayout::Spread => self.part(TAG_NODE, node_id),
+        }
+    }
+
+    /// Bucket `k` of a spread index: `<prefix><name>:{<kind>:<k>}`.
+    fn bucket(&self, name: &str, kind: &str, k: usize) -> String {
+        format!("{}{name}:{{{kind}:{k}}}", self.prefix)
+    }
+
+    /// Bucket `k` (below [`INDEX_BUCKETS`]) of the rooms index (spread layout): room ids scored
+    /// by creation time (Unix µs).
+    pub fn rooms_bucket(&self, k: usize) -> String {
+        self.bucket(ROOMS_INDEX, TAG_ROOMS_BUCKET, k)
+    }
+
+    /// Bucket `k` of the unjoined rooms (spread layout): room ids scored by deadline (Unix ms).
+    pub fn unjoined_bucket(&self, k: usize) -> String {
+        self.bucket(UNJOINED_ROOMS, TAG_UNJOINED_BUCKET, k)
+    }
+
+    /// Bucket `k` of the online sockets (spread layout): hash of socket id to JSON
+    /// [`crate::OnlineSocket`], the socket's bucket given by [`index_bucket`] of its id.
+    pub fn sockets_bucket(&self, k: usize) -> String {
+        self.bucket("presence:sockets", TAG_SOCKETS_BUCKET, k)
+    }
+
     /// Hash of one room: fields `record` (JSON [`crate::RoomRecord`]) and `max` (capacity).
     pub fn room(&self, room_id: &str) -> String {
-        format!("{}{ROOM}{}", self.prefix, key_part(room_id))
+        format!("{}{ROOM}{}", self.prefix, self.part(TAG_ROOM, room_id))
     }
 
     /// Sorted set of a room's socket ids, scored by joining order.
@@ -132,7 +253,11 @@ impl Keys {
 
     /// Sorted set of the unjoined rooms one user created, scored like [`Keys::unjoined_rooms`].
     pub fn unjoined_rooms_of(&self, user_id: &str) -> String {
-        format!("{}{UNJOINED_ROOMS_BY}{}", self.prefix, key_part(user_id))
+        format!(
+            "{}{UNJOINED_ROOMS_BY}{}",
+            self.prefix,
+            self.part(TAG_USER, user_id)
+        )
     }
 
     /// Marker written once into a Redis that holds this cluster's bans; its absence after a
@@ -161,19 +286,32 @@ impl Keys {
         format!("{}presence:sockets", self.prefix)
     }
 
-    /// Set of one user's socket ids.
+    /// Set of one user's socket ids (classic layout); in the spread layout, hash of the user's
+    /// socket ids to their JSON [`crate::OnlineSocket`].
     pub fn presence_user(&self, user_id: &str) -> String {
-        format!("{}{PRESENCE_USER}{}", self.prefix, key_part(user_id))
+        format!(
+            "{}{PRESENCE_USER}{}",
+            self.prefix,
+            self.part(TAG_USER, user_id)
+        )
     }
 
     /// Set of the socket ids a node holds.
     pub fn node_sockets(&self, node_id: &str) -> String {
-        format!("{}{NODE}{node_id}{NODE_SOCKETS}", self.prefix)
+        format!(
+            "{}{NODE}{}{NODE_SOCKETS}",
+            self.prefix,
+            self.node_part(node_id)
+        )
     }
 
     /// Set of a node's memberships, each a JSON array `[roomId, socketId]`.
     pub fn node_memberships(&self, node_id: &str) -> String {
-        format!("{}{NODE}{node_id}{NODE_MEMBERSHIPS}", self.prefix)
+        format!(
+            "{}{NODE}{}{NODE_MEMBERSHIPS}",
+            self.prefix,
+            self.node_part(node_id)
+        )
     }
 
     /// `SCAN MATCH` pattern for every per-node key (to find nodes that hold state).
@@ -182,55 +320,68 @@ impl Keys {
     }
 
     /// The node id of a per-node key, `None` for any other key.
-    pub fn node_id_of_key<'a>(&self, key: &'a str) -> Option<&'a str> {
+    pub fn node_id_of_key<'a>(&self, key: &'a str) -> Option<Cow<'a, str>> {
         let rest = key.strip_prefix(&self.prefix)?.strip_prefix(NODE)?;
-        rest.strip_suffix(NODE_SOCKETS)
-            .or_else(|| rest.strip_suffix(NODE_MEMBERSHIPS))
-            .filter(|id| !id.is_empty())
+        let part = rest
+            .strip_suffix(NODE_SOCKETS)
+            .or_else(|| rest.strip_suffix(NODE_MEMBERSHIPS))?;
+        let id = match self.layout {
+            KeyLayout::Classic => Cow::Borrowed(part),
+            KeyLayout::Spread => Cow::Owned(key_part_decoded(
+                part.strip_prefix(&format!("{{{TAG_NODE}:"))?
+                    .strip_suffix('}')?,
+            )?),
+        };
+        (!id.is_empty()).then_some(id)
     }
 
     /// A node's liveness key, rewritten every second or so with a TTL of a few seconds: the fast
     /// death signal beside the contract's long-lived stats key.
     pub fn alive(&self, node_id: &str) -> String {
-        format!("{}alive:{node_id}", self.prefix)
+        format!("{}alive:{}", self.prefix, self.node_part(node_id))
     }
 
     /// Left by the peer that purged a node (after the purge): the node, if it was only stalled
     /// or cut off, finds it and registers what it holds again.
     pub fn purged_marker(&self, node_id: &str) -> String {
-        format!("{}purged:{node_id}", self.prefix)
+        format!("{}purged:{}", self.prefix, self.node_part(node_id))
     }
 
     /// The claim a node takes (`SET NX PX`) before purging a dead node, so only one does.
     pub fn purge_claim(&self, node_id: &str) -> String {
-        format!("{}purge:{node_id}", self.prefix)
+        format!("{}purge:{}", self.prefix, self.node_part(node_id))
     }
 
     /// A user's ban (JSON [`crate::Ban`]), with a Redis TTL when it expires.
     pub fn ban(&self, user_id: &str) -> String {
-        format!("{}ban:{}", self.prefix, key_part(user_id))
+        format!("{}ban:{}", self.prefix, self.part(TAG_USER, user_id))
     }
 
     /// The stream holding a scope's history.
     pub fn history(&self, scope: &HistoryScope) -> String {
         match scope {
-            HistoryScope::Room(id) => format!("{}{HISTORY_ROOM}{}", self.prefix, key_part(id)),
+            // The room's own tag: its history is deleted with it, in the same script.
+            HistoryScope::Room(id) => {
+                format!("{}{HISTORY_ROOM}{}", self.prefix, self.part(TAG_ROOM, id))
+            }
             // Escaped ids hold no `:`, so the separator keeps `a:b`+`c` apart from `a`+`b:c`.
-            HistoryScope::Private(a, b) => format!(
-                "{}history:private:{}:{}",
-                self.prefix,
-                key_part(a),
-                key_part(b)
-            ),
+            HistoryScope::Private(a, b) => {
+                let pair = format!("{}:{}", key_part(a), key_part(b));
+                let pair = match self.layout {
+                    KeyLayout::Classic => pair,
+                    KeyLayout::Spread => format!("{{{TAG_PRIVATE}:{pair}}}"),
+                };
+                format!("{}history:private:{pair}", self.prefix)
+            }
             HistoryScope::Namespace(ns) => {
-                format!("{}history:ns:{}", self.prefix, key_part(ns))
+                format!("{}history:ns:{}", self.prefix, self.part(TAG_NAMESPACE, ns))
             }
         }
     }
 
     /// A game's sequence counter.
     pub fn game_seq(&self, game_id: &str) -> String {
-        format!("{}game:{}:seq", self.prefix, key_part(game_id))
+        format!("{}game:{}:seq", self.prefix, self.part(TAG_GAME, game_id))
     }
 }
 
@@ -364,11 +515,180 @@ mod tests {
         }
     }
 
+    fn spread() -> Keys {
+        Keys::with_layout(DEFAULT_PREFIX, KeyLayout::Spread)
+    }
+
+    fn slot(key: &str) -> u16 {
+        testkit::redis_cluster::key_slot(key.as_bytes())
+    }
+
+    /// Every key of one room (record, members, member records, history).
+    fn room_keys(k: &Keys, id: &str) -> Vec<String> {
+        vec![
+            k.room(id),
+            k.room_members(id),
+            k.room_member_records(id),
+            k.history(&HistoryScope::Room(id.into())),
+        ]
+    }
+
+    #[test]
+    fn spread_names() {
+        let k = spread();
+        assert_eq!(k.room("r1"), "gateway:room:{r:r1}");
+        assert_eq!(k.room_members("r1"), "gateway:room:{r:r1}:members");
+        assert_eq!(k.room_member_records("r1"), "gateway:room:{r:r1}:member");
+        assert_eq!(
+            k.history(&HistoryScope::Room("r1".into())),
+            "gateway:history:room:{r:r1}"
+        );
+        assert_eq!(k.presence_user("u1"), "gateway:presence:user:{u:u1}");
+        assert_eq!(
+            k.unjoined_rooms_of("u1"),
+            "gateway:rooms:unjoined:by:{u:u1}"
+        );
+        assert_eq!(k.ban("u1"), "gateway:ban:{u:u1}");
+        assert_eq!(k.node_sockets("n1"), "gateway:node:{n:n1}:sockets");
+        assert_eq!(k.node_memberships("n1"), "gateway:node:{n:n1}:memberships");
+        assert_eq!(k.alive("n1"), "gateway:alive:{n:n1}");
+        assert_eq!(k.purge_claim("n1"), "gateway:purge:{n:n1}");
+        assert_eq!(k.purged_marker("n1"), "gateway:purged:{n:n1}");
+        assert_eq!(k.game_seq("g1"), "gateway:game:{g:g1}:seq");
+        assert_eq!(
+            k.history(&HistoryScope::private("bob", "al")),
+            "gateway:history:private:{p:al:bob}"
+        );
+        assert_eq!(
+            k.history(&HistoryScope::Namespace("/chat".into())),
+            "gateway:history:ns:{h:/chat}"
+        );
+        assert_eq!(k.rooms_bucket(7), "gateway:rooms:{ri:7}");
+        assert_eq!(k.unjoined_bucket(7), "gateway:rooms:unjoined:{ru:7}");
+        assert_eq!(k.sockets_bucket(7), "gateway:presence:sockets:{ps:7}");
+        // The patterns still find ban and node keys.
+        assert!(
+            k.ban("x")
+                .starts_with(k.ban_pattern().trim_end_matches('*'))
+        );
+        assert!(
+            k.node_sockets("x")
+                .starts_with(k.node_pattern().trim_end_matches('*'))
+        );
+        // The classic layout is today's, whatever else changes.
+        assert_eq!(Keys::default().layout(), KeyLayout::Classic);
+        assert_eq!(Keys::default().room("r1"), "gateway:room:r1");
+    }
+
+    #[test]
+    fn a_rooms_keys_share_one_slot_and_rooms_spread_over_many() {
+        let k = spread();
+        let ids = ["r", "", "x:members", "a{b}", "}{", "%7B", "é", "{r:q}"];
+        for id in ids {
+            let keys = room_keys(&k, id);
+            assert!(
+                keys.iter().all(|key| slot(key) == slot(&keys[0])),
+                "{id}: {keys:?}"
+            );
+        }
+        let slots: std::collections::HashSet<u16> = (0..200)
+            .map(|i| slot(&k.room(&format!("room-{i}"))))
+            .collect();
+        assert!(slots.len() > 190, "200 rooms on only {} slots", slots.len());
+        assert_ne!(slot(&k.room("a")), slot(&k.room("b")));
+    }
+
+    #[test]
+    fn a_users_and_a_nodes_keys_share_one_slot() {
+        let k = spread();
+        for user in ["u", "", "a:b", "{x}", "é"] {
+            let keys = [
+                k.presence_user(user),
+                k.unjoined_rooms_of(user),
+                k.ban(user),
+            ];
+            assert!(
+                keys.iter().all(|key| slot(key) == slot(&keys[0])),
+                "{keys:?}"
+            );
+        }
+        for node in ["n", "node-1", "a:b", "{x}"] {
+            let keys = [
+                k.node_sockets(node),
+                k.node_memberships(node),
+                k.alive(node),
+                k.purge_claim(node),
+                k.purged_marker(node),
+            ];
+            assert!(
+                keys.iter().all(|key| slot(key) == slot(&keys[0])),
+                "{keys:?}"
+            );
+        }
+        assert_ne!(slot(&k.presence_user("u1")), slot(&k.presence_user("u2")));
+    }
+
+    #[test]
+    fn ids_cannot_smuggle_a_hash_tag() {
+        let k = spread();
+        // A room named like another room's tag stays on its own slot, and its tag is never cut
+        // short by a brace of its id.
+        for (id, other) in [("{r:a}", "a"), ("a}", "a"), ("}", ""), ("{", "")] {
+            assert!(!key_part(id).contains(['{', '}']), "{id}");
+            assert_eq!(k.room(id), format!("gateway:room:{{r:{}}}", key_part(id)));
+            assert_ne!(k.room(id), k.room(other));
+        }
+        // The first brace pair of every spread name is the id's own tag: the prefix has none.
+        let name = k.room("{x}y");
+        let open = name.find('{').unwrap_or_default();
+        let close = name.find('}').unwrap_or_default();
+        assert_eq!(&name[open..=close], "{r:%7Bx%7Dy}");
+    }
+
+    #[test]
+    fn index_buckets_are_stable_and_spread() {
+        // Fixed values: every node, of every version, must put an id in the same bucket.
+        assert_eq!(
+            index_bucket(""),
+            0xcbf2_9ce4_8422_2325_u64 as usize % INDEX_BUCKETS
+        );
+        let used: std::collections::HashSet<usize> = (0..1000)
+            .map(|i| index_bucket(&format!("room-{i}")))
+            .collect();
+        assert_eq!(used.len(), INDEX_BUCKETS);
+        let slots: std::collections::HashSet<u16> = (0..INDEX_BUCKETS)
+            .map(|b| slot(&spread().rooms_bucket(b)))
+            .collect();
+        assert_eq!(slots.len(), INDEX_BUCKETS, "buckets share slots");
+    }
+
+    #[test]
+    fn node_ids_round_trip_through_spread_names() {
+        let k = spread();
+        for id in ["n-1", "a:b", "{x}", "50%", "é"] {
+            assert_eq!(k.node_id_of_key(&k.node_sockets(id)).as_deref(), Some(id));
+            assert_eq!(
+                k.node_id_of_key(&k.node_memberships(id)).as_deref(),
+                Some(id)
+            );
+        }
+        assert_eq!(k.node_id_of_key("gateway:node:{n:}:sockets"), None);
+        assert_eq!(k.node_id_of_key("gateway:node:n:sockets"), None);
+        assert_eq!(key_part_decoded("%ZZ"), None);
+        assert_eq!(key_part_decoded("%4"), None);
+    }
+
     #[test]
     fn node_ids_are_read_back_from_node_keys() {
         let k = Keys::default();
-        assert_eq!(k.node_id_of_key(&k.node_sockets("n-1")), Some("n-1"));
-        assert_eq!(k.node_id_of_key(&k.node_memberships("a:b")), Some("a:b"));
+        assert_eq!(
+            k.node_id_of_key(&k.node_sockets("n-1")).as_deref(),
+            Some("n-1")
+        );
+        assert_eq!(
+            k.node_id_of_key(&k.node_memberships("a:b")).as_deref(),
+            Some("a:b")
+        );
         assert_eq!(k.node_id_of_key("gateway:node::sockets"), None);
         assert_eq!(k.node_id_of_key("other:node:n:sockets"), None);
         assert_eq!(k.node_id_of_key("gateway:room:r"), None);

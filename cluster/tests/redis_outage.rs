@@ -72,14 +72,14 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     )
     .await;
     let err = sa.rooms.get("lobby").await.unwrap_err();
-    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StateError::NotConnected(_)), "{err}");
     assert!(err.is_refused_while_down(), "{err}");
     let err = sa
         .presence
         .socket_connected(online("carol", "a3", "a"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StateError::NotConnected(_)), "{err}");
     assert!(err.is_refused_while_down(), "{err}");
     let err = a
         .bus()
@@ -89,7 +89,7 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StateError::NotConnected(_)), "{err}");
     assert!(err.is_refused_while_down(), "{err}");
     // Still failing fast well into the outage (b's monitor has gone through several rounds, each
     // failing), while fred keeps retrying.
@@ -102,7 +102,7 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     after_rounds(&mon_b, 5).await;
     for _ in 0..10 {
         let err = sb.games.next("g").await.unwrap_err();
-        assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+        assert!(matches!(err, StateError::NotConnected(_)), "{err}");
         assert!(err.is_refused_while_down(), "{err}");
     }
     assert!(!a.is_connected() && !b.is_connected());

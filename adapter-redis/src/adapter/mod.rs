@@ -46,7 +46,7 @@ use crate::error::AdapterError;
 use crate::locks::{lock, write};
 use crate::metrics::inc;
 use crate::namespace::{LocalView, NsCore};
-use crate::wire::{Flags, Request};
+use crate::wire::{AckBroadcast, Flags, Request};
 
 use remote_acks::{RemoteAcks, remote_ack_stream};
 pub(crate) use requests_in::publish_answer;
@@ -292,7 +292,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         };
         let data = value_to_wire(value)?;
         let (guard, rx) = remote.core.register(&remote.shared.config)?;
-        let request = Request::BroadcastWithAck {
+        let request = Request::BroadcastWithAck(AckBroadcast {
             uid: Some(remote.core.uid.clone()),
             request_id: guard.id.clone(),
             data,
@@ -302,7 +302,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 volatile: false,
                 timeout_ms: Some(u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX)),
             },
-        };
+        });
         let (channel, bytes) = remote.core.request_out(request)?;
         remote.shared.publish(channel, bytes).await?;
         let state = RemoteAcks {

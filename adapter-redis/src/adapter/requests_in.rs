@@ -20,20 +20,11 @@ use crate::metrics::inc;
 use crate::msgpack::Wire;
 use crate::namespace::NsCore;
 use crate::namespace_wire::Answer;
-use crate::wire::{self, Flags, Request, Target, request_type};
+use crate::wire::{self, AckBroadcast, Request, Target, request_type};
 use crate::{ServerSideAck, ServerSideEvent};
 
 /// Longest ack timeout accepted from another node's broadcast-with-ack request.
 const MAX_REMOTE_ACK_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// A broadcast-with-ack request of another node, answered by a task of its own.
-struct AckRequest {
-    uid: Option<String>,
-    request_id: String,
-    data: Wire,
-    target: Target,
-    flags: Flags,
-}
 
 impl Remote {
     /// Whether `uid` is this node (its own requests come back through Redis and are skipped).
@@ -129,25 +120,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                     self.on_server_side_emit(remote, uid, request_id, &data);
                 }
             }
-            Request::BroadcastWithAck {
-                uid,
-                request_id,
-                data,
-                nsp,
-                target,
-                flags,
-            } => {
-                if remote.is_own(&uid) || nsp != remote.core.nsp {
-                    return;
+            // Another node's, answered by a task of its own.
+            Request::BroadcastWithAck(request) => {
+                if !remote.is_own(&request.uid) && request.nsp == remote.core.nsp {
+                    self.start_broadcast_with_ack_answer(remote, request);
                 }
-                let request = AckRequest {
-                    uid,
-                    request_id,
-                    data,
-                    target,
-                    flags,
-                };
-                self.start_broadcast_with_ack_answer(remote, request);
             }
         }
     }
@@ -346,7 +323,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     #[allow(clippy::too_many_arguments)]
     /// Type 7 (broadcast with acks): answered by its own task, at most
     /// `max_pending_requests` at once; past that the request is ignored and counted.
-    fn start_broadcast_with_ack_answer(self: &Arc<Self>, remote: &Remote, request: AckRequest) {
+    fn start_broadcast_with_ack_answer(self: &Arc<Self>, remote: &Remote, request: AckBroadcast) {
         let core = &remote.core;
         let Some(permit) = core.ack_answers.clone().try_acquire_owned().ok() else {
             inc(&remote.shared.metrics.dropped);
@@ -364,13 +341,19 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     /// Sends the client count (type 8), then one answer per client ack (type 9).
-    async fn answer_broadcast_with_ack(&self, shared: &Shared, core: &NsCore, request: AckRequest) {
-        let AckRequest {
+    async fn answer_broadcast_with_ack(
+        &self,
+        shared: &Shared,
+        core: &NsCore,
+        request: AckBroadcast,
+    ) {
+        let AckBroadcast {
             uid,
             request_id,
             data,
             target,
             flags,
+            ..
         } = request;
         let packet = Packet::event(Str::from(core.nsp.clone()), wire_to_value(&data));
         let timeout = flags

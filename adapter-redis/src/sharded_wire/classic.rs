@@ -6,7 +6,7 @@
 use super::message::{Envelope, Message, Opts, RemoteSocket};
 use crate::msgpack::Wire;
 use crate::wire::{
-    BroadcastMessage, FetchedSocket, Flags, Request, Response, Target, request_type,
+    AckBroadcast, BroadcastMessage, FetchedSocket, Flags, Request, Response, Target, request_type,
 };
 
 /// A sharded message as the classic wire's kinds.
@@ -51,14 +51,14 @@ impl Envelope {
                 data,
                 request_id: Some(request_id),
                 opts,
-            } => request(Request::BroadcastWithAck {
+            } => request(Request::BroadcastWithAck(AckBroadcast {
                 uid: Some(uid),
                 request_id,
                 data,
                 nsp,
                 flags: opts.flags.flags(),
                 target: opts.target,
-            }),
+            })),
             Message::SocketsJoin { opts, rooms } => request(Request::JoinLeave {
                 join: true,
                 uid: Some(uid),
@@ -165,21 +165,14 @@ impl Envelope {
                 request_id,
                 data,
             } => (uid, Message::ServerSideEmit { data, request_id }),
-            Request::BroadcastWithAck {
-                uid,
-                request_id,
-                data,
-                nsp: _,
-                target,
-                flags,
-            } => (
-                uid,
+            Request::BroadcastWithAck(request) => (
+                request.uid,
                 Message::Broadcast {
-                    data,
-                    request_id: Some(request_id),
+                    data: request.data,
+                    request_id: Some(request.request_id),
                     opts: Opts {
-                        target,
-                        flags: flags.into(),
+                        target: request.target,
+                        flags: request.flags.into(),
                     },
                 },
             ),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{
     ClassicForm, DEFAULT_MAX_ENVELOPE_BYTES, Destination, Envelope, IgnoreReason, Message,
-    Received, SubscriptionMode, receive, route,
+    Received, SubscriptionMode, publish, receive, route,
 };
 use crate::channels::ShardedChannels;
 
@@ -292,6 +292,11 @@ fn every_captured_message_went_where_route_sends_it() {
                 published.section
             );
             rooms_routed += usize::from(matches!(destination, Destination::Room(_)));
+            // And the one call a sender makes gives the same channel and Node's bytes.
+            let out = publish(&channels, &envelope, mode, requester, |_| false)
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
+            assert_eq!(out.channel, published.channel, "{at}");
+            assert_eq!(out.payload, published.payload, "{at}");
         }
     }
     // The dynamic modes' room channels are exercised, not only the main channel.

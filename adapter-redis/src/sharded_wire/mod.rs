@@ -10,12 +10,14 @@
 //!   the adapter's local actions and request bookkeeping serve both wires.
 //! * `receive.rs`: one call per message from a shard channel ([`receive`]): channel,
 //!   decoding, Node's ignore rules, classic kind.
+//! * `publish.rs`: one call per message sent ([`publish`]): channel and bytes.
 //!
 //! Channel names are built by [`crate::channels::ShardedChannels`].
 
 mod classic;
 mod envelope;
 mod message;
+mod publish;
 mod receive;
 mod route;
 
@@ -29,6 +31,7 @@ pub use envelope::{
 };
 
 pub use message::{BroadcastFlags, Envelope, Message, Opts, RemoteSocket, message_type};
+pub use publish::{Outgoing, PublishError, publish};
 pub use receive::{Received, receive};
 pub use route::{
     Destination, SubscriptionMode, UnknownSubscriptionMode, looks_like_a_socket_id, route,

@@ -25,7 +25,7 @@ use crate::json;
 use crate::msgpack::{DecodeError, Wire};
 
 pub use broadcast::{BroadcastMessage, decode_broadcast, encode_broadcast};
-pub use request::Request;
+pub use request::{AckBroadcast, Request};
 pub use response::{
     FetchedSocket, Response, broadcast_ack_response, client_count_response, fetch_response,
     legacy_ack_response, rooms_response, server_side_ack_response, socket_ids_response,

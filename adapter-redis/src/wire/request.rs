@@ -82,20 +82,25 @@ pub enum Request {
         data: Wire,
     },
     /// Type 7: broadcast with acks.
-    BroadcastWithAck {
-        /// Requester.
-        uid: Option<String>,
-        /// Correlation id.
-        request_id: String,
-        /// `[event, ...args]`.
-        data: Wire,
-        /// Namespace in the packet.
-        nsp: String,
-        /// Selection.
-        target: Target,
-        /// Flags (`timeout` in ms).
-        flags: Flags,
-    },
+    BroadcastWithAck(AckBroadcast),
+}
+
+/// A broadcast with acks (request type 7): what the requester sends and the answering node
+/// works from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckBroadcast {
+    /// Requester.
+    pub uid: Option<String>,
+    /// Correlation id.
+    pub request_id: String,
+    /// `[event, ...args]`.
+    pub data: Wire,
+    /// Namespace in the packet.
+    pub nsp: String,
+    /// Selection.
+    pub target: Target,
+    /// Flags (`timeout` in ms).
+    pub flags: Flags,
 }
 
 /// A JSON request: `uid` and `requestId` where the request has them, then `type`, then the
@@ -255,19 +260,12 @@ impl Request {
                 rt::SERVER_SIDE_EMIT,
                 JsonRequestBody::Data { data },
             ),
-            Request::BroadcastWithAck {
-                uid,
-                request_id,
-                data,
-                nsp,
-                target,
-                flags,
-            } => to_msgpack(&BroadcastRequestOut {
-                uid: uid.as_deref(),
-                request_id,
+            Request::BroadcastWithAck(request) => to_msgpack(&BroadcastRequestOut {
+                uid: request.uid.as_deref(),
+                request_id: &request.request_id,
                 kind: rt::BROADCAST,
-                packet: PacketOut::event(data, nsp),
-                opts: OptsOut::new(target, Some(*flags)),
+                packet: PacketOut::event(&request.data, &request.nsp),
+                opts: OptsOut::new(&request.target, Some(request.flags)),
             }),
         }
     }
@@ -338,7 +336,7 @@ impl Request {
                 let packet = wire
                     .get("packet")
                     .ok_or(WireError::Shape("broadcast request without packet"))?;
-                Request::BroadcastWithAck {
+                Request::BroadcastWithAck(AckBroadcast {
                     uid,
                     request_id: need_id()?,
                     data: packet
@@ -353,7 +351,7 @@ impl Request {
                         .to_owned(),
                     target: target(),
                     flags: wire.get("opts").map(flags_of).unwrap_or_default(),
-                }
+                })
             }
             _ => return Err(WireError::Shape("unknown request type")),
         })

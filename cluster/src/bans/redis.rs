@@ -127,15 +127,10 @@ impl RedisBans {
         }
         let mut loaded = HashMap::new();
         let keys = self.conn.scan_keys(&self.conn.keys.ban_pattern()).await?;
-        // Every prefixed key shares the prefix's hash tag on a Redis Cluster, so MGET works there
-        // too; a key that expired since the SCAN reads as nil.
+        // Under one hash tag (classic layout) one MGET per batch; spread over the slots, one GET
+        // per key, sent together. A key that expired since the SCAN reads as nil.
         for chunk in keys.chunks(BAN_LOAD_BATCH) {
-            let jsons: Vec<Option<String>> = self
-                .conn
-                .client
-                .mget(chunk.to_vec())
-                .await
-                .map_err(|e| state_error(&e))?;
+            let jsons = self.conn.get_each(chunk.to_vec()).await?;
             for (key, json) in chunk.iter().zip(jsons) {
                 let Some(json) = json else { continue };
                 match decode::<Ban>(&json) {

@@ -3,6 +3,7 @@
 
 mod memory;
 mod redis;
+mod spread;
 
 use std::fmt::Debug;
 

@@ -17,6 +17,9 @@ pub struct RedisPresence {
 #[async_trait]
 impl Presence for RedisPresence {
     async fn socket_connected(&self, socket: OnlineSocket) -> StateResult<bool> {
+        if self.conn.keys.is_spread() {
+            return self.socket_connected_spread(socket).await;
+        }
         let k = &self.conn.keys;
         let first: i64 = self
             .conn
@@ -38,6 +41,9 @@ impl Presence for RedisPresence {
     }
 
     async fn socket_disconnected(&self, user_id: &str, socket_id: &str) -> StateResult<bool> {
+        if self.conn.keys.is_spread() {
+            return self.socket_disconnected_spread(user_id, socket_id).await;
+        }
         let k = &self.conn.keys;
         let last: i64 = self
             .conn
@@ -56,6 +62,9 @@ impl Presence for RedisPresence {
         socket_id: &str,
         username: &str,
     ) -> StateResult<()> {
+        if self.conn.keys.is_spread() {
+            return self.set_username_spread(user_id, socket_id, username).await;
+        }
         let _: i64 = self
             .conn
             .eval(
@@ -72,6 +81,9 @@ impl Presence for RedisPresence {
     }
 
     async fn online(&self) -> StateResult<Vec<OnlineSocket>> {
+        if self.conn.keys.is_spread() {
+            return self.online_spread().await;
+        }
         self.conn.ensure_connected()?;
         let jsons: Vec<String> = self
             .conn
@@ -83,6 +95,9 @@ impl Presence for RedisPresence {
     }
 
     async fn sockets_of(&self, user_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        if self.conn.keys.is_spread() {
+            return self.sockets_of_spread(user_id).await;
+        }
         let k = &self.conn.keys;
         let jsons: Vec<String> = self
             .conn
@@ -96,6 +111,9 @@ impl Presence for RedisPresence {
     }
 
     async fn find_socket(&self, socket_id: &str) -> StateResult<Option<OnlineSocket>> {
+        if self.conn.keys.is_spread() {
+            return self.find_socket_spread(socket_id).await;
+        }
         self.conn.ensure_connected()?;
         let json: Option<String> = self
             .conn
@@ -107,6 +125,9 @@ impl Presence for RedisPresence {
     }
 
     async fn purge_node(&self, node_id: &str) -> StateResult<Vec<OnlineSocket>> {
+        if self.conn.keys.is_spread() {
+            return self.purge_node_spread(node_id).await;
+        }
         let k = &self.conn.keys;
         let jsons: Vec<String> = self
             .conn

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::monitor::MonitorConfig;
 use crate::error::StateError;
-use crate::keys;
+use crate::keys::{self, KeyLayout};
 use crate::retention::Retention;
 
 /// Failures setting up the Redis side.
@@ -50,6 +50,10 @@ pub struct RedisStateConfig {
     pub node_id: String,
     /// Prefix of every key except the contract's fixed ones (default `gateway:`).
     pub key_prefix: String,
+    /// How the keys are laid out over a Redis Cluster's slots; `None` (the default) chooses from
+    /// the URL: [`KeyLayout::Spread`] for `redis-cluster://` (unless the prefix carries a hash
+    /// tag), [`KeyLayout::Classic`] otherwise. After [`super::connect`], the layout in use.
+    pub key_layout: Option<KeyLayout>,
     /// Messages kept per history scope (default 100).
     pub history_capacity: usize,
     /// How long unused rooms, histories and game counters live (see [`Retention`]).
@@ -82,6 +86,7 @@ impl RedisStateConfig {
         Self {
             node_id: node_id.into(),
             key_prefix: keys::DEFAULT_PREFIX.to_owned(),
+            key_layout: None,
             history_capacity: 100,
             retention: Retention::default(),
             stats_ttl,

@@ -17,7 +17,7 @@ use super::control_bus::{ControlBus, read_control_channel};
 use super::link::{resubscribe_on_reconnect, track_link};
 use super::tasks::Tasks;
 use crate::bus::BusCounters;
-use crate::keys::{self, Keys};
+use crate::keys::{self, KeyLayout, Keys};
 
 /// Base URL schemes fred understands; each may carry `-sentinel` or `-cluster`.
 const URL_SCHEMES: [&str; 4] = ["redis", "rediss", "valkey", "valkeys"];
@@ -31,6 +31,15 @@ fn scheme_is_known(url: &str) -> bool {
         URL_SCHEMES.contains(&base)
     })
 }
+
+/// Attempts per command on a Redis Cluster. fred 10.1 follows an ASK redirection (a slot being
+/// migrated) by sending `ASKING` with the redirected command's remaining attempts; with none
+/// left, its router gives up for good and every later command of the client times out (seen by
+/// the slot-migration test in `tests/redis_cluster_spread.rs`). Elsewhere a command is tried
+/// once, so nothing is sent twice after a connection loss; on a cluster a command in flight when
+/// a connection drops may be sent again, which the join and leave scripts tolerate (a repeated
+/// join finds the member, a repeated leave finds none).
+const CLUSTER_COMMAND_ATTEMPTS: u32 = 3;
 
 pub(super) fn builder(
     url: &str,
@@ -50,6 +59,7 @@ pub(super) fn builder(
         url: redact(url),
         reason: e.details().to_owned(),
     })?;
+    let clustered = config.server.is_clustered();
     let mut b = Builder::from_config(config);
     // Retry forever (0 attempts = unlimited), backing off from 100 ms to 2 s.
     b.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
@@ -60,7 +70,11 @@ pub(super) fn builder(
     b.with_connection_config(|c| {
         c.connection_timeout = command_timeout;
         c.internal_command_timeout = command_timeout;
-        c.max_command_attempts = 1;
+        c.max_command_attempts = if clustered {
+            CLUSTER_COMMAND_ATTEMPTS
+        } else {
+            1
+        };
         c.unresponsive = UnresponsiveConfig {
             max_timeout: Some(command_timeout * 2),
             interval: Duration::from_millis(500),
@@ -102,6 +116,17 @@ fn cluster_safe_prefix(prefix: &str) -> String {
     format!("{{{base}}}:")
 }
 
+/// The layout a URL gets when the configuration does not choose one: spread over the slots on
+/// a Redis Cluster, unless the prefix carries a hash tag (the operator asked for one slot);
+/// today's names everywhere else.
+fn layout_for(clustered: bool, prefix: &str) -> KeyLayout {
+    if clustered && !(prefix.contains('{') && prefix.contains('}')) {
+        KeyLayout::Spread
+    } else {
+        KeyLayout::Classic
+    }
+}
+
 /// Connects to Redis and starts the control-bus reader and the reconnect watchers.
 ///
 /// The first connection must succeed (so a wrong URL fails start-up); after that, connections are
@@ -111,13 +136,30 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
     config.validate()?;
     let b = builder(url, config.command_timeout, config.pubsub_queue)?;
     let client = b.build().map_err(|e| connect_error(url, &e))?;
-    if client.is_clustered() {
-        let tagged = cluster_safe_prefix(&config.key_prefix);
-        if tagged != config.key_prefix {
-            tracing::info!(prefix = %tagged, "Redis Cluster: keys use a hash tag so scripts stay in one slot");
-            config.key_prefix = tagged;
+    let layout = config
+        .key_layout
+        .unwrap_or_else(|| layout_for(client.is_clustered(), &config.key_prefix));
+    match layout {
+        KeyLayout::Spread if config.key_prefix.contains(['{', '}']) => {
+            return Err(ClusterError::InvalidConfig(format!(
+                "the spread key layout needs a prefix without braces (got `{}`): a hash tag in \
+                 the prefix would put every key in one slot",
+                config.key_prefix
+            )));
         }
+        KeyLayout::Spread => {
+            tracing::info!("Redis Cluster: each room, user and node has its own hash tag");
+        }
+        KeyLayout::Classic if client.is_clustered() => {
+            let tagged = cluster_safe_prefix(&config.key_prefix);
+            if tagged != config.key_prefix {
+                tracing::info!(prefix = %tagged, "Redis Cluster: keys use a hash tag so scripts stay in one slot");
+                config.key_prefix = tagged;
+            }
+        }
+        KeyLayout::Classic => {}
     }
+    config.key_layout = Some(layout);
     let subscriber = b
         .build_subscriber_client()
         .map_err(|e| connect_error(url, &e))?;
@@ -129,7 +171,7 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
 
     let conn = Conn {
         client: client.clone(),
-        keys: Keys::new(config.key_prefix.clone()),
+        keys: Keys::with_layout(config.key_prefix.clone(), layout),
         link_up: Arc::new(AtomicBool::new(true)),
     };
     let subscriber_up = Arc::new(AtomicBool::new(true));
@@ -230,6 +272,14 @@ mod tests {
             "redis-sentinel://u:***@h:26379/0?x=a@b"
         );
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_cluster_spreads_its_keys_unless_the_prefix_has_a_tag() {
+        assert_eq!(layout_for(true, "gateway:"), KeyLayout::Spread);
+        assert_eq!(layout_for(true, "{gateway}:"), KeyLayout::Classic);
+        assert_eq!(layout_for(false, "gateway:"), KeyLayout::Classic);
+        assert_eq!(layout_for(false, "{gateway}:"), KeyLayout::Classic);
     }
 
     #[test]

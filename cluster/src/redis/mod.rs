@@ -48,6 +48,7 @@ mod link;
 mod liveness;
 mod monitor;
 mod resync;
+mod resync_spread;
 pub(crate) mod scripts;
 mod tasks;
 
@@ -112,6 +113,11 @@ impl RedisCluster {
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.config.node_id
+    }
+
+    /// How the keys are laid out over the slots (chosen from the URL unless configured).
+    pub fn key_layout(&self) -> crate::keys::KeyLayout {
+        self.conn.keys.layout()
     }
 
     /// The configuration in use.

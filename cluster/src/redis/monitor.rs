@@ -388,12 +388,8 @@ impl Worker {
         }
         self.conn.ensure_connected()?;
         let keys: Vec<String> = ids.iter().map(|id| self.conn.keys.alive(id)).collect();
-        let values: Vec<Option<String>> = self
-            .conn
-            .client
-            .mget(keys)
-            .await
-            .map_err(|e| state_error(&e))?;
+        // Spread over slots, one GET each (sent together); under one tag, one MGET.
+        let values: Vec<Option<String>> = self.conn.get_each(keys).await?;
         Ok(ids
             .iter()
             .zip(values)
@@ -407,8 +403,8 @@ impl Worker {
         let holders: HashSet<String> = keys
             .iter()
             .filter_map(|k| self.conn.keys.node_id_of_key(k))
-            .filter(|id| *id != self.self_id && !self.known.contains(*id))
-            .map(str::to_owned)
+            .filter(|id| *id != self.self_id && !self.known.contains(id.as_ref()))
+            .map(std::borrow::Cow::into_owned)
             .collect();
         let now = Instant::now();
         self.orphan_candidates.retain(|id, _| holders.contains(id));

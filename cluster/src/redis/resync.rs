@@ -56,6 +56,17 @@ impl RedisCluster {
             self.backends.nodes.publish(&stats).await?;
             stats_republished = true;
         }
+        if self.conn.keys.is_spread() {
+            let (sockets, memberships, rooms_recreated) = self.resync_spread(snapshot).await?;
+            let report = ResyncReport {
+                sockets,
+                memberships,
+                rooms_recreated,
+                stats_republished,
+            };
+            tracing::info!(?report, "re-registered this node's state in Redis");
+            return Ok(report);
+        }
         let k = &self.conn.keys;
         let mut args = vec![
             k.prefix().to_owned(),

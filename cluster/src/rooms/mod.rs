@@ -3,6 +3,7 @@
 
 mod memory;
 mod redis;
+pub(crate) mod spread;
 
 use std::fmt::Debug;
 

@@ -40,6 +40,9 @@ impl RoomRegistry for RedisRooms {
         room: RoomRecord,
         max_unjoined: usize,
     ) -> StateResult<CreateOutcome> {
+        if self.conn.keys.is_spread() {
+            return self.create_spread(room, max_unjoined).await;
+        }
         let k = &self.conn.keys;
         let created: i64 = self
             .conn
@@ -86,6 +89,9 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn list(&self) -> StateResult<Vec<RoomRecord>> {
+        if self.conn.keys.is_spread() {
+            return self.list_spread().await;
+        }
         let k = &self.conn.keys;
         let jsons: Vec<String> = self
             .conn
@@ -99,6 +105,9 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn join(&self, room_id: &str, member: Member) -> StateResult<JoinOutcome> {
+        if self.conn.keys.is_spread() {
+            return self.join_spread(room_id, member).await;
+        }
         let k = &self.conn.keys;
         let r: Vec<i64> = self
             .conn
@@ -132,6 +141,9 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn leave(&self, room_id: &str, socket_id: &str) -> StateResult<LeaveOutcome> {
+        if self.conn.keys.is_spread() {
+            return self.leave_spread(room_id, socket_id).await;
+        }
         let k = &self.conn.keys;
         let r: Vec<i64> = self
             .conn
@@ -175,6 +187,9 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn count(&self) -> StateResult<usize> {
+        if self.conn.keys.is_spread() {
+            return self.count_spread().await;
+        }
         let k = &self.conn.keys;
         let n: i64 = self
             .conn
@@ -199,6 +214,9 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn list_with_counts(&self) -> StateResult<Vec<(RoomRecord, usize)>> {
+        if self.conn.keys.is_spread() {
+            return self.list_with_counts_spread().await;
+        }
         let k = &self.conn.keys;
         let flat: Vec<Value> = self
             .conn
@@ -217,6 +235,9 @@ impl RoomRegistry for RedisRooms {
     }
 
     async fn purge_node(&self, node_id: &str) -> StateResult<Vec<PurgedMembership>> {
+        if self.conn.keys.is_spread() {
+            return self.purge_node_spread(node_id).await;
+        }
         let k = &self.conn.keys;
         let flat: Vec<Value> = self
             .conn

@@ -7,6 +7,10 @@
 //! same parts as [`crate::keys::Keys`] (`room_key(p, id)`, `presence_user_key(p, id)`, ...);
 //! no script spells a key name itself, which a test checks.
 //!
+//! The scripts of the spread layout (`spread.rs`) are the exception to building names inside a
+//! script: on a Redis Cluster a script may touch only the keys it declares, so they take every
+//! key in KEYS and touch one hash tag each.
+//!
 //! A membership token is `<byte length of roomId>:<roomId><socketId>`, unambiguous whatever
 //! characters the ids contain, and built identically here and in Rust ([`membership_token`]).
 //!
@@ -57,6 +61,13 @@ type Lazy = LazyLock<Script>;
 /// Builds the token stored in a node's membership set.
 pub(crate) fn membership_token(room_id: &str, socket_id: &str) -> String {
     format!("{}:{room_id}{socket_id}", room_id.len())
+}
+
+/// Splits a token built by [`membership_token`] into room id and socket id.
+pub(crate) fn split_membership_token(token: &str) -> Option<(&str, &str)> {
+    let (len, rest) = token.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    (rest.is_char_boundary(len) && len <= rest.len()).then(|| rest.split_at(len))
 }
 
 /// A whole script: for each id of the Lua list `$ids`, `HGET $args` (which may use `id`);
@@ -151,6 +162,7 @@ mod history;
 mod presence;
 mod resync;
 mod rooms;
+mod spread;
 
 pub(crate) use games::NEXT_GAME_SEQ;
 pub(crate) use history::APPEND_HISTORY;
@@ -161,6 +173,11 @@ pub(crate) use resync::RESYNC_NODE;
 pub(crate) use rooms::{
     COUNT_ROOMS, CREATE_ROOM, JOIN_ROOM, LEAVE_ROOM, LIST_ROOMS, LIST_ROOMS_WITH_COUNTS,
     PURGE_NODE_ROOMS, ROOM_MEMBERS,
+};
+pub(crate) use spread::{
+    CREATE_ROOM_SPREAD, DELETE_IF_EMPTY_SPREAD, EXPIRE_IF_UNJOINED_SPREAD, HSET_IF_PRESENT,
+    JOIN_ROOM_SPREAD, LEAVE_ROOM_SPREAD, REMOVE_MEMBERS_SPREAD, RESERVE_UNJOINED,
+    RESYNC_MEMBER_SPREAD, USER_SOCKET_ADD, USER_SOCKET_REMOVE, USER_SOCKET_RENAME,
 };
 
 /// ARGV: ids. Returns each id escaped by Lua `esc` (for the tests that hold it to `key_part`).
@@ -222,6 +239,18 @@ mod tests {
             ("RESYNC_NODE", &RESYNC_NODE),
             ("APPEND_HISTORY", &APPEND_HISTORY),
             ("NEXT_GAME_SEQ", &NEXT_GAME_SEQ),
+            ("CREATE_ROOM_SPREAD", &CREATE_ROOM_SPREAD),
+            ("RESERVE_UNJOINED", &RESERVE_UNJOINED),
+            ("JOIN_ROOM_SPREAD", &JOIN_ROOM_SPREAD),
+            ("LEAVE_ROOM_SPREAD", &LEAVE_ROOM_SPREAD),
+            ("REMOVE_MEMBERS_SPREAD", &REMOVE_MEMBERS_SPREAD),
+            ("DELETE_IF_EMPTY_SPREAD", &DELETE_IF_EMPTY_SPREAD),
+            ("RESYNC_MEMBER_SPREAD", &RESYNC_MEMBER_SPREAD),
+            ("EXPIRE_IF_UNJOINED_SPREAD", &EXPIRE_IF_UNJOINED_SPREAD),
+            ("HSET_IF_PRESENT", &HSET_IF_PRESENT),
+            ("USER_SOCKET_ADD", &USER_SOCKET_ADD),
+            ("USER_SOCKET_REMOVE", &USER_SOCKET_REMOVE),
+            ("USER_SOCKET_RENAME", &USER_SOCKET_RENAME),
             ("ESCAPE_IDS", &ESCAPE_IDS),
             ("KEY_NAMES", &KEY_NAMES),
         ]
@@ -264,6 +293,23 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn membership_tokens_split_back() {
+        for (room, sid) in [
+            ("room", "sock"),
+            ("a:b", "c"),
+            ("é", "s"),
+            ("", "s"),
+            ("r", ""),
+        ] {
+            let t = membership_token(room, sid);
+            assert_eq!(split_membership_token(&t), Some((room, sid)));
+        }
+        for bad in ["", "x", "9:ab", "1:", "-1:ab", "3:é", "1:é"] {
+            assert_eq!(split_membership_token(bad), None, "{bad}");
         }
     }
 
