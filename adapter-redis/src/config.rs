@@ -2,6 +2,21 @@
 
 use std::time::Duration;
 
+use crate::sharded_wire::SubscriptionMode;
+
+/// Which wire of Node's `@socket.io/redis-adapter` the adapter speaks. Every node of a cluster
+/// must agree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AdapterMode {
+    /// `createAdapter`: `PUBLISH`/`SUBSCRIBE`, request and response channels.
+    #[default]
+    Classic,
+    /// `createShardedAdapter` (Redis 7 or later): `SPUBLISH`/`SSUBSCRIBE`, one main channel
+    /// per namespace, in this subscription mode (`docs/sharded-adapter.md`). Only
+    /// [`SubscriptionMode::Static`] is supported so far: the adapter refuses the others.
+    Sharded(SubscriptionMode),
+}
+
 /// Settings of a connected adapter. Every queue and map the adapter keeps is bounded by one of
 /// these numbers.
 #[derive(Debug, Clone)]
@@ -54,6 +69,13 @@ pub struct RedisAdapterConfig {
     /// Server-side events waiting for the application, per namespace; when full, events are
     /// dropped and counted. Default 1024.
     pub server_side_event_queue: usize,
+    /// Sharded pub/sub only: how often the subscriptions are checked against Redis (one
+    /// `CLIENT INFO` per primary holding some), so that channels Redis dropped when their slot
+    /// moved are subscribed again at the new owner. Bounds the window in which messages to a
+    /// moved channel are missed. Default 200 ms.
+    pub shard_check_interval: Duration,
+    /// The wire: classic (default) or sharded.
+    pub mode: AdapterMode,
 }
 
 impl Default for RedisAdapterConfig {
@@ -74,6 +96,8 @@ impl Default for RedisAdapterConfig {
             unresponsive_timeout: Duration::from_secs(3),
             foreign_id_capacity: 65536,
             server_side_event_queue: 1024,
+            shard_check_interval: Duration::from_millis(200),
+            mode: AdapterMode::Classic,
         }
     }
 }

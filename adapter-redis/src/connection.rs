@@ -1,6 +1,7 @@
 //! The Redis side: one subscriber connection and one publishing connection shared by every
 //! namespace of one `SocketIo`, the dispatcher that hands messages to namespaces, the ordered
-//! publish queue, resubscription after reconnects and the connected/disconnected status.
+//! publish queue, resubscription after reconnects and the connected/disconnected status. The
+//! Redis commands themselves are behind [`Transport`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,10 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{ClientLike, EventInterface, HeartbeatInterface, PubsubInterface};
-use fred::prelude::{Builder, Config, ReconnectPolicy};
-use fred::types::{CustomCommand, RespVersion, Value as RedisValue};
+use fred::interfaces::HeartbeatInterface;
+use fred::types::Value as RedisValue;
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -20,12 +19,14 @@ use tokio_util::task::TaskTracker;
 use crate::ServerSideEvent;
 use crate::budget::{ByteBudget, Held};
 use crate::channels::namespace_of;
-use crate::config::RedisAdapterConfig;
+use crate::config::{AdapterMode, RedisAdapterConfig};
 use crate::error::AdapterError;
 use crate::ids::ForeignIds;
 use crate::locks::{lock, read};
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
+use crate::sharded_wire::SubscriptionMode;
+use crate::transport::{PubSubKind, Transport};
 
 /// A message from Redis for one namespace.
 #[derive(Debug)]
@@ -61,8 +62,7 @@ pub(crate) struct Shared {
     pub namespaces: RwLock<HashMap<String, Arc<NsCore>>>,
     pub sse_sinks: Mutex<HashMap<String, mpsc::Sender<ServerSideEvent>>>,
     pub connected: watch::Sender<bool>,
-    sub: SubscriberClient,
-    publisher: Client,
+    transport: Transport,
     wanted: Mutex<Wanted>,
     /// Held while a SUBSCRIBE or UNSUBSCRIBE is recorded in `wanted` and written, so two
     /// callers cannot reorder a subscribe and an unsubscribe of one channel on the wire.
@@ -82,36 +82,19 @@ impl Shared {
         url: &str,
         config: RedisAdapterConfig,
     ) -> Result<Arc<Shared>, AdapterError> {
-        let mut fred_config = Config::from_url(url)?;
-        // RESP3 lets the subscriber connection also answer PING; classic PUBLISH/SUBSCRIBE
-        // is used either way, as the Node adapter does.
-        fred_config.version = RespVersion::RESP3;
-        fred_config.fail_fast = true;
-        let mut builder = Builder::from_config(fred_config);
-        let max_delay = u32::try_from(config.reconnect_max_delay.as_millis())
-            .unwrap_or(u32::MAX)
-            .max(20);
-        builder.set_policy(ReconnectPolicy::new_exponential(0, 20, max_delay, 2));
-        let capacity = config.fred_broadcast_capacity.max(32);
-        let command_timeout = config.request_timeout;
-        builder.with_performance_config(|perf| {
-            perf.broadcast_channel_capacity = capacity;
-            perf.default_command_timeout = command_timeout;
-        });
-        let unresponsive = config.unresponsive_timeout.max(Duration::from_millis(100));
-        builder.with_connection_config(|conn| {
-            conn.connection_timeout = Duration::from_secs(2);
-            conn.internal_command_timeout = Duration::from_secs(2);
-            conn.max_command_attempts = 1;
-            conn.unresponsive.max_timeout = Some(unresponsive);
-            conn.unresponsive.interval = (unresponsive / 4).max(Duration::from_millis(10));
-        });
-        let sub = builder.build_subscriber_client()?;
-        let publisher = builder.build()?;
-        let messages = sub.message_rx();
-        let sub_reconnects = sub.reconnect_rx();
-        sub.init().await?;
-        publisher.init().await?;
+        let kind = match config.mode {
+            AdapterMode::Classic => PubSubKind::Classic,
+            AdapterMode::Sharded(SubscriptionMode::Static) => PubSubKind::Sharded,
+            AdapterMode::Sharded(mode) => {
+                return Err(AdapterError::Unsupported(format!(
+                    "sharded subscription mode `{}` (only `static` is supported so far)",
+                    mode.as_str()
+                )));
+            }
+        };
+        let transport = Transport::connect(url, &config, kind).await?;
+        let messages = transport.messages();
+        let sub_reconnects = transport.reconnects();
 
         let (out_tx, out_rx) = mpsc::channel(config.publish_queue.max(1));
         let (connected, _) = watch::channel(true);
@@ -119,13 +102,12 @@ impl Shared {
             foreign: ForeignIds::new(config.foreign_id_capacity),
             inbound_bytes: ByteBudget::new(config.inbound_queue_bytes),
             config,
-            metrics: Arc::default(),
+            metrics: transport.metrics_handle(),
             routes: RwLock::default(),
             namespaces: RwLock::default(),
             sse_sinks: Mutex::default(),
             connected,
-            sub,
-            publisher,
+            transport,
             wanted: Mutex::default(),
             subscription_order: tokio::sync::Mutex::new(()),
             out_tx,
@@ -143,7 +125,7 @@ impl Shared {
             .config
             .heartbeat_interval
             .max(Duration::from_millis(10));
-        for client in [shared.sub.to_client(), shared.publisher.clone()] {
+        for client in shared.transport.heartbeat_clients() {
             shared.spawn(async move {
                 let _ = client.enable_heartbeat(interval, false).await;
             });
@@ -165,7 +147,7 @@ impl Shared {
 
     /// Both connections are up.
     pub(crate) fn redis_up(&self) -> bool {
-        self.sub.is_connected() && self.publisher.is_connected()
+        self.transport.is_connected()
     }
 
     pub(crate) fn subscription_count(&self) -> u64 {
@@ -221,15 +203,12 @@ impl Shared {
     }
 
     async fn publish_now(&self, msg: Outgoing) {
-        let result = if !self.publisher.is_connected() {
+        let result = if !self.transport.is_connected() {
             Err(AdapterError::NotConnected)
         } else {
-            let fut = self
-                .publisher
-                .publish::<RedisValue, _, _>(msg.channel, RedisValue::Bytes(msg.payload));
+            let fut = self.transport.publish(msg.channel, msg.payload);
             match tokio::time::timeout(self.config.request_timeout, fut).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(AdapterError::Redis(e)),
+                Ok(result) => result,
                 Err(_) => Err(AdapterError::NotConnected),
             }
         };
@@ -255,7 +234,7 @@ impl Shared {
         let written = {
             let _order = self.subscription_order.lock().await;
             lock(&self.wanted).channels.extend(channels.iter().cloned());
-            self.sub.subscribe(channels).await
+            self.transport.subscribe(channels).await
         };
         match written {
             Ok(()) => self.confirm_subscriptions().await,
@@ -277,25 +256,19 @@ impl Shared {
                 wanted.channels.remove(c);
             }
         }
-        if let Err(e) = self.sub.unsubscribe(channels).await {
+        if let Err(e) = self.transport.unsubscribe(channels).await {
             inc(&self.metrics.subscribe_failures);
             tracing::debug!(error = %e, "UNSUBSCRIBE failed");
         }
     }
 
-    /// Waits until Redis has processed every (un)subscription written before: fred answers
-    /// SUBSCRIBE as soon as it is written (Redis's confirmation arrives out of band and is
-    /// dropped), so a PING on the same connection, answered in order after them, stands in
-    /// for it. In a cluster it goes to the node fred sends this client's subscriptions to.
+    /// Waits until Redis has processed every (un)subscription written before.
     async fn confirm_subscriptions(&self) {
-        let slot = fred::util::redis_keyslot(self.sub.id().as_bytes());
-        let ping = CustomCommand::new_static("PING", slot, false);
-        let answered = tokio::time::timeout(
-            self.config.request_timeout,
-            self.sub.custom::<RedisValue, RedisValue>(ping, Vec::new()),
-        )
-        .await;
-        if !matches!(answered, Ok(Ok(_))) {
+        if !self
+            .transport
+            .confirm_subscriptions(self.config.request_timeout)
+            .await
+        {
             inc(&self.metrics.subscribe_failures);
             tracing::warn!(
                 "SUBSCRIBE not confirmed by Redis in time; messages sent meanwhile may be missed"
@@ -305,7 +278,7 @@ impl Shared {
 
     pub(crate) async fn psubscribe(&self, pattern: String) {
         lock(&self.wanted).patterns.insert(pattern.clone());
-        if let Err(e) = self.sub.psubscribe(pattern).await {
+        if let Err(e) = self.transport.psubscribe(vec![pattern]).await {
             inc(&self.metrics.subscribe_failures);
             tracing::warn!(error = %e, "PSUBSCRIBE failed; retried on reconnect");
         }
@@ -313,7 +286,7 @@ impl Shared {
 
     pub(crate) async fn punsubscribe(&self, pattern: String) {
         lock(&self.wanted).patterns.remove(&pattern);
-        if let Err(e) = self.sub.punsubscribe(pattern).await {
+        if let Err(e) = self.transport.punsubscribe(vec![pattern]).await {
             tracing::debug!(error = %e, "PUNSUBSCRIBE failed");
         }
     }
@@ -331,14 +304,14 @@ impl Shared {
         let mut ok = true;
         // fred 10.1's own resubscribe sends empty SUBSCRIBE lists; only ever send non-empty ones.
         for chunk in channels.chunks(256) {
-            if let Err(e) = self.sub.subscribe(chunk.to_vec()).await {
+            if let Err(e) = self.transport.subscribe(chunk.to_vec()).await {
                 ok = false;
                 inc(&self.metrics.subscribe_failures);
                 tracing::warn!(error = %e, "resubscribe failed");
             }
         }
         if !patterns.is_empty()
-            && let Err(e) = self.sub.psubscribe(patterns).await
+            && let Err(e) = self.transport.psubscribe(patterns).await
         {
             ok = false;
             inc(&self.metrics.subscribe_failures);
@@ -352,10 +325,9 @@ impl Shared {
         ok
     }
 
-    /// `PUBSUB NUMSUB <channel>`: connections subscribed to it.
+    /// Connections subscribed to `channel` (`PUBSUB NUMSUB`, or its sharded sum).
     pub(crate) async fn numsub(&self, channel: &str) -> Result<u64, AdapterError> {
-        let value: RedisValue = self.publisher.pubsub_numsub(channel.to_owned()).await?;
-        Ok(numsub_count(&value))
+        self.transport.subscriber_count(channel).await
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -364,8 +336,7 @@ impl Shared {
         }
         self.cancel.cancel();
         self.tasks.close();
-        let _ = self.sub.quit().await;
-        let _ = self.publisher.quit().await;
+        self.transport.quit().await;
         self.connected.send_replace(false);
         // Cancelled tasks end at their next poll; the bound only guards against a caller
         // that is itself one of them.
@@ -378,25 +349,6 @@ impl Shared {
                 "adapter tasks still running after shutdown"
             );
         }
-    }
-}
-
-fn numsub_count(value: &RedisValue) -> u64 {
-    let as_u64 = |v: &RedisValue| match v {
-        RedisValue::Integer(i) => u64::try_from(*i).ok(),
-        RedisValue::String(s) => s.parse().ok(),
-        _ => None,
-    };
-    match value {
-        RedisValue::Array(items) => items.get(1).and_then(as_u64).unwrap_or(0),
-        RedisValue::Map(map) => map
-            .clone()
-            .inner()
-            .values()
-            .next()
-            .and_then(as_u64)
-            .unwrap_or(0),
-        other => as_u64(other).unwrap_or(0),
     }
 }
 

@@ -60,6 +60,10 @@ pub enum AdapterError {
     /// The adapter was built with `RedisAdapterCtr::local()`.
     #[error("the adapter has no Redis connection")]
     LocalOnly,
+    /// The Redis server or the transport cannot do what was asked (sharded pub/sub on a Redis
+    /// older than 7, a pattern subscription in sharded mode).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// The adapter has been shut down.
     #[error("adapter shut down")]
     Closed,

@@ -19,7 +19,7 @@ use crate::wire::{Request, Response};
 impl NsCore {
     /// Other nodes subscribed to this namespace's request channel.
     pub(crate) async fn remote_server_count(&self, shared: &Shared) -> Result<usize, AdapterError> {
-        let n = shared.numsub(&self.channels.request).await?;
+        let n = shared.numsub(self.count_channel()).await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(1))
     }
 
@@ -41,9 +41,8 @@ impl NsCore {
         }
         let (guard, mut rx) = self.register(&shared.config)?;
         let request = build(self.uid.clone(), guard.id.clone());
-        shared
-            .publish(self.channels.request.clone(), request.encode())
-            .await?;
+        let (channel, bytes) = self.request_out(request)?;
+        shared.publish(channel, bytes).await?;
         let started = Instant::now();
         let deadline = deadline_in(shared.config.request_timeout);
         let (answers, answered) = collect_answers(&mut rx, expected, deadline).await;

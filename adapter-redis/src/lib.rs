@@ -119,7 +119,9 @@ mod locks;
 mod metrics;
 pub mod msgpack;
 mod namespace;
+mod namespace_wire;
 pub mod sharded_wire;
+pub mod transport;
 pub mod wire;
 
 #[cfg(test)]
@@ -131,7 +133,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 pub use adapter::{InitRes, RedisAdapter};
-pub use config::RedisAdapterConfig;
+pub use config::{AdapterMode, RedisAdapterConfig};
 pub use delivery::{DeliveryObserver, packet_bytes};
 pub use error::{AdapterError, MissingResponses};
 pub use metrics::AdapterMetricsSnapshot;
@@ -175,18 +177,22 @@ pub struct ServerSideEvent {
 #[derive(Debug)]
 pub struct ServerSideAck {
     shared: Arc<Shared>,
-    channel: String,
+    core: Arc<namespace::NsCore>,
+    /// The asking node's uid.
+    requester: Option<String>,
     request_id: String,
-    uid: String,
 }
 
 impl ServerSideAck {
     /// Sends the answer (one value, as Node uses only the first ack argument).
     pub fn send(self, value: serde_json::Value) {
         let wire = json_to_wire(&value);
-        self.shared.publish_nowait(
-            self.channel,
-            wire::server_side_ack_response(&self.request_id, &wire, Some(&self.uid)),
+        adapter::publish_answer(
+            &self.shared,
+            &self.core,
+            self.requester.as_deref(),
+            &self.request_id,
+            namespace_wire::Answer::ServerSideAck(&wire),
         );
     }
 }
@@ -374,7 +380,7 @@ impl RedisAdapterCtr {
             return Ok(1);
         }
         let (shared, core) = self.namespace(nsp)?;
-        Ok(shared.numsub(&core.channels.request).await?.max(1))
+        Ok(shared.numsub(core.count_channel()).await?.max(1))
     }
 
     /// `io.serverSideEmit(event, ...args)`: every other node's listener gets the event.
@@ -390,9 +396,8 @@ impl RedisAdapterCtr {
             request_id: None,
             data: event_wire(event, &args),
         };
-        shared
-            .publish(core.channels.request.clone(), request.encode())
-            .await
+        let (channel, bytes) = core.request_out(request)?;
+        shared.publish(channel, bytes).await
     }
 
     /// `io.serverSideEmitWithAck(event, ...args)`: one answer per other node, until all

@@ -12,6 +12,10 @@ pub(crate) struct Metrics {
     pub reconnects: AtomicU64,
     pub publish_failures: AtomicU64,
     pub subscribe_failures: AtomicU64,
+    pub sharded_repairs: AtomicU64,
+    pub sharded_resubscribes: AtomicU64,
+    pub sharded_repair_gap_ms_sum: AtomicU64,
+    pub sharded_repair_gap_ms_max: AtomicU64,
 }
 
 pub(crate) fn inc(counter: &AtomicU64) {
@@ -34,6 +38,10 @@ impl Metrics {
             reconnects: get(&self.reconnects),
             publish_failures: get(&self.publish_failures),
             subscribe_failures: get(&self.subscribe_failures),
+            sharded_repairs: get(&self.sharded_repairs),
+            sharded_resubscribes: get(&self.sharded_resubscribes),
+            sharded_repair_gap_ms_sum: get(&self.sharded_repair_gap_ms_sum),
+            sharded_repair_gap_ms_max: get(&self.sharded_repair_gap_ms_max),
             subscriptions,
         }
     }
@@ -60,6 +68,17 @@ pub struct AdapterMetricsSnapshot {
     /// SUBSCRIBE/UNSUBSCRIBE commands that failed or that Redis did not confirm within the
     /// request timeout (they are retried on reconnect).
     pub subscribe_failures: u64,
+    /// Sharded pub/sub only: times subscriptions were found lost (a slot moved away from a
+    /// primary, a primary failed over, a connection was renewed) and subscribed again.
+    pub sharded_repairs: u64,
+    /// Sharded pub/sub only: channels subscribed again by those repairs.
+    pub sharded_resubscribes: u64,
+    /// Sharded pub/sub only: milliseconds, summed over the repairs, from the last check that
+    /// found every subscription in place to Redis confirming the repair: an upper bound of
+    /// each window in which messages to those channels may have been missed.
+    pub sharded_repair_gap_ms_sum: u64,
+    /// Sharded pub/sub only: the longest such window, in milliseconds.
+    pub sharded_repair_gap_ms_max: u64,
     /// Channels and patterns currently wanted (gauge).
     pub subscriptions: u64,
 }

@@ -12,6 +12,8 @@ use crate::channels::NamespaceChannels;
 use crate::config::RedisAdapterConfig;
 use crate::error::AdapterError;
 use crate::locks::lock;
+use crate::namespace_wire::ShardedNs;
+use crate::sharded_wire::SubscriptionMode;
 use crate::wire::Response;
 
 const MAX_PEERS: usize = 1024;
@@ -21,6 +23,8 @@ const PEER_TTL: Duration = Duration::from_secs(60);
 pub(crate) struct NsCore {
     pub nsp: String,
     pub channels: NamespaceChannels,
+    /// Set when the namespace speaks the sharded wire.
+    pub sharded: Option<ShardedNs>,
     pub uid: String,
     pub own_response: String,
     pub pending: Mutex<HashMap<String, mpsc::Sender<Response>>>,
@@ -74,13 +78,23 @@ impl Drop for PendingGuard {
 }
 
 impl NsCore {
-    pub(crate) fn new(key: &str, nsp: &str, uid: String, max_pending: usize) -> Self {
+    pub(crate) fn new(
+        key: &str,
+        nsp: &str,
+        uid: String,
+        max_pending: usize,
+        sharded: Option<SubscriptionMode>,
+    ) -> Self {
         let channels = NamespaceChannels::new(key, nsp);
         let own_response = channels.response_for(&uid);
         let (sync_waiters, rx) = mpsc::channel(64);
         Self {
             nsp: nsp.to_owned(),
             channels,
+            sharded: sharded.map(|mode| ShardedNs {
+                channels: crate::channels::ShardedChannels::new(key, nsp),
+                mode,
+            }),
             uid,
             own_response,
             pending: Mutex::default(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::StateResult;
-use crate::stats::{NamespaceConnections, NodeRegistry, NodeStats};
+use crate::stats::{Load, NodeRegistry, NodeStats};
 
 /// Sums over every live node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,19 +14,9 @@ use crate::stats::{NamespaceConnections, NodeRegistry, NodeStats};
 pub struct ClusterTotals {
     /// Live nodes.
     pub nodes: u64,
-    /// Sockets per namespace, cluster-wide.
-    pub connections: NamespaceConnections,
-    /// All sockets, cluster-wide.
-    pub total_connections: u64,
-    /// Sum of the nodes' local Socket.IO room counts (a room spread over nodes counts once per
-    /// node).
-    pub rooms: u64,
-    /// Events received from clients.
-    pub messages_in: u64,
-    /// Events sent to clients.
-    pub messages_out: u64,
-    /// Resident memory of all nodes, in bytes.
-    pub rss_bytes: u64,
+    /// Sums of the nodes' loads.
+    #[serde(flatten)]
+    pub load: Load,
 }
 
 /// `{ nodes: [...], totals: {...} }`, the body of `GET /cluster/stats`.
@@ -53,15 +43,7 @@ impl ClusterStats {
             ..ClusterTotals::default()
         };
         for n in &nodes {
-            t.connections.main += n.connections.main;
-            t.connections.chat += n.connections.chat;
-            t.connections.game += n.connections.game;
-            t.connections.admin += n.connections.admin;
-            t.total_connections += n.total_connections;
-            t.rooms += n.rooms;
-            t.messages_in += n.messages_in;
-            t.messages_out += n.messages_out;
-            t.rss_bytes += n.rss_bytes;
+            t.load.add(&n.load);
         }
         Self { nodes, totals: t }
     }
@@ -91,41 +73,45 @@ impl ClusterStats {
             "LAST SEEN",
         ];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+        // Who the row is about, its load, and when the node was last seen.
+        let row = |who: [String; 4], load: &Load, seen: String| -> Vec<String> {
+            let c = &load.connections;
+            let mut row = who.to_vec();
+            row.extend([
+                c.main.to_string(),
+                c.chat.to_string(),
+                c.game.to_string(),
+                c.admin.to_string(),
+                load.total_connections.to_string(),
+                load.rooms.to_string(),
+                load.messages_in.to_string(),
+                load.messages_out.to_string(),
+                megabytes(load.rss_bytes),
+                seen,
+            ]);
+            row
+        };
         for n in &self.nodes {
-            rows.push(vec![
+            let who = [
                 n.server_id.clone(),
                 n.hostname.clone(),
                 n.version.clone(),
                 human_duration(n.uptime_secs),
-                n.connections.main.to_string(),
-                n.connections.chat.to_string(),
-                n.connections.game.to_string(),
-                n.connections.admin.to_string(),
-                n.total_connections.to_string(),
-                n.rooms.to_string(),
-                n.messages_in.to_string(),
-                n.messages_out.to_string(),
-                megabytes(n.rss_bytes),
+            ];
+            rows.push(row(
+                who,
+                &n.load,
                 n.last_seen.format("%H:%M:%S").to_string(),
-            ]);
+            ));
         }
         let t = &self.totals;
-        rows.push(vec![
+        let who = [
             format!("TOTAL ({} nodes)", t.nodes),
             String::new(),
             String::new(),
             String::new(),
-            t.connections.main.to_string(),
-            t.connections.chat.to_string(),
-            t.connections.game.to_string(),
-            t.connections.admin.to_string(),
-            t.total_connections.to_string(),
-            t.rooms.to_string(),
-            t.messages_in.to_string(),
-            t.messages_out.to_string(),
-            megabytes(t.rss_bytes),
-            String::new(),
-        ]);
+        ];
+        rows.push(row(who, &t.load, String::new()));
         let widths: Vec<usize> = (0..header.len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
@@ -164,6 +150,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::memory::MemoryNodes;
+    use crate::stats::NamespaceConnections;
     use crate::test_support::node_stats;
 
     fn node(id: &str, main: u64, chat: u64) -> NodeStats {
@@ -186,6 +173,7 @@ mod tests {
         assert_eq!(stats.nodes[0].server_id, "a");
         let t = &stats.totals;
         assert_eq!(t.nodes, 2);
+        let t = &t.load;
         assert_eq!(t.connections.main, 5);
         assert_eq!(t.connections.chat, 1);
         assert_eq!(t.connections.game, 2);

@@ -41,4 +41,4 @@ pub use state::{
     Member, OnlineSocket, Presence, PurgedMembership, Retention, RoomRecord, RoomRegistry,
     StateBackends, StateError, StateResult,
 };
-pub use stats::{NamespaceConnections, NodeRegistry, NodeStats};
+pub use stats::{Load, NamespaceConnections, NodeRegistry, NodeStats};

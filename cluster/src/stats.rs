@@ -1,3 +1,3 @@
 //! Per-node statistics records and the registry of live nodes (they live in [`crate::nodes`]).
 
-pub use crate::nodes::{NamespaceConnections, NodeRegistry, NodeStats};
+pub use crate::nodes::{Load, NamespaceConnections, NodeRegistry, NodeStats};

@@ -56,8 +56,8 @@ async fn stats_keys_carry_a_ttl_and_aggregate_over_scan() {
     let ids: Vec<&str> = agg.nodes.iter().map(|n| n.server_id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
     assert_eq!(agg.totals.nodes, 2);
-    assert_eq!(agg.totals.connections.main, 7);
-    assert_eq!(agg.totals.total_connections, 9);
+    assert_eq!(agg.totals.load.connections.main, 7);
+    assert_eq!(agg.totals.load.total_connections, 9);
 
     let cli = cluster::redis::fetch_cluster_stats(&server.url(), Duration::from_secs(2))
         .await

@@ -48,6 +48,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// A user whose name is its id, with the default role (what a token with only `userId`
+    /// gives).
+    pub fn user(user_id: &str) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            username: user_id.to_owned(),
+            role: "user".to_owned(),
+        }
+    }
+
     /// Whether the role is `admin`.
     pub fn is_admin(&self) -> bool {
         self.role == "admin"

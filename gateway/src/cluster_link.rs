@@ -161,7 +161,11 @@ impl ClusterLink {
             .min(state_config.monitor.interval);
         let redis = cluster::redis::connect(url, state_config).await?;
         let liveness = redis.spawn_liveness();
-        let adapter = RedisAdapterCtr::connect(url, RedisAdapterConfig::default()).await?;
+        let adapter_config = RedisAdapterConfig {
+            mode: adapter_mode(config.args.adapter_mode, config.args.adapter_subscriptions),
+            ..RedisAdapterConfig::default()
+        };
+        let adapter = RedisAdapterCtr::connect(url, adapter_config).await?;
         tracing::info!(
             redis = %cluster::redis::redact(url),
             server_id = %config.server_id,
@@ -296,6 +300,21 @@ impl Collector for LinkCollector {
                 a.subscribe_failures,
                 "Adapter SUBSCRIBE/UNSUBSCRIBE failures.",
             ),
+            (
+                "sharded_repairs",
+                a.sharded_repairs,
+                "Sharded mode: times lost shard subscriptions were subscribed again.",
+            ),
+            (
+                "sharded_resubscribes",
+                a.sharded_resubscribes,
+                "Sharded mode: shard channels subscribed again.",
+            ),
+            (
+                "sharded_repair_gap_ms",
+                a.sharded_repair_gap_ms_sum,
+                "Sharded mode: milliseconds in which lost shard subscriptions were missing (upper bound, summed).",
+            ),
         ];
         for (field, value, help) in adapter_counters {
             Self::counter(
@@ -352,6 +371,27 @@ impl Collector for LinkCollector {
             }
         }
         Ok(())
+    }
+}
+
+/// The adapter's wire from the `ADAPTER_MODE` and `ADAPTER_SUBSCRIPTIONS` settings.
+fn adapter_mode(
+    mode: crate::config::AdapterModeArg,
+    subscriptions: crate::config::AdapterSubscriptionsArg,
+) -> adapter_redis::AdapterMode {
+    use crate::config::{AdapterModeArg, AdapterSubscriptionsArg};
+    use adapter_redis::sharded_wire::SubscriptionMode;
+    match (mode, subscriptions) {
+        (AdapterModeArg::Classic, _) => adapter_redis::AdapterMode::Classic,
+        (AdapterModeArg::Sharded, AdapterSubscriptionsArg::Static) => {
+            adapter_redis::AdapterMode::Sharded(SubscriptionMode::Static)
+        }
+        (AdapterModeArg::Sharded, AdapterSubscriptionsArg::Dynamic) => {
+            adapter_redis::AdapterMode::Sharded(SubscriptionMode::Dynamic)
+        }
+        (AdapterModeArg::Sharded, AdapterSubscriptionsArg::DynamicPrivate) => {
+            adapter_redis::AdapterMode::Sharded(SubscriptionMode::DynamicPrivate)
+        }
     }
 }
 

@@ -60,6 +60,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which wire of Node's `@socket.io/redis-adapter` cross-node traffic uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AdapterModeArg {
+    /// `createAdapter`: `PUBLISH`/`SUBSCRIBE`.
+    #[default]
+    Classic,
+    /// `createShardedAdapter`: `SPUBLISH`/`SSUBSCRIBE` (Redis 7 or later).
+    Sharded,
+}
+
+/// Node's `subscriptionMode` of the sharded adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AdapterSubscriptionsArg {
+    /// Every message on the namespace's main channel.
+    #[default]
+    Static,
+    /// Single-room broadcasts on the room's channel (refused at start for now).
+    Dynamic,
+    /// As `dynamic`, socket ids included (refused at start for now).
+    DynamicPrivate,
+}
+
 /// JWT verification algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum JwtAlgorithm {
@@ -119,6 +141,17 @@ pub struct ServeArgs {
     /// Redis URL (`redis://`, `redis-sentinel://`, `redis-cluster://`); cluster mode when set.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Wire of cross-node Socket.IO traffic: `classic` or `sharded` (Redis 7 or later).
+    #[arg(long, env = "ADAPTER_MODE", value_enum, default_value = "classic")]
+    pub adapter_mode: AdapterModeArg,
+    /// Sharded mode only: Node's `subscriptionMode`; only `static` is supported so far.
+    #[arg(
+        long,
+        env = "ADAPTER_SUBSCRIPTIONS",
+        value_enum,
+        default_value = "static"
+    )]
+    pub adapter_subscriptions: AdapterSubscriptionsArg,
     /// CORS allow-list, comma separated.
     #[arg(
         long,
@@ -479,6 +512,14 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if args.adapter_mode == AdapterModeArg::Sharded
+            && args.adapter_subscriptions != AdapterSubscriptionsArg::Static
+        {
+            return Err(ConfigError::Invalid(
+                "ADAPTER_SUBSCRIPTIONS",
+                "only `static` is supported in sharded mode so far".into(),
+            ));
+        }
         if args.connect_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "CONNECT_TIMEOUT_MS",
@@ -651,6 +692,32 @@ mod tests {
             1
         );
         assert!(c.dev());
+    }
+
+    #[test]
+    fn the_adapter_wire_is_classic_unless_sharded_is_asked() {
+        let c = parse(&["--dev"]).serve;
+        assert_eq!(c.adapter_mode, AdapterModeArg::Classic);
+        assert_eq!(c.adapter_subscriptions, AdapterSubscriptionsArg::Static);
+        let c = parse(&[
+            "--dev",
+            "--adapter-mode",
+            "sharded",
+            "--adapter-subscriptions",
+            "dynamic-private",
+        ])
+        .serve;
+        assert_eq!(c.adapter_mode, AdapterModeArg::Sharded);
+        assert_eq!(
+            c.adapter_subscriptions,
+            AdapterSubscriptionsArg::DynamicPrivate
+        );
+        assert!(
+            Cli::try_parse_from(["gateway", "--dev", "--adapter-mode", "shard"]).is_err(),
+            "an unknown mode is refused"
+        );
+        let err = Config::from_args(c).unwrap_err();
+        assert!(err.to_string().contains("ADAPTER_SUBSCRIPTIONS"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 pub use cluster::{ClusterStats, ClusterTotals};
-use cluster::{NamespaceConnections, NodeStats, StateError};
+use cluster::{Load, NamespaceConnections, NodeStats, StateError};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -70,12 +70,14 @@ pub fn local_stats(app: &App, io: &Io) -> NodeStats {
             .unwrap_or_default(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: app.uptime_secs(),
-        total_connections: connections.total(),
-        connections,
-        rooms: rooms.len() as u64,
-        messages_in: app.metrics.messages_received.get(),
-        messages_out: app.metrics.messages_sent.get(),
-        rss_bytes: rss_bytes().unwrap_or(0),
+        load: Load {
+            total_connections: connections.total(),
+            connections,
+            rooms: rooms.len() as u64,
+            messages_in: app.metrics.messages_received.get(),
+            messages_out: app.metrics.messages_sent.get(),
+            rss_bytes: rss_bytes().unwrap_or(0),
+        },
         started_at: app.started_at,
         last_seen: Utc::now(),
         liveness_ttl_ms: None,
@@ -103,11 +105,15 @@ pub async fn cluster_overview(app: &App, io: &Io) -> Result<ClusterOverview, Sta
         .into_iter()
         .map(|r| r.name)
         .collect();
+    let mut total = Load::default();
+    for n in &nodes {
+        total.add(&n.load);
+    }
     Ok(ClusterOverview {
-        total_connections: nodes.iter().map(|n| n.total_connections).sum(),
-        chat_connections: nodes.iter().map(|n| n.connections.chat).sum(),
-        game_connections: nodes.iter().map(|n| n.connections.game).sum(),
-        admin_connections: nodes.iter().map(|n| n.connections.admin).sum(),
+        total_connections: total.total_connections,
+        chat_connections: total.connections.chat,
+        game_connections: total.connections.game,
+        admin_connections: total.connections.admin,
         rooms,
         nodes,
     })

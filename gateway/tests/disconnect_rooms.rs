@@ -10,120 +10,28 @@
 //! order certain here; the handler now reads the rooms before its task is spawned.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use clap::Parser;
 use gateway::auth::{Identity, TokenVerifier};
 use gateway::config::{Cli, Config, DEV_SECRET, JwtAlgorithm, JwtKey};
 use serde_json::Value;
-use tokio::time::Instant;
+use testkit::polling::Polling;
 
-/// Engine.IO's packet separator in a long-polling body.
-const SEP: char = '\u{1e}';
-
-/// A long-polling Socket.IO client speaking the raw protocol, so that the test decides which
-/// packets travel together in one request.
-struct Poller {
-    http: reqwest::Client,
-    url: String,
-    next_ack: u32,
-    /// Packets received and not yet asked for, in order (one poll may bring several).
-    unread: VecDeque<String>,
-}
-
-impl Poller {
-    async fn open(base: &str, user: &str) -> Self {
-        let http = reqwest::Client::new();
-        let body = http
-            .get(format!("{base}/socket.io/?EIO=4&transport=polling"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
-        let sid = open["sid"].as_str().unwrap();
-        let mut poller = Self {
-            http,
-            url: format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}"),
-            next_ack: 0,
-            unread: VecDeque::new(),
-        };
-        let token = TokenVerifier::new(
-            &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
-            JwtAlgorithm::Hs256,
-        )
-        .unwrap()
-        .mint(
-            &Identity {
-                user_id: user.into(),
-                username: user.into(),
-                role: "user".into(),
-            },
-            600,
-        )
-        .unwrap();
-        poller
-            .post(&[format!("40{}", serde_json::json!({ "token": token }))])
-            .await;
-        poller.until(|p| p.starts_with("40{"), "CONNECT ack").await;
-        poller
-    }
-
-    async fn post(&self, packets: &[String]) {
-        let body = packets.join(&SEP.to_string());
-        let res = self.http.post(&self.url).body(body).send().await.unwrap();
-        assert!(res.status().is_success(), "{}", res.status());
-    }
-
-    /// Returns the first packet, read or still to come, that matches `wanted`; the packets
-    /// before it are dropped and pings are answered on the way.
-    async fn until(&mut self, wanted: impl Fn(&str) -> bool, what: &str) -> String {
-        // A guard against a hang only: every wait here ends within milliseconds when it passes.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut skipped = Vec::new();
-        loop {
-            while let Some(packet) = self.unread.pop_front() {
-                if wanted(&packet) {
-                    return packet;
-                }
-                skipped.push(packet);
-            }
-            assert!(Instant::now() < deadline, "no {what}; got {skipped:?}");
-            let body = self
-                .http
-                .get(&self.url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            for packet in body.split(SEP) {
-                if packet == "2" {
-                    self.post(&["3".to_owned()]).await;
-                } else {
-                    self.unread.push_back(packet.to_owned());
-                }
-            }
-        }
-    }
-
-    /// Emits `event` with an ack and returns the ack's first argument.
-    async fn call(&mut self, event: &str, data: Value) -> Value {
-        let id = self.next_ack;
-        self.next_ack += 1;
-        self.post(&[format!("42{id}{}", serde_json::json!([event, data]))])
-            .await;
-        let prefix = format!("43{id}");
-        let ack = self
-            .until(|p| p.starts_with(&prefix), &format!("ack of {event}"))
-            .await;
-        let args: Value = serde_json::from_str(&ack[prefix.len()..]).unwrap();
-        args[0].clone()
-    }
+/// A long-polling session of `user` on `/`, speaking the raw protocol, so that the test decides
+/// which packets travel together in one request.
+async fn connected(base: &str, user: &str) -> Polling {
+    let verifier = TokenVerifier::new(
+        &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
+        JwtAlgorithm::Hs256,
+    );
+    let token = verifier.unwrap().mint(&Identity::user(user), 600).unwrap();
+    Polling::connect(
+        &reqwest::Client::new(),
+        base,
+        &serde_json::json!({ "token": token }),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -137,8 +45,8 @@ async fn a_disconnect_packet_and_transport_close_together_still_leave_every_room
         let _ = stopped.await;
     }));
 
-    let mut stays = Poller::open(&base, "stays").await;
-    let mut goes = Poller::open(&base, "goes").await;
+    let mut stays = connected(&base, "stays").await;
+    let mut goes = connected(&base, "goes").await;
     for room in ["first", "second"] {
         let created = stays
             .call(

@@ -143,14 +143,16 @@ struct Running {
 }
 
 /// Spawns `run` (`gateway::run` or `gateway::run_with_backends`, with the test's config) on an
-/// ephemeral port and waits until `/ready` answers 200 through `client`.
-async fn start<Fut>(
-    client: reqwest::Client,
-    run: impl FnOnce(TcpListener, Shutdown) -> Fut,
-) -> Running
+/// ephemeral port and waits until `/ready` answers 200 through the returned `client`.
+async fn start<Fut>(run: impl FnOnce(TcpListener, Shutdown) -> Fut) -> Running
 where
     Fut: Future<Output = Result<(), GatewayError>> + Send + 'static,
 {
+    // Each request is bounded too, so a node that stops answering fails the test, not hangs it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (signal, signalled) = oneshot::channel::<()>();
@@ -186,20 +188,13 @@ async fn returns_within(node: JoinHandle<Result<(), GatewayError>>, within: Dura
 #[tokio::test]
 async fn ready_turns_503_then_the_node_drains_and_stops_within_grace() {
     let (log, _capture) = Log::capture();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
     let Running {
         base,
         ready,
         client,
         signal,
         node,
-    } = start(client, |listener, shutdown| {
-        gateway::run(listener, config(3, 30), shutdown)
-    })
-    .await;
+    } = start(|listener, shutdown| gateway::run(listener, config(3, 30), shutdown)).await;
 
     let signalled_at = Instant::now();
     signal.send(()).unwrap();
@@ -246,7 +241,7 @@ async fn the_stats_record_is_published_while_running_and_withdrawn_on_shutdown()
     let (log, _capture) = Log::capture();
     let backends = cluster::memory::backends(10);
     let nodes = std::sync::Arc::clone(&backends.nodes);
-    let Running { signal, node, .. } = start(reqwest::Client::new(), |listener, shutdown| {
+    let Running { signal, node, .. } = start(|listener, shutdown| {
         gateway::run_with_backends(listener, config(0, 30), backends, shutdown)
     })
     .await;
@@ -281,7 +276,7 @@ async fn a_stuck_step_is_abandoned_when_the_grace_period_ends() {
         signal,
         node,
         ..
-    } = start(reqwest::Client::new(), |listener, shutdown| {
+    } = start(|listener, shutdown| {
         gateway::run_with_backends(listener, config(1, 2), backends, shutdown)
     })
     .await;
@@ -339,20 +334,13 @@ async fn every_local_socket_gets_server_shutdown_and_is_closed_after_the_drain()
             60,
         )
         .unwrap();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
     let Running {
         base,
         client,
         signal,
         node,
         ..
-    } = start(client, |listener, shutdown| {
-        gateway::run(listener, config, shutdown)
-    })
-    .await;
+    } = start(|listener, shutdown| gateway::run(listener, config, shutdown)).await;
 
     let session = Polling::open(&client, &base).await;
     let auth = serde_json::json!({ "token": token });

@@ -12,10 +12,11 @@ use tokio::sync::mpsc;
 use super::room_subscriptions::MAX_SYNC_BATCH;
 use super::values::wire_to_value;
 use super::{RedisAdapter, Remote};
-use crate::channels::{ChannelKind, NamespaceChannels};
+use crate::channels::{ChannelKind, NamespaceChannels, ShardedChannelKind, ShardedChannels};
 use crate::connection::Inbound;
 use crate::locks::lock;
 use crate::metrics::inc;
+use crate::sharded_wire::{ClassicForm, Disposition, Envelope};
 use crate::wire::{self, Response};
 
 impl<E: SocketEmitter> RedisAdapter<E> {
@@ -67,6 +68,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 
     /// Subscribes to the channels of `rooms` not subscribed yet.
     pub(super) async fn handle_inbound(self: &Arc<Self>, remote: &Remote, msg: Inbound) {
+        if let Some(sharded) = &remote.core.sharded {
+            self.handle_sharded(remote, &sharded.channels, msg);
+            return;
+        }
         let Some(kind) = remote.core.channels.classify(&msg.channel) else {
             return;
         };
@@ -108,6 +113,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         if msg.uid == remote.core.uid || msg.nsp != remote.core.nsp {
             return;
         }
+        self.apply_broadcast(remote, msg);
+    }
+
+    /// A broadcast from another node of this namespace, to the local sockets it selects.
+    pub(super) fn apply_broadcast(&self, remote: &Remote, msg: wire::BroadcastMessage) {
         remote.core.saw_peer(&msg.uid);
         let packet = Packet::event(Str::from(remote.core.nsp.clone()), wire_to_value(&msg.data));
         let selection = self.select(&msg.target, msg.flags.volatile);
@@ -124,6 +134,11 @@ pub(super) fn on_response(remote: &Remote, payload: &[u8]) {
             return;
         }
     };
+    deliver_response(remote, response);
+}
+
+/// Hands an answer to the request waiting for it, if any.
+pub(super) fn deliver_response(remote: &Remote, response: Response) {
     let sender = lock(&remote.core.pending)
         .get(&response.request_id)
         .cloned();
@@ -131,5 +146,42 @@ pub(super) fn on_response(remote: &Remote, payload: &[u8]) {
         && sender.try_send(response).is_err()
     {
         inc(&remote.shared.metrics.dropped);
+    }
+}
+
+impl<E: SocketEmitter> RedisAdapter<E> {
+    /// A message on one of this namespace's sharded channels: decoded, filtered as Node's
+    /// sharded adapter filters (`docs/sharded-adapter.md`, section 2.2), then handled as the
+    /// classic kind it corresponds to.
+    fn handle_sharded(self: &Arc<Self>, remote: &Remote, channels: &ShardedChannels, msg: Inbound) {
+        let core = &remote.core;
+        let Some(kind) = channels.classify(&msg.channel, &core.uid) else {
+            return;
+        };
+        let envelope = match Envelope::decode(&msg.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                inc(&remote.shared.metrics.decode_errors);
+                tracing::warn!(error = %e, nsp = %core.nsp, "undecodable sharded message from redis");
+                return;
+            }
+        };
+        let on_own_response = kind == ShardedChannelKind::OwnResponse;
+        if let Disposition::Ignore(_) = envelope.disposition(on_own_response, &core.uid, &core.nsp)
+        {
+            return;
+        }
+        match envelope.into_classic() {
+            ClassicForm::Broadcast(broadcast) => {
+                if let ShardedChannelKind::Room(room) = kind
+                    && !self.holds_room(remote, room)
+                {
+                    return;
+                }
+                self.apply_broadcast(remote, broadcast);
+            }
+            ClassicForm::Request(request) => self.apply_request(remote, request),
+            ClassicForm::Response(response) => deliver_response(remote, response),
+        }
     }
 }

@@ -44,10 +44,12 @@ use crate::connection::{Inbound, Shared};
 use crate::delivery::{ObserverSlot, packet_bytes};
 use crate::error::AdapterError;
 use crate::locks::{lock, write};
+use crate::metrics::inc;
 use crate::namespace::{LocalView, NsCore};
 use crate::wire::{AckBroadcast, Flags, Request};
 
 use remote_acks::{RemoteAcks, remote_ack_stream};
+pub(crate) use requests_in::publish_answer;
 pub(crate) use values::deadline_in;
 #[cfg(test)]
 pub(crate) use values::wire_to_value;
@@ -149,6 +151,10 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 local.path(),
                 uid,
                 shared.config.max_pending_requests,
+                match shared.config.mode {
+                    crate::config::AdapterMode::Classic => None,
+                    crate::config::AdapterMode::Sharded(mode) => Some(mode),
+                },
             ));
             let (tx, rx) = mpsc::channel(shared.config.inbound_queue.max(1));
             Remote {
@@ -179,17 +185,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             let rx = lock(&remote.inbound).take().ok_or(AdapterError::Closed)?;
             write(&remote.shared.routes).insert(nsp.clone(), remote.inbound_tx.clone());
             write(&remote.shared.namespaces).insert(nsp.clone(), remote.core.clone());
-            let ch = &remote.core.channels;
-            remote
-                .shared
-                .subscribe(vec![
-                    ch.broadcast.clone(),
-                    ch.request.clone(),
-                    ch.response.clone(),
-                    remote.core.own_response.clone(),
-                ])
-                .await;
-            remote.shared.psubscribe(ch.sid_room_pattern()).await;
+            remote.shared.subscribe(remote.core.fixed_channels()).await;
+            if remote.core.sharded.is_none() {
+                let pattern = remote.core.channels.sid_room_pattern();
+                remote.shared.psubscribe(pattern).await;
+            }
             let view: Arc<dyn LocalView> = self.clone();
             let _ = remote.core.local_view.set(Arc::downgrade(&view));
             remote.shared.spawn(self.clone().run(rx));
@@ -212,22 +212,23 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         write(&remote.shared.routes).remove(&nsp);
         write(&remote.shared.namespaces).remove(&nsp);
         let shared = remote.shared.clone();
-        let ch = remote.core.channels.clone();
-        let mut channels = vec![
-            ch.broadcast.clone(),
-            ch.request.clone(),
-            ch.response.clone(),
-            remote.core.own_response.clone(),
-        ];
+        let mut channels = remote.core.fixed_channels();
         channels.extend(
             lock(&remote.core.subscribed_rooms)
                 .iter()
-                .map(|r| ch.room(r)),
+                .map(|r| remote.core.room_channel(r)),
         );
+        let pattern = remote
+            .core
+            .sharded
+            .is_none()
+            .then(|| remote.core.channels.sid_room_pattern());
         // `close` may be polled only once (namespace deletion), so the I/O runs on its own.
         remote.shared.spawn(async move {
             shared.unsubscribe(channels).await;
-            shared.punsubscribe(ch.sid_room_pattern()).await;
+            if let Some(pattern) = pattern {
+                shared.punsubscribe(pattern).await;
+            }
         });
         Ok(())
     }
@@ -236,7 +237,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let Some(remote) = &self.remote else {
             return Ok(1);
         };
-        let n = remote.shared.numsub(&remote.core.channels.request).await?;
+        let n = remote.shared.numsub(remote.core.count_channel()).await?;
         Ok(u16::try_from(n.max(1)).unwrap_or(u16::MAX))
     }
 
@@ -302,10 +303,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 timeout_ms: Some(u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX)),
             },
         });
-        remote
-            .shared
-            .publish(remote.core.channels.request.clone(), request.encode())
-            .await?;
+        let (channel, bytes) = remote.core.request_out(request)?;
+        remote.shared.publish(channel, bytes).await?;
         let state = RemoteAcks {
             rx,
             _guard: guard,
@@ -349,10 +348,13 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 target,
                 close: false,
             };
-            remote
-                .shared
-                .publish_queued(remote.core.channels.request.clone(), request.encode())
-                .await;
+            match remote.core.request_out(request) {
+                Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
+                Err(e) => {
+                    inc(&remote.shared.metrics.publish_failures);
+                    tracing::warn!(error = %e, "disconnect request not published");
+                }
+            }
         }
         if self.targets_other_node(&opts) {
             return Ok(());

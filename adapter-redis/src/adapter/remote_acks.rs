@@ -101,7 +101,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn acks_missing_at_the_deadline_end_the_stream_there_as_timeouts() {
-        let core = Arc::new(NsCore::new("socket.io", "/", "0123456789abcdef".into(), 8));
+        let core = Arc::new(NsCore::new(
+            "socket.io",
+            "/",
+            "0123456789abcdef".into(),
+            8,
+            None,
+        ));
         let (guard, rx) = core.register(&RedisAdapterConfig::default()).unwrap();
         let id = guard.id.clone();
         let peer = lock(&core.pending).get(&id).cloned().unwrap();

@@ -19,6 +19,7 @@ use crate::locks::lock;
 use crate::metrics::inc;
 use crate::msgpack::Wire;
 use crate::namespace::NsCore;
+use crate::namespace_wire::Answer;
 use crate::wire::{self, AckBroadcast, Request, Target, request_type};
 use crate::{ServerSideAck, ServerSideEvent};
 
@@ -49,6 +50,11 @@ impl Remote {
             .publish_nowait(self.core.response_channel_for(uid.as_deref()), response);
     }
 
+    /// Sends an answer in this namespace's wire to the asker's own response channel.
+    fn answer_with(&self, uid: Option<&str>, request_id: &str, answer: Answer<'_>) {
+        publish_answer(&self.shared, &self.core, uid, request_id, answer);
+    }
+
     /// This node's uid, signed into every answer.
     fn own(&self) -> Option<&str> {
         Some(self.core.uid.as_str())
@@ -65,6 +71,12 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 return;
             }
         };
+        self.apply_request(remote, request);
+    }
+
+    /// One request from another node, in the classic wire's kinds (the sharded wire's are
+    /// converted to them).
+    pub(super) fn apply_request(self: &Arc<Self>, remote: &Remote, request: Request) {
         match request {
             Request::Sockets {
                 uid,
@@ -255,10 +267,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 }
             })
             .collect();
-        remote.answer(
-            &uid,
-            wire::fetch_response(request_id, &sockets, remote.own()),
-        );
+        remote.answer_with(uid.as_deref(), request_id, Answer::Fetch(&sockets));
     }
 
     /// Type 6 (`serverSideEmit`): hands the event to the namespace's listener, if any.
@@ -295,9 +304,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         };
         let ack = request_id.map(|request_id| ServerSideAck {
             shared: shared.clone(),
-            channel: remote.core.response_channel_for(uid.as_deref()),
+            core: remote.core.clone(),
+            requester: uid.clone(),
             request_id,
-            uid: remote.core.uid.clone(),
         });
         let event = ServerSideEvent {
             event,
@@ -346,8 +355,6 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             flags,
             ..
         } = request;
-        let channel = core.response_channel_for(uid.as_deref());
-        let own = Some(core.uid.as_str());
         let packet = Packet::event(Str::from(core.nsp.clone()), wire_to_value(&data));
         let timeout = flags
             .timeout_ms
@@ -373,9 +380,12 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                     (stream::select_all(streams).boxed(), total)
                 }
             };
-        shared.publish_nowait(
-            channel.clone(),
-            wire::client_count_response(&request_id, u64::from(count), own),
+        publish_answer(
+            shared,
+            core,
+            uid.as_deref(),
+            &request_id,
+            Answer::ClientCount(u64::from(count)),
         );
         while let Some((_sid, result)) = acks.next().await {
             let Ok(value) = result else { continue };
@@ -387,10 +397,31 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                     continue;
                 }
             };
-            shared.publish_nowait(
-                channel.clone(),
-                wire::broadcast_ack_response(&request_id, &first, own),
+            publish_answer(
+                shared,
+                core,
+                uid.as_deref(),
+                &request_id,
+                Answer::BroadcastAck(&first),
             );
+        }
+    }
+}
+
+/// Publishes an answer to the request `request_id` of the node `requester`, in `core`'s wire,
+/// without waiting (a full publish queue drops it, counted).
+pub(crate) fn publish_answer(
+    shared: &Shared,
+    core: &NsCore,
+    requester: Option<&str>,
+    request_id: &str,
+    answer: Answer<'_>,
+) {
+    match core.answer_out(requester, request_id, answer) {
+        Ok((channel, bytes)) => shared.publish_nowait(channel, bytes),
+        Err(e) => {
+            inc(&shared.metrics.publish_failures);
+            tracing::warn!(error = %e, nsp = %core.nsp, "answer not published");
         }
     }
 }

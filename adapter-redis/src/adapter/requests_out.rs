@@ -8,7 +8,7 @@ use super::values::{event_data, value_to_wire};
 use super::{RedisAdapter, Remote};
 use crate::error::AdapterError;
 use crate::metrics::inc;
-use crate::wire::{self, Flags, Request};
+use crate::wire::{Flags, Request};
 
 impl<E: SocketEmitter> RedisAdapter<E> {
     pub(super) async fn publish_broadcast(
@@ -35,13 +35,13 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             volatile: opts.has_flag(BroadcastFlags::Volatile),
             timeout_ms: None,
         };
-        let channel = match target.rooms.as_slice() {
-            [room] => remote.core.channels.room(room),
-            _ => remote.core.channels.broadcast.clone(),
-        };
-        let bytes =
-            wire::encode_broadcast(&remote.core.uid, &data, &remote.core.nsp, &target, flags);
-        remote.shared.publish_queued(channel, bytes).await;
+        match remote.core.broadcast_out(&data, &target, flags) {
+            Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
+            Err(e) => {
+                inc(&remote.shared.metrics.publish_failures);
+                tracing::warn!(error = %e, "broadcast not published");
+            }
+        }
     }
     pub(super) async fn join_leave(
         &self,
@@ -58,10 +58,13 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 target,
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
             };
-            remote
-                .shared
-                .publish_queued(remote.core.channels.request.clone(), request.encode())
-                .await;
+            match remote.core.request_out(request) {
+                Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
+                Err(e) => {
+                    inc(&remote.shared.metrics.publish_failures);
+                    tracing::warn!(error = %e, "join or leave request not published");
+                }
+            }
         }
         if !self.targets_other_node(&opts) {
             if join {

@@ -22,11 +22,14 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         remote: &Remote,
         rooms: impl Iterator<Item = &String>,
     ) {
+        if !remote.core.uses_room_channels() {
+            return;
+        }
         let add: Vec<String> = {
             let mut subscribed = lock(&remote.core.subscribed_rooms);
             rooms
                 .filter(|room| subscribed.insert((*room).clone()))
-                .map(|room| remote.core.channels.room(room))
+                .map(|room| remote.core.room_channel(room))
                 .collect()
         };
         remote.shared.subscribe(add).await;
@@ -42,6 +45,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     /// the connected sockets seen before looking at the pins, not from the rooms they held,
     /// keeps a member that joins while another leaves from losing the room's subscription.
     pub(super) async fn sync_rooms(&self, remote: &Remote) {
+        if !remote.core.uses_room_channels() {
+            return;
+        }
         let mut opts = BroadcastOptions::default();
         opts.add_flag(BroadcastFlags::Broadcast);
         let connected: HashSet<Sid> = self.local.sockets(opts.clone()).into_iter().collect();
@@ -74,14 +80,14 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             *subscribed = held;
             (add, remove)
         };
-        let channels = &remote.core.channels;
+        let core = &remote.core;
         remote
             .shared
-            .subscribe(add.iter().map(|r| channels.room(r)).collect())
+            .subscribe(add.iter().map(|r| core.room_channel(r)).collect())
             .await;
         remote
             .shared
-            .unsubscribe(remove.iter().map(|r| channels.room(r)).collect())
+            .unsubscribe(remove.iter().map(|r| core.room_channel(r)).collect())
             .await;
     }
 }

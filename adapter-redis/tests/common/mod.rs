@@ -2,6 +2,8 @@
 //! in-process dummy clients that answer acks.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod node_peer;
+
 use std::time::Duration;
 
 use adapter_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};

@@ -37,6 +37,41 @@ impl NamespaceConnections {
     }
 }
 
+/// What one node carries, or (in [`crate::ClusterTotals`]) all live nodes together.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Load {
+    /// Sockets held, per namespace.
+    pub connections: NamespaceConnections,
+    /// All sockets held (sum of `connections`).
+    pub total_connections: u64,
+    /// Socket.IO rooms with at least one local member (summed over nodes, a room spread over
+    /// several counts once per node).
+    pub rooms: u64,
+    /// Events received from clients.
+    pub messages_in: u64,
+    /// Events sent to clients.
+    pub messages_out: u64,
+    /// Resident memory, in bytes (0 where it cannot be read).
+    pub rss_bytes: u64,
+}
+
+impl Load {
+    /// Adds `other` to this load.
+    pub fn add(&mut self, other: &Load) {
+        let (c, o) = (&mut self.connections, &other.connections);
+        c.main += o.main;
+        c.chat += o.chat;
+        c.game += o.game;
+        c.admin += o.admin;
+        self.total_connections += other.total_connections;
+        self.rooms += other.rooms;
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+        self.rss_bytes += other.rss_bytes;
+    }
+}
+
 /// One node's record, as stored under `cluster:stats:<serverId>` and served by `/stats`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,18 +84,9 @@ pub struct NodeStats {
     pub version: String,
     /// Seconds since the node started.
     pub uptime_secs: u64,
-    /// Sockets held, per namespace.
-    pub connections: NamespaceConnections,
-    /// All sockets held (sum of `connections`).
-    pub total_connections: u64,
-    /// Socket.IO rooms with at least one local member.
-    pub rooms: u64,
-    /// Events received from clients.
-    pub messages_in: u64,
-    /// Events sent to clients.
-    pub messages_out: u64,
-    /// Resident memory of the process, in bytes (0 where it cannot be read).
-    pub rss_bytes: u64,
+    /// What the node carries (in the record's top level, as the original design wrote it).
+    #[serde(flatten)]
+    pub load: Load,
     /// When the node started.
     pub started_at: DateTime<Utc>,
     /// When this record was written.

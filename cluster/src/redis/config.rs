@@ -52,7 +52,7 @@ pub struct RedisStateConfig {
     pub key_prefix: String,
     /// How the keys are laid out over a Redis Cluster's slots; `None` (the default) chooses from
     /// the URL: [`KeyLayout::Spread`] for `redis-cluster://` (unless the prefix carries a hash
-    /// tag), [`KeyLayout::Classic`] otherwise. After [`super::connect`], the layout in use.
+    /// tag), [`KeyLayout::Classic`] otherwise. Once connected, the layout in use.
     pub key_layout: Option<KeyLayout>,
     /// Messages kept per history scope (default 100).
     pub history_capacity: usize,

@@ -6,10 +6,11 @@
 //! 500 when the broadcast failed).
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{HttpState, json_error};
@@ -64,53 +65,61 @@ fn bad_body(rejection: JsonRejection) -> Response {
     )
 }
 
-/// Runs `action` for the admin behind the request, with the request's body, once both are
-/// checked in the order of the module docs (token, then body). Its `Ok` value is the 200 JSON
-/// body; its error is answered by [`action_failed`].
-async fn admin_action<T>(
-    state: &HttpState,
-    headers: &HeaderMap,
-    body: Result<Json<T>, JsonRejection>,
-    action: impl AsyncFnOnce(Identity, T) -> Result<Value, ActionError>,
-) -> Response {
-    let admin = match require_admin(&state.app, headers) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(r) => return bad_body(r),
-    };
-    match action(admin, body).await {
-        Ok(value) => Json(value).into_response(),
-        Err(e) => action_failed(e),
+/// An admin API call: the admin behind the request and its JSON body, checked in the order of
+/// the module docs (token, then body); a refusal is the answer.
+#[derive(Debug)]
+pub struct AdminCall<T>(pub Identity, pub T);
+
+impl<T: DeserializeOwned> FromRequest<HttpState> for AdminCall<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &HttpState) -> Result<Self, Response> {
+        let admin =
+            require_admin(&state.app, req.headers()).map_err(IntoResponse::into_response)?;
+        let Json(body) = Json::<T>::from_request(req, state)
+            .await
+            .map_err(bad_body)?;
+        Ok(Self(admin, body))
     }
 }
 
-fn action_failed(e: ActionError) -> Response {
-    let status = match &e {
-        ActionError::Invalid(_) | ActionError::UnknownNamespace(_) => StatusCode::BAD_REQUEST,
-        ActionError::State(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ActionError::Broadcast(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    if status.is_server_error() {
-        tracing::warn!(error = %e, "admin API action failed");
+/// An admin action that failed: 400 for bad values, 503 when cluster state is down, 500 when
+/// the broadcast failed, each with `{ error }`.
+#[derive(Debug)]
+pub struct ActionFailed(ActionError);
+
+impl From<ActionError> for ActionFailed {
+    fn from(e: ActionError) -> Self {
+        Self(e)
     }
-    json_error(status, e.to_string())
 }
+
+impl IntoResponse for ActionFailed {
+    fn into_response(self) -> Response {
+        let Self(e) = self;
+        let status = match &e {
+            ActionError::Invalid(_) | ActionError::UnknownNamespace(_) => StatusCode::BAD_REQUEST,
+            ActionError::State(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ActionError::Broadcast(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %e, "admin API action failed");
+        }
+        json_error(status, e.to_string())
+    }
+}
+
+/// What every admin action answers on success.
+type Answer = Result<Json<Value>, ActionFailed>;
 
 /// `POST /api/announce` `{ message }`.
 pub async fn announce(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Result<Json<AnnounceBody>, JsonRejection>,
-) -> Response {
-    admin_action(&state, &headers, body, async |admin, body: AnnounceBody| {
-        actions::announce(&state.shared, &body.message).await?;
-        tracing::info!(by = %admin.user_id, "announcement sent through the API");
-        Ok(json!({ "success": true }))
-    })
-    .await
+    AdminCall(admin, body): AdminCall<AnnounceBody>,
+) -> Answer {
+    actions::announce(&state.shared, &body.message).await?;
+    tracing::info!(by = %admin.user_id, "announcement sent through the API");
+    Ok(Json(json!({ "success": true })))
 }
 
 /// `POST /api/ban` `{ userId, reason?, durationSecs? }`, checked by the same validator as the
@@ -118,39 +127,29 @@ pub async fn announce(
 /// [`crate::protocol::payloads::MAX_BAN_SECS`]).
 pub async fn ban(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Response {
-    admin_action(&state, &headers, body, async |admin, body: Value| {
-        if !body.is_object() {
-            return Err(ActionError::Invalid(
-                "the body must be a JSON object".into(),
-            ));
-        }
-        let request =
-            crate::protocol::payloads::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
-        let ban = actions::ban_user(&state.shared, &request, &admin.user_id).await?;
-        Ok(json!({ "success": true, "ban": ban }))
-    })
-    .await
+    AdminCall(admin, body): AdminCall<Value>,
+) -> Answer {
+    if !body.is_object() {
+        return Err(ActionError::Invalid("the body must be a JSON object".into()).into());
+    }
+    let request =
+        crate::protocol::payloads::ban_user(&body).map_err(|e| ActionError::Invalid(e.0))?;
+    let ban = actions::ban_user(&state.shared, &request, &admin.user_id).await?;
+    Ok(Json(json!({ "success": true, "ban": ban })))
 }
 
 /// `POST /api/emit` `{ namespace?, room?, event, data }`.
 pub async fn emit(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Result<Json<EmitBody>, JsonRejection>,
-) -> Response {
-    admin_action(&state, &headers, body, async |_admin, body: EmitBody| {
-        actions::emit(
-            &state.shared,
-            body.namespace.as_deref(),
-            body.room.as_deref(),
-            &body.event,
-            body.data,
-        )
-        .await?;
-        Ok(json!({ "success": true }))
-    })
-    .await
+    AdminCall(_admin, body): AdminCall<EmitBody>,
+) -> Answer {
+    actions::emit(
+        &state.shared,
+        body.namespace.as_deref(),
+        body.room.as_deref(),
+        &body.event,
+        body.data,
+    )
+    .await?;
+    Ok(Json(json!({ "success": true })))
 }

@@ -151,7 +151,7 @@ pub async fn health(State(state): State<HttpState>) -> Response {
     let app = &state.app;
     let stats = node_stats::local_stats(app, &state.io);
     let inputs = HealthInputs {
-        rss_bytes: (stats.rss_bytes > 0).then_some(stats.rss_bytes),
+        rss_bytes: (stats.load.rss_bytes > 0).then_some(stats.load.rss_bytes),
         memory_limit_bytes: memory_limit_bytes(),
         runtime_lag_ms: app.runtime_lag_ms.load(Ordering::Relaxed),
         state_backend: probe_state_backend(app).await,
@@ -165,11 +165,11 @@ pub async fn health(State(state): State<HttpState>) -> Response {
         "metrics": {
             "lifecycle": lifecycle_name(inputs.lifecycle),
             "uptimeSecs": stats.uptime_secs,
-            "connections": stats.total_connections,
-            "rooms": stats.rooms,
-            "messagesIn": stats.messages_in,
-            "messagesOut": stats.messages_out,
-            "rssBytes": stats.rss_bytes,
+            "connections": stats.load.total_connections,
+            "rooms": stats.load.rooms,
+            "messagesIn": stats.load.messages_in,
+            "messagesOut": stats.load.messages_out,
+            "rssBytes": stats.load.rss_bytes,
             "memoryLimitBytes": inputs.memory_limit_bytes,
             "runtimeLagMs": inputs.runtime_lag_ms,
             "stateBackend": if inputs.state_backend.is_ok() { "ok" } else { "unreachable" },

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::FromMessageParts;
-use socketioxide::socket::Socket;
+use socketioxide::socket::{DisconnectReason, Socket};
 
 use crate::Adapter;
 use crate::event_limit::Verdict;
@@ -203,14 +203,25 @@ fn reply_rejected(
     }
 }
 
+/// Registers `cleanup` for when a socket of the namespace disconnects. It is called at once with
+/// the node's shared state, the socket and the reason; the future it returns runs in a task of
+/// its own (socketioxide spawns it), so what must be read before the socket's rooms are gone is
+/// read in the call itself.
+pub fn on_disconnect<F, Fut>(shared: &Arc<Shared>, s: &SocketRef<Adapter>, cleanup: F)
+where
+    F: Fn(Arc<Shared>, SocketRef<Adapter>, DisconnectReason) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let shared = Arc::clone(shared);
+    s.on_disconnect(move |s: SocketRef<Adapter>, reason: DisconnectReason| {
+        cleanup(Arc::clone(&shared), s, reason)
+    });
+}
+
 /// A disconnect handler that only keeps `socketio_connections_active` right (namespaces with no
 /// other cleanup).
 pub fn on_disconnect_count(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
-    let shared = Arc::clone(shared);
-    s.on_disconnect(move || {
-        let shared = Arc::clone(&shared);
-        async move {
-            shared.app.metrics.connections_active.dec();
-        }
+    on_disconnect(shared, s, |shared, _, _| async move {
+        shared.app.metrics.connections_active.dec();
     });
 }

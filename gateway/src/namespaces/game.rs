@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
-use socketioxide::socket::DisconnectReason;
 
-use super::dispatch::on;
+use super::dispatch::{on, on_disconnect};
 use crate::Adapter;
 use crate::actions::games;
 use crate::protocol::payloads;
@@ -19,13 +18,9 @@ pub fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>) {
     on(s, shared, "join game", join_game);
     on(s, shared, "leave game", leave_game);
     on(s, shared, "game action", game_action);
-    let for_disconnect = Arc::clone(shared);
-    s.on_disconnect(move |s: SocketRef<Adapter>, _: DisconnectReason| {
-        let shared = Arc::clone(&for_disconnect);
-        async move {
-            shared.app.metrics.connections_active.dec();
-            games::depart(&shared, &s).await;
-        }
+    on_disconnect(shared, s, |shared, s, _| async move {
+        shared.app.metrics.connections_active.dec();
+        games::depart(&shared, &s).await;
     });
 }
 

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
-use socketioxide::socket::DisconnectReason;
 
-use super::dispatch::on;
+use super::dispatch::{on, on_disconnect};
 use crate::Adapter;
 use crate::actions::{messages, presence, presence_guard, rooms};
 use crate::protocol::payloads;
@@ -26,13 +25,11 @@ pub async fn register_handlers(shared: &Arc<Shared>, s: &SocketRef<Adapter>, ses
     on(s, shared, "get rooms", get_rooms);
     on(s, shared, "get room info", get_room_info);
     on(s, shared, "get online users", get_online_users);
-    let for_disconnect = Arc::clone(shared);
-    s.on_disconnect(move |s: SocketRef<Adapter>, reason: DisconnectReason| {
+    on_disconnect(shared, s, |shared, s, reason| {
         // Read here, not in the handler's task: socketioxide spawns that task, and a transport
         // close read right after a DISCONNECT packet takes the socket out of its rooms without
         // waiting for it (gateway/tests/disconnect_rooms.rs).
         let held = rooms::member_rooms(&s);
-        let shared = Arc::clone(&for_disconnect);
         async move { presence::disconnected(&shared, s, reason, held).await }
     });
     presence::arrived(shared, s, session).await;

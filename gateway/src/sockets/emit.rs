@@ -339,35 +339,7 @@ mod tests {
     use testkit::polling::Polling;
 
     use crate::auth::{Identity, TokenVerifier};
-    use crate::config::{Cli, Config, DEV_SECRET, JwtAlgorithm, JwtKey};
-
-    /// A long-polling session of `user`, connected to namespace `/`.
-    async fn connected(base: &str, user: &str) -> Polling {
-        let session = Polling::open(&reqwest::Client::new(), base).await;
-        let token = TokenVerifier::new(
-            &JwtKey::Secret(DEV_SECRET.as_bytes().to_vec()),
-            JwtAlgorithm::Hs256,
-        )
-        .unwrap()
-        .mint(
-            &Identity {
-                user_id: user.into(),
-                username: user.into(),
-                role: "user".into(),
-            },
-            600,
-        )
-        .unwrap();
-        session
-            .send(&format!("40{}", serde_json::json!({ "token": token })))
-            .await;
-        let mut seen = Vec::new();
-        while !seen.iter().any(|p: &String| p.starts_with("40{")) {
-            assert!(seen.len() < 20, "no CONNECT ack: {seen:?}");
-            seen.extend(poll(&session).await);
-        }
-        session
-    }
+    use crate::config::{Cli, Config};
 
     /// One poll, pings answered and left out; empty when nothing arrives within a second.
     async fn poll(session: &Polling) -> Vec<String> {
@@ -403,6 +375,7 @@ mod tests {
         ])
         .unwrap();
         let config = Config::from_args(cli.serve).unwrap();
+        let verifier = TokenVerifier::new(&config.jwt_key, config.jwt_algorithm).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -410,8 +383,15 @@ mod tests {
             let _ = stopped.await;
         }));
 
-        let slow = connected(&base, "slow").await;
-        let fast = connected(&base, "fast").await;
+        // Both on `/`, as users of their own.
+        let http = reqwest::Client::new();
+        let mut sessions = Vec::new();
+        for user in ["slow", "fast"] {
+            let token = verifier.mint(&Identity::user(user), 600).unwrap();
+            let auth = serde_json::json!({ "token": token });
+            sessions.push(Polling::connect(&http, &base, &auth).await);
+        }
+        let (slow, fast) = (&sessions[0], &sessions[1]);
         // Far more than the per-socket queue holds (`max_buffer_size`: 128 by default; this
         // still overflows it if the node is built with a few thousand).
         const TOTAL: usize = 5000;
@@ -436,7 +416,7 @@ mod tests {
                 tokio::time::Instant::now() < deadline,
                 "no DISCONNECT packet; got {packets:?}"
             );
-            packets.extend(poll(&slow).await);
+            packets.extend(poll(slow).await);
         }
         let numbers: Vec<usize> = packets
             .iter()

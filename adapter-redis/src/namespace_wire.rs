@@ -1,0 +1,156 @@
+//! Which wire a namespace speaks: the names and bytes of what it publishes, in the classic
+//! wire (`@socket.io/redis-adapter`'s `createAdapter`) or the sharded one (its
+//! `createShardedAdapter`, `docs/sharded-adapter.md`, sections 2 and 4). The adapter builds
+//! classic requests, broadcasts and answers; in sharded mode they are carried as sharded
+//! envelopes ([`Envelope::of_classic_request`], the answer constructors) on the channel
+//! [`route`] names.
+
+use crate::channels::ShardedChannels;
+use crate::error::AdapterError;
+use crate::msgpack::Wire;
+use crate::namespace::NsCore;
+use crate::sharded_wire::{Envelope, SubscriptionMode, route};
+use crate::wire::{self, FetchedSocket, Flags, Request, Target};
+
+/// A namespace's sharded channels and subscription mode.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardedNs {
+    pub channels: ShardedChannels,
+    pub mode: SubscriptionMode,
+}
+
+/// An answer to another node's request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer<'a> {
+    /// To a `fetchSockets`.
+    Fetch(&'a [FetchedSocket]),
+    /// A server-side emit listener's answer.
+    ServerSideAck(&'a Wire),
+    /// The clients this node waits acks from, for a broadcast with acks.
+    ClientCount(u64),
+    /// One client's ack (its first argument).
+    BroadcastAck(&'a Wire),
+}
+
+impl NsCore {
+    /// The channel whose subscribers are this namespace's servers (`serverCount`).
+    pub(crate) fn count_channel(&self) -> &str {
+        match &self.sharded {
+            None => &self.channels.request,
+            Some(s) => &s.channels.main,
+        }
+    }
+
+    /// The channels this namespace subscribes to from start to close.
+    pub(crate) fn fixed_channels(&self) -> Vec<String> {
+        match &self.sharded {
+            None => vec![
+                self.channels.broadcast.clone(),
+                self.channels.request.clone(),
+                self.channels.response.clone(),
+                self.own_response.clone(),
+            ],
+            Some(s) => vec![s.channels.main.clone(), s.channels.response(&self.uid)],
+        }
+    }
+
+    /// Whether rooms have channels of their own, subscribed where members are held.
+    pub(crate) fn uses_room_channels(&self) -> bool {
+        self.sharded
+            .as_ref()
+            .is_none_or(|s| s.mode.uses_room_channels())
+    }
+
+    /// The channel of one room's broadcasts.
+    pub(crate) fn room_channel(&self, room: &str) -> String {
+        match &self.sharded {
+            None => self.channels.room(room),
+            Some(s) => s.channels.room(room),
+        }
+    }
+
+    /// Where a request goes, and its bytes.
+    pub(crate) fn request_out(&self, request: Request) -> Result<(String, Vec<u8>), AdapterError> {
+        let Some(sharded) = &self.sharded else {
+            return Ok((self.channels.request.clone(), request.encode()));
+        };
+        let envelope = Envelope::of_classic_request(request, &self.nsp)
+            .map_err(|e| AdapterError::Unsupported(e.to_string()))?;
+        self.sharded_out(sharded, &envelope)
+    }
+
+    /// Where a broadcast without acks goes, and its bytes.
+    pub(crate) fn broadcast_out(
+        &self,
+        data: &Wire,
+        target: &Target,
+        flags: Flags,
+    ) -> Result<(String, Vec<u8>), AdapterError> {
+        let Some(sharded) = &self.sharded else {
+            let channel = match target.rooms.as_slice() {
+                [room] => self.channels.room(room),
+                _ => self.channels.broadcast.clone(),
+            };
+            let bytes = wire::encode_broadcast(&self.uid, data, &self.nsp, target, flags);
+            return Ok((channel, bytes));
+        };
+        let envelope =
+            Envelope::broadcast(&self.uid, &self.nsp, data.clone(), target.clone(), flags);
+        self.sharded_out(sharded, &envelope)
+    }
+
+    fn sharded_out(
+        &self,
+        sharded: &ShardedNs,
+        envelope: &Envelope,
+    ) -> Result<(String, Vec<u8>), AdapterError> {
+        let channel = route(&envelope.message, sharded.mode)
+            .channel(&sharded.channels, None)
+            .ok_or_else(|| AdapterError::Encode("an answer without its requester".into()))?;
+        let bytes = envelope
+            .encode()
+            .map_err(|e| AdapterError::Encode(e.to_string()))?;
+        Ok((channel, bytes))
+    }
+
+    /// The channel and bytes of an answer to request `request_id` of the node `requester`.
+    pub(crate) fn answer_out(
+        &self,
+        requester: Option<&str>,
+        request_id: &str,
+        answer: Answer<'_>,
+    ) -> Result<(String, Vec<u8>), AdapterError> {
+        let own = Some(self.uid.as_str());
+        let Some(sharded) = &self.sharded else {
+            let bytes = match answer {
+                Answer::Fetch(sockets) => wire::fetch_response(request_id, sockets, own),
+                Answer::ServerSideAck(data) => {
+                    wire::server_side_ack_response(request_id, data, own)
+                }
+                Answer::ClientCount(n) => wire::client_count_response(request_id, n, own),
+                Answer::BroadcastAck(packet) => {
+                    wire::broadcast_ack_response(request_id, packet, own)
+                }
+            };
+            return Ok((self.response_channel_for(requester), bytes));
+        };
+        let requester = requester
+            .filter(|uid| !uid.is_empty())
+            .ok_or_else(|| AdapterError::Encode("a sharded request without its sender".into()))?;
+        let (uid, nsp) = (self.uid.as_str(), self.nsp.as_str());
+        let envelope = match answer {
+            Answer::Fetch(sockets) => Envelope::fetch_answer(uid, nsp, request_id, sockets),
+            Answer::ServerSideAck(data) => {
+                Envelope::server_side_emit_answer(uid, nsp, request_id, data.clone())
+            }
+            Answer::ClientCount(n) => Envelope::client_count_answer(uid, nsp, request_id, n),
+            Answer::BroadcastAck(packet) => {
+                Envelope::broadcast_ack_answer(uid, nsp, request_id, packet.clone())
+            }
+        };
+        let bytes = envelope
+            .encode()
+            .map_err(|e| AdapterError::Encode(e.to_string()))?;
+        Ok((sharded.channels.response(requester), bytes))
+    }
+}
