@@ -12,8 +12,7 @@ use crate::channels::NamespaceChannels;
 use crate::config::RedisAdapterConfig;
 use crate::error::AdapterError;
 use crate::locks::lock;
-use crate::namespace_wire::ShardedNs;
-use crate::sharded_wire::SubscriptionMode;
+use crate::sharded_wire::{ShardedNs, SubscriptionMode};
 use crate::wire::Response;
 
 const MAX_PEERS: usize = 1024;

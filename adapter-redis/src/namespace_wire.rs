@@ -5,19 +5,11 @@
 //! envelopes ([`Envelope::of_classic_request`], the answer constructors) on the channel
 //! [`route`] names.
 
-use crate::channels::ShardedChannels;
 use crate::error::AdapterError;
 use crate::msgpack::Wire;
 use crate::namespace::NsCore;
-use crate::sharded_wire::{Envelope, SubscriptionMode, route};
+use crate::sharded_wire::{Envelope, ShardedNs, route};
 use crate::wire::{self, FetchedSocket, Flags, Request, Target};
-
-/// A namespace's sharded channels and subscription mode.
-#[derive(Debug, Clone)]
-pub(crate) struct ShardedNs {
-    pub channels: ShardedChannels,
-    pub mode: SubscriptionMode,
-}
 
 /// An answer to another node's request.
 #[derive(Debug, Clone, Copy)]

@@ -37,3 +37,10 @@ pub use route::{
     Destination, SubscriptionMode, UnknownSubscriptionMode, looks_like_a_socket_id, route,
     route_fenced,
 };
+
+/// A namespace's sharded channels and subscription mode.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardedNs {
+    pub channels: crate::channels::ShardedChannels,
+    pub mode: SubscriptionMode,
+}
