@@ -240,7 +240,12 @@ describe('nginx + three nodes + Redis', () => {
       const { users } = await call(clients[0].socket, 'get online users');
       const ours = new Set(clients.map((c) => c.user.userId));
       const listed = users.filter((u) => ours.has(u.id)).map((u) => u.socketId).sort();
-      return JSON.stringify(listed) === JSON.stringify(clients.map((c) => c.socket.id).sort());
+      const live = clients.map((c) => c.socket.id).sort();
+      if (JSON.stringify(listed) === JSON.stringify(live)) return true;
+      // Thrown, not returned: waitFor reports the last mismatch if it never clears.
+      const stale = listed.filter((id) => !live.includes(id));
+      const missing = clients.filter((c) => !listed.includes(c.socket.id)).map((c) => `${c.name} (${c.socket.id} on ${c.serverId()})`);
+      throw new Error(`listed but not live: ${JSON.stringify(stale)}; live but not listed: ${JSON.stringify(missing)}`);
     }, 8000, { interval: 250, what: 'get online users to list exactly the current socket of every client' });
   });
 });
