@@ -7,7 +7,14 @@ import { describe } from 'node:test';
 import { client, connected, newRoomId, newUser, once, test, waitFor } from '../e2e/support/gateway.mjs';
 import { call, fromAddress, record, startCluster, startNginx, waitForEntries } from './support/cluster.mjs';
 
-const NODE_ARGS = ['--trusted-proxies', '127.0.0.1', '--drain-secs', '1', '--grace-secs', '5'];
+// Heartbeats shorter than the defaults (25 s + 60 s): a long-polling session its client abandoned
+// without a word (see the rolling restart) is closed by the node once they run out.
+const PING_INTERVAL_MS = 5000;
+const PING_TIMEOUT_MS = 5000;
+const NODE_ARGS = [
+  '--trusted-proxies', '127.0.0.1', '--drain-secs', '1', '--grace-secs', '5',
+  '--ping-interval-ms', String(PING_INTERVAL_MS), '--ping-timeout-ms', String(PING_TIMEOUT_MS),
+];
 
 /** Redis, three gateways on fixed ports (so a node can restart on its port) and nginx in front. */
 async function startTopology(t) {
@@ -235,7 +242,11 @@ describe('nginx + three nodes + Redis', () => {
     await chatReaches(clients[0], clients.slice(1), 8000);
     await chatReaches(clients.at(-1), clients.slice(0, -1), 8000);
 
-    // Presence is exactly the live sockets: nothing stale from the stopped node processes.
+    // Presence is exactly the live sockets: nothing stale from the stopped node processes. A
+    // polling client that moved to another node while its own restarted, and came home when
+    // nginx sent its next long-poll there ("Session ID unknown"), left a session behind that
+    // the other node cannot know is abandoned until its heartbeat runs out; that session is
+    // listed until then, so the wait covers one heartbeat (interval + timeout) past it.
     await waitFor(async () => {
       const { users } = await call(clients[0].socket, 'get online users');
       const ours = new Set(clients.map((c) => c.user.userId));
@@ -246,6 +257,6 @@ describe('nginx + three nodes + Redis', () => {
       const stale = listed.filter((id) => !live.includes(id));
       const missing = clients.filter((c) => !listed.includes(c.socket.id)).map((c) => `${c.name} (${c.socket.id} on ${c.serverId()})`);
       throw new Error(`listed but not live: ${JSON.stringify(stale)}; live but not listed: ${JSON.stringify(missing)}`);
-    }, 8000, { interval: 250, what: 'get online users to list exactly the current socket of every client' });
+    }, PING_INTERVAL_MS + PING_TIMEOUT_MS + 8000, { interval: 250, what: 'get online users to list exactly the current socket of every client' });
   });
 });
