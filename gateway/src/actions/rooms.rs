@@ -9,7 +9,7 @@ use socketioxide::extract::SocketRef;
 use super::delivery::{sanitized, store_then_broadcast};
 use crate::protocol::names::MAIN;
 use crate::protocol::now;
-use crate::protocol::outgoing::user_left;
+use crate::protocol::outgoing::room_member;
 use crate::protocol::payloads::{CreateRoom, JoinRoom, RoomHistory, RoomMessage};
 use crate::protocol::rooms::{chat_room, chat_room_id};
 use crate::sockets::{Cx, Outcome, Reject, Session, Shared, emit, fields};
@@ -172,13 +172,13 @@ pub async fn join(cx: &Cx, j: JoinRoom) -> Outcome {
         &cx.shared,
         cx.socket.to(chat_room(&j.room_id)),
         "user joined",
-        &json!({
-            "socketId": cx.socket.id.to_string(),
-            "userId": cx.session.user_id(),
-            "username": cx.session.username(),
-            "roomId": j.room_id,
-            "userCount": user_count,
-        }),
+        &room_member(
+            cx.socket.id.as_str(),
+            cx.session.user_id(),
+            &cx.session.username(),
+            &j.room_id,
+            user_count,
+        ),
     )
     .await;
     Ok(fields([("roomId", Value::String(j.room_id))]))
@@ -216,7 +216,7 @@ pub async fn leave(
             shared,
             op.to(chat_room(room_id)),
             "user left",
-            &user_left(
+            &room_member(
                 &sid,
                 session.user_id(),
                 &session.username(),
