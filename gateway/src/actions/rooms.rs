@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
 
 use super::delivery::{sanitized, store_then_broadcast};
+use crate::password_guard::Refusal;
 use crate::protocol::names::MAIN;
 use crate::protocol::now;
 use crate::protocol::outgoing::room_member;
@@ -51,8 +52,9 @@ pub async fn create(cx: &Cx, r: CreateRoom) -> Outcome {
                 .shared
                 .passwords
                 .begin(cx.session.user_id(), None)
+                .await
                 .map_err(|refusal| {
-                    cx.app().metrics.state_limit_refusals.inc();
+                    count_refusal(cx, &refusal);
                     Reject(refusal.to_string())
                 })?;
             Some(passwords::hash_blocking(pw).await.map_err(|e| {
@@ -83,6 +85,14 @@ pub async fn create(cx: &Cx, r: CreateRoom) -> Outcome {
         }
     }
     Ok(fields([("roomId", Value::String(r.room_id))]))
+}
+
+/// A password attempt refused by a limit is counted; one refused because Redis is down is not a
+/// limit's doing.
+fn count_refusal(cx: &Cx, refusal: &Refusal) {
+    if *refusal != Refusal::Unavailable {
+        cx.app().metrics.state_limit_refusals.inc();
+    }
 }
 
 fn room_error(cx: &Cx, message: &str) -> Reject {
@@ -116,12 +126,13 @@ pub async fn join(cx: &Cx, j: JoinRoom) -> Outcome {
             .shared
             .passwords
             .begin(cx.session.user_id(), Some(&room.id))
+            .await
             .map_err(|refusal| {
-                cx.app().metrics.state_limit_refusals.inc();
+                count_refusal(cx, &refusal);
                 room_error(cx, &refusal.to_string())
             })?;
         if !passwords::verify_blocking(pw, hash).await {
-            attempt.failed();
+            attempt.failed().await;
             return Err(room_error(cx, "Wrong room password"));
         }
     }
