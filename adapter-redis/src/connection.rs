@@ -183,9 +183,13 @@ impl Shared {
     }
 
     /// Queues a message, waiting for queue space, in messages and bytes (back-pressure on the
-    /// emitting task), for at most the request timeout; then it is dropped and counted in
-    /// `dropped`.
-    pub(crate) async fn publish_queued(&self, channel: String, payload: Vec<u8>) {
+    /// emitting task), for at most the request timeout; then it is dropped, counted in
+    /// `dropped` and [`AdapterError::QueueFull`] returned.
+    pub(crate) async fn publish_queued(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), AdapterError> {
         let queue = async {
             let held = self.outbound_bytes.hold(payload.len()).await;
             let msg = Outgoing {
@@ -197,13 +201,15 @@ impl Shared {
             self.out_tx.send(msg).await.is_ok()
         };
         let sent = tokio::time::timeout(self.config.request_timeout, queue).await;
-        if !matches!(sent, Ok(true)) {
-            inc(&self.metrics.dropped);
-            tracing::warn!(
-                queued_bytes = self.outbound_bytes.used(),
-                "adapter publish queue full for too long: message dropped"
-            );
+        if matches!(sent, Ok(true)) {
+            return Ok(());
         }
+        inc(&self.metrics.dropped);
+        tracing::warn!(
+            queued_bytes = self.outbound_bytes.used(),
+            "adapter publish queue full for too long: message dropped"
+        );
+        Err(AdapterError::QueueFull)
     }
 
     /// Queues a message and waits until Redis took it; a full queue (in messages or bytes)
