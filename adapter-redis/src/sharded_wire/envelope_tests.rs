@@ -5,7 +5,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::wire::FetchedSocket;
+use crate::msgpack::DecodeError;
+use crate::wire::{FetchedSocket, WireError};
 
 fn s(v: &str) -> Wire {
     Wire::Str(v.to_owned())
@@ -285,7 +286,7 @@ fn peers_fields_are_read_one_by_one() {
 #[test]
 fn malformed_messages_are_clear_errors() {
     let shape = |bytes: &[u8]| match Envelope::decode(bytes) {
-        Err(EnvelopeError::Shape(why)) => why,
+        Err(EnvelopeError::Wire(WireError::Shape(why))) => why,
         other => panic!("{}: {other:?}", String::from_utf8_lossy(bytes)),
     };
     shape(br#"{"data":{}}"#);
@@ -308,15 +309,15 @@ fn malformed_messages_are_clear_errors() {
     }
     assert!(matches!(
         Envelope::decode(b"{not json"),
-        Err(EnvelopeError::Json(_))
+        Err(EnvelopeError::Wire(WireError::Json(_)))
     ));
     assert!(matches!(
         Envelope::decode(b"{\xff}"),
-        Err(EnvelopeError::Json(_))
+        Err(EnvelopeError::Wire(WireError::Json(_)))
     ));
     assert!(matches!(
         Envelope::decode(b""),
-        Err(EnvelopeError::Msgpack(_))
+        Err(EnvelopeError::Wire(WireError::Msgpack(_)))
     ));
 }
 
@@ -347,18 +348,23 @@ fn hostile_lengths_are_errors_without_allocating_them() {
         b"\x84\xa4type\x03\xa3uid\xdb\xff\xff\xff\xff",
     ] {
         assert!(
-            matches!(Envelope::decode(bytes), Err(EnvelopeError::Msgpack(_))),
+            matches!(
+                Envelope::decode(bytes),
+                Err(EnvelopeError::Wire(WireError::Msgpack(_)))
+            ),
             "{bytes:x?}"
         );
     }
     assert!(matches!(
         Envelope::decode(&[0x91; 1000]),
-        Err(EnvelopeError::Msgpack(DecodeError::TooDeep))
+        Err(EnvelopeError::Wire(WireError::Msgpack(
+            DecodeError::TooDeep
+        )))
     ));
     let deep_json = format!(r#"{{"type":9,"data":{{"packet":{}}}}}"#, "[".repeat(1000));
     assert!(matches!(
         Envelope::decode(deep_json.as_bytes()),
-        Err(EnvelopeError::Json(_))
+        Err(EnvelopeError::Wire(WireError::Json(_)))
     ));
 }
 
