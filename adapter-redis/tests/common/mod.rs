@@ -2,7 +2,6 @@
 //! in-process dummy clients that answer acks.
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod interop;
 pub mod node_peer;
 
 use std::time::Duration;
