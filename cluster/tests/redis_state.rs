@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
+use cluster::failures::FailureScope;
 use cluster::{History, HistoryScope, JoinOutcome, LeaveOutcome, StateBackends};
 use common::*;
 use fred::prelude::*;
@@ -232,6 +233,55 @@ async fn game_sequence_from_two_nodes_has_no_gaps_or_repeats() {
     all.sort_unstable();
     assert_eq!(all, (1..=400).collect::<Vec<u64>>());
     assert_eq!(a.backends().games.next("other").await.unwrap(), 1);
+}
+
+/// Failures recorded through one node count on every node, and a window ends with its key.
+#[tokio::test]
+async fn failure_windows_are_shared_by_the_nodes_and_end_with_their_length() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    let user = FailureScope::RoomPasswordsOfUser("u".into());
+    let room = FailureScope::PasswordsOfRoom("u".into());
+    let minute = Duration::from_secs(60);
+    assert_eq!(a.backends().failures.window(&user).await.unwrap().count, 0);
+    a.backends().failures.record(&user, minute).await.unwrap();
+    let w = b.backends().failures.record(&user, minute).await.unwrap();
+    assert_eq!(w.count, 2, "b counts on top of a's failure");
+    assert!(w.remaining > Duration::from_secs(55) && w.remaining <= minute);
+    let seen = a.backends().failures.window(&user).await.unwrap();
+    assert_eq!(seen.count, 2);
+    assert_eq!(
+        b.backends().failures.window(&room).await.unwrap().count,
+        0,
+        "a room and a user of the same id are different scopes"
+    );
+    let raw = raw_client(&server.url()).await;
+    let ttl: i64 = raw.pttl("gateway:pwfail:user:u").await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 60_000,
+        "the counter expires with its window: {ttl}"
+    );
+
+    let short = Duration::from_millis(300);
+    b.backends().failures.record(&room, short).await.unwrap();
+    let failures = a.backends().failures.clone();
+    let room2 = room.clone();
+    wait_for("the short window to end", Duration::from_secs(5), || {
+        let (failures, room) = (failures.clone(), room2.clone());
+        async move { (failures.window(&room).await.unwrap().count == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        a.backends()
+            .failures
+            .record(&room, short)
+            .await
+            .unwrap()
+            .count,
+        1,
+        "a new window starts from one"
+    );
 }
 
 #[tokio::test]
