@@ -126,11 +126,7 @@ async fn a_node_that_stops_beating_is_purged_within_its_liveness_ttl() {
     beating(&raw, "a").await;
     beating(&raw, "c").await;
     for n in [&a, &c] {
-        n.backends()
-            .nodes
-            .publish(&stats(n.node_id(), 1))
-            .await
-            .unwrap();
+        publish_own_stats(n).await;
     }
     c.backends()
         .presence
@@ -174,11 +170,7 @@ async fn a_node_killed_before_any_peer_saw_it_alive_is_purged_within_its_livenes
     let server = redis();
     let raw = raw_client(&server.url()).await;
     let c = live_node(&server.url(), "c").await;
-    c.backends()
-        .nodes
-        .publish(&stats(c.node_id(), 1))
-        .await
-        .unwrap();
+    publish_own_stats(&c).await;
     let beat_c = c.spawn_liveness();
     // The first beat republishes the record with the key's TTL in it.
     wait_for(
