@@ -35,7 +35,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             volatile: opts.has_flag(BroadcastFlags::Volatile),
             timeout_ms: None,
         };
-        match remote.core.broadcast_out(&data, &target, flags) {
+        match remote
+            .core
+            .broadcast_out(&data, &target, flags, &remote.shared.metrics)
+        {
             Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
             Err(e) => {
                 inc(&remote.shared.metrics.publish_failures);
@@ -52,11 +55,16 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         if let Some(remote) = self.remote_for(&opts)
             && let Some(target) = self.wire_target(&remote.shared, &opts)
         {
+            let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+            if join {
+                // Before the join is queued: no broadcast can then overtake it.
+                remote.core.fence_joins(&rooms);
+            }
             let request = Request::JoinLeave {
                 join,
                 uid: Some(remote.core.uid.clone()),
                 target,
-                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                rooms,
             };
             match remote.core.request_out(request) {
                 Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
@@ -68,11 +76,19 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
         if !self.targets_other_node(&opts) {
             if join {
-                self.local.add_sockets(opts, rooms);
+                self.local.add_sockets(opts, rooms.clone());
+                // A join is live before it returns: the rooms local sockets now hold are
+                // subscribed (Redis confirmed it) first.
+                if let Some(remote) = &self.remote {
+                    let held = self.held_by_local_sockets(remote, &rooms);
+                    if !held.is_empty() {
+                        crate::request_sync(&remote.core, Some(held)).await;
+                    }
+                }
             } else {
                 self.local.del_sockets(opts, rooms);
+                self.request_sync();
             }
-            self.request_sync();
         }
         Ok(())
     }
