@@ -25,7 +25,6 @@ use crate::ids::ForeignIds;
 use crate::locks::{lock, read};
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
-use crate::sharded_wire::SubscriptionMode;
 use crate::transport::{PubSubKind, Transport};
 
 /// A message from Redis for one namespace.
@@ -88,13 +87,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, AdapterError> {
         let kind = match config.mode {
             AdapterMode::Classic => PubSubKind::Classic,
-            AdapterMode::Sharded(SubscriptionMode::Static) => PubSubKind::Sharded,
-            AdapterMode::Sharded(mode) => {
-                return Err(AdapterError::Unsupported(format!(
-                    "sharded subscription mode `{}` (only `static` is supported so far)",
-                    mode.as_str()
-                )));
-            }
+            AdapterMode::Sharded(_) => PubSubKind::Sharded,
         };
         let transport = Transport::connect(url, &config, kind).await?;
         let messages = transport.messages();

@@ -146,16 +146,23 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
     fn new(state: &Self::State, local: CoreLocalAdapter<E>) -> Self {
         let remote = state.shared().map(|shared| {
             let uid = local.server_id().to_string();
-            let core = Arc::new(NsCore::new(
-                &shared.config.key,
-                local.path(),
-                uid,
-                shared.config.max_pending_requests,
-                match shared.config.mode {
-                    crate::config::AdapterMode::Classic => None,
-                    crate::config::AdapterMode::Sharded(mode) => Some(mode),
-                },
-            ));
+            let core = Arc::new(
+                NsCore::new(
+                    &shared.config.key,
+                    local.path(),
+                    uid,
+                    shared.config.max_pending_requests,
+                    match shared.config.mode {
+                        crate::config::AdapterMode::Classic => None,
+                        crate::config::AdapterMode::Sharded(mode) => Some(mode),
+                    },
+                )
+                .with_policy(
+                    shared.config.classic_subscriptions
+                        == crate::config::ClassicSubscriptions::Pattern,
+                    shared.config.join_fence,
+                ),
+            );
             let (tx, rx) = mpsc::channel(shared.config.inbound_queue.max(1));
             Remote {
                 shared,
@@ -185,11 +192,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             let rx = lock(&remote.inbound).take().ok_or(AdapterError::Closed)?;
             write(&remote.shared.routes).insert(nsp.clone(), remote.inbound_tx.clone());
             write(&remote.shared.namespaces).insert(nsp.clone(), remote.core.clone());
-            remote.shared.subscribe(remote.core.fixed_channels()).await;
-            if remote.core.sharded.is_none() {
-                let pattern = remote.core.channels.sid_room_pattern();
+            // The pattern first: the channels' confirmation then covers it too.
+            if let Some(pattern) = remote.core.classic_pattern() {
                 remote.shared.psubscribe(pattern).await;
             }
+            remote.shared.subscribe(remote.core.fixed_channels()).await;
             let view: Arc<dyn LocalView> = self.clone();
             let _ = remote.core.local_view.set(Arc::downgrade(&view));
             remote.shared.spawn(self.clone().run(rx));
@@ -218,11 +225,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 .iter()
                 .map(|r| remote.core.room_channel(r)),
         );
-        let pattern = remote
-            .core
-            .sharded
-            .is_none()
-            .then(|| remote.core.channels.sid_room_pattern());
+        let pattern = remote.core.classic_pattern();
         // `close` may be polled only once (namespace deletion), so the I/O runs on its own.
         remote.shared.spawn(async move {
             shared.unsubscribe(channels).await;

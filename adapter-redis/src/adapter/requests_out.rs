@@ -29,8 +29,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             volatile: opts.has_flag(BroadcastFlags::Volatile),
             timeout_ms: None,
         };
-        let encoded =
-            value_to_wire(value).and_then(|data| remote.core.broadcast_out(&data, &target, flags));
+        let encoded = value_to_wire(value).and_then(|data| {
+            remote
+                .core
+                .broadcast_out(&data, &target, flags, &remote.shared.metrics)
+        });
         match encoded {
             Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
             Err(e) => {
@@ -50,11 +53,16 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         if let Some(remote) = self.remote_for(&opts)
             && let Some(target) = self.wire_target(&remote.shared, &opts)
         {
+            let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+            if join {
+                // Before the join is queued: no broadcast can then overtake it.
+                remote.core.fence_joins(&rooms);
+            }
             let request = Request::JoinLeave {
                 join,
                 uid: Some(remote.core.uid.clone()),
                 target,
-                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                rooms,
             };
             // A failure is counted and logged where it happens; the local part still runs.
             match remote.core.request_out(request) {
@@ -69,11 +77,19 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
         if !self.targets_other_node(&opts) {
             if join {
-                self.local.add_sockets(opts, rooms);
+                self.local.add_sockets(opts, rooms.clone());
+                // A join is live before it returns: the rooms local sockets now hold are
+                // subscribed (Redis confirmed it) first.
+                if let Some(remote) = &self.remote {
+                    let held = self.held_by_local_sockets(remote, &rooms);
+                    if !held.is_empty() {
+                        crate::request_sync(&remote.core, Some(held)).await;
+                    }
+                }
             } else {
                 self.local.del_sockets(opts, rooms);
+                self.request_sync();
             }
-            self.request_sync();
         }
         Ok(())
     }
