@@ -43,8 +43,8 @@ export const ADAPTER_ARGS = (() => {
  * plain commands and classic pub/sub (on a cluster, the first node: classic PUBLISH and SUBSCRIBE
  * reach every node). `redisReplicas` sets the replicas per primary of a cluster.
  */
-export async function startSuiteRedis(t, { redisReplicas = 0 } = {}) {
-  if (REDIS_KIND === 'cluster') return startRedisCluster(t, { primaries: 3, replicas: redisReplicas });
+export async function startSuiteRedis(t, { redisKind = REDIS_KIND, redisReplicas = 0 } = {}) {
+  if (redisKind === 'cluster') return startRedisCluster(t, { primaries: 3, replicas: redisReplicas });
   return startRedis(t);
 }
 
@@ -71,13 +71,14 @@ let clusterCounter = 0;
  * Starts the Redis the environment asks for (`startSuiteRedis`) and `nodes` gateways on it. Every
  * gateway shares the JWT secret, the Redis URL and the adapter flags of the environment
  * (`ADAPTER_ARGS`), has its own `--server-id`, `--connection-rate-limit 100000`,
- * `--stats-ttl-secs statsTtl` and a liveness TTL no longer than that.
+ * `--stats-ttl-secs statsTtl` and a liveness TTL no longer than that. `redisKind` (`single` or
+ * `cluster`), `redisReplicas` (per primary) and `adapterArgs` override the environment's choice.
  * `fixedPorts: true` gives each node a port chosen before start (needed behind nginx and to restart
  * a node on the same port). `t` (test context) gets after-hooks; with `t = null` call `stop()`.
  */
-export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixedPorts = false, names, redisReplicas = 0 } = {}) {
+export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixedPorts = false, names, redisKind, redisReplicas = 0, adapterArgs = ADAPTER_ARGS } = {}) {
   clusterCounter += 1;
-  const redis = await startSuiteRedis(t, { redisReplicas });
+  const redis = await startSuiteRedis(t, { redisKind, redisReplicas });
   const secret = randomSecret();
   const tag = `${process.pid}-${clusterCounter}`;
   const ids = (names ?? ['A', 'B', 'C', 'D', 'E'].slice(0, nodes)).map((n) => `node${n}-${tag}`);
@@ -85,7 +86,7 @@ export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixe
   // Deaths are judged by the liveness key (LIVENESS_TTL_MS): keep it no longer than the stats TTL the
   // tests time their death checks by.
   const livenessMs = String(Math.min(statsTtl * 1000, 6000));
-  const nodeArgs = ['--redis-url', redis.url, '--stats-ttl-secs', String(statsTtl), '--liveness-ttl-ms', livenessMs, '--connection-rate-limit', '100000', ...ADAPTER_ARGS, ...args];
+  const nodeArgs = ['--redis-url', redis.url, '--stats-ttl-secs', String(statsTtl), '--liveness-ttl-ms', livenessMs, '--connection-rate-limit', '100000', ...adapterArgs, ...args];
   const startNode = (i) => startGateway(t, { secret, serverId: ids[i], port: ports[i], args: nodeArgs });
   const gws = await Promise.all(ids.map((_, i) => startNode(i)));
   const cluster = {
