@@ -12,9 +12,25 @@ pub enum AdapterMode {
     #[default]
     Classic,
     /// `createShardedAdapter` (Redis 7 or later): `SPUBLISH`/`SSUBSCRIBE`, one main channel
-    /// per namespace, in this subscription mode (`docs/sharded-adapter.md`). Only
-    /// [`SubscriptionMode::Static`] is supported so far: the adapter refuses the others.
+    /// per namespace, in this subscription mode (`docs/sharded-adapter.md`, sections 2.4, 2.5
+    /// and 4.3).
     Sharded(SubscriptionMode),
+}
+
+/// Classic mode only: how a node receives single-room broadcasts (`docs/sharded-adapter.md`,
+/// section "Subscription policies of the classic mode").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClassicSubscriptions {
+    /// One channel per room a local socket holds, subscribed before the join returns. A node
+    /// receives only the traffic of rooms it holds, but a broadcast another node publishes
+    /// right after a remote `socketsJoin` can pass before the subscription it causes.
+    #[default]
+    PerRoom,
+    /// One pattern over every room channel of the namespace (`PSUBSCRIBE <key>#<nsp>#*`, as
+    /// Node's classic adapter does): every node receives every room broadcast (those for rooms
+    /// it does not hold are dropped before decoding and counted in `unheld_room_messages`),
+    /// and a remote `socketsJoin` followed by a broadcast arrives in order.
+    Pattern,
 }
 
 /// Settings of a connected adapter. Every queue and map the adapter keeps is bounded by one of
@@ -38,6 +54,12 @@ pub struct RedisAdapterConfig {
     /// Messages waiting to be published. When full, broadcasts are dropped and counted in
     /// `dropped`; requests fail with [`crate::AdapterError::QueueFull`]. Default 4096.
     pub publish_queue: usize,
+    /// Bytes of the messages waiting to be published. A message that would go over it is
+    /// treated as when the queue is full: a broadcast or join waits for room (at most
+    /// `request_timeout`, then it is dropped and counted in `dropped`), an answer to another
+    /// node is dropped and counted, a request fails with [`crate::AdapterError::QueueFull`]. A
+    /// message larger than this is taken only into an empty queue. Default 64 MiB.
+    pub publish_queue_bytes: usize,
     /// Publishes in flight at once on the publishing connection (order is kept). Default 64.
     pub publish_concurrency: usize,
     /// Capacity of fred's pub/sub broadcast channel (fred's default is 32, which loses
@@ -76,6 +98,13 @@ pub struct RedisAdapterConfig {
     pub shard_check_interval: Duration,
     /// The wire: classic (default) or sharded.
     pub mode: AdapterMode,
+    /// Classic mode only: per-room subscriptions (default) or one pattern.
+    pub classic_subscriptions: ClassicSubscriptions,
+    /// Sharded `dynamic` modes only: after this node publishes a `socketsJoin` for rooms R, its
+    /// broadcasts to any room of R go on the main channel for this long, behind the join, so
+    /// that every receiver applies the join first (`docs/sharded-adapter.md`, section 3).
+    /// Zero turns the fence off. Default 5 s.
+    pub join_fence: Duration,
 }
 
 impl Default for RedisAdapterConfig {
@@ -86,6 +115,7 @@ impl Default for RedisAdapterConfig {
             inbound_queue: 4096,
             inbound_queue_bytes: 128 << 20,
             publish_queue: 4096,
+            publish_queue_bytes: 64 << 20,
             publish_concurrency: 64,
             fred_broadcast_capacity: 8192,
             max_pending_requests: 1024,
@@ -98,6 +128,8 @@ impl Default for RedisAdapterConfig {
             server_side_event_queue: 1024,
             shard_check_interval: Duration::from_millis(200),
             mode: AdapterMode::Classic,
+            classic_subscriptions: ClassicSubscriptions::PerRoom,
+            join_fence: Duration::from_secs(5),
         }
     }
 }
