@@ -31,10 +31,14 @@ export const REDIS_KIND = (() => {
 /** The gateway flags E2E_ADAPTER_MODE and E2E_ADAPTER_SUBSCRIPTIONS ask for. */
 export const ADAPTER_ARGS = (() => {
   const mode = process.env.E2E_ADAPTER_MODE;
-  if (!mode) return [];
-  if (mode !== 'classic' && mode !== 'sharded') throw new Error(`E2E_ADAPTER_MODE must be \`classic\` or \`sharded\`, not \`${mode}\``);
-  const args = ['--adapter-mode', mode];
-  if (mode === 'sharded') args.push('--adapter-subscriptions', process.env.E2E_ADAPTER_SUBSCRIPTIONS || 'static');
+  const subscriptions = process.env.E2E_ADAPTER_SUBSCRIPTIONS;
+  const args = [];
+  if (mode) {
+    if (mode !== 'classic' && mode !== 'sharded') throw new Error(`E2E_ADAPTER_MODE must be \`classic\` or \`sharded\`, not \`${mode}\``);
+    args.push('--adapter-mode', mode);
+  }
+  // Sharded runs name their subscriptions (static unless asked); others only when asked.
+  if (subscriptions || mode === 'sharded') args.push('--adapter-subscriptions', subscriptions || 'static');
   return args;
 })();
 
