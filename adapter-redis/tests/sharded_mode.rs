@@ -313,3 +313,31 @@ async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
     }
     assert!(lost.is_empty(), "{} lost: {lost:?}", lost.len());
 }
+
+/// A message to one socket and then its disconnection, both from another node (an admin's
+/// kick), arrive in that order in the dynamic modes: the broadcast to the socket's own room
+/// goes on the main channel with the request, not on the room's channel, which another
+/// primary may deliver later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_a_socket_arrives_before_its_disconnection() {
+    let cluster = RedisCluster::start().unwrap();
+    let url = cluster.url();
+    for mode in [SubscriptionMode::Dynamic, SubscriptionMode::DynamicPrivate] {
+        let config = sharded_config(mode);
+        let (a, _ctr_a) = node_with(&url, config.clone()).await;
+        let (b, ctr_b) = node_with(&url, config).await;
+        for round in 0..20 {
+            let mut victim = client(&b, &[]).await;
+            // Its own channel subscribed, as the gateway does before a socket's CONNECT ack.
+            ctr_b.sync_rooms("/").await;
+            a.to(victim.sid.clone())
+                .emit("kicked", &round)
+                .await
+                .unwrap();
+            a.to(victim.sid.clone()).disconnect().await.unwrap();
+            let event = victim.expect("kicked").await;
+            assert_eq!(event.args, vec![json!(round)], "{mode:?}");
+            victim.expect_disconnect().await;
+        }
+    }
+}
