@@ -100,6 +100,15 @@ pub async fn wait_room_size(io: &Io, room: &str, n: usize, what: &str) {
     .await;
 }
 
+/// Sends signal `sig` (`-STOP`, `-CONT`, ...) to process `pid`: freezes or thaws a redis-server.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid} failed");
+}
+
 /// Emits `event` (with a counter) to `room` every 20 ms until aborted: traffic that is
 /// already flowing when Redis comes back.
 pub fn emit_until_aborted(io: &Io, room: &'static str, event: &'static str) -> JoinHandle<()> {
