@@ -11,10 +11,9 @@ use std::time::Duration;
 use adapter_redis::RedisAdapterCtr;
 use bytes::Bytes;
 use common::node_peer::NodePeer;
-use common::{fetch_all, http_server, test_config, wait_room_size};
+use common::{http_server, interop, test_config, wait_room_size};
 use serde_json::json;
 use testkit::RedisServer;
-use tokio::sync::mpsc;
 
 const WAIT: Duration = common::node_peer::WAIT;
 
@@ -25,18 +24,7 @@ async fn node_and_rust_servers_share_a_cluster() {
         .await
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
-    let mut sse = ctr.server_side_events("/").unwrap();
-    let (seen_tx, mut seen) = mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Some(event) = sse.recv().await {
-            let _ = seen_tx
-                .send((event.event.clone(), event.args.clone(), event.from.clone()))
-                .await;
-            if let Some(ack) = event.ack {
-                ack.send(json!(format!("pong-rust-{}", event.event)));
-            }
-        }
-    });
+    let mut seen = interop::answer_server_side_events(&ctr);
     let mut node = NodePeer::start(
         "peer.js",
         &[redis.port().to_string(), rust_port.to_string()],
@@ -160,31 +148,10 @@ async fn node_and_rust_servers_share_a_cluster() {
     assert_eq!(node.expect("cr", "from-emitter").await, json!([42]));
     node.expect("cn", "from-emitter").await;
 
-    // fetchSockets both ways.
-    let mut rust_view: Vec<String> = fetch_all(&io)
-        .await
-        .iter()
-        .map(|s| s.data().id.to_string())
-        .collect();
-    rust_view.sort();
-    let mut local_ids = [cr.clone(), cr2.clone()];
-    local_ids.sort();
-    assert_eq!(rust_view.len(), 3);
-    assert!(local_ids.iter().all(|id| rust_view.contains(id)));
-    let mut all = vec![cn.clone(), cr.clone(), cr2.clone()];
-    all.sort();
-    assert_eq!(node.cmd("fetch", json!({})).await, json!(all));
+    interop::fetch_sockets_both_ways(&io, &mut node, [&cn, &cr, &cr2]).await;
 
     // Remote socket emit both ways (the Node socket through its derived Sid).
-    let remote_cn = fetch_all(&io)
-        .await
-        .into_iter()
-        .find(|s| !local_ids.contains(&s.data().id.to_string()))
-        .unwrap();
-    remote_cn.emit("direct-from-rust", &"hi").await.unwrap();
-    assert_eq!(node.expect("cn", "direct-from-rust").await, json!(["hi"]));
-    node.cmd("remote_emit", json!({"sid": cr})).await;
-    assert_eq!(node.expect("cr", "direct-from-node").await, json!(["hi"]));
+    interop::emit_to_one_socket_both_ways(&io, &mut node, "remote_emit").await;
 
     // allRooms both ways.
     let node_rooms = node.cmd("all_rooms", json!({})).await;
@@ -207,79 +174,22 @@ async fn node_and_rust_servers_share_a_cluster() {
     );
     assert!(rust_rooms.contains(&"r1".to_owned()) && rust_rooms.contains(&"r2".to_owned()));
 
-    // Broadcast with acks both ways.
-    let acks = io
-        .timeout(Duration::from_secs(3))
-        .emit_with_ack::<_, String>("rust-ask", &1)
-        .await
-        .unwrap();
-    let mut acks: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(acks)
-        .await
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
-    acks.sort();
-    assert_eq!(
-        acks,
-        ["ack-rust-ask-cn", "ack-rust-ask-cr", "ack-rust-ask-cr2"]
-    );
-    assert_eq!(
-        node.cmd("emit_with_ack", json!({})).await,
-        json!(["ack-node-ask-cn", "ack-node-ask-cr", "ack-node-ask-cr2"])
-    );
+    interop::broadcast_acks_both_ways(&io, &mut node, Duration::from_secs(3)).await;
 
-    // serverSideEmitWithAck from Node, answered by Rust.
-    assert_eq!(
-        node.cmd("sse_ack", json!({})).await,
-        json!(["pong-rust-ping-srv"])
-    );
-
-    // serverSideEmit(WithAck) from Rust, answered by Node; the emitter's serverSideEmit.
-    let answers = ctr
-        .server_side_emit_with_ack("/", "ping-srv", vec![json!("hi")])
-        .await
-        .unwrap();
-    assert_eq!(answers.value, vec![json!("pong-node")]);
-    assert!(answers.missing.is_none());
+    // serverSideEmitWithAck both ways; the emitter's serverSideEmit.
+    interop::server_side_acks_both_ways(&ctr, &mut node).await;
     node.cmd("emitter_sse", json!({})).await;
-    loop {
-        let (event, args, from) = tokio::time::timeout(WAIT, seen.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if event == "from-emitter-sse" {
-            assert_eq!((args, from.as_deref()), (vec![json!(7)], Some("emitter")));
-            break;
-        }
-    }
+    let (args, from) = interop::next_server_side_event(&mut seen, "from-emitter-sse").await;
+    assert_eq!((args, from.as_deref()), (vec![json!(7)], Some("emitter")));
     let rooms = ctr.all_rooms("/").await.unwrap();
     assert!(rooms.missing.is_none() && rooms.value.contains(&cn));
 
-    // socketsJoin / socketsLeave both ways.
-    node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 1, "cr2 joined r5 on the Rust node").await;
-    node.cmd("leave", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 0, "cr2 left r5").await;
-    io.to("r1").join("r6").await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.cmd("local_room_size", json!({"room": "r6"})).await != json!(1) {
-        assert!(tokio::time::Instant::now() < deadline, "cn never joined r6");
-    }
+    interop::join_and_leave_both_ways(&io, &mut node).await;
     node.cmd("emitter_join", json!({"room": "r2", "rooms": ["r7"]}))
         .await;
     wait_room_size(&io, "r7", 1, "the emitter's join reached cr2").await;
 
-    // disconnectSockets both ways.
-    node.cmd("disconnect", json!({"room": "r2"})).await;
-    while node.next_for("cr2").await["type"] != json!("disconnect") {}
-    io.to(cn.clone()).disconnect().await.unwrap();
-    while node.next_for("cn").await["type"] != json!("disconnect") {}
-    let m = ctr.metrics();
-    assert_eq!(m.decode_errors, 0, "{m:?}");
-    assert_eq!(m.request_timeouts, 0, "{m:?}");
-    assert!(m.published > 0 && m.received > 0 && m.dropped == 0, "{m:?}");
+    interop::disconnect_both_ways(&io, &ctr, &mut node).await;
 
     // Graceful close with real clients: the Rust client is disconnected and the Node server
     // stops counting the Rust node.

@@ -13,11 +13,10 @@ use std::time::Duration;
 use adapter_redis::sharded_wire::SubscriptionMode;
 use adapter_redis::{AdapterMode, RedisAdapterConfig, RedisAdapterCtr};
 use bytes::Bytes;
-use common::node_peer::{NodePeer, WAIT};
-use common::{fetch_all, http_server, wait_room_size};
+use common::node_peer::NodePeer;
+use common::{http_server, interop};
 use serde_json::json;
 use testkit::redis_cluster::RedisCluster;
-use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster_in_sharded_static_mode() {
@@ -30,18 +29,7 @@ async fn node_and_rust_servers_share_a_cluster_in_sharded_static_mode() {
         .await
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
-    let mut sse = ctr.server_side_events("/").unwrap();
-    let (seen_tx, mut seen) = mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Some(event) = sse.recv().await {
-            let _ = seen_tx
-                .send((event.event.clone(), event.args.clone()))
-                .await;
-            if let Some(ack) = event.ack {
-                ack.send(json!(format!("pong-rust-{}", event.event)));
-            }
-        }
-    });
+    let mut seen = interop::answer_server_side_events(&ctr);
     let nodes: Vec<String> = cluster
         .ports()
         .iter()
@@ -98,19 +86,8 @@ async fn node_and_rust_servers_share_a_cluster_in_sharded_static_mode() {
         while node.next_for(client).await["name"] != json!("drain") {}
     }
 
-    // fetchSockets both ways.
-    let mut rust_view: Vec<String> = fetch_all(&io)
-        .await
-        .iter()
-        .map(|s| s.data().id.to_string())
-        .collect();
-    rust_view.sort();
-    let local_ids = [cr.clone(), cr2.clone()];
-    assert_eq!(rust_view.len(), 3, "{rust_view:?}");
-    assert!(local_ids.iter().all(|id| rust_view.contains(id)));
-    let mut all = vec![cn.clone(), cr.clone(), cr2.clone()];
-    all.sort();
-    assert_eq!(node.cmd("fetch", json!({})).await, json!(all));
+    // fetchSockets both ways, also of one room.
+    interop::fetch_sockets_both_ways(&io, &mut node, [&cn, &cr, &cr2]).await;
     let mut in_r1 = vec![cn.clone(), cr.clone()];
     in_r1.sort();
     assert_eq!(
@@ -120,72 +97,17 @@ async fn node_and_rust_servers_share_a_cluster_in_sharded_static_mode() {
 
     // A single socket both ways: the Node socket through its derived Sid, the Rust socket by
     // its id as a room.
-    let remote_cn = fetch_all(&io)
-        .await
-        .into_iter()
-        .find(|s| !local_ids.contains(&s.data().id.to_string()))
-        .unwrap();
-    remote_cn.emit("direct-from-rust", &"hi").await.unwrap();
-    assert_eq!(node.expect("cn", "direct-from-rust").await, json!(["hi"]));
-    node.cmd("emit_to_socket", json!({"sid": cr})).await;
-    assert_eq!(node.expect("cr", "direct-from-node").await, json!(["hi"]));
+    interop::emit_to_one_socket_both_ways(&io, &mut node, "emit_to_socket").await;
 
-    // Broadcast with acks both ways.
-    let acks = io
-        .timeout(Duration::from_secs(3))
-        .emit_with_ack::<_, String>("rust-ask", &1)
-        .await
-        .unwrap();
-    let mut acks: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(acks)
-        .await
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
-    acks.sort();
-    assert_eq!(
-        acks,
-        ["ack-rust-ask-cn", "ack-rust-ask-cr", "ack-rust-ask-cr2"]
-    );
-    assert_eq!(
-        node.cmd("emit_with_ack", json!({})).await,
-        json!(["ack-node-ask-cn", "ack-node-ask-cr", "ack-node-ask-cr2"])
-    );
+    interop::broadcast_acks_both_ways(&io, &mut node, Duration::from_secs(3)).await;
 
     // serverSideEmit both ways, with acks.
-    assert_eq!(
-        node.cmd("sse_ack", json!({})).await,
-        json!(["pong-rust-ping-srv"])
-    );
+    interop::server_side_acks_both_ways(&ctr, &mut node).await;
     node.cmd("sse", json!({})).await;
-    loop {
-        let (event, args) = tokio::time::timeout(WAIT, seen.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if event == "from-node-sse" {
-            assert_eq!(args, vec![json!(7)]);
-            break;
-        }
-    }
-    let answers = ctr
-        .server_side_emit_with_ack("/", "ping-srv", vec![json!("hi")])
-        .await
-        .unwrap();
-    assert_eq!(answers.value, vec![json!("pong-node")]);
-    assert!(answers.missing.is_none());
+    let (args, _) = interop::next_server_side_event(&mut seen, "from-node-sse").await;
+    assert_eq!(args, vec![json!(7)]);
 
-    // socketsJoin / socketsLeave both ways.
-    node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 1, "cr2 joined r5 on the Rust node").await;
-    node.cmd("leave", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 0, "cr2 left r5").await;
-    io.to("r1").join("r6").await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.cmd("local_room_size", json!({"room": "r6"})).await != json!(1) {
-        assert!(tokio::time::Instant::now() < deadline, "cn never joined r6");
-    }
+    interop::join_and_leave_both_ways(&io, &mut node).await;
 
     // Forget what cr2 got so far.
     io.to("r2").emit("drain-r2", &()).await.unwrap();
@@ -201,13 +123,5 @@ async fn node_and_rust_servers_share_a_cluster_in_sharded_static_mode() {
         assert_eq!(node.expect("cr2", "after-join").await, json!([n]));
     }
 
-    // disconnectSockets both ways.
-    node.cmd("disconnect", json!({"room": "r2"})).await;
-    while node.next_for("cr2").await["type"] != json!("disconnect") {}
-    io.to(cn.clone()).disconnect().await.unwrap();
-    while node.next_for("cn").await["type"] != json!("disconnect") {}
-    let m = ctr.metrics();
-    assert_eq!(m.decode_errors, 0, "{m:?}");
-    assert_eq!(m.request_timeouts, 0, "{m:?}");
-    assert!(m.published > 0 && m.received > 0 && m.dropped == 0, "{m:?}");
+    interop::disconnect_both_ways(&io, &ctr, &mut node).await;
 }

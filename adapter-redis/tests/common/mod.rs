@@ -2,6 +2,7 @@
 //! in-process dummy clients that answer acks.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod interop;
 pub mod node_peer;
 
 use std::time::Duration;
