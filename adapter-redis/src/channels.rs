@@ -57,6 +57,15 @@ impl NamespaceChannels {
         pattern
     }
 
+    /// The glob pattern matching the namespace's broadcast channel and every room channel
+    /// (`<key>#<nsp>#*`, as Node's classic adapter subscribes), for the pattern policy of the
+    /// classic mode. Glob metacharacters in the prefix or namespace are escaped.
+    pub fn all_rooms_pattern(&self) -> String {
+        let mut pattern = glob_escape(&self.broadcast);
+        pattern.push('*');
+        pattern
+    }
+
     /// Whether a room's channel is covered by [`Self::sid_room_pattern`] (then it must not be
     /// subscribed by name too, or each message would arrive twice).
     pub fn room_covered_by_pattern(room: &str) -> bool {
@@ -198,6 +207,7 @@ mod tests {
         assert_eq!(ch.response, "socket.io-response#/#");
         assert_eq!(ch.response_for("OPaMk7"), "socket.io-response#/#OPaMk7#");
         assert_eq!(ch.sid_room_pattern(), "socket.io#/#????????????????#");
+        assert_eq!(ch.all_rooms_pattern(), "socket.io#/#*");
     }
 
     #[test]
@@ -269,5 +279,6 @@ mod tests {
     fn pattern_escapes_glob_characters() {
         let ch = NamespaceChannels::new("a*b", "/[x]");
         assert!(ch.sid_room_pattern().starts_with("a\\*b#/\\[x\\]#?"));
+        assert_eq!(ch.all_rooms_pattern(), "a\\*b#/\\[x\\]#*");
     }
 }

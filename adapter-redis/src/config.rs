@@ -12,9 +12,25 @@ pub enum AdapterMode {
     #[default]
     Classic,
     /// `createShardedAdapter` (Redis 7 or later): `SPUBLISH`/`SSUBSCRIBE`, one main channel
-    /// per namespace, in this subscription mode (`docs/sharded-adapter.md`). Only
-    /// [`SubscriptionMode::Static`] is supported so far: the adapter refuses the others.
+    /// per namespace, in this subscription mode (`docs/sharded-adapter.md`, sections 2.4, 2.5
+    /// and 4.3).
     Sharded(SubscriptionMode),
+}
+
+/// Classic mode only: how a node receives single-room broadcasts (`docs/sharded-adapter.md`,
+/// section "Subscription policies of the classic mode").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClassicSubscriptions {
+    /// One channel per room a local socket holds, subscribed before the join returns. A node
+    /// receives only the traffic of rooms it holds, but a broadcast another node publishes
+    /// right after a remote `socketsJoin` can pass before the subscription it causes.
+    #[default]
+    PerRoom,
+    /// One pattern over every room channel of the namespace (`PSUBSCRIBE <key>#<nsp>#*`, as
+    /// Node's classic adapter does): every node receives every room broadcast (those for rooms
+    /// it does not hold are dropped before decoding and counted in `unheld_room_messages`),
+    /// and a remote `socketsJoin` followed by a broadcast arrives in order.
+    Pattern,
 }
 
 /// Settings of a connected adapter. Every queue and map the adapter keeps is bounded by one of
@@ -82,6 +98,13 @@ pub struct RedisAdapterConfig {
     pub shard_check_interval: Duration,
     /// The wire: classic (default) or sharded.
     pub mode: AdapterMode,
+    /// Classic mode only: per-room subscriptions (default) or one pattern.
+    pub classic_subscriptions: ClassicSubscriptions,
+    /// Sharded `dynamic` modes only: after this node publishes a `socketsJoin` for rooms R, its
+    /// broadcasts to any room of R go on the main channel for this long, behind the join, so
+    /// that every receiver applies the join first (`docs/sharded-adapter.md`, section 3).
+    /// Zero turns the fence off. Default 5 s.
+    pub join_fence: Duration,
 }
 
 impl Default for RedisAdapterConfig {
@@ -105,6 +128,8 @@ impl Default for RedisAdapterConfig {
             server_side_event_queue: 1024,
             shard_check_interval: Duration::from_millis(200),
             mode: AdapterMode::Classic,
+            classic_subscriptions: ClassicSubscriptions::PerRoom,
+            join_fence: Duration::from_secs(5),
         }
     }
 }

@@ -25,7 +25,6 @@ use crate::ids::ForeignIds;
 use crate::locks::{lock, read};
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
-use crate::sharded_wire::SubscriptionMode;
 use crate::transport::{PubSubKind, Transport};
 
 /// A message from Redis for one namespace.
@@ -88,13 +87,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, AdapterError> {
         let kind = match config.mode {
             AdapterMode::Classic => PubSubKind::Classic,
-            AdapterMode::Sharded(SubscriptionMode::Static) => PubSubKind::Sharded,
-            AdapterMode::Sharded(mode) => {
-                return Err(AdapterError::Unsupported(format!(
-                    "sharded subscription mode `{}` (only `static` is supported so far)",
-                    mode.as_str()
-                )));
-            }
+            AdapterMode::Sharded(_) => PubSubKind::Sharded,
         };
         let transport = Transport::connect(url, &config, kind).await?;
         let messages = transport.messages();
@@ -183,9 +176,13 @@ impl Shared {
     }
 
     /// Queues a message, waiting for queue space, in messages and bytes (back-pressure on the
-    /// emitting task), for at most the request timeout; then it is dropped and counted in
-    /// `dropped`.
-    pub(crate) async fn publish_queued(&self, channel: String, payload: Vec<u8>) {
+    /// emitting task), for at most the request timeout; then it is dropped, counted in
+    /// `dropped` and [`AdapterError::QueueFull`] returned.
+    pub(crate) async fn publish_queued(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), AdapterError> {
         let queue = async {
             let held = self.outbound_bytes.hold(payload.len()).await;
             let msg = Outgoing {
@@ -197,13 +194,15 @@ impl Shared {
             self.out_tx.send(msg).await.is_ok()
         };
         let sent = tokio::time::timeout(self.config.request_timeout, queue).await;
-        if !matches!(sent, Ok(true)) {
-            inc(&self.metrics.dropped);
-            tracing::warn!(
-                queued_bytes = self.outbound_bytes.used(),
-                "adapter publish queue full for too long: message dropped"
-            );
+        if matches!(sent, Ok(true)) {
+            return Ok(());
         }
+        inc(&self.metrics.dropped);
+        tracing::warn!(
+            queued_bytes = self.outbound_bytes.used(),
+            "adapter publish queue full for too long: message dropped"
+        );
+        Err(AdapterError::QueueFull)
     }
 
     /// Queues a message and waits until Redis took it; a full queue (in messages or bytes)

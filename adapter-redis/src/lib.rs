@@ -114,6 +114,7 @@ mod delivery;
 mod error;
 mod gather;
 mod ids;
+mod join_fence;
 pub mod json;
 mod locks;
 mod metrics;
@@ -135,7 +136,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 pub use adapter::{InitRes, RedisAdapter};
-pub use config::{AdapterMode, RedisAdapterConfig};
+pub use config::{AdapterMode, ClassicSubscriptions, RedisAdapterConfig};
 pub use delivery::{DeliveryObserver, packet_bytes};
 pub use error::{AdapterError, MissingResponses};
 pub use metrics::AdapterMetricsSnapshot;
@@ -301,7 +302,7 @@ impl RedisAdapterCtr {
         };
         let rooms: Vec<String> = rooms
             .into_iter()
-            .filter(|r| !crate::channels::NamespaceChannels::room_covered_by_pattern(r))
+            .filter(|r| !core.room_covered_by_pattern(r))
             .collect();
         if rooms.is_empty() {
             return;

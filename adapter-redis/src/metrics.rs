@@ -16,6 +16,9 @@ pub(crate) struct Metrics {
     pub sharded_resubscribes: AtomicU64,
     pub sharded_repair_gap_ms_sum: AtomicU64,
     pub sharded_repair_gap_ms_max: AtomicU64,
+    pub join_fence_broadcasts: AtomicU64,
+    pub join_fence_late: AtomicU64,
+    pub unheld_room_messages: AtomicU64,
 }
 
 pub(crate) fn inc(counter: &AtomicU64) {
@@ -42,6 +45,9 @@ impl Metrics {
             sharded_resubscribes: get(&self.sharded_resubscribes),
             sharded_repair_gap_ms_sum: get(&self.sharded_repair_gap_ms_sum),
             sharded_repair_gap_ms_max: get(&self.sharded_repair_gap_ms_max),
+            join_fence_broadcasts: get(&self.join_fence_broadcasts),
+            join_fence_late: get(&self.join_fence_late),
+            unheld_room_messages: get(&self.unheld_room_messages),
             subscriptions,
         }
     }
@@ -79,6 +85,15 @@ pub struct AdapterMetricsSnapshot {
     pub sharded_repair_gap_ms_sum: u64,
     /// Sharded pub/sub only: the longest such window, in milliseconds.
     pub sharded_repair_gap_ms_max: u64,
+    /// Sharded `dynamic` modes only: single-room broadcasts sent on the main channel instead
+    /// of the room's because this node announced a join to that room within the join fence.
+    pub join_fence_broadcasts: u64,
+    /// Sharded `dynamic` modes only: joins announced by other nodes whose room subscription
+    /// here took longer than the join fence (broadcasts to the room in that gap can be missed).
+    pub join_fence_late: u64,
+    /// Classic mode with pattern subscriptions only: room broadcasts received for rooms no
+    /// local socket holds, dropped before decoding.
+    pub unheld_room_messages: u64,
     /// Channels and patterns currently wanted (gauge).
     pub subscriptions: u64,
 }

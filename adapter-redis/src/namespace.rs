@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::channels::NamespaceChannels;
 use crate::config::RedisAdapterConfig;
 use crate::error::AdapterError;
+use crate::join_fence::JoinFences;
 use crate::locks::lock;
 use crate::sharded_wire::{ShardedNs, SubscriptionMode};
 use crate::wire::Response;
@@ -41,7 +42,20 @@ pub(crate) struct NsCore {
     pub closed: std::sync::atomic::AtomicBool,
     /// Bounds the broadcast-with-ack requests of other nodes answered at once.
     pub ack_answers: Arc<tokio::sync::Semaphore>,
+    /// Classic mode: one pattern over every room channel instead of per-room subscriptions.
+    pub classic_pattern: bool,
+    /// Sharded `dynamic` modes: the join fence's period (zero: no fence).
+    pub join_fence: Duration,
+    /// The rooms this node announced joins to, fenced for [`Self::join_fence`].
+    pub fences: Mutex<JoinFences>,
+    /// Rooms joined by other nodes' requests, not subscribed yet, and when the join was
+    /// applied: their subscription time is compared with the join fence (`join_fence_late`).
+    /// Bounded by [`MAX_PENDING_REMOTE_JOINS`] (past it, joins are not measured).
+    pub remote_joins: Mutex<HashMap<String, Instant>>,
 }
+
+/// Remote joins whose subscription time is measured at once.
+pub(crate) const MAX_PENDING_REMOTE_JOINS: usize = 4096;
 
 /// A caller waiting for room-channel subscriptions, served by the namespace task.
 #[derive(Debug)]
@@ -106,7 +120,27 @@ impl NsCore {
             local_view: OnceLock::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             ack_answers: Arc::new(tokio::sync::Semaphore::new(max_pending.max(1))),
+            classic_pattern: false,
+            join_fence: Duration::ZERO,
+            fences: Mutex::default(),
+            remote_joins: Mutex::default(),
         }
+    }
+
+    /// Sets the subscription policy of the classic mode and the join fence of the sharded
+    /// dynamic modes (each ignored by the other wire).
+    pub(crate) fn with_policy(mut self, classic_pattern: bool, join_fence: Duration) -> Self {
+        self.classic_pattern = classic_pattern && self.sharded.is_none();
+        self.join_fence = if self
+            .sharded
+            .as_ref()
+            .is_some_and(|s| s.mode.uses_room_channels())
+        {
+            join_fence
+        } else {
+            Duration::ZERO
+        };
+        self
     }
 
     pub(crate) fn local_view(&self) -> Option<Arc<dyn LocalView>> {

@@ -5,10 +5,14 @@
 //! envelopes ([`Envelope::of_classic_request`], the answer constructors) on the channel
 //! [`route`] names.
 
+use std::time::Instant;
+
 use crate::error::AdapterError;
+use crate::locks::lock;
+use crate::metrics::{Metrics, inc};
 use crate::msgpack::Wire;
 use crate::namespace::NsCore;
-use crate::sharded_wire::{Envelope, ShardedNs, route};
+use crate::sharded_wire::{Envelope, ShardedNs, route, route_fenced};
 use crate::wire::{self, FetchedSocket, Flags, Request, Target};
 
 /// An answer to another node's request.
@@ -36,6 +40,13 @@ impl NsCore {
     /// The channels this namespace subscribes to from start to close.
     pub(crate) fn fixed_channels(&self) -> Vec<String> {
         match &self.sharded {
+            // The broadcast channel matches the pattern policy's pattern: not named too, or
+            // each of its messages would arrive twice.
+            None if self.classic_pattern => vec![
+                self.channels.request.clone(),
+                self.channels.response.clone(),
+                self.own_response.clone(),
+            ],
             None => vec![
                 self.channels.broadcast.clone(),
                 self.channels.request.clone(),
@@ -46,11 +57,51 @@ impl NsCore {
         }
     }
 
-    /// Whether rooms have channels of their own, subscribed where members are held.
+    /// The pattern this namespace subscribes to from start to close, classic mode only:
+    /// every room channel with the pattern policy, else the socket-id rooms (16 characters).
+    pub(crate) fn classic_pattern(&self) -> Option<String> {
+        match &self.sharded {
+            Some(_) => None,
+            None if self.classic_pattern => Some(self.channels.all_rooms_pattern()),
+            None => Some(self.channels.sid_room_pattern()),
+        }
+    }
+
+    /// Whether rooms have channels of their own, subscribed by name where members are held.
     pub(crate) fn uses_room_channels(&self) -> bool {
+        match &self.sharded {
+            None => !self.classic_pattern,
+            Some(s) => s.mode.uses_room_channels(),
+        }
+    }
+
+    /// Whether `room`'s channel reaches this node through its pattern, so it is never
+    /// subscribed by name (it would arrive twice). Sharded pub/sub has no patterns.
+    pub(crate) fn room_covered_by_pattern(&self, room: &str) -> bool {
+        self.sharded.is_none()
+            && (self.classic_pattern
+                || crate::channels::NamespaceChannels::room_covered_by_pattern(room))
+    }
+
+    /// Whether each local socket's own id needs its channel subscribed: in the sharded dynamic
+    /// modes, as the gateway's 16-character ids do not look like socket ids to Node's test, so
+    /// `io.to(<id>)` goes on the id's channel (`docs/sharded-adapter.md`, sections 2.4 and 4.3).
+    pub(crate) fn wants_socket_channels(&self) -> bool {
         self.sharded
             .as_ref()
-            .is_none_or(|s| s.mode.uses_room_channels())
+            .is_some_and(|s| s.mode.uses_room_channels())
+    }
+
+    /// Starts the join fence for `rooms`, before the join naming them is published.
+    pub(crate) fn fence_joins(&self, rooms: &[String]) {
+        if self.join_fence.is_zero() || rooms.is_empty() {
+            return;
+        }
+        crate::locks::lock(&self.fences).fence(
+            rooms.iter().cloned(),
+            std::time::Instant::now(),
+            self.join_fence,
+        );
     }
 
     /// The channel of one room's broadcasts.
@@ -71,12 +122,14 @@ impl NsCore {
         self.sharded_out(sharded, &envelope)
     }
 
-    /// Where a broadcast without acks goes, and its bytes.
+    /// Where a broadcast without acks goes, and its bytes; a broadcast moved to the main
+    /// channel by the join fence is counted in `metrics`.
     pub(crate) fn broadcast_out(
         &self,
         data: &Wire,
         target: &Target,
         flags: Flags,
+        metrics: &Metrics,
     ) -> Result<(String, Vec<u8>), AdapterError> {
         let Some(sharded) = &self.sharded else {
             let channel = match target.rooms.as_slice() {
@@ -88,7 +141,20 @@ impl NsCore {
         };
         let envelope =
             Envelope::broadcast(&self.uid, &self.nsp, data.clone(), target.clone(), flags);
-        self.sharded_out(sharded, &envelope)
+        let now = Instant::now();
+        let destination = route_fenced(&envelope.message, sharded.mode, |room| {
+            !self.join_fence.is_zero() && lock(&self.fences).is_fenced(room, now)
+        });
+        if destination != route(&envelope.message, sharded.mode) {
+            inc(&metrics.join_fence_broadcasts);
+        }
+        let channel = destination
+            .channel(&sharded.channels, None)
+            .ok_or_else(|| AdapterError::Encode("a broadcast routed as an answer".into()))?;
+        let bytes = envelope
+            .encode()
+            .map_err(|e| AdapterError::Encode(e.to_string()))?;
+        Ok((channel, bytes))
     }
 
     fn sharded_out(

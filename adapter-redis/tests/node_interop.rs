@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use adapter_redis::RedisAdapterCtr;
+use adapter_redis::{ClassicSubscriptions, RedisAdapterConfig, RedisAdapterCtr};
 use bytes::Bytes;
 use common::node_peer::NodePeer;
 use common::{http_server, interop, test_config, wait_room_size};
@@ -19,8 +19,23 @@ const WAIT: Duration = common::node_peer::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster() {
+    node_and_rust_servers_share_a_cluster_with(ClassicSubscriptions::PerRoom).await;
+}
+
+/// The same with the Rust node on one pattern over every room channel
+/// (`ADAPTER_SUBSCRIPTIONS=static` in classic mode), as Node's classic adapter subscribes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_and_rust_servers_share_a_cluster_with_pattern_subscriptions() {
+    node_and_rust_servers_share_a_cluster_with(ClassicSubscriptions::Pattern).await;
+}
+
+async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions) {
     let redis = RedisServer::start().unwrap();
-    let ctr = RedisAdapterCtr::connect(&redis.url(), test_config())
+    let config = RedisAdapterConfig {
+        classic_subscriptions: policy,
+        ..test_config()
+    };
+    let ctr = RedisAdapterCtr::connect(&redis.url(), config)
         .await
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
@@ -202,4 +217,85 @@ async fn node_and_rust_servers_share_a_cluster() {
             "the closed Rust node is still counted"
         );
     }
+}
+
+/// A Node peer's `io.in(x).socketsJoin(room)` then, at once, `io.to(room).emit(...)`, 20 times
+/// on fresh rooms, with the Rust node in classic mode under `policy`; returns how many reached
+/// the Rust node's socket, and that node's counters.
+async fn node_join_then_emit(
+    policy: ClassicSubscriptions,
+) -> (usize, adapter_redis::AdapterMetricsSnapshot) {
+    let redis = RedisServer::start().unwrap();
+    let config = RedisAdapterConfig {
+        classic_subscriptions: policy,
+        ..test_config()
+    };
+    let ctr = RedisAdapterCtr::connect(&redis.url(), config)
+        .await
+        .unwrap();
+    let (_io, rust_port) = http_server(ctr.clone()).await;
+    let mut node = NodePeer::start(
+        "peer.js",
+        &[redis.port().to_string(), rust_port.to_string()],
+    )
+    .await;
+    ctr.sync_rooms("/").await;
+    let mut delivered = 0;
+    for n in 0..20 {
+        node.cmd(
+            "join_then_emit",
+            json!({"room": format!("fresh{n}"), "target": "r2", "n": n}),
+        )
+        .await;
+        // The message travels behind the join on one Redis: once it is not there while a
+        // later broadcast to cr2 is, it was lost.
+        node.cmd("emit_all", json!({})).await;
+        loop {
+            let msg = node.next_for("cr2").await;
+            match msg["name"].as_str() {
+                Some("after-join") => {
+                    assert_eq!(msg["args"], json!([n]), "{msg}");
+                    delivered += 1;
+                }
+                Some("from-node-all") => break,
+                _ => panic!("cr2 got {msg}"),
+            }
+        }
+    }
+    // A broadcast to a room no Rust socket holds (nobody joins it), then one to all behind it.
+    node.cmd(
+        "join_then_emit",
+        json!({"room": "unheld", "target": "no-such-room", "n": -1}),
+    )
+    .await;
+    node.cmd("emit_all", json!({})).await;
+    let msg = node.next_for("cr2").await;
+    assert_eq!(msg["name"], json!("from-node-all"), "{msg}");
+    (delivered, ctr.metrics())
+}
+
+/// `ADAPTER_SUBSCRIPTIONS=static` in classic mode: the pattern over every room channel
+/// receives the broadcast behind the join, every time; broadcasts to rooms the node does not
+/// hold are counted and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pattern_subscriptions_a_node_peers_join_then_emit_always_arrives() {
+    let (delivered, metrics) = node_join_then_emit(ClassicSubscriptions::Pattern).await;
+    assert_eq!(delivered, 20, "{metrics:?}");
+    assert_eq!(
+        metrics.subscriptions, 4,
+        "three channels and one pattern: {metrics:?}"
+    );
+    assert_eq!(metrics.decode_errors + metrics.dropped, 0, "{metrics:?}");
+    assert_eq!(metrics.unheld_room_messages, 1, "{metrics:?}");
+}
+
+/// Per-room subscriptions (the classic default): the Rust node can subscribe `room` only once
+/// it read the join, and Node writes the join and the broadcast together (one tick, one
+/// write), so Redis has handled the broadcast before the join even reaches the Rust node: the
+/// broadcast is lost every time, the ordering hazard this policy accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_per_room_subscriptions_a_node_peers_join_then_emit_is_lost() {
+    let (delivered, metrics) = node_join_then_emit(ClassicSubscriptions::PerRoom).await;
+    assert_eq!(delivered, 0, "{metrics:?}");
+    assert_eq!(metrics.unheld_room_messages, 0, "{metrics:?}");
 }

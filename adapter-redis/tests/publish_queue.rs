@@ -1,6 +1,6 @@
 //! The publish queue is bounded in bytes: while Redis does not take messages, broadcasts wait
-//! for room and are dropped (and counted) once the request timeout passes, instead of piling
-//! up in memory.
+//! for room and are dropped (counted, and an error to the emitter) once the request timeout
+//! passes, instead of piling up in memory.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -37,13 +37,20 @@ async fn broadcasts_over_the_byte_bound_are_dropped_and_counted_while_redis_hang
             tokio::spawn(async move { a.to("r1").emit("big", &payload).await })
         })
         .collect();
+    let mut refused = 0;
     for emit in emits {
-        let _ = emit.await.unwrap();
+        if emit.await.unwrap().is_err() {
+            refused += 1;
+        }
     }
     let dropped = ctr_a.metrics().dropped;
     assert!(
         dropped >= 3,
         "at most two of five 3 KiB broadcasts can have had room in 4 KiB; dropped {dropped}"
+    );
+    assert_eq!(
+        refused, dropped,
+        "every dropped broadcast is an error to its emitter, and only those"
     );
     signal(redis.pid(), "-CONT");
 

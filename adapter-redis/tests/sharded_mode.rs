@@ -1,17 +1,25 @@
-//! `AdapterMode::Sharded` (static subscriptions) between socketioxide servers on a real
-//! three-primary Redis Cluster: Node's sharded envelope through the sharded transport, every
-//! operation across nodes (`docs/sharded-adapter.md`, sections 2 and 4).
+//! `AdapterMode::Sharded` between socketioxide servers on a real three-primary Redis Cluster,
+//! in each subscription mode: Node's sharded envelope through the sharded transport, every
+//! operation across nodes, room channels subscribed only where members are held, and joins
+//! live before they return (`docs/sharded-adapter.md`, sections 2 to 4).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use adapter_redis::sharded_wire::SubscriptionMode;
 use adapter_redis::{AdapterError, AdapterMode, RedisAdapterConfig, RedisAdapterCtr};
 use bytes::Bytes;
-use common::{client, fetch_all, fetch_one, node_with, wait_room_size};
-use serde_json::json;
+use common::{
+    Adapter, Io, client, client_with_auth, eventually, fetch_all, fetch_one, node_with,
+    wait_room_size,
+};
+use serde_json::{Value as Json, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
 use testkit::redis_cluster::RedisCluster;
 
 fn sharded_config(mode: SubscriptionMode) -> RedisAdapterConfig {
@@ -23,18 +31,51 @@ fn sharded_config(mode: SubscriptionMode) -> RedisAdapterConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_crosses_nodes_in_sharded_static_mode() {
+    every_operation_crosses_nodes(SubscriptionMode::Static).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_crosses_nodes_in_sharded_dynamic_mode() {
+    every_operation_crosses_nodes(SubscriptionMode::Dynamic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_crosses_nodes_in_sharded_dynamic_private_mode() {
+    every_operation_crosses_nodes(SubscriptionMode::DynamicPrivate).await;
+}
+
+/// Shard connections subscribed to the channel of `room` of namespace `/`.
+fn room_subscribers(cluster: &RedisCluster, room: &str) -> u64 {
+    cluster
+        .shard_subscribers(&format!("socket.io#/#{room}#"))
+        .unwrap()
+}
+
+/// Two servers in `mode`: every request kind, and in the dynamic modes the room channels
+/// each node subscribes to.
+async fn every_operation_crosses_nodes(mode: SubscriptionMode) {
     let cluster = RedisCluster::start().unwrap();
     let url = cluster.url();
-    let config = sharded_config(SubscriptionMode::Static);
+    let config = sharded_config(mode);
     let (a, ctr_a) = node_with(&url, config.clone()).await;
     let (b, ctr_b) = node_with(&url, config).await;
     let mut a1 = client(&a, &["r1"]).await;
     let mut b1 = client(&b, &["r1"]).await;
     let mut b2 = client(&b, &["r2"]).await;
 
+    // The test server joins rooms after the CONNECT: compare now.
+    ctr_a.sync_rooms("/").await;
+    ctr_b.sync_rooms("/").await;
+
     // Both nodes sit on the main channel, at its slot's owner only; nothing is classic.
     assert_eq!(cluster.shard_subscribers("socket.io#/#").unwrap(), 2);
     assert_eq!(ctr_a.server_count("/").await.unwrap(), 2);
+    // Room channels (and each socket's own) only where members are held, in dynamic modes.
+    let dynamic = mode != SubscriptionMode::Static;
+    let held = |n: u64| if dynamic { n } else { 0 };
+    assert_eq!(room_subscribers(&cluster, "r1"), held(2));
+    assert_eq!(room_subscribers(&cluster, "r2"), held(1));
+    assert_eq!(room_subscribers(&cluster, &b1.sid), held(1));
 
     // Broadcasts: all, room, except, binary.
     a.emit("all", &1).await.unwrap();
@@ -73,12 +114,29 @@ async fn every_operation_crosses_nodes_in_sharded_static_mode() {
     want.sort();
     assert_eq!(in_r1, want);
 
-    // socketsJoin / socketsLeave, and a broadcast right after the join (static: in order).
+    // To one socket of the other node by its id (its own channel in dynamic modes).
+    a.to(b1.sid.clone()).emit("to-sid", &7).await.unwrap();
+    assert_eq!(b1.expect("to-sid").await.args, vec![json!(7)]);
+
+    // socketsJoin / socketsLeave, and a broadcast right after the join (static: in order on
+    // the main channel; dynamic: the join fence keeps it on the main channel).
     a.to("r2").join("r9").await.unwrap();
     a.to("r9").emit("in-r9", &()).await.unwrap();
     b2.expect("in-r9").await;
+    let fenced = ctr_a.metrics().join_fence_broadcasts;
+    assert_eq!(fenced, held(1), "broadcasts moved to main by the fence");
+    if dynamic {
+        eventually("b subscribes r9 after the remote join", async || {
+            room_subscribers(&cluster, "r9") == 1
+        })
+        .await;
+    }
     a.to("r2").leave("r9").await.unwrap();
     wait_room_size(&b, "r9", 0, "b2 left r9").await;
+    eventually("b unsubscribes r9 after the remote leave", async || {
+        room_subscribers(&cluster, "r9") == 0
+    })
+    .await;
 
     // A remote socket's own operations.
     let remote = fetch_one(&a, &b1.sid).await;
@@ -106,13 +164,129 @@ async fn every_operation_crosses_nodes_in_sharded_static_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamic_modes_are_refused_until_they_are_supported() {
+async fn a_node_without_members_receives_none_of_a_rooms_broadcasts_dynamic() {
+    a_node_without_members_receives_nothing(SubscriptionMode::Dynamic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_members_receives_none_of_a_rooms_broadcasts_dynamic_private() {
+    a_node_without_members_receives_nothing(SubscriptionMode::DynamicPrivate).await;
+}
+
+/// Node `a` holds a member of `quiet`, `c` none; `b` broadcasts to `quiet`: the member gets
+/// every message and `c` receives not one message from Redis meanwhile.
+async fn a_node_without_members_receives_nothing(mode: SubscriptionMode) {
+    const MESSAGES: u32 = 50;
     let cluster = RedisCluster::start().unwrap();
-    for mode in [SubscriptionMode::Dynamic, SubscriptionMode::DynamicPrivate] {
-        let refused = RedisAdapterCtr::connect(&cluster.url(), sharded_config(mode)).await;
-        assert!(
-            matches!(refused, Err(AdapterError::Unsupported(_))),
-            "{mode:?}: {refused:?}"
-        );
+    let url = cluster.url();
+    let (a, ctr_a) = node_with(&url, sharded_config(mode)).await;
+    let (b, _ctr_b) = node_with(&url, sharded_config(mode)).await;
+    let (c, ctr_c) = node_with(&url, sharded_config(mode)).await;
+    let mut member = client(&a, &["quiet"]).await;
+    let _bystander = client(&c, &["elsewhere"]).await;
+    ctr_a.sync_rooms("/").await;
+    ctr_c.sync_rooms("/").await;
+    assert_eq!(room_subscribers(&cluster, "quiet"), 1);
+
+    let before = ctr_c.metrics().received;
+    for i in 0..MESSAGES {
+        b.to("quiet").emit("q", &i).await.unwrap();
     }
+    for i in 0..MESSAGES {
+        assert_eq!(member.expect("q").await.args, vec![json!(i)]);
+    }
+    let after = ctr_c.metrics().received;
+    assert_eq!(
+        after - before,
+        0,
+        "a node holding no member of the room received its broadcasts"
+    );
+}
+
+/// A server whose connect middleware joins the rooms of the auth `{"rooms": [...]}` and the
+/// socket's own id, and waits for `sync_rooms_with` before the CONNECT, as the gateway does.
+async fn pinning_node(url: &str, mode: SubscriptionMode) -> (Io, RedisAdapterCtr) {
+    let ctr = RedisAdapterCtr::connect(url, sharded_config(mode))
+        .await
+        .unwrap();
+    let (_svc, io) = SocketIo::builder()
+        .with_adapter::<Adapter>(ctr.clone())
+        .build_svc();
+    let pin = ctr.clone();
+    let middleware = move |s: SocketRef<Adapter>, Data(auth): Data<Json>| {
+        let ctr = pin.clone();
+        async move {
+            let mut rooms: Vec<String> = auth["rooms"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(Json::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            rooms.push(s.id.to_string());
+            s.join(rooms.clone());
+            ctr.sync_rooms_with("/", rooms).await;
+            Ok::<(), Infallible>(())
+        }
+    };
+    io.ns("/", (async |_: SocketRef<Adapter>| {}).with(middleware))
+        .await
+        .unwrap();
+    (io, ctr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joins_are_live_at_their_return_in_sharded_dynamic_mode() {
+    joins_are_live_at_their_return(SubscriptionMode::Dynamic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joins_are_live_at_their_return_in_sharded_dynamic_private_mode() {
+    joins_are_live_at_their_return(SubscriptionMode::DynamicPrivate).await;
+}
+
+/// Each round, at the instant each of these returns, the other node publishes to what it
+/// made live, on a fresh room each time (so a fresh channel, often on another primary):
+/// a CONNECT (the socket's room and its own id), a local `socketsJoin` on the socket's node,
+/// and a remote `socketsJoin` by the publishing node followed at once by its broadcast (the
+/// join fence). Nothing may be lost.
+async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
+    const ROUNDS: usize = 60;
+    let cluster = RedisCluster::start().unwrap();
+    let url = cluster.url();
+    let (a, _ctr_a) = pinning_node(&url, mode).await;
+    let (b, _ctr_b) = node_with(&url, sharded_config(mode)).await;
+    let mut lost = Vec::new();
+    for i in 0..ROUNDS {
+        let room = format!("room:connect-{i}");
+        let mut c = client_with_auth(&a, json!({ "rooms": [room] })).await;
+        b.to(room.clone()).emit("at-connect", &i).await.unwrap();
+        b.to(c.sid.clone()).emit("to-sid", &i).await.unwrap();
+
+        let local = format!("room:local-{i}");
+        a.to(c.sid.clone()).join(local.clone()).await.unwrap();
+        b.to(local).emit("local-join", &i).await.unwrap();
+
+        let remote = format!("room:remote-{i}");
+        b.to(c.sid.clone()).join(remote.clone()).await.unwrap();
+        b.to(remote).emit("remote-join", &i).await.unwrap();
+
+        // Different channels: no order between them.
+        let wanted = ["at-connect", "to-sid", "local-join", "remote-join"];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut got = Vec::new();
+        while got.len() < wanted.len() {
+            match tokio::time::timeout_at(deadline, c.events.recv()).await {
+                Ok(Some(Some(e))) if e.args == vec![json!(i)] => got.push(e.name),
+                Ok(Some(Some(e))) => lost.push(format!("round {i}: unexpected {e:?}")),
+                _ => break,
+            }
+        }
+        for event in wanted.into_iter().filter(|e| !got.iter().any(|g| g == e)) {
+            lost.push(format!("round {i}: {event}"));
+        }
+    }
+    assert!(lost.is_empty(), "{} lost: {lost:?}", lost.len());
 }

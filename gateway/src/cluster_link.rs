@@ -163,6 +163,13 @@ impl ClusterLink {
         let liveness = redis.spawn_liveness();
         let adapter_config = RedisAdapterConfig {
             mode: adapter_mode(config.args.adapter_mode, config.args.adapter_subscriptions),
+            classic_subscriptions: match config.args.adapter_subscriptions {
+                crate::config::AdapterSubscriptionsArg::Static => {
+                    adapter_redis::ClassicSubscriptions::Pattern
+                }
+                _ => adapter_redis::ClassicSubscriptions::PerRoom,
+            },
+            join_fence: Duration::from_millis(config.args.adapter_join_fence_ms),
             ..RedisAdapterConfig::default()
         };
         let adapter = RedisAdapterCtr::connect(url, adapter_config).await?;
@@ -314,6 +321,21 @@ impl Collector for LinkCollector {
                 "sharded_repair_gap_ms",
                 a.sharded_repair_gap_ms_sum,
                 "Sharded mode: milliseconds in which lost shard subscriptions were missing (upper bound, summed).",
+            ),
+            (
+                "join_fence_broadcasts",
+                a.join_fence_broadcasts,
+                "Sharded dynamic modes: room broadcasts sent on the main channel by the join fence.",
+            ),
+            (
+                "join_fence_late",
+                a.join_fence_late,
+                "Sharded dynamic modes: remote joins subscribed here after the join fence ended.",
+            ),
+            (
+                "unheld_room_messages",
+                a.unheld_room_messages,
+                "Classic static subscriptions: room broadcasts received for rooms no local socket holds.",
             ),
         ];
         for (field, value, help) in adapter_counters {

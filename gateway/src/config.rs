@@ -70,15 +70,18 @@ pub enum AdapterModeArg {
     Sharded,
 }
 
-/// Node's `subscriptionMode` of the sharded adapter.
+/// Which room channels a node subscribes to (`docs/sharded-adapter.md`, sections 3 and 4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum AdapterSubscriptionsArg {
-    /// Every message on the namespace's main channel.
-    #[default]
+    /// Sharded: every message on the namespace's main channel. Classic: one pattern over
+    /// every room channel (as Node's classic adapter), so a Node peer's join-then-emit keeps
+    /// its order.
     Static,
-    /// Single-room broadcasts on the room's channel (refused at start for now).
+    /// Channels only of the rooms the node holds (Node's default `subscriptionMode`).
+    #[default]
     Dynamic,
-    /// As `dynamic`, socket ids included (refused at start for now).
+    /// Sharded: as `dynamic`, and `io.to(<Node socket id>)` on that id's channel. Refused in
+    /// classic mode.
     DynamicPrivate,
 }
 
@@ -144,14 +147,20 @@ pub struct ServeArgs {
     /// Wire of cross-node Socket.IO traffic: `classic` or `sharded` (Redis 7 or later).
     #[arg(long, env = "ADAPTER_MODE", value_enum, default_value = "classic")]
     pub adapter_mode: AdapterModeArg,
-    /// Sharded mode only: Node's `subscriptionMode`; only `static` is supported so far.
+    /// Room channels subscribed: `static`, `dynamic` or `dynamic-private` (Node's
+    /// `subscriptionMode` in sharded mode; in classic mode `static` is one pattern over every
+    /// room, `dynamic` per-room subscriptions).
     #[arg(
         long,
         env = "ADAPTER_SUBSCRIPTIONS",
         value_enum,
-        default_value = "static"
+        default_value = "dynamic"
     )]
     pub adapter_subscriptions: AdapterSubscriptionsArg,
+    /// Sharded `dynamic*` only: milliseconds after this node announces a join during which its
+    /// broadcasts to the joined rooms use the main channel (0: no fence).
+    #[arg(long, env = "ADAPTER_JOIN_FENCE_MS", default_value_t = 5000)]
+    pub adapter_join_fence_ms: u64,
     /// CORS allow-list, comma separated.
     #[arg(
         long,
@@ -512,12 +521,14 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        if args.adapter_mode == AdapterModeArg::Sharded
-            && args.adapter_subscriptions != AdapterSubscriptionsArg::Static
+        if args.adapter_mode == AdapterModeArg::Classic
+            && args.adapter_subscriptions == AdapterSubscriptionsArg::DynamicPrivate
         {
             return Err(ConfigError::Invalid(
                 "ADAPTER_SUBSCRIPTIONS",
-                "only `static` is supported in sharded mode so far".into(),
+                "`dynamic-private` exists in sharded mode only (ADAPTER_MODE=sharded); \
+                 classic mode takes `dynamic` (per-room) or `static` (one pattern)"
+                    .into(),
             ));
         }
         if args.connect_timeout_ms == 0 {
@@ -698,7 +709,8 @@ mod tests {
     fn the_adapter_wire_is_classic_unless_sharded_is_asked() {
         let c = parse(&["--dev"]).serve;
         assert_eq!(c.adapter_mode, AdapterModeArg::Classic);
-        assert_eq!(c.adapter_subscriptions, AdapterSubscriptionsArg::Static);
+        assert_eq!(c.adapter_subscriptions, AdapterSubscriptionsArg::Dynamic);
+        assert_eq!(c.adapter_join_fence_ms, 5000);
         let c = parse(&[
             "--dev",
             "--adapter-mode",
@@ -716,8 +728,16 @@ mod tests {
             Cli::try_parse_from(["gateway", "--dev", "--adapter-mode", "shard"]).is_err(),
             "an unknown mode is refused"
         );
+        assert!(Config::from_args(c).is_ok(), "every sharded mode is built");
+        let c = parse(&["--dev", "--adapter-subscriptions", "dynamic-private"]).serve;
         let err = Config::from_args(c).unwrap_err();
         assert!(err.to_string().contains("ADAPTER_SUBSCRIPTIONS"), "{err}");
+        assert!(err.to_string().contains("sharded mode only"), "{err}");
+        let c = parse(&["--dev", "--adapter-subscriptions", "static"]).serve;
+        assert!(
+            Config::from_args(c).is_ok(),
+            "classic pattern subscriptions"
+        );
     }
 
     #[test]

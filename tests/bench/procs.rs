@@ -213,8 +213,12 @@ impl Launcher {
                     c.args(["--redis-url", url]);
                 }
                 // Classic is the default: no flag, so builds without `--adapter-mode` still run.
+                // Sharded: room channels only where members are held, as Node's reference
+                // (`subscriptionMode: "dynamic"`); explicit, so a change of default cannot
+                // change what is measured.
                 if mode == AdapterMode::Sharded {
                     c.args(["--adapter-mode", "sharded"]);
+                    c.args(["--adapter-subscriptions", "dynamic"]);
                 }
                 // One thread per process, as a Node.js process has. On these 2 cores, shared with
                 // the generator, a single node with one thread also spent 17 % less CPU per

@@ -80,6 +80,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 if let Some(room) = room
                     && !self.holds_room(remote, room)
                 {
+                    if remote.core.classic_pattern {
+                        inc(&remote.shared.metrics.unheld_room_messages);
+                    }
                     return;
                 }
                 self.on_broadcast(remote, &msg.payload);
@@ -90,7 +93,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     pub(super) fn holds_room(&self, remote: &Remote, room: &str) -> bool {
-        if NamespaceChannels::room_covered_by_pattern(room) {
+        if remote.core.classic_pattern || NamespaceChannels::room_covered_by_pattern(room) {
             if self.is_local_sid(room).is_some() {
                 return true;
             }

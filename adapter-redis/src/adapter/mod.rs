@@ -146,16 +146,23 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
     fn new(state: &Self::State, local: CoreLocalAdapter<E>) -> Self {
         let remote = state.shared().map(|shared| {
             let uid = local.server_id().to_string();
-            let core = Arc::new(NsCore::new(
-                &shared.config.key,
-                local.path(),
-                uid,
-                shared.config.max_pending_requests,
-                match shared.config.mode {
-                    crate::config::AdapterMode::Classic => None,
-                    crate::config::AdapterMode::Sharded(mode) => Some(mode),
-                },
-            ));
+            let core = Arc::new(
+                NsCore::new(
+                    &shared.config.key,
+                    local.path(),
+                    uid,
+                    shared.config.max_pending_requests,
+                    match shared.config.mode {
+                        crate::config::AdapterMode::Classic => None,
+                        crate::config::AdapterMode::Sharded(mode) => Some(mode),
+                    },
+                )
+                .with_policy(
+                    shared.config.classic_subscriptions
+                        == crate::config::ClassicSubscriptions::Pattern,
+                    shared.config.join_fence,
+                ),
+            );
             let (tx, rx) = mpsc::channel(shared.config.inbound_queue.max(1));
             Remote {
                 shared,
@@ -185,11 +192,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             let rx = lock(&remote.inbound).take().ok_or(AdapterError::Closed)?;
             write(&remote.shared.routes).insert(nsp.clone(), remote.inbound_tx.clone());
             write(&remote.shared.namespaces).insert(nsp.clone(), remote.core.clone());
-            remote.shared.subscribe(remote.core.fixed_channels()).await;
-            if remote.core.sharded.is_none() {
-                let pattern = remote.core.channels.sid_room_pattern();
+            // The pattern first: the channels' confirmation then covers it too.
+            if let Some(pattern) = remote.core.classic_pattern() {
                 remote.shared.psubscribe(pattern).await;
             }
+            remote.shared.subscribe(remote.core.fixed_channels()).await;
             let view: Arc<dyn LocalView> = self.clone();
             let _ = remote.core.local_view.set(Arc::downgrade(&view));
             remote.shared.spawn(self.clone().run(rx));
@@ -218,11 +225,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 .iter()
                 .map(|r| remote.core.room_channel(r)),
         );
-        let pattern = remote
-            .core
-            .sharded
-            .is_none()
-            .then(|| remote.core.channels.sid_room_pattern());
+        let pattern = remote.core.classic_pattern();
         // `close` may be polled only once (namespace deletion), so the I/O runs on its own.
         remote.shared.spawn(async move {
             shared.unsubscribe(channels).await;
@@ -246,11 +249,12 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), BroadcastError> {
-        if let Some(remote) = self.remote_for(&opts) {
-            self.publish_broadcast(remote, &packet, &opts).await;
-        }
+        let published = match self.remote_for(&opts) {
+            Some(remote) => self.publish_broadcast(remote, &packet, &opts).await,
+            None => Ok(()),
+        };
         if self.targets_other_node(&opts) {
-            return Ok(());
+            return published.map_err(|e| BroadcastError::Adapter(e.into()));
         }
         let mut opts = opts;
         if let Some(observer) = self.observer.get()
@@ -262,9 +266,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             let sids = self.local.sockets(opts.clone());
             observer.before_delivery(self.local.path(), &sids, packet_bytes(&packet));
         }
-        self.local
-            .broadcast(packet, opts)
-            .map_err(BroadcastError::from)
+        let delivered = self.local.broadcast(packet, opts);
+        // The other nodes' loss is the one the caller must hear of (its sender is told); the
+        // local sockets' errors (full queues) are found again by the caller's next broadcast.
+        published.map_err(|e| BroadcastError::Adapter(e.into()))?;
+        delivered.map_err(BroadcastError::from)
     }
 
     async fn broadcast_with_ack(
@@ -349,7 +355,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 close: false,
             };
             match remote.core.request_out(request) {
-                Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
+                Ok((channel, bytes)) => {
+                    let _ = remote.shared.publish_queued(channel, bytes).await;
+                }
                 Err(e) => {
                     inc(&remote.shared.metrics.publish_failures);
                     tracing::warn!(error = %e, "disconnect request not published");

@@ -188,6 +188,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             return;
         }
         let rooms: Vec<Room> = rooms.into_iter().map(Room::from).collect();
+        let joined = join.then(|| rooms.clone());
         match self.select(target, false) {
             Selection::Opts(opts) if join => self.local.add_sockets(*opts, rooms),
             Selection::Opts(opts) => self.local.del_sockets(*opts, rooms),
@@ -200,6 +201,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                     }
                 }
             }
+        }
+        if let Some(rooms) = joined {
+            self.note_remote_joins(remote, &rooms);
         }
         remote.core.sync_now.notify_one();
     }

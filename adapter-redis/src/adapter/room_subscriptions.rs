@@ -2,13 +2,15 @@
 //! joins, on request and periodically), subscribed and unsubscribed as they change.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use socketioxide_core::Sid;
-use socketioxide_core::adapter::{BroadcastFlags, BroadcastOptions, SocketEmitter};
+use socketioxide_core::adapter::{BroadcastFlags, BroadcastOptions, Room, SocketEmitter};
 
 use super::{RedisAdapter, Remote};
-use crate::channels::NamespaceChannels;
 use crate::locks::lock;
+use crate::metrics::inc;
+use crate::namespace::MAX_PENDING_REMOTE_JOINS;
 
 impl<E: SocketEmitter> RedisAdapter<E> {
     pub(super) fn request_sync(&self) {
@@ -25,14 +27,78 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         if !remote.core.uses_room_channels() {
             return;
         }
-        let add: Vec<String> = {
+        let added: Vec<String> = {
             let mut subscribed = lock(&remote.core.subscribed_rooms);
             rooms
+                .filter(|room| !remote.core.room_covered_by_pattern(room))
                 .filter(|room| subscribed.insert((*room).clone()))
-                .map(|room| remote.core.room_channel(room))
+                .cloned()
                 .collect()
         };
-        remote.shared.subscribe(add).await;
+        let core = &remote.core;
+        remote
+            .shared
+            .subscribe(added.iter().map(|r| core.room_channel(r)).collect())
+            .await;
+        self.measure_remote_joins(remote, &added);
+    }
+
+    /// Which of `rooms` some local socket holds, among those with channels of their own.
+    pub(super) fn held_by_local_sockets(&self, remote: &Remote, rooms: &[Room]) -> Vec<String> {
+        if !remote.core.uses_room_channels() {
+            return Vec::new();
+        }
+        rooms
+            .iter()
+            .filter(|room| !remote.core.room_covered_by_pattern(room))
+            .filter(|room| {
+                let mut members = BroadcastOptions::default();
+                members.rooms.push((*room).clone());
+                !self.local.sockets(members).is_empty()
+            })
+            .map(|room| room.to_string())
+            .collect()
+    }
+
+    /// Notes when rooms joined by another node's request were applied here, so that the time
+    /// until their subscription is compared with the join fence.
+    pub(super) fn note_remote_joins(&self, remote: &Remote, rooms: &[Room]) {
+        if remote.core.join_fence.is_zero() {
+            return;
+        }
+        let held = self.held_by_local_sockets(remote, rooms);
+        let now = Instant::now();
+        let subscribed = lock(&remote.core.subscribed_rooms);
+        let mut pending = lock(&remote.core.remote_joins);
+        for room in held {
+            if !subscribed.contains(&room) && pending.len() < MAX_PENDING_REMOTE_JOINS {
+                pending.entry(room).or_insert(now);
+            }
+        }
+    }
+
+    /// Counts in `join_fence_late` the remote joins among `subscribed` (just confirmed) that
+    /// took longer than the join fence.
+    fn measure_remote_joins(&self, remote: &Remote, subscribed: &[String]) {
+        if remote.core.join_fence.is_zero() || subscribed.is_empty() {
+            return;
+        }
+        let mut pending = lock(&remote.core.remote_joins);
+        if pending.is_empty() {
+            return;
+        }
+        for room in subscribed {
+            if let Some(applied) = pending.remove(room)
+                && applied.elapsed() > remote.core.join_fence
+            {
+                inc(&remote.shared.metrics.join_fence_late);
+                tracing::warn!(
+                    room = %room,
+                    waited_ms = applied.elapsed().as_millis(),
+                    "a remote join was subscribed after the join fence ended"
+                );
+            }
+        }
     }
 
     /// Subscribes to the channel of each room the local sockets hold and unsubscribes from
@@ -56,8 +122,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .rooms(opts)
             .into_iter()
             .map(|r| r.to_string())
-            .filter(|r| !NamespaceChannels::room_covered_by_pattern(r))
+            .filter(|r| !remote.core.room_covered_by_pattern(r))
             .collect();
+        if remote.core.wants_socket_channels() {
+            held.extend(connected.iter().map(Sid::to_string));
+        }
         {
             lock(&remote.core.pinned_rooms).retain(|room| {
                 let mut members = BroadcastOptions::default();
@@ -85,6 +154,10 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             .shared
             .subscribe(add.iter().map(|r| core.room_channel(r)).collect())
             .await;
+        self.measure_remote_joins(remote, &add);
+        if !remove.is_empty() {
+            lock(&core.remote_joins).retain(|room, _| !remove.contains(room));
+        }
         remote
             .shared
             .unsubscribe(remove.iter().map(|r| core.room_channel(r)).collect())

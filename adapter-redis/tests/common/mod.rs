@@ -101,15 +101,6 @@ pub async fn wait_room_size(io: &Io, room: &str, n: usize, what: &str) {
     .await;
 }
 
-/// Sends signal `sig` (`-STOP`, `-CONT`, ...) to process `pid`: freezes or thaws a redis-server.
-pub fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {sig} {pid} failed");
-}
-
 /// A broadcast with acks from `a` to room `r1`, whose members are `a1` (on `a`) and `b1` (on
 /// another node), waiting `timeout`: one ack from each, the local and the remote one.
 pub async fn acks_of_r1_from(a: &Io, a1: &mut Client, b1: &mut Client, timeout: Duration) {
@@ -310,4 +301,13 @@ pub async fn http_server(ctr: RedisAdapterCtr) -> (Io, u16) {
     let app = axum::Router::<()>::new().layer(layer);
     tokio::spawn(async move { axum::serve(listener, app).await });
     (io, port)
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid} failed");
 }

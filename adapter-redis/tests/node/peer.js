@@ -34,6 +34,11 @@ async function main() {
     emit_end: () => io.emit("end"),
     join: ({ room, rooms }) => io.in(room).socketsJoin(rooms),
     leave: ({ room, rooms }) => io.in(room).socketsLeave(rooms),
+    // A join and, with no wait, a broadcast to the room joined (the mixed-cluster ordering case).
+    join_then_emit: ({ room, target, n }) => {
+      io.in(target).socketsJoin(room);
+      io.to(room).emit("after-join", n);
+    },
     disconnect: ({ room }) => io.in(room).disconnectSockets(),
     local_room_size: ({ room }) => io.of("/").adapter.rooms.get(room)?.size ?? 0,
     fetch: async () => (await io.fetchSockets()).map((s) => s.id).sort(),

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cluster::bus::{SystemAnnouncement, UserBanned};
-use cluster::redis::{LocalMembership, LocalSnapshot, NodeLeft, ResyncReport};
+use cluster::redis::{LocalMembership, LocalSnapshot, NodeLeft};
 use cluster::{Member, OnlineSocket};
 use serde_json::Value;
 
@@ -128,21 +128,9 @@ pub async fn resync(shared: &Shared) -> Result<(), cluster::StateError> {
         return Ok(());
     };
     let snapshot = local_snapshot(shared);
-    let ResyncReport {
-        sockets,
-        memberships,
-        rooms_recreated,
-        purged_by_peers,
-        ..
-    } = redis.resync(&snapshot).await?;
-    tracing::info!(
-        sockets,
-        memberships,
-        rooms_recreated,
-        purged_by_peers,
-        "re-registered this node's state after a Redis reconnect"
-    );
-    if purged_by_peers {
+    // The cluster crate logs what the resync wrote.
+    let report = redis.resync(&snapshot).await?;
+    if report.purged_by_peers {
         announce_returns(shared, &snapshot).await;
     }
     sync_bans(shared).await

@@ -47,14 +47,16 @@ pub async fn arrived(shared: &Arc<Shared>, s: &SocketRef<Adapter>, session: &Ses
 /// Puts an admitted socket of `ns` in its own rooms: its user's room and its socket id.
 pub async fn join_own_rooms(shared: &Shared, ns: &str, s: &SocketRef<Adapter>, session: &Session) {
     let user_room = user_room(session.user_id());
-    s.join([user_room.clone(), s.id.to_string()]);
-    // In cluster mode, be subscribed to the user's room before the CONNECT ack, so a private
-    // message sent from another node right after `connect` is not missed.
+    let own_room = s.id.to_string();
+    s.join([user_room.clone(), own_room.clone()]);
+    // In cluster mode, be subscribed to the user's room (and, in the sharded dynamic modes,
+    // to the socket's own channel; the classic adapter's pattern covers it) before the CONNECT
+    // ack, so a private message sent from another node right after `connect` is not missed.
     shared
         .app
         .link
         .adapter()
-        .sync_rooms_with(ns, [user_room])
+        .sync_rooms_with(ns, [user_room, own_room])
         .await;
 }
 
