@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use adapter_redis::{ClassicSubscriptions, RedisAdapterConfig, RedisAdapterCtr};
-use bytes::Bytes;
 use common::node_peer::NodePeer;
 use common::{http_server, interop, test_config, wait_room_size};
 use serde_json::json;
@@ -52,45 +51,9 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
     assert_eq!(ctr.server_count("/").await.unwrap(), 2);
 
     // Rust -> Node: all, room, except, binary, volatile; and the reverse.
-    io.emit("from-rust-all", &(1, "two")).await.unwrap();
-    io.to("r1").emit("from-rust-room", &"x").await.unwrap();
-    io.except("r1").emit("from-rust-except", &()).await.unwrap();
-    io.emit("from-rust-bin", &Bytes::from_static(&[1, 2, 3]))
-        .await
-        .unwrap();
-    io.emit("end", &()).await.unwrap();
-    assert_eq!(node.expect("cn", "from-rust-all").await, json!([1, "two"]));
-    assert_eq!(node.expect("cn", "from-rust-room").await, json!(["x"]));
-    assert_eq!(
-        node.expect("cn", "from-rust-bin").await,
-        json!([{"bin": [1, 2, 3]}])
-    );
-    node.expect("cn", "end").await;
-    node.expect("cr2", "from-rust-all").await;
-    node.expect("cr2", "from-rust-except").await;
-
-    node.cmd("emit_all", json!({})).await;
-    node.cmd("emit_room", json!({})).await;
-    node.cmd("emit_except", json!({})).await;
-    node.cmd("emit_bin", json!({})).await;
-    node.cmd("emit_end", json!({})).await;
-    for client in ["cr", "cr2"] {
-        // (cr also got the Rust broadcasts above; skip them)
-        loop {
-            if node.next_for(client).await["name"] == json!("from-node-all") {
-                break;
-            }
-        }
-    }
-    assert_eq!(node.expect("cr", "from-node-room").await, json!(["x"]));
-    node.expect("cr", "from-node-except").await;
-    assert_eq!(
-        node.expect("cr", "from-node-bin").await,
-        json!([{"bin": [1, 2, 3]}])
-    );
-    node.expect("cr", "end").await;
-    node.expect("cr2", "from-node-bin").await;
-    node.expect("cr2", "end").await;
+    // (cr also got the Rust broadcasts; the Node -> Rust step skips them)
+    interop::broadcasts_from_rust(&io, &mut node, true).await;
+    interop::broadcasts_from_node(&mut node, true).await;
     for msg in [
         "from-node-all",
         "from-node-room",
@@ -150,10 +113,7 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
         "no volatile broadcast from Node reached the Rust-held client"
     );
     // Let late volatile packets land before the next checks, then forget all queued events.
-    io.emit("drain", &()).await.unwrap();
-    for client in ["cn", "cr", "cr2"] {
-        while node.next_for(client).await["name"] != json!("drain") {}
-    }
+    interop::drain(&io, &mut node).await;
     for client in ["cr", "cr2", "cn"] {
         node.per_client.remove(client);
     }

@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use adapter_redis::sharded_wire::SubscriptionMode;
 use adapter_redis::{AdapterMode, RedisAdapterConfig, RedisAdapterCtr};
-use bytes::Bytes;
 use common::node_peer::NodePeer;
 use common::{http_server, interop};
 use serde_json::json;
@@ -66,79 +64,10 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
     assert_eq!(ctr.server_count("/").await.unwrap(), 2);
     assert_eq!(cluster.shard_subscribers("socket.io#/#").unwrap(), 2);
 
-    // Rust -> Node: all, room, except, binary.
-    io.emit("from-rust-all", &(1, "two")).await.unwrap();
-    io.to("r1").emit("from-rust-room", &"x").await.unwrap();
-    io.except("r1").emit("from-rust-except", &()).await.unwrap();
-    io.emit("from-rust-bin", &Bytes::from_static(&[1, 2, 3]))
-        .await
-        .unwrap();
-    io.emit("end", &()).await.unwrap();
-    if ordered {
-        assert_eq!(node.expect("cn", "from-rust-all").await, json!([1, "two"]));
-        assert_eq!(node.expect("cn", "from-rust-room").await, json!(["x"]));
-        assert_eq!(
-            node.expect("cn", "from-rust-bin").await,
-            json!([{"bin": [1, 2, 3]}])
-        );
-        node.expect("cn", "end").await;
-    } else {
-        let got = unordered(
-            &mut node,
-            "cn",
-            "from-rust",
-            &["from-rust-all", "from-rust-room", "from-rust-bin", "end"],
-        )
-        .await;
-        assert_eq!(got["from-rust-all"], json!([1, "two"]));
-        assert_eq!(got["from-rust-room"], json!(["x"]));
-        assert_eq!(got["from-rust-bin"], json!([{"bin": [1, 2, 3]}]));
-    }
-    node.expect("cr2", "from-rust-all").await;
-    node.expect("cr2", "from-rust-except").await;
-
-    // Node -> Rust.
-    node.cmd("emit_all", json!({})).await;
-    node.cmd("emit_room", json!({})).await;
-    node.cmd("emit_except", json!({})).await;
-    node.cmd("emit_bin", json!({})).await;
-    node.cmd("emit_end", json!({})).await;
-    if ordered {
-        for client in ["cr", "cr2"] {
-            while node.next_for(client).await["name"] != json!("from-node-all") {}
-        }
-        assert_eq!(node.expect("cr", "from-node-room").await, json!(["x"]));
-        node.expect("cr", "from-node-except").await;
-        assert_eq!(
-            node.expect("cr", "from-node-bin").await,
-            json!([{"bin": [1, 2, 3]}])
-        );
-        node.expect("cr", "end").await;
-        node.expect("cr2", "from-node-bin").await;
-        node.expect("cr2", "end").await;
-    } else {
-        let all = [
-            "from-node-all",
-            "from-node-room",
-            "from-node-except",
-            "from-node-bin",
-        ];
-        let got = unordered(&mut node, "cr", "from-node", &[&all[..], &["end"]].concat()).await;
-        assert_eq!(got["from-node-room"], json!(["x"]));
-        assert_eq!(got["from-node-bin"], json!([{"bin": [1, 2, 3]}]));
-        let got = unordered(
-            &mut node,
-            "cr2",
-            "from-node",
-            &["from-node-all", "from-node-bin", "end"],
-        )
-        .await;
-        assert_eq!(got["from-node-bin"], json!([{"bin": [1, 2, 3]}]));
-    }
-    io.emit("drain", &()).await.unwrap();
-    for client in ["cn", "cr", "cr2"] {
-        while node.next_for(client).await["name"] != json!("drain") {}
-    }
+    // Rust -> Node: all, room, except, binary; and the reverse.
+    interop::broadcasts_from_rust(&io, &mut node, ordered).await;
+    interop::broadcasts_from_node(&mut node, ordered).await;
+    interop::drain(&io, &mut node).await;
 
     // fetchSockets both ways, also of one room.
     interop::fetch_sockets_both_ways(&io, &mut node, [&cn, &cr, &cr2]).await;
@@ -207,37 +136,4 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
     assert_eq!(fenced > 0, mode != SubscriptionMode::Static, "{fenced}");
 
     interop::disconnect_both_ways(&io, &ctr, &mut node).await;
-}
-
-/// The events of `client` from the first whose name starts with `first_prefix` (earlier ones,
-/// the other server's own deliveries, are skipped) until each of `want` arrived once, in any
-/// order; any other event fails. Their arguments, by name.
-async fn unordered(
-    node: &mut NodePeer,
-    client: &str,
-    first_prefix: &str,
-    want: &[&str],
-) -> HashMap<String, serde_json::Value> {
-    let mut msg = loop {
-        let msg = node.next_for(client).await;
-        if msg["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(first_prefix))
-        {
-            break msg;
-        }
-    };
-    let mut got = HashMap::new();
-    loop {
-        let name = msg["name"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            want.contains(&name.as_str()) && !got.contains_key(&name),
-            "{client} got {msg}, having {got:?} of {want:?}"
-        );
-        got.insert(name, msg["args"].clone());
-        if got.len() == want.len() {
-            return got;
-        }
-        msg = node.next_for(client).await;
-    }
 }

@@ -3,9 +3,11 @@
 //! peer whose clients are `cn` (on the Node server, in `r1`), `cr` (on the Rust server, in
 //! `r1`) and `cr2` (on the Rust server, in `r2`). Each step checks one operation both ways.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use adapter_redis::RedisAdapterCtr;
+use bytes::Bytes;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
@@ -46,6 +48,125 @@ pub async fn next_server_side_event(
         if event == name {
             return (args, from);
         }
+    }
+}
+
+/// Rust -> Node: all, room, except, binary. `ordered`: all travel on one channel, so `cn`
+/// gets them in the order sent; otherwise room broadcasts travel on their rooms' channels, in
+/// no order against the others.
+pub async fn broadcasts_from_rust(io: &Io, node: &mut NodePeer, ordered: bool) {
+    io.emit("from-rust-all", &(1, "two")).await.unwrap();
+    io.to("r1").emit("from-rust-room", &"x").await.unwrap();
+    io.except("r1").emit("from-rust-except", &()).await.unwrap();
+    io.emit("from-rust-bin", &Bytes::from_static(&[1, 2, 3]))
+        .await
+        .unwrap();
+    io.emit("end", &()).await.unwrap();
+    if ordered {
+        assert_eq!(node.expect("cn", "from-rust-all").await, json!([1, "two"]));
+        assert_eq!(node.expect("cn", "from-rust-room").await, json!(["x"]));
+        assert_eq!(
+            node.expect("cn", "from-rust-bin").await,
+            json!([{"bin": [1, 2, 3]}])
+        );
+        node.expect("cn", "end").await;
+    } else {
+        let got = unordered(
+            node,
+            "cn",
+            "from-rust",
+            &["from-rust-all", "from-rust-room", "from-rust-bin", "end"],
+        )
+        .await;
+        assert_eq!(got["from-rust-all"], json!([1, "two"]));
+        assert_eq!(got["from-rust-room"], json!(["x"]));
+        assert_eq!(got["from-rust-bin"], json!([{"bin": [1, 2, 3]}]));
+    }
+    node.expect("cr2", "from-rust-all").await;
+    node.expect("cr2", "from-rust-except").await;
+}
+
+/// Node -> Rust: all, room, except, binary, as the Rust-held clients see them (events queued
+/// for them before the first from Node are skipped); `ordered` as in
+/// [`broadcasts_from_rust`].
+pub async fn broadcasts_from_node(node: &mut NodePeer, ordered: bool) {
+    node.cmd("emit_all", json!({})).await;
+    node.cmd("emit_room", json!({})).await;
+    node.cmd("emit_except", json!({})).await;
+    node.cmd("emit_bin", json!({})).await;
+    node.cmd("emit_end", json!({})).await;
+    if ordered {
+        for client in ["cr", "cr2"] {
+            while node.next_for(client).await["name"] != json!("from-node-all") {}
+        }
+        assert_eq!(node.expect("cr", "from-node-room").await, json!(["x"]));
+        node.expect("cr", "from-node-except").await;
+        assert_eq!(
+            node.expect("cr", "from-node-bin").await,
+            json!([{"bin": [1, 2, 3]}])
+        );
+        node.expect("cr", "end").await;
+        node.expect("cr2", "from-node-bin").await;
+        node.expect("cr2", "end").await;
+    } else {
+        let all = [
+            "from-node-all",
+            "from-node-room",
+            "from-node-except",
+            "from-node-bin",
+        ];
+        let got = unordered(node, "cr", "from-node", &[&all[..], &["end"]].concat()).await;
+        assert_eq!(got["from-node-room"], json!(["x"]));
+        assert_eq!(got["from-node-bin"], json!([{"bin": [1, 2, 3]}]));
+        let got = unordered(
+            node,
+            "cr2",
+            "from-node",
+            &["from-node-all", "from-node-bin", "end"],
+        )
+        .await;
+        assert_eq!(got["from-node-bin"], json!([{"bin": [1, 2, 3]}]));
+    }
+}
+
+/// Broadcasts `drain` from Rust and skips every client's events up to it.
+pub async fn drain(io: &Io, node: &mut NodePeer) {
+    io.emit("drain", &()).await.unwrap();
+    for client in ["cn", "cr", "cr2"] {
+        while node.next_for(client).await["name"] != json!("drain") {}
+    }
+}
+
+/// The events of `client` from the first whose name starts with `first_prefix` (earlier ones,
+/// the other server's own deliveries, are skipped) until each of `want` arrived once, in any
+/// order; any other event fails. Their arguments, by name.
+pub async fn unordered(
+    node: &mut NodePeer,
+    client: &str,
+    first_prefix: &str,
+    want: &[&str],
+) -> HashMap<String, Json> {
+    let mut msg = loop {
+        let msg = node.next_for(client).await;
+        if msg["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(first_prefix))
+        {
+            break msg;
+        }
+    };
+    let mut got = HashMap::new();
+    loop {
+        let name = msg["name"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            want.contains(&name.as_str()) && !got.contains_key(&name),
+            "{client} got {msg}, having {got:?} of {want:?}"
+        );
+        got.insert(name, msg["args"].clone());
+        if got.len() == want.len() {
+            return got;
+        }
+        msg = node.next_for(client).await;
     }
 }
 
