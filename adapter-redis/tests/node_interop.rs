@@ -8,9 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use adapter_redis::{ClassicSubscriptions, RedisAdapterConfig, RedisAdapterCtr};
+use adapter_redis::ClassicSubscriptions::{self, Pattern, PerRoom};
+use adapter_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use common::node_peer::NodePeer;
-use common::{http_server, interop, test_config, wait_room_size};
+use common::{Io, http_server, interop, test_config, wait_room_size};
 use serde_json::json;
 use testkit::RedisServer;
 
@@ -18,18 +19,21 @@ const WAIT: Duration = common::node_peer::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster() {
-    node_and_rust_servers_share_a_cluster_with(ClassicSubscriptions::PerRoom).await;
+    node_and_rust_servers_share_a_cluster_with(PerRoom).await;
 }
 
 /// The same with the Rust node on one pattern over every room channel
 /// (`ADAPTER_SUBSCRIPTIONS=static` in classic mode), as Node's classic adapter subscribes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster_with_pattern_subscriptions() {
-    node_and_rust_servers_share_a_cluster_with(ClassicSubscriptions::Pattern).await;
+    node_and_rust_servers_share_a_cluster_with(Pattern).await;
 }
 
-async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions) {
-    let redis = RedisServer::start().unwrap();
+/// A Rust server in classic mode under `policy` on `redis`, listening on the port returned.
+async fn rust_node(
+    redis: &RedisServer,
+    policy: ClassicSubscriptions,
+) -> (RedisAdapterCtr, Io, u16) {
     let config = RedisAdapterConfig {
         classic_subscriptions: policy,
         ..test_config()
@@ -38,12 +42,24 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
         .await
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
-    let mut seen = interop::answer_server_side_events(&ctr);
-    let mut node = NodePeer::start(
+    (ctr, io, rust_port)
+}
+
+/// The Node peer (`peer.js`) on `redis`, its clients `cr` and `cr2` on the Rust server at
+/// `rust_port`.
+async fn node_peer(redis: &RedisServer, rust_port: u16) -> NodePeer {
+    NodePeer::start(
         "peer.js",
         &[redis.port().to_string(), rust_port.to_string()],
     )
-    .await;
+    .await
+}
+
+async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions) {
+    let redis = RedisServer::start().unwrap();
+    let (ctr, io, rust_port) = rust_node(&redis, policy).await;
+    let mut seen = interop::answer_server_side_events(&ctr);
+    let mut node = node_peer(&redis, rust_port).await;
     let (cn, cr, cr2) = (node.sid("cn"), node.sid("cr"), node.sid("cr2"));
     assert_eq!(cn.len(), 20, "Node socket ids are 20 characters");
     ctr.sync_rooms("/").await;
@@ -186,27 +202,12 @@ async fn node_join_then_emit(
     policy: ClassicSubscriptions,
 ) -> (usize, adapter_redis::AdapterMetricsSnapshot) {
     let redis = RedisServer::start().unwrap();
-    let config = RedisAdapterConfig {
-        classic_subscriptions: policy,
-        ..test_config()
-    };
-    let ctr = RedisAdapterCtr::connect(&redis.url(), config)
-        .await
-        .unwrap();
-    let (_io, rust_port) = http_server(ctr.clone()).await;
-    let mut node = NodePeer::start(
-        "peer.js",
-        &[redis.port().to_string(), rust_port.to_string()],
-    )
-    .await;
+    let (ctr, _io, rust_port) = rust_node(&redis, policy).await;
+    let mut node = node_peer(&redis, rust_port).await;
     ctr.sync_rooms("/").await;
     let mut delivered = 0;
     for n in 0..20 {
-        node.cmd(
-            "join_then_emit",
-            json!({"room": format!("fresh{n}"), "target": "r2", "n": n}),
-        )
-        .await;
+        interop::node_joins_then_emits(&mut node, n).await;
         // The message travels behind the join on one Redis: once it is not there while a
         // later broadcast to cr2 is, it was lost.
         node.cmd("emit_all", json!({})).await;
@@ -239,7 +240,7 @@ async fn node_join_then_emit(
 /// hold are counted and dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_pattern_subscriptions_a_node_peers_join_then_emit_always_arrives() {
-    let (delivered, metrics) = node_join_then_emit(ClassicSubscriptions::Pattern).await;
+    let (delivered, metrics) = node_join_then_emit(Pattern).await;
     assert_eq!(delivered, 20, "{metrics:?}");
     assert_eq!(
         metrics.subscriptions, 4,
@@ -255,7 +256,7 @@ async fn with_pattern_subscriptions_a_node_peers_join_then_emit_always_arrives()
 /// broadcast is lost every time, the ordering hazard this policy accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_per_room_subscriptions_a_node_peers_join_then_emit_is_lost() {
-    let (delivered, metrics) = node_join_then_emit(ClassicSubscriptions::PerRoom).await;
+    let (delivered, metrics) = node_join_then_emit(PerRoom).await;
     assert_eq!(delivered, 0, "{metrics:?}");
     assert_eq!(metrics.unheld_room_messages, 0, "{metrics:?}");
 }

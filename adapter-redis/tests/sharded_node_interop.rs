@@ -102,11 +102,7 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
     // and reported, not asserted.
     let mut delivered = 0;
     for n in 0..20 {
-        node.cmd(
-            "join_then_emit",
-            json!({"room": format!("fresh{n}"), "target": "r2", "n": n}),
-        )
-        .await;
+        interop::node_joins_then_emits(&mut node, n).await;
         if mode == SubscriptionMode::Static {
             assert_eq!(node.expect("cr2", "after-join").await, json!([n]));
             delivered += 1;

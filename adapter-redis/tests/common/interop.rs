@@ -129,6 +129,16 @@ pub async fn broadcasts_from_node(node: &mut NodePeer, ordered: bool) {
     }
 }
 
+/// Node's `io.in("r2").socketsJoin("fresh<n>")` then, with no wait,
+/// `io.to("fresh<n>").emit("after-join", n)`: the ordering hazard of a join.
+pub async fn node_joins_then_emits(node: &mut NodePeer, n: i32) {
+    node.cmd(
+        "join_then_emit",
+        json!({"room": format!("fresh{n}"), "target": "r2", "n": n}),
+    )
+    .await;
+}
+
 /// Broadcasts `drain` from Rust and skips every client's events up to it.
 pub async fn drain(io: &Io, node: &mut NodePeer) {
     io.emit("drain", &()).await.unwrap();
