@@ -262,13 +262,19 @@ async fn a_subscribed_channel_keeps_receiving_after_its_slot_moves() {
     .await
     .unwrap();
 
-    // The transport notices and subscribes again at the new owner.
+    // The transport notices and subscribes again at the new owner. A repair may also have run
+    // while the slot was still moving (and subscribed at the old owner, which then dropped it),
+    // so the condition is Redis's own count once the move is over, not the repair counter.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while subscriber.metrics().sharded_repairs == 0 {
-        assert!(Instant::now() < deadline, "no repair after the slot moved");
+    while cluster.shard_subscribers(&channel).unwrap() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "not subscribed again after the slot moved (repairs: {})",
+            subscriber.metrics().sharded_repairs
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(cluster.shard_subscribers(&channel).unwrap(), 1);
+    assert!(subscriber.metrics().sharded_repairs >= 1);
     let owner = cluster.slot_owner(slot).unwrap();
     assert_ne!(owner.id, from.id);
     // Everything published from now on arrives.
