@@ -148,17 +148,7 @@ async fn requests_work_across_nodes() {
     wait_room_size(&b, "solo", 1, "b1 joined solo").await;
 
     // Broadcast with acks: local and remote acks, counted.
-    let acks = a
-        .to("r1")
-        .timeout(Duration::from_secs(2))
-        .emit_with_ack::<_, String>("ask", &1)
-        .await
-        .unwrap();
-    let results: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(acks).await;
-    let ok: Vec<String> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
-    assert_eq!(ok, vec!["ack-ask".to_owned(), "ack-ask".to_owned()]);
-    a1.expect("ask").await;
-    b1.expect("ask").await;
+    common::acks_of_r1_from(&a, &mut a1, &mut b1, Duration::from_secs(2)).await;
 
     // disconnectSockets across nodes.
     a.to("r2").disconnect().await.unwrap();
@@ -171,20 +161,7 @@ async fn server_side_emit_with_ack_between_rust_nodes() {
     let redis = RedisServer::start().unwrap();
     let (_a, ctr_a) = node(&redis.url()).await;
     let (_b, ctr_b) = node(&redis.url()).await;
-    let mut events = ctr_b.server_side_events("/").unwrap();
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Some(ack) = event.ack {
-                ack.send(json!(format!("pong-{}", event.args[0])));
-            }
-        }
-    });
-    let answers = ctr_a
-        .server_side_emit_with_ack("/", "ping", vec![json!("x")])
-        .await
-        .unwrap();
-    assert_eq!(answers.value, vec![json!("pong-\"x\"")]);
-    assert!(answers.missing.is_none());
+    common::server_side_emit_with_ack(&ctr_a, &ctr_b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

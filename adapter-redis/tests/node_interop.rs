@@ -8,30 +8,32 @@ mod common;
 
 use std::time::Duration;
 
-use adapter_redis::{ClassicSubscriptions, RedisAdapterConfig, RedisAdapterCtr};
-use bytes::Bytes;
+use adapter_redis::ClassicSubscriptions::{self, Pattern, PerRoom};
+use adapter_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use common::node_peer::NodePeer;
-use common::{fetch_all, http_server, test_config, wait_room_size};
+use common::{Io, http_server, interop, test_config, wait_room_size};
 use serde_json::json;
 use testkit::RedisServer;
-use tokio::sync::mpsc;
 
 const WAIT: Duration = common::node_peer::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster() {
-    node_and_rust_servers_share_a_cluster_with(ClassicSubscriptions::PerRoom).await;
+    node_and_rust_servers_share_a_cluster_with(PerRoom).await;
 }
 
 /// The same with the Rust node on one pattern over every room channel
 /// (`ADAPTER_SUBSCRIPTIONS=static` in classic mode), as Node's classic adapter subscribes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster_with_pattern_subscriptions() {
-    node_and_rust_servers_share_a_cluster_with(ClassicSubscriptions::Pattern).await;
+    node_and_rust_servers_share_a_cluster_with(Pattern).await;
 }
 
-async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions) {
-    let redis = RedisServer::start().unwrap();
+/// A Rust server in classic mode under `policy` on `redis`, listening on the port returned.
+async fn rust_node(
+    redis: &RedisServer,
+    policy: ClassicSubscriptions,
+) -> (RedisAdapterCtr, Io, u16) {
     let config = RedisAdapterConfig {
         classic_subscriptions: policy,
         ..test_config()
@@ -40,23 +42,24 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
         .await
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
-    let mut sse = ctr.server_side_events("/").unwrap();
-    let (seen_tx, mut seen) = mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Some(event) = sse.recv().await {
-            let _ = seen_tx
-                .send((event.event.clone(), event.args.clone(), event.from.clone()))
-                .await;
-            if let Some(ack) = event.ack {
-                ack.send(json!(format!("pong-rust-{}", event.event)));
-            }
-        }
-    });
-    let mut node = NodePeer::start(
+    (ctr, io, rust_port)
+}
+
+/// The Node peer (`peer.js`) on `redis`, its clients `cr` and `cr2` on the Rust server at
+/// `rust_port`.
+async fn node_peer(redis: &RedisServer, rust_port: u16) -> NodePeer {
+    NodePeer::start(
         "peer.js",
         &[redis.port().to_string(), rust_port.to_string()],
     )
-    .await;
+    .await
+}
+
+async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions) {
+    let redis = RedisServer::start().unwrap();
+    let (ctr, io, rust_port) = rust_node(&redis, policy).await;
+    let mut seen = interop::answer_server_side_events(&ctr);
+    let mut node = node_peer(&redis, rust_port).await;
     let (cn, cr, cr2) = (node.sid("cn"), node.sid("cr"), node.sid("cr2"));
     assert_eq!(cn.len(), 20, "Node socket ids are 20 characters");
     ctr.sync_rooms("/").await;
@@ -64,45 +67,9 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
     assert_eq!(ctr.server_count("/").await.unwrap(), 2);
 
     // Rust -> Node: all, room, except, binary, volatile; and the reverse.
-    io.emit("from-rust-all", &(1, "two")).await.unwrap();
-    io.to("r1").emit("from-rust-room", &"x").await.unwrap();
-    io.except("r1").emit("from-rust-except", &()).await.unwrap();
-    io.emit("from-rust-bin", &Bytes::from_static(&[1, 2, 3]))
-        .await
-        .unwrap();
-    io.emit("end", &()).await.unwrap();
-    assert_eq!(node.expect("cn", "from-rust-all").await, json!([1, "two"]));
-    assert_eq!(node.expect("cn", "from-rust-room").await, json!(["x"]));
-    assert_eq!(
-        node.expect("cn", "from-rust-bin").await,
-        json!([{"bin": [1, 2, 3]}])
-    );
-    node.expect("cn", "end").await;
-    node.expect("cr2", "from-rust-all").await;
-    node.expect("cr2", "from-rust-except").await;
-
-    node.cmd("emit_all", json!({})).await;
-    node.cmd("emit_room", json!({})).await;
-    node.cmd("emit_except", json!({})).await;
-    node.cmd("emit_bin", json!({})).await;
-    node.cmd("emit_end", json!({})).await;
-    for client in ["cr", "cr2"] {
-        // (cr also got the Rust broadcasts above; skip them)
-        loop {
-            if node.next_for(client).await["name"] == json!("from-node-all") {
-                break;
-            }
-        }
-    }
-    assert_eq!(node.expect("cr", "from-node-room").await, json!(["x"]));
-    node.expect("cr", "from-node-except").await;
-    assert_eq!(
-        node.expect("cr", "from-node-bin").await,
-        json!([{"bin": [1, 2, 3]}])
-    );
-    node.expect("cr", "end").await;
-    node.expect("cr2", "from-node-bin").await;
-    node.expect("cr2", "end").await;
+    // (cr also got the Rust broadcasts; the Node -> Rust step skips them)
+    interop::broadcasts_from_rust(&io, &mut node, true).await;
+    interop::broadcasts_from_node(&mut node, true).await;
     for msg in [
         "from-node-all",
         "from-node-room",
@@ -162,10 +129,7 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
         "no volatile broadcast from Node reached the Rust-held client"
     );
     // Let late volatile packets land before the next checks, then forget all queued events.
-    io.emit("drain", &()).await.unwrap();
-    for client in ["cn", "cr", "cr2"] {
-        while node.next_for(client).await["name"] != json!("drain") {}
-    }
+    interop::drain(&io, &mut node).await;
     for client in ["cr", "cr2", "cn"] {
         node.per_client.remove(client);
     }
@@ -175,31 +139,10 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
     assert_eq!(node.expect("cr", "from-emitter").await, json!([42]));
     node.expect("cn", "from-emitter").await;
 
-    // fetchSockets both ways.
-    let mut rust_view: Vec<String> = fetch_all(&io)
-        .await
-        .iter()
-        .map(|s| s.data().id.to_string())
-        .collect();
-    rust_view.sort();
-    let mut local_ids = [cr.clone(), cr2.clone()];
-    local_ids.sort();
-    assert_eq!(rust_view.len(), 3);
-    assert!(local_ids.iter().all(|id| rust_view.contains(id)));
-    let mut all = vec![cn.clone(), cr.clone(), cr2.clone()];
-    all.sort();
-    assert_eq!(node.cmd("fetch", json!({})).await, json!(all));
+    interop::fetch_sockets_both_ways(&io, &mut node, [&cn, &cr, &cr2]).await;
 
     // Remote socket emit both ways (the Node socket through its derived Sid).
-    let remote_cn = fetch_all(&io)
-        .await
-        .into_iter()
-        .find(|s| !local_ids.contains(&s.data().id.to_string()))
-        .unwrap();
-    remote_cn.emit("direct-from-rust", &"hi").await.unwrap();
-    assert_eq!(node.expect("cn", "direct-from-rust").await, json!(["hi"]));
-    node.cmd("remote_emit", json!({"sid": cr})).await;
-    assert_eq!(node.expect("cr", "direct-from-node").await, json!(["hi"]));
+    interop::emit_to_one_socket_both_ways(&io, &mut node, "remote_emit").await;
 
     // allRooms both ways.
     let node_rooms = node.cmd("all_rooms", json!({})).await;
@@ -222,79 +165,22 @@ async fn node_and_rust_servers_share_a_cluster_with(policy: ClassicSubscriptions
     );
     assert!(rust_rooms.contains(&"r1".to_owned()) && rust_rooms.contains(&"r2".to_owned()));
 
-    // Broadcast with acks both ways.
-    let acks = io
-        .timeout(Duration::from_secs(3))
-        .emit_with_ack::<_, String>("rust-ask", &1)
-        .await
-        .unwrap();
-    let mut acks: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(acks)
-        .await
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
-    acks.sort();
-    assert_eq!(
-        acks,
-        ["ack-rust-ask-cn", "ack-rust-ask-cr", "ack-rust-ask-cr2"]
-    );
-    assert_eq!(
-        node.cmd("emit_with_ack", json!({})).await,
-        json!(["ack-node-ask-cn", "ack-node-ask-cr", "ack-node-ask-cr2"])
-    );
+    interop::broadcast_acks_both_ways(&io, &mut node, Duration::from_secs(3)).await;
 
-    // serverSideEmitWithAck from Node, answered by Rust.
-    assert_eq!(
-        node.cmd("sse_ack", json!({})).await,
-        json!(["pong-rust-ping-srv"])
-    );
-
-    // serverSideEmit(WithAck) from Rust, answered by Node; the emitter's serverSideEmit.
-    let answers = ctr
-        .server_side_emit_with_ack("/", "ping-srv", vec![json!("hi")])
-        .await
-        .unwrap();
-    assert_eq!(answers.value, vec![json!("pong-node")]);
-    assert!(answers.missing.is_none());
+    // serverSideEmitWithAck both ways; the emitter's serverSideEmit.
+    interop::server_side_acks_both_ways(&ctr, &mut node).await;
     node.cmd("emitter_sse", json!({})).await;
-    loop {
-        let (event, args, from) = tokio::time::timeout(WAIT, seen.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if event == "from-emitter-sse" {
-            assert_eq!((args, from.as_deref()), (vec![json!(7)], Some("emitter")));
-            break;
-        }
-    }
+    let (args, from) = interop::next_server_side_event(&mut seen, "from-emitter-sse").await;
+    assert_eq!((args, from.as_deref()), (vec![json!(7)], Some("emitter")));
     let rooms = ctr.all_rooms("/").await.unwrap();
     assert!(rooms.missing.is_none() && rooms.value.contains(&cn));
 
-    // socketsJoin / socketsLeave both ways.
-    node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 1, "cr2 joined r5 on the Rust node").await;
-    node.cmd("leave", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 0, "cr2 left r5").await;
-    io.to("r1").join("r6").await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.cmd("local_room_size", json!({"room": "r6"})).await != json!(1) {
-        assert!(tokio::time::Instant::now() < deadline, "cn never joined r6");
-    }
+    interop::join_and_leave_both_ways(&io, &mut node).await;
     node.cmd("emitter_join", json!({"room": "r2", "rooms": ["r7"]}))
         .await;
     wait_room_size(&io, "r7", 1, "the emitter's join reached cr2").await;
 
-    // disconnectSockets both ways.
-    node.cmd("disconnect", json!({"room": "r2"})).await;
-    while node.next_for("cr2").await["type"] != json!("disconnect") {}
-    io.to(cn.clone()).disconnect().await.unwrap();
-    while node.next_for("cn").await["type"] != json!("disconnect") {}
-    let m = ctr.metrics();
-    assert_eq!(m.decode_errors, 0, "{m:?}");
-    assert_eq!(m.request_timeouts, 0, "{m:?}");
-    assert!(m.published > 0 && m.received > 0 && m.dropped == 0, "{m:?}");
+    interop::disconnect_both_ways(&io, &ctr, &mut node).await;
 
     // Graceful close with real clients: the Rust client is disconnected and the Node server
     // stops counting the Rust node.
@@ -316,27 +202,12 @@ async fn node_join_then_emit(
     policy: ClassicSubscriptions,
 ) -> (usize, adapter_redis::AdapterMetricsSnapshot) {
     let redis = RedisServer::start().unwrap();
-    let config = RedisAdapterConfig {
-        classic_subscriptions: policy,
-        ..test_config()
-    };
-    let ctr = RedisAdapterCtr::connect(&redis.url(), config)
-        .await
-        .unwrap();
-    let (_io, rust_port) = http_server(ctr.clone()).await;
-    let mut node = NodePeer::start(
-        "peer.js",
-        &[redis.port().to_string(), rust_port.to_string()],
-    )
-    .await;
+    let (ctr, _io, rust_port) = rust_node(&redis, policy).await;
+    let mut node = node_peer(&redis, rust_port).await;
     ctr.sync_rooms("/").await;
     let mut delivered = 0;
     for n in 0..20 {
-        node.cmd(
-            "join_then_emit",
-            json!({"room": format!("fresh{n}"), "target": "r2", "n": n}),
-        )
-        .await;
+        interop::node_joins_then_emits(&mut node, n).await;
         // The message travels behind the join on one Redis: once it is not there while a
         // later broadcast to cr2 is, it was lost.
         node.cmd("emit_all", json!({})).await;
@@ -369,7 +240,7 @@ async fn node_join_then_emit(
 /// hold are counted and dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_pattern_subscriptions_a_node_peers_join_then_emit_always_arrives() {
-    let (delivered, metrics) = node_join_then_emit(ClassicSubscriptions::Pattern).await;
+    let (delivered, metrics) = node_join_then_emit(Pattern).await;
     assert_eq!(delivered, 20, "{metrics:?}");
     assert_eq!(
         metrics.subscriptions, 4,
@@ -385,7 +256,7 @@ async fn with_pattern_subscriptions_a_node_peers_join_then_emit_always_arrives()
 /// broadcast is lost every time, the ordering hazard this policy accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_per_room_subscriptions_a_node_peers_join_then_emit_is_lost() {
-    let (delivered, metrics) = node_join_then_emit(ClassicSubscriptions::PerRoom).await;
+    let (delivered, metrics) = node_join_then_emit(PerRoom).await;
     assert_eq!(delivered, 0, "{metrics:?}");
     assert_eq!(metrics.unheld_room_messages, 0, "{metrics:?}");
 }

@@ -144,33 +144,10 @@ async fn every_operation_crosses_nodes(mode: SubscriptionMode) {
     assert_eq!(b1.expect("direct").await.args, vec![json!("hi")]);
 
     // Broadcast with acks: local and remote acks.
-    let acks = a
-        .to("r1")
-        .timeout(Duration::from_secs(2))
-        .emit_with_ack::<_, String>("ask", &1)
-        .await
-        .unwrap();
-    let results: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(acks).await;
-    let ok: Vec<String> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
-    assert_eq!(ok, vec!["ack-ask".to_owned(), "ack-ask".to_owned()]);
-    a1.expect("ask").await;
-    b1.expect("ask").await;
+    common::acks_of_r1_from(&a, &mut a1, &mut b1, Duration::from_secs(2)).await;
 
     // serverSideEmit with acks.
-    let mut events = ctr_b.server_side_events("/").unwrap();
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Some(ack) = event.ack {
-                ack.send(json!(format!("pong-{}", event.args[0])));
-            }
-        }
-    });
-    let answers = ctr_a
-        .server_side_emit_with_ack("/", "ping", vec![json!("x")])
-        .await
-        .unwrap();
-    assert_eq!(answers.value, vec![json!("pong-\"x\"")]);
-    assert!(answers.missing.is_none());
+    common::server_side_emit_with_ack(&ctr_a, &ctr_b).await;
 
     // disconnectSockets.
     a.to("r2").disconnect().await.unwrap();

@@ -8,17 +8,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use adapter_redis::sharded_wire::SubscriptionMode;
 use adapter_redis::{AdapterMode, RedisAdapterConfig, RedisAdapterCtr};
-use bytes::Bytes;
-use common::node_peer::{NodePeer, WAIT};
-use common::{fetch_all, http_server, wait_room_size};
+use common::node_peer::NodePeer;
+use common::{http_server, interop};
 use serde_json::json;
 use testkit::redis_cluster::RedisCluster;
-use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_rust_servers_share_a_cluster_in_sharded_static_mode() {
@@ -45,18 +42,7 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
         .await
         .unwrap();
     let (io, rust_port) = http_server(ctr.clone()).await;
-    let mut sse = ctr.server_side_events("/").unwrap();
-    let (seen_tx, mut seen) = mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Some(event) = sse.recv().await {
-            let _ = seen_tx
-                .send((event.event.clone(), event.args.clone()))
-                .await;
-            if let Some(ack) = event.ack {
-                ack.send(json!(format!("pong-rust-{}", event.event)));
-            }
-        }
-    });
+    let mut seen = interop::answer_server_side_events(&ctr);
     let nodes: Vec<String> = cluster
         .ports()
         .iter()
@@ -78,93 +64,13 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
     assert_eq!(ctr.server_count("/").await.unwrap(), 2);
     assert_eq!(cluster.shard_subscribers("socket.io#/#").unwrap(), 2);
 
-    // Rust -> Node: all, room, except, binary.
-    io.emit("from-rust-all", &(1, "two")).await.unwrap();
-    io.to("r1").emit("from-rust-room", &"x").await.unwrap();
-    io.except("r1").emit("from-rust-except", &()).await.unwrap();
-    io.emit("from-rust-bin", &Bytes::from_static(&[1, 2, 3]))
-        .await
-        .unwrap();
-    io.emit("end", &()).await.unwrap();
-    if ordered {
-        assert_eq!(node.expect("cn", "from-rust-all").await, json!([1, "two"]));
-        assert_eq!(node.expect("cn", "from-rust-room").await, json!(["x"]));
-        assert_eq!(
-            node.expect("cn", "from-rust-bin").await,
-            json!([{"bin": [1, 2, 3]}])
-        );
-        node.expect("cn", "end").await;
-    } else {
-        let got = unordered(
-            &mut node,
-            "cn",
-            "from-rust",
-            &["from-rust-all", "from-rust-room", "from-rust-bin", "end"],
-        )
-        .await;
-        assert_eq!(got["from-rust-all"], json!([1, "two"]));
-        assert_eq!(got["from-rust-room"], json!(["x"]));
-        assert_eq!(got["from-rust-bin"], json!([{"bin": [1, 2, 3]}]));
-    }
-    node.expect("cr2", "from-rust-all").await;
-    node.expect("cr2", "from-rust-except").await;
+    // Rust -> Node: all, room, except, binary; and the reverse.
+    interop::broadcasts_from_rust(&io, &mut node, ordered).await;
+    interop::broadcasts_from_node(&mut node, ordered).await;
+    interop::drain(&io, &mut node).await;
 
-    // Node -> Rust.
-    node.cmd("emit_all", json!({})).await;
-    node.cmd("emit_room", json!({})).await;
-    node.cmd("emit_except", json!({})).await;
-    node.cmd("emit_bin", json!({})).await;
-    node.cmd("emit_end", json!({})).await;
-    if ordered {
-        for client in ["cr", "cr2"] {
-            while node.next_for(client).await["name"] != json!("from-node-all") {}
-        }
-        assert_eq!(node.expect("cr", "from-node-room").await, json!(["x"]));
-        node.expect("cr", "from-node-except").await;
-        assert_eq!(
-            node.expect("cr", "from-node-bin").await,
-            json!([{"bin": [1, 2, 3]}])
-        );
-        node.expect("cr", "end").await;
-        node.expect("cr2", "from-node-bin").await;
-        node.expect("cr2", "end").await;
-    } else {
-        let all = [
-            "from-node-all",
-            "from-node-room",
-            "from-node-except",
-            "from-node-bin",
-        ];
-        let got = unordered(&mut node, "cr", "from-node", &[&all[..], &["end"]].concat()).await;
-        assert_eq!(got["from-node-room"], json!(["x"]));
-        assert_eq!(got["from-node-bin"], json!([{"bin": [1, 2, 3]}]));
-        let got = unordered(
-            &mut node,
-            "cr2",
-            "from-node",
-            &["from-node-all", "from-node-bin", "end"],
-        )
-        .await;
-        assert_eq!(got["from-node-bin"], json!([{"bin": [1, 2, 3]}]));
-    }
-    io.emit("drain", &()).await.unwrap();
-    for client in ["cn", "cr", "cr2"] {
-        while node.next_for(client).await["name"] != json!("drain") {}
-    }
-
-    // fetchSockets both ways.
-    let mut rust_view: Vec<String> = fetch_all(&io)
-        .await
-        .iter()
-        .map(|s| s.data().id.to_string())
-        .collect();
-    rust_view.sort();
-    let local_ids = [cr.clone(), cr2.clone()];
-    assert_eq!(rust_view.len(), 3, "{rust_view:?}");
-    assert!(local_ids.iter().all(|id| rust_view.contains(id)));
-    let mut all = vec![cn.clone(), cr.clone(), cr2.clone()];
-    all.sort();
-    assert_eq!(node.cmd("fetch", json!({})).await, json!(all));
+    // fetchSockets both ways, also of one room.
+    interop::fetch_sockets_both_ways(&io, &mut node, [&cn, &cr, &cr2]).await;
     let mut in_r1 = vec![cn.clone(), cr.clone()];
     in_r1.sort();
     assert_eq!(
@@ -174,72 +80,17 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
 
     // A single socket both ways: the Node socket through its derived Sid, the Rust socket by
     // its id as a room.
-    let remote_cn = fetch_all(&io)
-        .await
-        .into_iter()
-        .find(|s| !local_ids.contains(&s.data().id.to_string()))
-        .unwrap();
-    remote_cn.emit("direct-from-rust", &"hi").await.unwrap();
-    assert_eq!(node.expect("cn", "direct-from-rust").await, json!(["hi"]));
-    node.cmd("emit_to_socket", json!({"sid": cr})).await;
-    assert_eq!(node.expect("cr", "direct-from-node").await, json!(["hi"]));
+    interop::emit_to_one_socket_both_ways(&io, &mut node, "emit_to_socket").await;
 
-    // Broadcast with acks both ways.
-    let acks = io
-        .timeout(Duration::from_secs(3))
-        .emit_with_ack::<_, String>("rust-ask", &1)
-        .await
-        .unwrap();
-    let mut acks: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(acks)
-        .await
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
-    acks.sort();
-    assert_eq!(
-        acks,
-        ["ack-rust-ask-cn", "ack-rust-ask-cr", "ack-rust-ask-cr2"]
-    );
-    assert_eq!(
-        node.cmd("emit_with_ack", json!({})).await,
-        json!(["ack-node-ask-cn", "ack-node-ask-cr", "ack-node-ask-cr2"])
-    );
+    interop::broadcast_acks_both_ways(&io, &mut node, Duration::from_secs(3)).await;
 
     // serverSideEmit both ways, with acks.
-    assert_eq!(
-        node.cmd("sse_ack", json!({})).await,
-        json!(["pong-rust-ping-srv"])
-    );
+    interop::server_side_acks_both_ways(&ctr, &mut node).await;
     node.cmd("sse", json!({})).await;
-    loop {
-        let (event, args) = tokio::time::timeout(WAIT, seen.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if event == "from-node-sse" {
-            assert_eq!(args, vec![json!(7)]);
-            break;
-        }
-    }
-    let answers = ctr
-        .server_side_emit_with_ack("/", "ping-srv", vec![json!("hi")])
-        .await
-        .unwrap();
-    assert_eq!(answers.value, vec![json!("pong-node")]);
-    assert!(answers.missing.is_none());
+    let (args, _) = interop::next_server_side_event(&mut seen, "from-node-sse").await;
+    assert_eq!(args, vec![json!(7)]);
 
-    // socketsJoin / socketsLeave both ways.
-    node.cmd("join", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 1, "cr2 joined r5 on the Rust node").await;
-    node.cmd("leave", json!({"room": "r2", "rooms": ["r5"]}))
-        .await;
-    wait_room_size(&io, "r5", 0, "cr2 left r5").await;
-    io.to("r1").join("r6").await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.cmd("local_room_size", json!({"room": "r6"})).await != json!(1) {
-        assert!(tokio::time::Instant::now() < deadline, "cn never joined r6");
-    }
+    interop::join_and_leave_both_ways(&io, &mut node).await;
 
     // Forget what cr2 got so far.
     io.to("r2").emit("drain-r2", &()).await.unwrap();
@@ -251,11 +102,7 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
     // and reported, not asserted.
     let mut delivered = 0;
     for n in 0..20 {
-        node.cmd(
-            "join_then_emit",
-            json!({"room": format!("fresh{n}"), "target": "r2", "n": n}),
-        )
-        .await;
+        interop::node_joins_then_emits(&mut node, n).await;
         if mode == SubscriptionMode::Static {
             assert_eq!(node.expect("cr2", "after-join").await, json!([n]));
             delivered += 1;
@@ -284,46 +131,5 @@ async fn node_and_rust_servers_share_a_cluster(mode: SubscriptionMode) {
     let fenced = ctr.metrics().join_fence_broadcasts;
     assert_eq!(fenced > 0, mode != SubscriptionMode::Static, "{fenced}");
 
-    // disconnectSockets both ways.
-    node.cmd("disconnect", json!({"room": "r2"})).await;
-    while node.next_for("cr2").await["type"] != json!("disconnect") {}
-    io.to(cn.clone()).disconnect().await.unwrap();
-    while node.next_for("cn").await["type"] != json!("disconnect") {}
-    let m = ctr.metrics();
-    assert_eq!(m.decode_errors, 0, "{m:?}");
-    assert_eq!(m.request_timeouts, 0, "{m:?}");
-    assert!(m.published > 0 && m.received > 0 && m.dropped == 0, "{m:?}");
-}
-
-/// The events of `client` from the first whose name starts with `first_prefix` (earlier ones,
-/// the other server's own deliveries, are skipped) until each of `want` arrived once, in any
-/// order; any other event fails. Their arguments, by name.
-async fn unordered(
-    node: &mut NodePeer,
-    client: &str,
-    first_prefix: &str,
-    want: &[&str],
-) -> HashMap<String, serde_json::Value> {
-    let mut msg = loop {
-        let msg = node.next_for(client).await;
-        if msg["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(first_prefix))
-        {
-            break msg;
-        }
-    };
-    let mut got = HashMap::new();
-    loop {
-        let name = msg["name"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            want.contains(&name.as_str()) && !got.contains_key(&name),
-            "{client} got {msg}, having {got:?} of {want:?}"
-        );
-        got.insert(name, msg["args"].clone());
-        if got.len() == want.len() {
-            return got;
-        }
-        msg = node.next_for(client).await;
-    }
+    interop::disconnect_both_ways(&io, &ctr, &mut node).await;
 }

@@ -2,13 +2,14 @@
 //! in-process dummy clients that answer acks.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod interop;
 pub mod node_peer;
 
 use std::time::Duration;
 
 use adapter_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use engineioxide_core::Packet as EioPacket;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Emitter;
 use socketioxide::extract::{AckSender, Data, SocketRef};
@@ -98,6 +99,40 @@ pub async fn wait_room_size(io: &Io, room: &str, n: usize, what: &str) {
             .unwrap_or(false)
     })
     .await;
+}
+
+/// A broadcast with acks from `a` to room `r1`, whose members are `a1` (on `a`) and `b1` (on
+/// another node), waiting `timeout`: one ack from each, the local and the remote one.
+pub async fn acks_of_r1_from(a: &Io, a1: &mut Client, b1: &mut Client, timeout: Duration) {
+    let acks = a
+        .to("r1")
+        .timeout(timeout)
+        .emit_with_ack::<_, String>("ask", &1)
+        .await
+        .unwrap();
+    let results: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(acks).await;
+    let ok: Vec<String> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
+    assert_eq!(ok, vec!["ack-ask".to_owned(), "ack-ask".to_owned()]);
+    a1.expect("ask").await;
+    b1.expect("ask").await;
+}
+
+/// serverSideEmitWithAck from the adapter `ctr_a` to `ctr_b`, which answers `pong-<arg>`.
+pub async fn server_side_emit_with_ack(ctr_a: &RedisAdapterCtr, ctr_b: &RedisAdapterCtr) {
+    let mut events = ctr_b.server_side_events("/").unwrap();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Some(ack) = event.ack {
+                ack.send(json!(format!("pong-{}", event.args[0])));
+            }
+        }
+    });
+    let answers = ctr_a
+        .server_side_emit_with_ack("/", "ping", vec![json!("x")])
+        .await
+        .unwrap();
+    assert_eq!(answers.value, vec![json!("pong-\"x\"")]);
+    assert!(answers.missing.is_none());
 }
 
 /// Emits `event` (with a counter) to `room` every 20 ms until aborted: traffic that is

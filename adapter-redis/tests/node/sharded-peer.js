@@ -8,14 +8,13 @@
 // Its clients: "cn" on this server in room r1; with another server, "cr" there in r1 and "cr2"
 // in r2. Commands (`{"id": n, "cmd": ..., ...}`) answer `{"type":"result","id":n,"value"|"error"}`.
 "use strict";
-const readline = require("readline");
 const { createShardedAdapter } = require("@socket.io/redis-adapter");
 const { createCluster } = require("redis");
 
 const MODES = ["static", "dynamic", "dynamic-private"];
 const [mode, nodes, otherPortArg] = process.argv.slice(2);
 const otherPort = Number(otherPortArg || 0);
-const { out, startServer, connectClient } = require("./peer-server");
+const { out, startServer, connectClient, sharedCommands, serve, runPeer } = require("./peer-server");
 
 async function main() {
   if (!MODES.includes(mode) || !nodes) {
@@ -37,28 +36,10 @@ async function main() {
   }
 
   const commands = {
-    emit_all: () => io.emit("from-node-all", 1, "two"),
-    emit_room: ({ room = "r1" }) => io.to(room).emit("from-node-room", "x"),
-    emit_except: () => io.except("r2").emit("from-node-except"),
-    emit_bin: () => io.emit("from-node-bin", Buffer.from([1, 2, 3])),
-    emit_volatile: () => io.volatile.emit("from-node-volatile", 1.5),
+    ...sharedCommands(io),
     emit_to_socket: ({ sid }) => io.to(sid).emit("direct-from-node", "hi"),
-    emit_end: () => io.emit("end"),
-    join: ({ room, rooms }) => io.in(room).socketsJoin(rooms),
-    leave: ({ room, rooms }) => io.in(room).socketsLeave(rooms),
-    // The ordering hazard: a join and, with no wait, a broadcast to the room joined.
-    join_then_emit: ({ room, target, n }) => {
-      io.in(target).socketsJoin(room);
-      io.to(room).emit("after-join", n);
-    },
-    disconnect: ({ room }) => io.in(room).disconnectSockets(),
-    local_room_size: ({ room }) => io.of("/").adapter.rooms.get(room)?.size ?? 0,
-    fetch: async () => (await io.fetchSockets()).map((s) => s.id).sort(),
     fetch_room: async ({ room }) => (await io.in(room).fetchSockets()).map((s) => s.id).sort(),
-    server_count: async () => io.of("/").adapter.serverCount(),
-    emit_with_ack: async () => (await io.timeout(3000).emitWithAck("node-ask", 1)).sort(),
     sse: () => io.serverSideEmit("from-node-sse", 7),
-    sse_ack: async () => io.serverSideEmitWithAck("ping-srv", "hi"),
     close: async () => {
       for (const c of Object.values(clients)) c.disconnect();
       await new Promise((r) => io.close(() => r()));
@@ -66,29 +47,7 @@ async function main() {
     },
   };
 
-  out({
-    type: "ready",
-    port: nodePort,
-    uid: io.of("/").adapter.uid,
-    sids: Object.fromEntries(Object.entries(clients).map(([k, c]) => [k, c.id])),
-  });
-  const rl = readline.createInterface({ input: process.stdin });
-  rl.on("line", async (line) => {
-    let msg;
-    try {
-      msg = JSON.parse(line);
-      const run = commands[msg.cmd];
-      if (!run) throw new Error(`unknown command ${msg.cmd}`);
-      const value = await run(msg);
-      out({ type: "result", id: msg.id, value: value === undefined ? null : value });
-    } catch (e) {
-      out({ type: "result", id: msg && msg.id, error: String(e && e.message ? e.message : e) });
-    }
-  });
-  rl.on("close", () => process.exit(0));
+  serve(commands, nodePort, clients, { uid: io.of("/").adapter.uid });
 }
 
-main().catch((e) => {
-  out({ type: "fatal", error: String(e && e.stack ? e.stack : e) });
-  process.exit(1);
-});
+runPeer(main);
