@@ -9,23 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from '../../e2e/support/gateway.mjs';
-import { RespClient } from '../../e2e/support/redis.mjs';
+import { live, RespClient } from '../../e2e/support/redis.mjs';
 
 /** Hash slots of a Redis Cluster. */
 export const SLOT_COUNT = 16384;
 /** How long formation, a failover or a slot move may take to be agreed by every node. */
 const SETTLE_MS = 30_000;
 
-const live = new Set();
-process.on('exit', () => {
-  for (const pid of live) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
 
 // CRC16/XMODEM, the checksum Redis Cluster hashes keys with.
 const CRC16_TABLE = (() => {

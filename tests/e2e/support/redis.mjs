@@ -4,7 +4,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { freePort, waitFor } from './gateway.mjs';
 
-const live = new Set();
+/** Pids of the redis-server processes still running, SIGKILLed when the test process exits. */
+export const live = new Set();
 process.on('exit', () => {
   for (const pid of live) {
     try {
