@@ -63,7 +63,10 @@
 //!   narrow pattern matching 16-character rooms,
 //!   which is how `io.to(<socket id>)` from other nodes reaches its sockets. A node with no
 //!   member of a room receives none of that room's traffic. A message to a room published
-//!   before this node's subscription to it is acknowledged is not received by this node.
+//!   before this node's subscription to it is acknowledged is not received by this node. For
+//!   clusters with Node peers that join then emit at once,
+//!   [`ClassicSubscriptions::Pattern`] subscribes to every room as Node does
+//!   (`docs/sharded-adapter.md`, section 3.1).
 //! * **No stalls on dead peers.** Requests wait at most [`RedisAdapterConfig::request_timeout`]
 //!   and return what they got; [`RedisAdapterCtr`] methods also return which answers are
 //!   missing ([`Gathered::missing`]). Answers are de-duplicated per responder.
