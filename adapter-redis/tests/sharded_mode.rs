@@ -313,3 +313,44 @@ async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
     }
     assert!(lost.is_empty(), "{} lost: {lost:?}", lost.len());
 }
+
+/// A receiving node counts the remote joins whose subscription it confirmed after the join
+/// fence ended: with a fence of one nanosecond, any subscription is late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_join_subscribed_after_the_fence_is_counted_late() {
+    let cluster = RedisCluster::start().unwrap();
+    let url = cluster.url();
+    let mode = SubscriptionMode::Dynamic;
+    let (a, ctr_a) = node_with(&url, sharded_config(mode)).await;
+    let tiny_fence = RedisAdapterConfig {
+        join_fence: Duration::from_nanos(1),
+        ..sharded_config(mode)
+    };
+    let (b, ctr_b) = node_with(&url, tiny_fence).await;
+    let b1 = client(&b, &["here"]).await;
+    ctr_b.sync_rooms("/").await;
+    a.to(b1.sid.clone()).join("late-room").await.unwrap();
+    eventually("b subscribes late-room", async || {
+        room_subscribers(&cluster, "late-room") == 1
+    })
+    .await;
+    eventually("b counts the late subscription", async || {
+        ctr_b.metrics().join_fence_late == 1
+    })
+    .await;
+    // The publisher's own fence (5 s) is not the receiver's business.
+    assert_eq!(ctr_a.metrics().join_fence_late, 0);
+    // A join to a room b already has a channel for is not measured: after it, on the same
+    // channel, a join to a new room is, and only that one.
+    a.to(b1.sid.clone()).join("here").await.unwrap();
+    a.to(b1.sid.clone()).join("new-room").await.unwrap();
+    eventually("b subscribes new-room", async || {
+        room_subscribers(&cluster, "new-room") == 1
+    })
+    .await;
+    eventually("b counts the second late subscription", async || {
+        ctr_b.metrics().join_fence_late >= 2
+    })
+    .await;
+    assert_eq!(ctr_b.metrics().join_fence_late, 2);
+}
