@@ -7,6 +7,8 @@
 mod common;
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use adapter_redis::sharded_wire::SubscriptionMode;
@@ -279,8 +281,27 @@ async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
     const ROUNDS: usize = 60;
     let cluster = RedisCluster::start().unwrap();
     let url = cluster.url();
-    let (a, _ctr_a) = pinning_node(&url, mode).await;
+    let (a, ctr_a) = pinning_node(&url, mode).await;
     let (b, _ctr_b) = node_with(&url, sharded_config(mode)).await;
+    // Meanwhile sockets connect to `a` and leave, and `a` compares every room it holds with its
+    // subscriptions as often as it can: a connecting socket's pinned channels must survive that.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (a, ctr_a, stop) = (a.clone(), ctr_a.clone(), stop.clone());
+        tokio::spawn(async move {
+            for k in 0u64.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let room = format!("room:churn-{}", k % 5);
+                let c = client_with_auth(&a, json!({ "rooms": [room] })).await;
+                if let Some(s) = a.get_socket(c.sid.parse().unwrap()) {
+                    let _ = s.disconnect();
+                }
+                ctr_a.sync_rooms("/").await;
+            }
+        })
+    };
     let mut lost = Vec::new();
     for i in 0..ROUNDS {
         let room = format!("room:connect-{i}");
@@ -311,6 +332,8 @@ async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
             lost.push(format!("round {i}: {event}"));
         }
     }
+    stop.store(true, Ordering::SeqCst);
+    churn.await.unwrap();
     assert!(lost.is_empty(), "{} lost: {lost:?}", lost.len());
 }
 
