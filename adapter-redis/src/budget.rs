@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::Notify;
+
 /// The bytes one queue may hold.
 #[derive(Debug)]
 pub(crate) struct ByteBudget {
     used: AtomicUsize,
     limit: usize,
+    /// Woken whenever bytes are given back, for [`Self::hold`].
+    freed: Notify,
 }
 
 impl ByteBudget {
@@ -17,6 +21,7 @@ impl ByteBudget {
         Arc::new(Self {
             used: AtomicUsize::new(0),
             limit,
+            freed: Notify::new(),
         })
     }
 
@@ -35,6 +40,21 @@ impl ByteBudget {
         })
     }
 
+    /// Takes `bytes` of the budget, waiting until enough is given back (no deadline: wrap it
+    /// in a timeout).
+    pub(crate) async fn hold(self: &Arc<Self>, bytes: usize) -> Held {
+        loop {
+            // Registered before trying, so bytes given back in between still wake this waiter.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(held) = self.try_hold(bytes) {
+                return held;
+            }
+            freed.await;
+        }
+    }
+
     /// Bytes held now.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
@@ -51,6 +71,7 @@ pub(crate) struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.budget.freed.notify_waiters();
     }
 }
 
@@ -73,6 +94,26 @@ mod tests {
         let big = budget.try_hold(1000).unwrap();
         assert!(budget.try_hold(1).is_none());
         drop(big);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_hold_gets_its_bytes_once_they_are_given_back() {
+        let budget = ByteBudget::new(100);
+        let first = budget.try_hold(80).unwrap();
+        let waiter = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.hold(50).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "50 more bytes would go over the limit"
+        );
+        drop(first);
+        let second = waiter.await.unwrap();
+        assert_eq!(budget.used(), 50);
+        drop(second);
         assert_eq!(budget.used(), 0);
     }
 }

@@ -54,6 +54,12 @@ pub struct RedisAdapterConfig {
     /// Messages waiting to be published. When full, broadcasts are dropped and counted in
     /// `dropped`; requests fail with [`crate::AdapterError::QueueFull`]. Default 4096.
     pub publish_queue: usize,
+    /// Bytes of the messages waiting to be published. A message that would go over it is
+    /// treated as when the queue is full: a broadcast or join waits for room (at most
+    /// `request_timeout`, then it is dropped and counted in `dropped`), an answer to another
+    /// node is dropped and counted, a request fails with [`crate::AdapterError::QueueFull`]. A
+    /// message larger than this is taken only into an empty queue. Default 64 MiB.
+    pub publish_queue_bytes: usize,
     /// Publishes in flight at once on the publishing connection (order is kept). Default 64.
     pub publish_concurrency: usize,
     /// Capacity of fred's pub/sub broadcast channel (fred's default is 32, which loses
@@ -109,6 +115,7 @@ impl Default for RedisAdapterConfig {
             inbound_queue: 4096,
             inbound_queue_bytes: 128 << 20,
             publish_queue: 4096,
+            publish_queue_bytes: 64 << 20,
             publish_concurrency: 64,
             fred_broadcast_capacity: 8192,
             max_pending_requests: 1024,

@@ -41,6 +41,8 @@ struct Outgoing {
     channel: String,
     payload: Bytes,
     done: Option<oneshot::Sender<Result<(), AdapterError>>>,
+    /// Its bytes of the publish budget, given back once it is published (or failed).
+    _held: Held,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +60,8 @@ pub(crate) struct Shared {
     pub routes: RwLock<HashMap<String, mpsc::Sender<Inbound>>>,
     /// Bytes of every namespace's inbound queue together.
     inbound_bytes: Arc<ByteBudget>,
+    /// Bytes of the messages waiting in the publish queue.
+    outbound_bytes: Arc<ByteBudget>,
     pub namespaces: RwLock<HashMap<String, Arc<NsCore>>>,
     pub sse_sinks: Mutex<HashMap<String, mpsc::Sender<ServerSideEvent>>>,
     pub connected: watch::Sender<bool>,
@@ -94,6 +98,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             foreign: ForeignIds::new(config.foreign_id_capacity),
             inbound_bytes: ByteBudget::new(config.inbound_queue_bytes),
+            outbound_bytes: ByteBudget::new(config.publish_queue_bytes),
             config,
             metrics: transport.metrics_handle(),
             routes: RwLock::default(),
@@ -148,50 +153,81 @@ impl Shared {
         (wanted.channels.len() + wanted.patterns.len()) as u64
     }
 
-    /// Queues a message without waiting; a full queue drops it (counted in `dropped`).
+    /// Queues a message without waiting; a full queue (in messages or bytes) drops it (counted
+    /// in `dropped`).
     pub(crate) fn publish_nowait(&self, channel: String, payload: Vec<u8>) {
-        let msg = Outgoing {
-            channel,
-            payload: Bytes::from(payload),
-            done: None,
-        };
-        if self.out_tx.try_send(msg).is_err() {
+        let queued = self
+            .outbound_bytes
+            .try_hold(payload.len())
+            .map(|held| Outgoing {
+                channel,
+                payload: Bytes::from(payload),
+                done: None,
+                _held: held,
+            })
+            .and_then(|msg| self.out_tx.try_send(msg).ok());
+        if queued.is_none() {
             inc(&self.metrics.dropped);
-            tracing::warn!("adapter publish queue full: message dropped");
+            tracing::warn!(
+                queued_bytes = self.outbound_bytes.used(),
+                "adapter publish queue full: message dropped"
+            );
         }
     }
 
-    /// Queues a message, waiting for queue space (back-pressure on the emitting task) for at
-    /// most the request timeout; then it is dropped and counted in `dropped`.
-    pub(crate) async fn publish_queued(&self, channel: String, payload: Vec<u8>) {
-        let msg = Outgoing {
-            channel,
-            payload: Bytes::from(payload),
-            done: None,
+    /// Queues a message, waiting for queue space, in messages and bytes (back-pressure on the
+    /// emitting task), for at most the request timeout; then it is dropped, counted in
+    /// `dropped` and [`AdapterError::QueueFull`] returned.
+    pub(crate) async fn publish_queued(
+        &self,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), AdapterError> {
+        let queue = async {
+            let held = self.outbound_bytes.hold(payload.len()).await;
+            let msg = Outgoing {
+                channel,
+                payload: Bytes::from(payload),
+                done: None,
+                _held: held,
+            };
+            self.out_tx.send(msg).await.is_ok()
         };
-        let sent = tokio::time::timeout(self.config.request_timeout, self.out_tx.send(msg)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            inc(&self.metrics.dropped);
-            tracing::warn!("adapter publish queue full for too long: message dropped");
+        let sent = tokio::time::timeout(self.config.request_timeout, queue).await;
+        if matches!(sent, Ok(true)) {
+            return Ok(());
         }
+        inc(&self.metrics.dropped);
+        tracing::warn!(
+            queued_bytes = self.outbound_bytes.used(),
+            "adapter publish queue full for too long: message dropped"
+        );
+        Err(AdapterError::QueueFull)
     }
 
-    /// Queues a message and waits until Redis took it.
+    /// Queues a message and waits until Redis took it; a full queue (in messages or bytes)
+    /// fails at once with [`AdapterError::QueueFull`].
     pub(crate) async fn publish(
         &self,
         channel: String,
         payload: Vec<u8>,
     ) -> Result<(), AdapterError> {
         let (tx, rx) = oneshot::channel();
+        let full = || {
+            inc(&self.metrics.dropped);
+            AdapterError::QueueFull
+        };
+        let held = self
+            .outbound_bytes
+            .try_hold(payload.len())
+            .ok_or_else(full)?;
         let msg = Outgoing {
             channel,
             payload: Bytes::from(payload),
             done: Some(tx),
+            _held: held,
         };
-        self.out_tx.try_send(msg).map_err(|_| {
-            inc(&self.metrics.dropped);
-            AdapterError::QueueFull
-        })?;
+        self.out_tx.try_send(msg).map_err(|_| full())?;
         rx.await.map_err(|_| AdapterError::Closed)?
     }
 

@@ -417,6 +417,8 @@ mod fuzz {
         if let Ok(msg) = wire::decode_broadcast(bytes) {
             let _ = crate::adapter::wire_to_value(&msg.data);
         }
+        // The sharded wire's envelopes, on the same bytes.
+        crate::test_support::decode_sharded(bytes);
     }
 
     proptest! {

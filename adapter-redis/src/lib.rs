@@ -130,6 +130,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod golden_tests;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -383,6 +383,24 @@ impl Keys {
     pub fn game_seq(&self, game_id: &str) -> String {
         format!("{}game:{}:seq", self.prefix, self.part(TAG_GAME, game_id))
     }
+
+    /// Counter of one user's wrong room passwords in the current window (expires with it).
+    pub fn password_failures_of_user(&self, user_id: &str) -> String {
+        format!(
+            "{}pwfail:user:{}",
+            self.prefix,
+            self.part(TAG_USER, user_id)
+        )
+    }
+
+    /// Counter of one room's wrong passwords in the current window (expires with it).
+    pub fn password_failures_of_room(&self, room_id: &str) -> String {
+        format!(
+            "{}pwfail:room:{}",
+            self.prefix,
+            self.part(TAG_ROOM, room_id)
+        )
+    }
 }
 
 /// Lua functions building the key names that depend on stored data (a member's node, a socket's

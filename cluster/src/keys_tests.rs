@@ -33,6 +33,13 @@ fn prefixed_names() {
     assert_eq!(k.purge_claim("n1"), "gateway:purge:n1");
     assert_eq!(k.ban("u1"), "gateway:ban:u1");
     assert_eq!(k.game_seq("g1"), "gateway:game:g1:seq");
+    assert_eq!(k.password_failures_of_user("u1"), "gateway:pwfail:user:u1");
+    assert_eq!(k.password_failures_of_room("r1"), "gateway:pwfail:room:r1");
+    assert_ne!(
+        k.password_failures_of_user("a:b"),
+        k.password_failures_of_room("b"),
+        "escaped ids cannot reach another scope's key"
+    );
     assert_eq!(
         k.history(&HistoryScope::Room("r1".into())),
         "gateway:history:room:r1"
@@ -134,6 +141,14 @@ fn spread_names() {
     assert_eq!(k.purge_claim("n1"), "gateway:purge:{n:n1}");
     assert_eq!(k.purged_marker("n1"), "gateway:purged:{n:n1}");
     assert_eq!(k.game_seq("g1"), "gateway:game:{g:g1}:seq");
+    assert_eq!(
+        k.password_failures_of_user("u1"),
+        "gateway:pwfail:user:{u:u1}"
+    );
+    assert_eq!(
+        k.password_failures_of_room("r1"),
+        "gateway:pwfail:room:{r:r1}"
+    );
     assert_eq!(
         k.history(&HistoryScope::private("bob", "al")),
         "gateway:history:private:{p:al:bob}"

@@ -19,6 +19,7 @@ pub mod bans;
 pub mod bus;
 pub mod error;
 mod expiring;
+pub mod failures;
 pub mod games;
 pub mod history;
 pub mod keys;

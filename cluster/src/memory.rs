@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub use crate::bans::MemoryBans;
+pub use crate::failures::MemoryFailures;
 pub use crate::games::MemoryGames;
 pub use crate::history::MemoryHistory;
 pub use crate::nodes::MemoryNodes;
@@ -33,6 +34,7 @@ pub fn backends_with(history_capacity: usize, retention: Retention) -> StateBack
         )),
         games: Arc::new(MemoryGames::new(retention.game_sequence)),
         nodes: Arc::new(MemoryNodes::default()),
+        failures: Arc::new(MemoryFailures::default()),
     }
 }
 

@@ -35,4 +35,6 @@ pub struct StateBackends {
     pub games: Arc<dyn GameSequence>,
     /// Node statistics and liveness.
     pub nodes: Arc<dyn crate::NodeRegistry>,
+    /// Failure counters (wrong room passwords).
+    pub failures: Arc<dyn crate::failures::FailureCounters>,
 }

@@ -300,15 +300,7 @@ async fn unjoined_rooms_expire_and_the_per_user_limit_holds_across_slots() {
         s.rooms.join("u1", member("t", "a")).await.unwrap(),
         JoinOutcome::NoSuchRoom
     );
-    let left: Vec<String> = s
-        .rooms
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(left, vec!["u0".to_owned()]);
+    assert_eq!(room_ids(&*s.rooms).await, vec!["u0".to_owned()]);
     // The sweep left no index entry behind.
     let k = spread_keys();
     let mut total = 0;
@@ -495,11 +487,7 @@ async fn a_dead_nodes_state_is_purged_from_every_slot() {
     let _beat_a = a.spawn_liveness();
     let beat_c = c.spawn_liveness();
     for n in [&a, &c] {
-        n.backends()
-            .nodes
-            .publish(&stats(n.node_id(), 1))
-            .await
-            .unwrap();
+        publish_own_stats(n).await;
     }
     let (sa, sc) = (a.backends(), c.backends());
     for i in 0..20 {
@@ -590,104 +578,14 @@ async fn the_spread_layout_behaves_as_the_classic_one() {
     assert_eq!(left, 0, "leaving also clears the node's membership index");
 
     // A purge removes only the dead node's members.
-    rooms.create(room("q", 5)).await.unwrap();
-    rooms.create(room("weird:id", 5)).await.unwrap();
-    rooms.join("r", member("p1", "dead")).await.unwrap();
-    rooms.join("r", member("p2", "alive")).await.unwrap();
-    rooms.join("q", member("p3", "dead")).await.unwrap();
-    rooms.join("weird:id", member("p:4", "dead")).await.unwrap();
-    let mut purged = rooms.purge_node("dead").await.unwrap();
-    purged.sort_by(|x, y| x.room_id.cmp(&y.room_id));
-    let summary: Vec<(&str, usize, bool)> = purged
-        .iter()
-        .map(|p| (p.room_id.as_str(), p.user_count, p.room_deleted))
-        .collect();
-    assert_eq!(
-        summary,
-        [("q", 0, true), ("r", 1, false), ("weird:id", 0, true)]
-    );
-    assert_eq!(
-        rooms.members("r").await.unwrap(),
-        vec![member("p2", "alive")]
-    );
-    assert!(rooms.purge_node("dead").await.unwrap().is_empty());
+    scenarios::purge_node_removes_only_that_nodes_members(&*rooms).await;
 
     // Two nodes racing for the last places never exceed the capacity.
-    const CAPACITY: usize = 7;
-    rooms.create(room("hot", CAPACITY as u32)).await.unwrap();
-    let mut tasks = Vec::new();
-    for (backends, id) in [(a.backends(), "a"), (b.backends(), "b")] {
-        for i in 0..20 {
-            let rooms = backends.rooms.clone();
-            tasks.push(tokio::spawn(async move {
-                rooms
-                    .join("hot", member(&format!("{id}-{i}"), id))
-                    .await
-                    .unwrap()
-            }));
-        }
-    }
-    let mut counts = BTreeSet::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            JoinOutcome::Joined { user_count } => assert!(counts.insert(user_count)),
-            JoinOutcome::Full => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(counts, (1..=CAPACITY).collect());
+    scenarios::two_nodes_racing_joins_never_exceed_capacity(&a.backends(), &b.backends()).await;
 
     // Presence: first and last sockets, lookups, renames, purge.
     let (pa, pb) = (a.backends().presence, b.backends().presence);
-    assert!(pa.socket_connected(online("u", "s1", "a")).await.unwrap());
-    assert!(!pb.socket_connected(online("u", "s2", "b")).await.unwrap());
-    assert!(pb.socket_connected(online("v", "s3", "b")).await.unwrap());
-    assert!(!pa.socket_connected(online("u", "s1", "a")).await.unwrap());
-    let mut all = pa.online().await.unwrap();
-    all.sort_by(|x, y| x.socket_id.cmp(&y.socket_id));
-    assert_eq!(
-        all,
-        vec![
-            online("u", "s1", "a"),
-            online("u", "s2", "b"),
-            online("v", "s3", "b")
-        ]
-    );
-    pa.set_username("u", "s1", "Renamed \"quoted\" / é")
-        .await
-        .unwrap();
-    pa.set_username("other-user", "s2", "ignored")
-        .await
-        .unwrap();
-    assert_eq!(
-        pb.find_socket("s1").await.unwrap().unwrap().username,
-        "Renamed \"quoted\" / é"
-    );
-    assert_eq!(
-        pb.find_socket("s2").await.unwrap().unwrap().username,
-        "name-u"
-    );
-    assert!(!pa.socket_disconnected("u", "s1").await.unwrap());
-    assert!(pb.socket_disconnected("u", "s2").await.unwrap());
-    assert!(!pb.socket_disconnected("u", "s2").await.unwrap());
-    pa.socket_connected(online("w", "w1", "dead"))
-        .await
-        .unwrap();
-    pa.socket_connected(online("w", "w2", "a")).await.unwrap();
-    pa.socket_connected(online("x", "x1", "dead"))
-        .await
-        .unwrap();
-    pa.socket_connected(online("x", "x2", "dead"))
-        .await
-        .unwrap();
-    let offline = pb.purge_node("dead").await.unwrap();
-    assert_eq!(offline.len(), 1, "{offline:?}");
-    assert_eq!(offline[0].user_id, "x");
-    assert_eq!(
-        pa.sockets_of("w").await.unwrap(),
-        vec![online("w", "w2", "a")]
-    );
-    assert!(pb.purge_node("dead").await.unwrap().is_empty());
+    scenarios::presence_first_last_lookup_rename_and_purge(&*pa, &*pb).await;
 }
 
 /// After the cluster lost its data, a node's re-registration puts back its sockets, its

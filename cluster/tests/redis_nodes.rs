@@ -138,11 +138,7 @@ async fn an_expired_node_is_reported_gone_and_purged_exactly_once() {
     let b = node(&server.url(), "b").await;
     let c = node(&server.url(), "c").await;
     for n in [&a, &b, &c] {
-        n.backends()
-            .nodes
-            .publish(&stats(n.node_id(), 1))
-            .await
-            .unwrap();
+        publish_own_stats(n).await;
     }
     let _hb_a = a.spawn_heartbeat(|| stats("a", 1));
     let _hb_b = b.spawn_heartbeat(|| stats("b", 1));

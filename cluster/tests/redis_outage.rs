@@ -145,6 +145,10 @@ async fn outage_fails_fast_then_subscription_and_resync_restore_the_cluster() {
     assert_eq!(report_a.memberships, 1);
     assert_eq!(report_a.rooms_recreated, 1);
     assert!(report_a.stats_republished);
+    assert!(
+        !report_a.purged_by_peers,
+        "Redis lost everything, but no peer purged a: nobody announced its users offline"
+    );
     let report_b = b
         .resync(&LocalSnapshot {
             sockets: vec![online("bob", "b1", "b")],

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
+use cluster::failures::FailureScope;
 use cluster::{History, HistoryScope, JoinOutcome, LeaveOutcome, StateBackends};
 use common::*;
 use fred::prelude::*;
@@ -73,78 +73,15 @@ async fn join_leave_members_and_counts() {
 async fn purge_node_removes_only_that_nodes_members() {
     let server = redis();
     let a = node(&server.url(), "a").await;
-    let rooms = a.backends().rooms;
-    rooms.create(room("r", 5)).await.unwrap();
-    rooms.create(room("q", 5)).await.unwrap();
-    rooms.create(room("weird:id", 5)).await.unwrap();
-    rooms.join("r", member("s1", "dead")).await.unwrap();
-    rooms.join("r", member("s2", "alive")).await.unwrap();
-    rooms.join("q", member("s3", "dead")).await.unwrap();
-    rooms.join("weird:id", member("s:4", "dead")).await.unwrap();
-    let mut purged = rooms.purge_node("dead").await.unwrap();
-    purged.sort_by(|x, y| x.room_id.cmp(&y.room_id));
-    assert_eq!(purged.len(), 3);
-    assert_eq!(purged[0].room_id, "q");
-    assert!(purged[0].room_deleted);
-    assert_eq!(purged[0].user_count, 0);
-    assert_eq!(purged[1].room_id, "r");
-    assert_eq!(purged[1].member, member("s1", "dead"));
-    assert_eq!((purged[1].user_count, purged[1].room_deleted), (1, false));
-    assert_eq!(purged[2].room_id, "weird:id");
-    assert_eq!(purged[2].member.socket_id, "s:4");
-    assert_eq!(
-        rooms.members("r").await.unwrap(),
-        vec![member("s2", "alive")]
-    );
-    assert!(rooms.get("q").await.unwrap().is_none());
-    assert!(rooms.get("weird:id").await.unwrap().is_none());
-    assert!(
-        rooms.purge_node("dead").await.unwrap().is_empty(),
-        "a second purge finds nothing"
-    );
+    scenarios::purge_node_removes_only_that_nodes_members(&*a.backends().rooms).await;
 }
 
 #[tokio::test]
 async fn two_nodes_racing_joins_never_exceed_capacity() {
-    const CAPACITY: usize = 7;
     let server = redis();
     let a = node(&server.url(), "a").await;
     let b = node(&server.url(), "b").await;
-    a.backends()
-        .rooms
-        .create(room("hot", CAPACITY as u32))
-        .await
-        .unwrap();
-    let mut tasks = Vec::new();
-    for (backends, id) in [(a.backends(), "a"), (b.backends(), "b")] {
-        for i in 0..20 {
-            let rooms = backends.rooms.clone();
-            tasks.push(tokio::spawn(async move {
-                rooms
-                    .join("hot", member(&format!("{id}-{i}"), id))
-                    .await
-                    .unwrap()
-            }));
-        }
-    }
-    let mut joined = 0;
-    let mut counts = HashSet::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            JoinOutcome::Joined { user_count } => {
-                joined += 1;
-                assert!(counts.insert(user_count), "count {user_count} given twice");
-            }
-            JoinOutcome::Full => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(joined, CAPACITY);
-    assert_eq!(counts, (1..=CAPACITY).collect());
-    assert_eq!(
-        b.backends().rooms.member_count("hot").await.unwrap(),
-        CAPACITY
-    );
+    scenarios::two_nodes_racing_joins_never_exceed_capacity(&a.backends(), &b.backends()).await;
 }
 
 #[tokio::test]
@@ -152,83 +89,8 @@ async fn presence_first_last_lookup_rename_and_purge() {
     let server = redis();
     let a = node(&server.url(), "a").await;
     let b = node(&server.url(), "b").await;
-    let pa = a.backends().presence;
-    let pb = b.backends().presence;
-    assert!(pa.socket_connected(online("u", "s1", "a")).await.unwrap());
-    assert!(
-        !pb.socket_connected(online("u", "s2", "b")).await.unwrap(),
-        "second socket on another node is not a first"
-    );
-    assert!(pb.socket_connected(online("v", "s3", "b")).await.unwrap());
-    assert!(
-        !pa.socket_connected(online("u", "s1", "a")).await.unwrap(),
-        "re-registering a socket is not a first"
-    );
-    let mut all = pa.online().await.unwrap();
-    all.sort_by(|x, y| x.socket_id.cmp(&y.socket_id));
-    assert_eq!(
-        all,
-        vec![
-            online("u", "s1", "a"),
-            online("u", "s2", "b"),
-            online("v", "s3", "b")
-        ]
-    );
-    let mut of_u = pb.sockets_of("u").await.unwrap();
-    of_u.sort_by(|x, y| x.socket_id.cmp(&y.socket_id));
-    assert_eq!(of_u, vec![online("u", "s1", "a"), online("u", "s2", "b")]);
-    assert!(pa.sockets_of("nobody").await.unwrap().is_empty());
-    assert_eq!(
-        pb.find_socket("s1").await.unwrap(),
-        Some(online("u", "s1", "a"))
-    );
-    assert!(pb.find_socket("zz").await.unwrap().is_none());
-
-    pa.set_username("u", "s1", "Renamed \"quoted\" / é")
-        .await
-        .unwrap();
-    pa.set_username("other-user", "s2", "ignored")
-        .await
-        .unwrap();
-    let s1 = pb.find_socket("s1").await.unwrap().unwrap();
-    assert_eq!(s1.username, "Renamed \"quoted\" / é");
-    assert_eq!(
-        pb.find_socket("s2").await.unwrap().unwrap().username,
-        "name-u"
-    );
-
-    assert!(!pa.socket_disconnected("u", "s1").await.unwrap());
-    assert!(
-        pb.socket_disconnected("u", "s2").await.unwrap(),
-        "last socket"
-    );
-    assert!(
-        !pb.socket_disconnected("u", "s2").await.unwrap(),
-        "a second disconnect is not a second offline"
-    );
-
-    // Purge: w has sockets on both nodes (stays online), x only on the dead one.
-    pa.socket_connected(online("w", "w1", "dead"))
-        .await
-        .unwrap();
-    pa.socket_connected(online("w", "w2", "a")).await.unwrap();
-    pa.socket_connected(online("x", "x1", "dead"))
-        .await
-        .unwrap();
-    pa.socket_connected(online("x", "x2", "dead"))
-        .await
-        .unwrap();
-    let offline = pb.purge_node("dead").await.unwrap();
-    assert_eq!(offline.len(), 1, "{offline:?}");
-    assert_eq!(offline[0].user_id, "x");
-    assert_eq!(offline[0].node_id, "dead");
-    assert!(pa.find_socket("w1").await.unwrap().is_none());
-    assert_eq!(
-        pa.sockets_of("w").await.unwrap(),
-        vec![online("w", "w2", "a")]
-    );
-    assert!(pa.sockets_of("x").await.unwrap().is_empty());
-    assert!(pb.purge_node("dead").await.unwrap().is_empty());
+    let (pa, pb) = (a.backends().presence, b.backends().presence);
+    scenarios::presence_first_last_lookup_rename_and_purge(&*pa, &*pb).await;
 }
 
 #[tokio::test]
@@ -371,6 +233,55 @@ async fn game_sequence_from_two_nodes_has_no_gaps_or_repeats() {
     all.sort_unstable();
     assert_eq!(all, (1..=400).collect::<Vec<u64>>());
     assert_eq!(a.backends().games.next("other").await.unwrap(), 1);
+}
+
+/// Failures recorded through one node count on every node, and a window ends with its key.
+#[tokio::test]
+async fn failure_windows_are_shared_by_the_nodes_and_end_with_their_length() {
+    let server = redis();
+    let a = node(&server.url(), "a").await;
+    let b = node(&server.url(), "b").await;
+    let user = FailureScope::RoomPasswordsOfUser("u".into());
+    let room = FailureScope::PasswordsOfRoom("u".into());
+    let minute = Duration::from_secs(60);
+    assert_eq!(a.backends().failures.window(&user).await.unwrap().count, 0);
+    a.backends().failures.record(&user, minute).await.unwrap();
+    let w = b.backends().failures.record(&user, minute).await.unwrap();
+    assert_eq!(w.count, 2, "b counts on top of a's failure");
+    assert!(w.remaining > Duration::from_secs(55) && w.remaining <= minute);
+    let seen = a.backends().failures.window(&user).await.unwrap();
+    assert_eq!(seen.count, 2);
+    assert_eq!(
+        b.backends().failures.window(&room).await.unwrap().count,
+        0,
+        "a room and a user of the same id are different scopes"
+    );
+    let raw = raw_client(&server.url()).await;
+    let ttl: i64 = raw.pttl("gateway:pwfail:user:u").await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 60_000,
+        "the counter expires with its window: {ttl}"
+    );
+
+    let short = Duration::from_millis(300);
+    b.backends().failures.record(&room, short).await.unwrap();
+    let failures = a.backends().failures.clone();
+    let room2 = room.clone();
+    wait_for("the short window to end", Duration::from_secs(5), || {
+        let (failures, room) = (failures.clone(), room2.clone());
+        async move { (failures.window(&room).await.unwrap().count == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        a.backends()
+            .failures
+            .record(&room, short)
+            .await
+            .unwrap()
+            .count,
+        1,
+        "a new window starts from one"
+    );
 }
 
 #[tokio::test]

@@ -38,13 +38,13 @@ pub struct StateLimits {
     #[arg(long, env = "GAME_SEQ_TTL_SECS", default_value_t = 24 * 3600,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub game_seq_ttl_secs: u64,
-    /// Wrong room passwords one user may send per minute (per node) before further attempts
-    /// are refused until the minute ends.
+    /// Wrong room passwords one user may send per minute (cluster-wide) before further
+    /// attempts are refused until the minute ends.
     #[arg(long, env = "ROOM_PASSWORD_FAILURES_PER_USER", default_value_t = 5,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub room_password_failures_per_user: u32,
-    /// Wrong passwords one room may receive per minute (per node) before further attempts to
-    /// join it with a password are refused until the minute ends.
+    /// Wrong passwords one room may receive per minute (cluster-wide) before further attempts
+    /// to join it with a password are refused until the minute ends.
     #[arg(long, env = "ROOM_PASSWORD_FAILURES_PER_ROOM", default_value_t = 20,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub room_password_failures_per_room: u32,
@@ -54,12 +54,16 @@ pub struct StateLimits {
 pub const PASSWORD_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl StateLimits {
-    /// The node's password guard with these limits.
-    pub fn password_guard(&self) -> crate::password_guard::PasswordGuard {
+    /// The node's password guard with these limits, counting failures in `failures`.
+    pub fn password_guard(
+        &self,
+        failures: std::sync::Arc<dyn cluster::failures::FailureCounters>,
+    ) -> crate::password_guard::PasswordGuard {
         crate::password_guard::PasswordGuard::new(
             self.room_password_failures_per_user,
             self.room_password_failures_per_room,
             PASSWORD_FAILURE_WINDOW,
+            failures,
         )
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -44,17 +46,8 @@ fn gateway() -> Command {
 /// Starts `gateway --dev` on an ephemeral port and reads its one stdout line.
 fn start(extra: &[&str]) -> Node {
     let mut child = gateway()
-        .args([
-            "--dev",
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--drain-secs",
-            "0",
-            "--grace-secs",
-            "3",
-        ])
+        .args(common::DEV_ON_LOOPBACK)
+        .args(common::QUICK_SHUTDOWN)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

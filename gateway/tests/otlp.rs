@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -83,19 +85,9 @@ async fn request_spans_are_exported_to_the_configured_collector_and_flushed_on_e
 
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args([
-                "--dev",
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--server-id",
-                "otlp-node",
-                "--drain-secs",
-                "0",
-                "--grace-secs",
-                "3",
-            ])
+            .args(common::DEV_ON_LOOPBACK)
+            .args(["--server-id", "otlp-node"])
+            .args(common::QUICK_SHUTDOWN)
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://{collector_addr}"),

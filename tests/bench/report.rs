@@ -62,6 +62,37 @@ struct Row {
     met: String,
 }
 
+impl Row {
+    /// A figure of both stacks, `notes` saying why one is missing; no target.
+    fn figure(
+        figure: String,
+        (gateway, node): (Option<f64>, Option<f64>),
+        decimals: usize,
+        (gateway_note, node_note): (Option<String>, Option<String>),
+    ) -> Self {
+        Row {
+            prefix: ("", ""),
+            figure,
+            gateway,
+            node,
+            decimals,
+            gateway_note,
+            node_note,
+            target: String::new(),
+            met: String::new(),
+        }
+    }
+
+    /// The same row with the gateway's target and whether it is met.
+    fn target(self, target: String, met: String) -> Self {
+        Row {
+            target,
+            met,
+            ..self
+        }
+    }
+}
+
 fn cell(v: Option<f64>, decimals: usize, note: &Option<String>) -> String {
     match (v, note) {
         (Some(_), _) => num(v, decimals),
@@ -154,30 +185,19 @@ fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
     );
     let is_target_point =
         topology == "cluster" && cfg.fanout_clients == 3_000 && offered >= 300_000.0;
-    let mut push = |figure: String,
-                    f: &dyn Fn(&Step) -> Option<f64>,
-                    decimals,
-                    target: String,
-                    met: String| {
-        rows.push(Row {
-            prefix: ("", ""),
+    let row = |figure: String, f: &dyn Fn(&Step) -> Option<f64>, decimals| {
+        Row::figure(
             figure,
-            gateway: fixed(g, f),
-            node: fixed(n, f),
+            (fixed(g, f), fixed(n, f)),
             decimals,
-            gateway_note: gn.clone(),
-            node_note: nn.clone(),
-            target,
-            met,
-        });
+            (gn.clone(), nn.clone()),
+        )
     };
-    push(
+    rows.push(row(
         format!("Fan-out: deliveries/s ({at})"),
         &|s| Some(s.deliveries_per_sec),
         0,
-        String::new(),
-        String::new(),
-    );
+    ));
     let g_p99 = fixed(g, |s| s.p99_ms);
     let g_lost = fixed(g, |s| Some(s.lost as f64));
     let (p99_target, p99_met) = if topology == "cluster" {
@@ -190,43 +210,41 @@ fn fanout_rows(results: &Results, topology: &str, rows: &mut Vec<Row>) {
     } else {
         (String::new(), String::new())
     };
-    push(
+    rows.push(row(
         format!("Fan-out: latency p50, ms ({label})"),
         &|s| s.p50_ms,
         1,
-        String::new(),
-        String::new(),
+    ));
+    rows.push(
+        row(
+            format!("Fan-out: latency p99, ms ({label})"),
+            &|s| s.p99_ms,
+            1,
+        )
+        .target(p99_target, p99_met),
     );
-    push(
-        format!("Fan-out: latency p99, ms ({label})"),
-        &|s| s.p99_ms,
-        1,
-        p99_target,
-        p99_met,
-    );
-    push(
+    rows.push(row(
         format!("Fan-out: latency p999, ms ({label})"),
         &|s| s.p999_ms,
         1,
-        String::new(),
-        String::new(),
-    );
-    push(
+    ));
+    rows.push(row(
         format!("Fan-out: deliveries lost ({label})"),
         &|s| Some(s.lost as f64),
         0,
-        String::new(),
-        String::new(),
-    );
+    ));
     let cpu_g = fixed(g, |s| s.server_cpu_secs_per_million);
     let cpu_n = fixed(n, |s| s.server_cpu_secs_per_million);
     let cpu_met = ratio(cpu_g, cpu_n).map(|r| r <= 0.25);
-    push(
-        format!("Fan-out: server CPU-seconds per million deliveries, servers + Redis ({label})"),
-        &|s| s.server_cpu_secs_per_million,
-        2,
-        "ratio ≤ 0.25".into(),
-        verdict(cpu_met),
+    rows.push(
+        row(
+            format!(
+                "Fan-out: server CPU-seconds per million deliveries, servers + Redis ({label})"
+            ),
+            &|s| s.server_cpu_secs_per_million,
+            2,
+        )
+        .target("ratio ≤ 0.25".into(), verdict(cpu_met)),
     );
     rows.push(Row {
         prefix: ("", ""),
@@ -354,16 +372,11 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
     }
     let held = |r: Option<&IdleRun>| r.filter(|r| r.error.is_none()).map(|r| r.held as f64);
     let g_held = held(g);
-    rows.push(Row {
-        prefix: ("", ""),
-        figure: "Idle connections held by one node at the end".into(),
-        gateway: g_held,
-        node: held(n),
-        decimals: 0,
-        gateway_note: why_missing(g),
-        node_note: why_missing(n),
-        target: "gateway 100,000".into(),
-        met: match g_held {
+    let figure = "Idle connections held by one node at the end".into();
+    let notes = (why_missing(g), why_missing(n));
+    rows.push(Row::figure(figure, (g_held, held(n)), 0, notes).target(
+        "gateway 100,000".into(),
+        match g_held {
             _ if skipped(g, 100_000).is_some() => "not measured (open-file limit)".into(),
             Some(h) if results.config.idle_gateway.contains(&100_000) => {
                 verdict(Some(h >= 100_000.0))
@@ -371,7 +384,7 @@ fn idle_rows(results: &Results, rows: &mut Vec<Row>) {
             Some(_) => "n/a (quick sizes)".into(),
             None => verdict(None),
         },
-    });
+    ));
 }
 
 fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
@@ -396,43 +409,36 @@ fn conn_rows(results: &Results, rows: &mut Vec<Row>) {
     });
 }
 
+/// `N clients in M rooms`, thousands grouped.
+fn clients_in_rooms(clients: usize, rooms: usize) -> String {
+    format!(
+        "{} clients in {} rooms",
+        format_thousands(clients as f64, 0),
+        format_thousands(rooms as f64, 0)
+    )
+}
+
 fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
     let (g, n) = by_stack(&results.many_rooms, |_| true);
     let cfg = &results.config;
     let label = format!(
-        "{} clients in {} rooms, 3 nodes, {} msg/s",
-        format_thousands(cfg.rooms_clients as f64, 0),
-        format_thousands(cfg.rooms_count as f64, 0),
+        "{}, 3 nodes, {} msg/s",
+        clients_in_rooms(cfg.rooms_clients, cfg.rooms_count),
         cfg.rooms_msgs_per_sec
     );
     let step = |r: Option<&ManyRoomsRun>| r.and_then(|r| r.step.clone());
     let (gs, ns) = (step(g), step(n));
-    let mut push = |figure: String,
-                    gv: Option<f64>,
-                    nv: Option<f64>,
-                    decimals,
-                    target: String,
-                    met: String| {
-        rows.push(Row {
-            prefix: ("", ""),
-            figure,
-            gateway: gv,
-            node: nv,
-            decimals,
-            gateway_note: why_missing(g),
-            node_note: why_missing(n),
-            target,
-            met,
-        });
+    let row = |figure: String, values, decimals| {
+        Row::figure(figure, values, decimals, (why_missing(g), why_missing(n)))
     };
-    push(
+    rows.push(row(
         format!("Many rooms: Redis CPU-seconds during the step ({label})"),
-        gs.as_ref().map(|s| s.cpu.redis),
-        ns.as_ref().map(|s| s.cpu.redis),
+        (
+            gs.as_ref().map(|s| s.cpu.redis),
+            ns.as_ref().map(|s| s.cpu.redis),
+        ),
         2,
-        String::new(),
-        String::new(),
-    );
+    ));
     let per_msg = |r: Option<&ManyRoomsRun>, node: usize| {
         r.and_then(|r| {
             let s = r.step.as_ref()?;
@@ -446,42 +452,33 @@ fn rooms_rows(results: &Results, rows: &mut Vec<Row>) {
         })
     };
     let g_idle_node = per_msg(g, 2);
-    push(
-        format!(
-            "Many rooms: bytes node 3 (users, no room members) received from Redis per room message, background subtracted ({label})"
-        ),
-        g_idle_node,
-        per_msg(n, 2),
-        1,
+    let figure = format!(
+        "Many rooms: bytes node 3 (users, no room members) received from Redis per room message, background subtracted ({label})"
+    );
+    rows.push(row(figure, (g_idle_node, per_msg(n, 2)), 1).target(
         "gateway ≈ 0 (< 1 byte per message)".into(),
         g_idle_node.map_or_else(|| verdict(None), |b| verdict(Some(b < 1.0))),
+    ));
+    let figure = format!(
+        "Many rooms: bytes node 1 (holds half the rooms) received from Redis per room message, background subtracted ({label})"
     );
-    push(
-        format!(
-            "Many rooms: bytes node 1 (holds half the rooms) received from Redis per room message, background subtracted ({label})"
-        ),
-        per_msg(g, 0),
-        per_msg(n, 0),
-        1,
-        String::new(),
-        String::new(),
-    );
-    push(
+    rows.push(row(figure, (per_msg(g, 0), per_msg(n, 0)), 1));
+    rows.push(row(
         format!("Many rooms: latency p99, ms ({label})"),
-        gs.as_ref().and_then(|s| s.p99_ms),
-        ns.as_ref().and_then(|s| s.p99_ms),
+        (
+            gs.as_ref().and_then(|s| s.p99_ms),
+            ns.as_ref().and_then(|s| s.p99_ms),
+        ),
         1,
-        String::new(),
-        String::new(),
-    );
-    push(
+    ));
+    rows.push(row(
         format!("Many rooms: deliveries lost ({label})"),
-        gs.as_ref().map(|s| s.lost as f64),
-        ns.as_ref().map(|s| s.lost as f64),
+        (
+            gs.as_ref().map(|s| s.lost as f64),
+            ns.as_ref().map(|s| s.lost as f64),
+        ),
         0,
-        String::new(),
-        String::new(),
-    );
+    ));
 }
 
 fn step_table(out: &mut String, steps: &[(&str, &Step)]) {
@@ -660,14 +657,7 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
                 num(Some(*count as f64), 0)
             );
         }
-        if let Some(e) = &run.error {
-            let _ = writeln!(
-                out,
-                "| {} | failed: {} | | | |",
-                run.stack.label(),
-                short(e.clone())
-            );
-        }
+        failed_row(&mut out, run.stack, &run.error, 3);
     }
     let _ = writeln!(
         out,
@@ -702,14 +692,7 @@ pub fn render(results: &Results, charts_dir: &str) -> String {
                 s.first_error.clone().map(short).unwrap_or_default()
             );
         }
-        if let Some(e) = &run.error {
-            let _ = writeln!(
-                out,
-                "| {} | failed: {} | | | | | | | |",
-                run.stack.label(),
-                short(e.clone())
-            );
-        }
+        failed_row(&mut out, run.stack, &run.error, 7);
     }
     out.push_str("\n### Many rooms (3 nodes + Redis; room r's members all on node 1 + r mod 2; node 3 holds users in no room; a random member sends to its room)\n\n");
     for run in &results.many_rooms {
@@ -752,60 +735,74 @@ fn shards_rows(results: &Results, rows: &mut Vec<Row>) {
     let (classic, _) = by_stack(&results.shards, |r| r.mode == AdapterMode::Classic);
     let cfg = &results.config;
     let label = format!(
-        "{} clients in {} rooms on 2 of 3 nodes, 3 primaries, {} msg/s",
-        format_thousands(cfg.shards_clients as f64, 0),
-        format_thousands(cfg.shards_rooms as f64, 0),
+        "{} on 2 of 3 nodes, 3 primaries, {} msg/s",
+        clients_in_rooms(cfg.shards_clients, cfg.shards_rooms),
         cfg.shards_msgs_per_sec
     );
     let share = |r: Option<&ShardsRun>| {
         r.and_then(|r| shards::largest_share(&r.primaries))
             .map(|s| s * 100.0)
     };
+    let notes = || (why_missing(g), why_missing(n));
     let gs = share(g);
-    rows.push(Row {
-        prefix: ("", ""),
-        figure: format!(
-            "Shards, sharded mode: largest primary's share of the Redis CPU, % ({label})"
+    rows.push(
+        Row::figure(
+            format!("Shards, sharded mode: largest primary's share of the Redis CPU, % ({label})"),
+            (gs, share(n)),
+            0,
+            notes(),
+        )
+        .target(
+            format!("≤ {:.0} %", shards::MAX_PRIMARY_SHARE * 100.0),
+            verdict(gs.map(|s| s <= shards::MAX_PRIMARY_SHARE * 100.0)),
         ),
-        gateway: gs,
-        node: share(n),
-        decimals: 0,
-        gateway_note: why_missing(g),
-        node_note: why_missing(n),
-        target: format!("≤ {:.0} %", shards::MAX_PRIMARY_SHARE * 100.0),
-        met: verdict(gs.map(|s| s <= shards::MAX_PRIMARY_SHARE * 100.0)),
-    });
+    );
     let foreign = |r: Option<&ShardsRun>| {
         r.and_then(ShardsRun::worst_foreign_share)
             .map(|s| s * 100.0)
     };
     let gf = foreign(g);
-    rows.push(Row {
-        prefix: ("", ""),
-        figure: format!(
-            "Shards, sharded mode: what a node received from Redis for rooms it has no member of, as % of a member node's bytes per message, worst node, background subtracted ({label})"
+    rows.push(
+        Row::figure(
+            format!(
+                "Shards, sharded mode: what a node received from Redis for rooms it has no member of, as % of a member node's bytes per message, worst node, background subtracted ({label})"
+            ),
+            (gf, foreign(n)),
+            2,
+            notes(),
+        )
+        .target(
+            format!("< {:.0} % (none)", shards::MAX_FOREIGN_SHARE * 100.0),
+            verdict(gf.map(|s| s < shards::MAX_FOREIGN_SHARE * 100.0)),
         ),
-        gateway: gf,
-        node: foreign(n),
-        decimals: 2,
-        gateway_note: why_missing(g),
-        node_note: why_missing(n),
-        target: format!("< {:.0} % (none)", shards::MAX_FOREIGN_SHARE * 100.0),
-        met: verdict(gf.map(|s| s < shards::MAX_FOREIGN_SHARE * 100.0)),
-    });
-    rows.push(Row {
-        prefix: ("", ""),
-        figure: format!(
-            "Shards, gateway classic mode: largest primary's share of the Redis CPU, % ({label}; Node.js column: its sharded adapter)"
+    );
+    rows.push(
+        Row::figure(
+            format!(
+                "Shards, gateway classic mode: largest primary's share of the Redis CPU, % ({label}; Node.js column: its sharded adapter)"
+            ),
+            (share(classic), share(n)),
+            0,
+            (why_missing(classic), why_missing(n)),
+        )
+        .target(
+            "reference (classic `PUBLISH` reaches every primary)".into(),
+            String::new(),
         ),
-        gateway: share(classic),
-        node: share(n),
-        decimals: 0,
-        gateway_note: why_missing(classic),
-        node_note: why_missing(n),
-        target: "reference (classic `PUBLISH` reaches every primary)".into(),
-        met: String::new(),
-    });
+    );
+}
+
+/// A table row saying the run failed and why, with `empty` cells after it.
+fn failed_row(out: &mut String, stack: Stack, error: &Option<String>, empty: usize) {
+    if let Some(e) = error {
+        let cells = " |".repeat(empty);
+        let _ = writeln!(
+            out,
+            "| {} | failed: {} |{cells}",
+            stack.label(),
+            short(e.clone())
+        );
+    }
 }
 
 fn list(bytes: &[u64]) -> String {

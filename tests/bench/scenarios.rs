@@ -345,6 +345,69 @@ pub(crate) struct Publishing<'a> {
     pub(crate) rooms: usize,
 }
 
+/// Room members `per_room` to a room, room by room: client `i` is in room `i / per_room`.
+pub(crate) struct Members<'a> {
+    pub(crate) clients: &'a [Client],
+    pub(crate) room_ids: &'a [String],
+    pub(crate) per_room: usize,
+}
+
+impl Members<'_> {
+    /// A step that publishes into these rooms: each message reaches the other members of its
+    /// room.
+    pub(crate) fn publishing<'a>(
+        &self,
+        recorder: &'a Arc<Recorder>,
+        deployment: &'a Deployment,
+        (step, msgs_per_sec, secs): (usize, f64, f64),
+    ) -> Publishing<'a> {
+        Publishing {
+            recorder,
+            deployment,
+            step,
+            msgs_per_sec,
+            secs,
+            receivers_per_message: (self.per_room - 1) as u64,
+            rooms: self.room_ids.len(),
+        }
+    }
+
+    /// What [`Publishing::run`] sends next: from a random member of `room`.
+    pub(crate) fn sender(&self, room: usize, rng: &mut SplitMix64) -> (Client, usize, String) {
+        let member = room * self.per_room + rng.below(self.per_room);
+        (
+            self.clients[member].clone(),
+            room,
+            self.room_ids[room].clone(),
+        )
+    }
+}
+
+/// Every client joins room `room_of(i)`, `parallel` at a time; a refusal fails the run.
+pub(crate) async fn join_rooms(
+    clients: &[Client],
+    parallel: usize,
+    room_of: impl Fn(usize) -> String,
+) -> Result<()> {
+    let joins: Vec<_> = stream::iter(clients.iter().enumerate().map(|(i, c)| {
+        let room = room_of(i);
+        async move {
+            c.request("join room", json!({ "roomId": room }), REQUEST_TIMEOUT)
+                .await
+        }
+    }))
+    .buffer_unordered(parallel)
+    .collect()
+    .await;
+    for ack in joins {
+        let ack = ack.context("a client's join room")?;
+        if ack["success"] != true {
+            bail!("join room: {ack}");
+        }
+    }
+    Ok(())
+}
+
 impl Publishing<'_> {
     pub(crate) async fn run<F>(self, mut next: F) -> Result<Step>
     where
@@ -482,22 +545,10 @@ async fn fanout_setup(
             }
         }
     }
-    let joins: Vec<_> = stream::iter(receivers.iter().enumerate().map(|(i, c)| {
-        let room = rooms[i % rooms.len()].clone();
-        async move {
-            c.request("join room", json!({ "roomId": room }), REQUEST_TIMEOUT)
-                .await
-        }
-    }))
-    .buffer_unordered(cfg_parallel(bench))
-    .collect()
-    .await;
-    for ack in joins {
-        let ack = ack.context("a receiver's join room")?;
-        if ack["success"] != true {
-            bail!("join room: {ack}");
-        }
-    }
+    join_rooms(&receivers, cfg_parallel(bench), |i| {
+        rooms[i % rooms.len()].clone()
+    })
+    .await?;
     for room in &rooms {
         let ack = publisher
             .request("join room", json!({ "roomId": room }), REQUEST_TIMEOUT)
@@ -1046,22 +1097,15 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
             bail!("create room {room}: {ack}");
         }
     }
-    let joins: Vec<_> = stream::iter(clients.iter().enumerate().map(|(i, c)| {
-        let room = room_ids[i / per_room].clone();
-        async move {
-            c.request("join room", json!({ "roomId": room }), REQUEST_TIMEOUT)
-                .await
-        }
-    }))
-    .buffer_unordered(cfg_parallel(bench))
-    .collect()
-    .await;
-    for ack in joins {
-        let ack = ack?;
-        if ack["success"] != true {
-            bail!("join room: {ack}");
-        }
-    }
+    let members = Members {
+        clients: &clients,
+        room_ids: &room_ids,
+        per_room,
+    };
+    join_rooms(&clients, cfg_parallel(bench), |i| {
+        room_ids[i / per_room].clone()
+    })
+    .await?;
     run.setup_secs = Some(started.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let redis_port = deployment
@@ -1076,20 +1120,15 @@ async fn many_rooms_inner(bench: &Bench, stack: Stack, run: &mut ManyRoomsRun) -
     let before = procs::bytes_received_from(redis_port)?;
     run.redis_background_bytes_per_node = per_pid_delta(&pids, &quiet_start, &before);
     let mut rng = SplitMix64(0x5eed);
-    let publishing = Publishing {
-        recorder: &recorder,
-        deployment: &deployment,
-        step: 0,
-        msgs_per_sec: cfg.rooms_msgs_per_sec,
-        secs: cfg.rooms_secs,
-        receivers_per_message: (per_room - 1) as u64,
-        rooms: cfg.rooms_count,
-    };
-    let step = publishing
+    let step = members
+        .publishing(
+            &recorder,
+            &deployment,
+            (0, cfg.rooms_msgs_per_sec, cfg.rooms_secs),
+        )
         .run(|_| {
             let room = rng.below(cfg.rooms_count);
-            let member = room * per_room + rng.below(per_room);
-            (clients[member].clone(), room, room_ids[room].clone())
+            members.sender(room, &mut rng)
         })
         .await?;
     let after = procs::bytes_received_from(redis_port)?;

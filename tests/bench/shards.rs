@@ -24,7 +24,7 @@ use testkit::redis_cluster::{NodeUsage, RedisCluster, RedisClusterSpec};
 use crate::hist::Recorder;
 use crate::procs::{self, AdapterMode, CpuSample, Deployment, Stack};
 use crate::scenarios::{
-    self, Bench, Config, Publishing, REQUEST_TIMEOUT, SplitMix64, Step, cfg_parallel,
+    self, Bench, Config, Members, REQUEST_TIMEOUT, SplitMix64, Step, cfg_parallel,
 };
 
 /// Gateway nodes (and Node.js nodes) in the scenario.
@@ -399,22 +399,15 @@ async fn shards_inner(bench: &Bench, run: &mut ShardsRun) -> Result<()> {
     .collect()
     .await;
     creates.into_iter().collect::<Result<Vec<()>>>()?;
-    let joins: Vec<_> = stream::iter(clients.iter().enumerate().map(|(i, c)| {
-        let room = room_ids[i / per_room].clone();
-        async move {
-            c.request("join room", json!({ "roomId": room }), REQUEST_TIMEOUT)
-                .await
-        }
-    }))
-    .buffer_unordered(cfg_parallel(bench))
-    .collect()
-    .await;
-    for ack in joins {
-        let ack = ack?;
-        if ack["success"] != true {
-            bail!("join room: {ack}");
-        }
-    }
+    let members = Members {
+        clients: &clients,
+        room_ids: &room_ids,
+        per_room,
+    };
+    scenarios::join_rooms(&clients, cfg_parallel(bench), |i| {
+        room_ids[i / per_room].clone()
+    })
+    .await?;
     run.setup_secs = Some(started.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pids = deployment.server_pids();
@@ -435,20 +428,15 @@ async fn shards_inner(bench: &Bench, run: &mut ShardsRun) -> Result<()> {
         let rooms = rooms_of_group(cfg.shards_rooms, group);
         let before = procs::bytes_received_from_any(&ports)?;
         let phase_start = Instant::now();
-        let publishing = Publishing {
-            recorder: &recorder,
-            deployment: &deployment,
-            step: group,
-            msgs_per_sec: cfg.shards_msgs_per_sec,
-            secs: cfg.shards_phase_secs,
-            receivers_per_message: (per_room - 1) as u64,
-            rooms: cfg.shards_rooms,
-        };
-        let step = publishing
+        let step = members
+            .publishing(
+                &recorder,
+                &deployment,
+                (group, cfg.shards_msgs_per_sec, cfg.shards_phase_secs),
+            )
             .run(|_| {
                 let room = rooms[rng.below(rooms.len())];
-                let member = room * per_room + rng.below(per_room);
-                (clients[member].clone(), room, room_ids[room].clone())
+                members.sender(room, &mut rng)
             })
             .await?;
         let after = procs::bytes_received_from_any(&ports)?;

@@ -151,6 +151,54 @@ describe('node failure', () => {
     assert.equal((await call(watcher.socket, 'get room info', roomId))?.room?.userCount, 2);
   });
 
+  test('SIGSTOP past the liveness TTL, then SIGCONT: peers announce its users offline and its members gone; back, the node registers again and announces them online and joined again, once', { timeout: 60_000 }, async (t) => {
+    const TTL = 3;
+    const cluster = await startCluster(t, { nodes: 2, statsTtl: TTL });
+    const [A, C] = cluster.nodes;
+    for (const gw of cluster.nodes) await waitForStatsIds(gw, cluster.ids, TTL * 1000 + 3000, 'before the stall');
+    const watcher = await userOn(cluster, A, newUser('watchA'), { t });
+    const sleeperUser = newUser('sleeper');
+    const sleeper = await userOn(cluster, C, sleeperUser, { t });
+    const roomId = newRoomId('stallroom');
+    assert.equal((await call(watcher.socket, 'create room', { roomId, roomName: 'Stall' }))?.success, true);
+    for (const m of [watcher, sleeper]) assert.equal((await call(m.socket, 'join room', { roomId }))?.success, true);
+    const isSleeper = (e) => e?.userId === sleeperUser.userId;
+    const offline = record(watcher.socket, 'user offline');
+    const online = record(watcher.socket, 'user online');
+    const left = record(watcher.socket, 'user left');
+    const joined = record(watcher.socket, 'user joined');
+
+    // A frozen VM or a long pause: the process holds its clients but does nothing.
+    process.kill(C.pid, 'SIGSTOP');
+    let stopped = true;
+    t.after(() => stopped && process.kill(C.pid, 'SIGCONT'));
+    await waitForEntries(offline, isSleeper, {
+      ms: TTL * 1000 + 6000,
+      what: `user offline for ${sleeperUser.userId} once peers took the stalled ${C.serverId} for dead`,
+    });
+    await waitForEntries(left, (e) => isSleeper(e) && e.roomId === roomId, { ms: 3000, what: 'user left for the stalled node\'s member' });
+    process.kill(C.pid, 'SIGCONT');
+    stopped = false;
+
+    await waitForEntries(online, isSleeper, {
+      ms: 10_000,
+      what: `user online for ${sleeperUser.userId} once ${C.serverId} resumed and registered again`,
+    });
+    await waitForEntries(joined, (e) => isSleeper(e) && e.roomId === roomId, { ms: 5000, what: 'user joined for the member back in the room' });
+    const back = joined.find((e) => isSleeper(e) && e.roomId === roomId);
+    assert.deepEqual(back, { socketId: sleeper.socket.id, userId: sleeperUser.userId, username: sleeperUser.username, roomId, userCount: 2 });
+    const { users } = await call(watcher.socket, 'get online users');
+    assert.ok(users.some((u) => u.id === sleeperUser.userId), `the resumed node's user is not listed online: ${JSON.stringify(users)}`);
+    assert.equal((await call(watcher.socket, 'get room info', roomId))?.room?.userCount, 2);
+    // Its socket never left, and talks across nodes again.
+    const got = once(sleeper.socket, 'room message', 5000);
+    assert.equal((await call(watcher.socket, 'room message', { roomId, message: 'welcome back' }))?.success, true);
+    assert.equal((await got).message, 'welcome back');
+    // Announced once: no second `user online` for it by now.
+    await barrier(watcher.socket);
+    assert.deepEqual(online.filter(isSleeper), [{ userId: sleeperUser.userId, username: sleeperUser.username }]);
+  });
+
   test('SIGTERM: server_shutdown on cluster:message, server shutdown to its clients, it leaves /cluster/stats long before its TTL, its users go offline', { timeout: 90_000 }, async (t) => {
     const TTL = 30;
     const DRAIN = 2;

@@ -2,22 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import {
-  RFC3339,
-  TRANSPORTS,
-  ask,
-  barrier,
-  client,
-  closeAll,
-  collect,
-  connectUser,
-  connected,
-  newRoomId,
-  newUser,
-  once,
-  startGateway,
-  test,
-  waitFor,
-  T,
+  RFC3339, TRANSPORTS, ask, barrier, client, closeAll, collect, connectUser, connected, newRoomId,
+  newUser, once, startGateway, test, waitFor, T,
 } from './support/gateway.mjs';
 import { expectAccepted } from './support/rules.mjs';
 

@@ -6,32 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
 import {
-  TRANSPORTS,
-  client,
-  closeAll,
-  connectError,
-  connectUser,
-  connected,
-  http,
-  newUser,
-  once,
-  runGatewayToExit,
-  startGateway,
-  suiteGateway,
-  test,
-  waitFor,
-  T,
+  TRANSPORTS, client, closeAll, connectError, connectUser, connected, http, newUser, once,
+  runGatewayToExit, startGateway, suiteGateway, test, waitFor, T,
 } from './support/gateway.mjs';
 import {
-  asymmetricKey,
-  badSignatureToken,
-  claims,
-  expiredToken,
-  rs256Token,
-  signHmac,
-  unsignedToken,
-  userToken,
-  wrongHmacAlgorithmToken,
+  asymmetricKey, badSignatureToken, claims, expiredToken, rs256Token, signHmac, unsignedToken,
+  userToken, wrongHmacAlgorithmToken,
 } from './support/jwt.mjs';
 
 const NAMESPACES = ['/', '/chat', '/game', '/admin'];

@@ -5,20 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import {
-  ask,
-  client,
-  closeAll,
-  collect,
-  connectError,
-  connectUser,
-  http,
-  newUser,
-  once,
-  startGateway,
-  suiteGateway,
-  test,
-  waitFor,
-  T,
+  ask, client, closeAll, collect, connectError, connectUser, http, newUser, once, startGateway,
+  suiteGateway, test, waitFor, T,
 } from './support/gateway.mjs';
 import { rawPolling, rawWebSocket } from './support/raw.mjs';
 import { expectAccepted, expectRejected } from './support/rules.mjs';

@@ -2,18 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import {
-  RFC3339,
-  TRANSPORTS,
-  barrier,
-  closeAll,
-  collect,
-  connectUser,
-  newUser,
-  once,
-  suiteGateway,
-  test,
-  waitFor,
-  T,
+  RFC3339, TRANSPORTS, barrier, closeAll, collect, connectUser, newUser, once, suiteGateway, test,
+  waitFor, T,
 } from './support/gateway.mjs';
 import { expectAccepted, expectRejected } from './support/rules.mjs';
 

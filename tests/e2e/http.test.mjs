@@ -6,22 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe } from 'node:test';
 import {
-  RFC3339,
-  freePort,
-  runGatewayToExit,
-  client,
-  closeAll,
-  connectError,
-  connectUser,
-  connected,
-  http,
-  newUser,
-  once,
-  startGateway,
-  suiteGateway,
-  test,
-  waitFor,
-  T,
+  RFC3339, freePort, runGatewayToExit, client, closeAll, connectError, connectUser, connected, http,
+  newUser, once, startGateway, suiteGateway, test, waitFor, T,
 } from './support/gateway.mjs';
 import { badSignatureToken, claims } from './support/jwt.mjs';
 

@@ -3,23 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import {
-  RFC3339,
-  TRANSPORTS,
-  ask,
-  barrier,
-  client,
-  closeAll,
-  collect,
-  connectUser,
-  connected,
-  newRoomId,
-  newUser,
-  once,
-  startGateway,
-  suiteGateway,
-  test,
-  waitFor,
-  T,
+  RFC3339, TRANSPORTS, ask, barrier, client, closeAll, collect, connectUser, connected, newRoomId,
+  newUser, once, startGateway, suiteGateway, test, waitFor, T,
 } from './support/gateway.mjs';
 import { rawWebSocket } from './support/raw.mjs';
 import { assertNoSecrets, expectAccepted, expectRejected } from './support/rules.mjs';

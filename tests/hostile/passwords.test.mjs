@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import { ask, closeAll, connectUser, http, newRoomId, newUser, startGateway, test } from '../e2e/support/gateway.mjs';
 import { expectAccepted, expectRejected } from '../e2e/support/rules.mjs';
+import { startCluster } from '../e2e-cluster/support/cluster.mjs';
 
 describe('room password guessing', () => {
   test('ROOM_PASSWORD_FAILURES_PER_USER wrong passwords lock that user out, not others', async (t) => {
@@ -47,6 +48,32 @@ describe('room password guessing', () => {
       await expectAccepted(late.socket, 'join room', { roomId: other, password: 'pw2' });
     } finally {
       closeAll(owner.socket, late.socket, ...guessers.map((g) => g.socket));
+    }
+  });
+
+  test('failures are counted cluster-wide: guesses spread over two nodes hit one limit, on both nodes', async (t) => {
+    const cluster = await startCluster(t, {
+      nodes: 2,
+      args: ['--room-password-failures-per-user', '100', '--room-password-failures-per-room', '4'],
+    });
+    const [A, B] = cluster.nodes;
+    const owner = await connectUser(A, newUser('owner'));
+    const onA = await connectUser(A, newUser('guesserA'));
+    const onB = await connectUser(B, newUser('guesserB'));
+    try {
+      const roomId = newRoomId('vault');
+      await expectAccepted(owner.socket, 'create room', { roomId, roomName: 'v', isPrivate: true, password: 'right' });
+      for (let i = 0; i < 2; i += 1) {
+        await expectRejected(onA.socket, 'join room', { roomId, password: `a-${i}` }, { error: 'Wrong room password' });
+        await expectRejected(onB.socket, 'join room', { roomId, password: `b-${i}` }, { error: 'Wrong room password' });
+      }
+      // Two failures on each node, four in all: the room is closed to password attempts everywhere.
+      for (const guesser of [onA, onB]) {
+        const { ack } = await expectRejected(guesser.socket, 'join room', { roomId, password: 'right' });
+        assert.match(ack.error, /^Too many wrong passwords for this room: try again in \d+ s$/);
+      }
+    } finally {
+      closeAll(owner.socket, onA.socket, onB.socket);
     }
   });
 

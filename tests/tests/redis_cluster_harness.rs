@@ -9,6 +9,16 @@ use testkit::redis_cluster::{
     RedisCluster, RedisClusterError, RedisClusterSpec, Reply, Role, SLOT_COUNT, key_slot,
 };
 
+/// A bulk string reply.
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Some(s.as_bytes().to_vec()))
+}
+
+/// The push a shard (un)subscription gets: `[kind, channel, subscriptions left]`.
+fn push(kind: &str, channel: &str, count: i64) -> Reply {
+    Reply::Array(Some(vec![bulk(kind), bulk(channel), Reply::Integer(count)]))
+}
+
 #[test]
 fn a_cluster_forms_moves_a_slot_and_fails_over_a_primary() -> Result<(), RedisClusterError> {
     let mut cluster = RedisCluster::start()?;
@@ -55,14 +65,9 @@ fn a_cluster_forms_moves_a_slot_and_fails_over_a_primary() -> Result<(), RedisCl
     let channel = "socket.io#/#harness-room#";
     let channel_owner = cluster.slot_owner_of(channel)?;
     let mut subscriber = cluster.connect(channel_owner.port)?;
-    let text = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
     assert_eq!(
         subscriber.command(&["SSUBSCRIBE", channel])?,
-        Reply::Array(Some(vec![
-            text("ssubscribe"),
-            text(channel),
-            Reply::Integer(1)
-        ]))
+        push("ssubscribe", channel, 1)
     );
     assert_eq!(cluster.shard_subscribers(channel)?, 1);
     let elsewhere = cluster
@@ -74,14 +79,7 @@ fn a_cluster_forms_moves_a_slot_and_fails_over_a_primary() -> Result<(), RedisCl
         cluster.migrate_slot(key_slot(channel.as_bytes()), &elsewhere)?,
         0
     );
-    assert_eq!(
-        subscriber.receive()?,
-        Reply::Array(Some(vec![
-            text("sunsubscribe"),
-            text(channel),
-            Reply::Integer(0)
-        ]))
-    );
+    assert_eq!(subscriber.receive()?, push("sunsubscribe", channel, 0));
     assert_eq!(cluster.shard_subscribers(channel)?, 0);
 
     let usage = cluster.primary_usage()?;
@@ -192,7 +190,6 @@ fn a_migrating_slot_keeps_its_shard_channels_on_the_source() -> Result<(), Redis
         .into_iter()
         .find(|p| p.id != source.id)
         .ok_or_else(|| RedisClusterError::Topology("one primary only".into()))?;
-    let text = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
     let mut subscriber = cluster.connect(source.port)?;
     subscriber.command(&["SSUBSCRIBE", channel])?;
 
@@ -208,7 +205,7 @@ fn a_migrating_slot_keeps_its_shard_channels_on_the_source() -> Result<(), Redis
     );
     assert_eq!(
         subscriber.receive()?,
-        Reply::Array(Some(vec![text("smessage"), text(channel), text("during")]))
+        Reply::Array(Some(vec![bulk("smessage"), bulk(channel), bulk("during")]))
     );
     match at_target.command(&["SPUBLISH", channel, "lost"]) {
         Err(RedisClusterError::Reply { message, .. }) => {
@@ -219,14 +216,7 @@ fn a_migrating_slot_keeps_its_shard_channels_on_the_source() -> Result<(), Redis
 
     // Finishing the move drops the subscriber, and the new owner takes publishes.
     assert_eq!(cluster.migrate_slot(slot, &target)?, 0);
-    assert_eq!(
-        subscriber.receive()?,
-        Reply::Array(Some(vec![
-            text("sunsubscribe"),
-            text(channel),
-            Reply::Integer(0)
-        ]))
-    );
+    assert_eq!(subscriber.receive()?, push("sunsubscribe", channel, 0));
     assert_eq!(
         at_target.command(&["SPUBLISH", channel, "after"])?,
         Reply::Integer(0)

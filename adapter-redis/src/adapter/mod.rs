@@ -249,11 +249,12 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), BroadcastError> {
-        if let Some(remote) = self.remote_for(&opts) {
-            self.publish_broadcast(remote, &packet, &opts).await;
-        }
+        let published = match self.remote_for(&opts) {
+            Some(remote) => self.publish_broadcast(remote, &packet, &opts).await,
+            None => Ok(()),
+        };
         if self.targets_other_node(&opts) {
-            return Ok(());
+            return published.map_err(|e| BroadcastError::Adapter(e.into()));
         }
         let mut opts = opts;
         if let Some(observer) = self.observer.get()
@@ -265,9 +266,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             let sids = self.local.sockets(opts.clone());
             observer.before_delivery(self.local.path(), &sids, packet_bytes(&packet));
         }
-        self.local
-            .broadcast(packet, opts)
-            .map_err(BroadcastError::from)
+        let delivered = self.local.broadcast(packet, opts);
+        // The other nodes' loss is the one the caller must hear of (its sender is told); the
+        // local sockets' errors (full queues) are found again by the caller's next broadcast.
+        published.map_err(|e| BroadcastError::Adapter(e.into()))?;
+        delivered.map_err(BroadcastError::from)
     }
 
     async fn broadcast_with_ack(
@@ -352,7 +355,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 close: false,
             };
             match remote.core.request_out(request) {
-                Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
+                Ok((channel, bytes)) => {
+                    let _ = remote.shared.publish_queued(channel, bytes).await;
+                }
                 Err(e) => {
                     inc(&remote.shared.metrics.publish_failures);
                     tracing::warn!(error = %e, "disconnect request not published");

@@ -11,41 +11,39 @@ use crate::metrics::inc;
 use crate::wire::{Flags, Request};
 
 impl<E: SocketEmitter> RedisAdapter<E> {
+    /// Publishes a broadcast for the other nodes. An error means they will not get it (it
+    /// could not be encoded, or the publish queue stayed full); it is counted and logged here.
     pub(super) async fn publish_broadcast(
         &self,
         remote: &Remote,
         packet: &Packet,
         opts: &BroadcastOptions,
-    ) {
+    ) -> Result<(), AdapterError> {
         let Some(target) = self.wire_target(&remote.shared, opts) else {
-            return;
+            return Ok(());
         };
         let Some(value) = event_data(packet) else {
-            return;
-        };
-        let data = match value_to_wire(value) {
-            Ok(d) => d,
-            Err(e) => {
-                inc(&remote.shared.metrics.publish_failures);
-                tracing::warn!(error = %e, "broadcast not published");
-                return;
-            }
+            return Ok(());
         };
         let flags = Flags {
             volatile: opts.has_flag(BroadcastFlags::Volatile),
             timeout_ms: None,
         };
-        match remote
-            .core
-            .broadcast_out(&data, &target, flags, &remote.shared.metrics)
-        {
+        let encoded = value_to_wire(value).and_then(|data| {
+            remote
+                .core
+                .broadcast_out(&data, &target, flags, &remote.shared.metrics)
+        });
+        match encoded {
             Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
             Err(e) => {
                 inc(&remote.shared.metrics.publish_failures);
                 tracing::warn!(error = %e, "broadcast not published");
+                Err(e)
             }
         }
     }
+
     pub(super) async fn join_leave(
         &self,
         opts: BroadcastOptions,
@@ -66,8 +64,11 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 target,
                 rooms,
             };
+            // A failure is counted and logged where it happens; the local part still runs.
             match remote.core.request_out(request) {
-                Ok((channel, bytes)) => remote.shared.publish_queued(channel, bytes).await,
+                Ok((channel, bytes)) => {
+                    let _ = remote.shared.publish_queued(channel, bytes).await;
+                }
                 Err(e) => {
                     inc(&remote.shared.metrics.publish_failures);
                     tracing::warn!(error = %e, "join or leave request not published");

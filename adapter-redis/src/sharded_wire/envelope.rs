@@ -10,8 +10,11 @@
 use serde::Serialize;
 
 use super::message::{BroadcastFlags, Envelope, Message, Opts, RemoteSocket, message_type as t};
-use crate::msgpack::{DecodeError, MAX_EVENT_DATA_DEPTH, Wire, to_msgpack};
-use crate::wire::{Target, contains_binary, scalar_string};
+use crate::msgpack::{MAX_EVENT_DATA_DEPTH, Wire, to_msgpack};
+use crate::wire::{
+    DisconnectOut, FlagsOut, OptsOut, PacketOut, RoomsChangeOut, Target, WireError,
+    contains_binary, decode_any_with_max_depth, scalar_string,
+};
 
 /// Levels the sharded wire puts above a broadcast's event array: the envelope, its `data`,
 /// then `packet` (`{type, data: {packet: {type: 2, data: [event, ...]}}}`).
@@ -40,15 +43,10 @@ pub enum EnvelopeError {
         /// The limit.
         max: usize,
     },
-    /// Not valid msgpack.
-    #[error("invalid msgpack: {0}")]
-    Msgpack(#[from] DecodeError),
-    /// Not valid JSON (or nested too deeply).
-    #[error("invalid JSON: {0}")]
-    Json(String),
-    /// Valid encoding, but not the shape of an envelope of this type.
-    #[error("unexpected message shape: {0}")]
-    Shape(&'static str),
+    /// Not valid msgpack or JSON (or nested too deeply), or valid but not the shape of an
+    /// envelope of this type: the classic wire's reasons.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// A `type` the sharded adapter does not send (1, 2 and 13 belong to other adapters).
     #[error("unknown message type {0}")]
     UnknownType(i64),
@@ -136,14 +134,14 @@ impl Envelope {
                 max: max_bytes,
             });
         }
-        let wire = decode_value(bytes)?;
+        let wire = decode_any_with_max_depth(bytes, SHARDED_MAX_DEPTH)?;
         if !matches!(wire, Wire::Map(_)) {
-            return Err(EnvelopeError::Shape("message is not a map"));
+            return Err(shape("message is not a map"));
         }
         let kind = wire
             .get("type")
             .and_then(Wire::as_i64)
-            .ok_or(EnvelopeError::Shape("message without a numeric type"))?;
+            .ok_or_else(|| shape("message without a numeric type"))?;
         let data = wire.get("data");
         let message = read_message(kind, data)?;
         Ok(Envelope {
@@ -186,14 +184,9 @@ impl Envelope {
     }
 }
 
-fn decode_value(bytes: &[u8]) -> Result<Wire, EnvelopeError> {
-    if bytes.first() == Some(&b'{') {
-        let text = std::str::from_utf8(bytes).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-        crate::json::from_json_with_max_depth(text, SHARDED_MAX_DEPTH)
-            .map_err(|e| EnvelopeError::Json(e.to_string()))
-    } else {
-        Ok(Wire::decode_with_max_depth(bytes, SHARDED_MAX_DEPTH)?)
-    }
+/// Valid encoding, but not the shape of an envelope of this type.
+fn shape(why: &'static str) -> EnvelopeError {
+    EnvelopeError::Wire(WireError::Shape(why))
 }
 
 /// Reads `data` of a message of type `kind`, field by field.
@@ -203,26 +196,26 @@ fn read_message(kind: i64, data: Option<&Wire>) -> Result<Message, EnvelopeError
         _ if !(t::BROADCAST..=t::BROADCAST_ACK).contains(&kind) => {
             return Err(EnvelopeError::UnknownType(kind));
         }
-        _ => return Err(EnvelopeError::Shape("message without a data map")),
+        _ => return Err(shape("message without a data map")),
     };
     let request_id = || data.get("requestId").and_then(scalar_string);
     let need_request_id =
-        || request_id().ok_or(EnvelopeError::Shape("answer or request without requestId"));
+        || request_id().ok_or_else(|| shape("answer or request without requestId"));
     let opts = || data.get("opts").map(opts_of).unwrap_or_default();
     let rooms = || {
         data.get("rooms")
             .and_then(Wire::as_array)
             .map(string_list)
-            .ok_or(EnvelopeError::Shape("join or leave without a rooms array"))
+            .ok_or_else(|| shape("join or leave without a rooms array"))
     };
     Ok(match kind {
         t::BROADCAST => {
             let packet = data
                 .get("packet")
-                .ok_or(EnvelopeError::Shape("broadcast without packet"))?;
+                .ok_or_else(|| shape("broadcast without packet"))?;
             Message::Broadcast {
                 data: event_array(packet.get("data"))
-                    .ok_or(EnvelopeError::Shape("broadcast packet without event data"))?,
+                    .ok_or_else(|| shape("broadcast packet without event data"))?,
                 request_id: request_id(),
                 opts: opts(),
             }
@@ -248,14 +241,14 @@ fn read_message(kind: i64, data: Option<&Wire>) -> Result<Message, EnvelopeError
             sockets: data
                 .get("sockets")
                 .and_then(Wire::as_array)
-                .ok_or(EnvelopeError::Shape("fetch answer without a sockets array"))?
+                .ok_or_else(|| shape("fetch answer without a sockets array"))?
                 .iter()
                 .filter_map(remote_socket_of)
                 .collect(),
         },
         t::SERVER_SIDE_EMIT => Message::ServerSideEmit {
             data: event_array(data.get("packet"))
-                .ok_or(EnvelopeError::Shape("server-side emit without event data"))?,
+                .ok_or_else(|| shape("server-side emit without event data"))?,
             request_id: request_id(),
         },
         t::SERVER_SIDE_EMIT_RESPONSE => Message::ServerSideEmitResponse {
@@ -268,7 +261,7 @@ fn read_message(kind: i64, data: Option<&Wire>) -> Result<Message, EnvelopeError
                 .get("clientCount")
                 .and_then(Wire::as_i64)
                 .and_then(|n| u64::try_from(n).ok())
-                .ok_or(EnvelopeError::Shape("client count that is not a count"))?,
+                .ok_or_else(|| shape("client count that is not a count"))?,
         },
         t::BROADCAST_ACK => Message::BroadcastAck {
             request_id: need_request_id()?,
@@ -357,14 +350,8 @@ enum DataOut<'a> {
         request_id: Option<&'a str>,
         opts: OptsOut<'a>,
     },
-    Rooms {
-        opts: OptsOut<'a>,
-        rooms: &'a [String],
-    },
-    Disconnect {
-        opts: OptsOut<'a>,
-        close: bool,
-    },
+    Rooms(RoomsChangeOut<'a>),
+    Disconnect(DisconnectOut<'a>),
     Fetch {
         opts: OptsOut<'a>,
         #[serde(rename = "requestId")]
@@ -402,25 +389,22 @@ impl<'a> DataOut<'a> {
                 request_id,
                 opts,
             } => DataOut::Broadcast {
-                packet: PacketOut {
-                    kind: PacketOut::EVENT,
-                    data,
-                },
+                packet: PacketOut::event_without_nsp(data),
                 request_id: request_id.as_deref(),
-                opts: OptsOut::of(opts),
+                opts: opts_out(opts),
             },
             Message::SocketsJoin { opts, rooms } | Message::SocketsLeave { opts, rooms } => {
-                DataOut::Rooms {
-                    opts: OptsOut::of(opts),
+                DataOut::Rooms(RoomsChangeOut {
+                    opts: opts_out(opts),
                     rooms,
-                }
+                })
             }
-            Message::DisconnectSockets { opts, close } => DataOut::Disconnect {
-                opts: OptsOut::of(opts),
+            Message::DisconnectSockets { opts, close } => DataOut::Disconnect(DisconnectOut {
+                opts: opts_out(opts),
                 close: *close,
-            },
+            }),
             Message::FetchSockets { opts, request_id } => DataOut::Fetch {
-                opts: OptsOut::of(opts),
+                opts: opts_out(opts),
                 request_id,
             },
             Message::FetchSocketsResponse {
@@ -458,55 +442,11 @@ impl<'a> DataOut<'a> {
     }
 }
 
-/// `{type: 2, data}`: socket.io's EVENT packet as the adapter receives it (no `nsp`: Node
-/// adds it only when delivering locally, after publishing).
-#[derive(Serialize)]
-struct PacketOut<'a> {
-    #[serde(rename = "type")]
-    kind: u8,
-    data: &'a Wire,
-}
-
-impl PacketOut<'_> {
-    /// Socket.io's EVENT packet type (binary events too, at the adapter's level).
-    const EVENT: u8 = 2;
-}
-
 /// `{rooms, except, flags}`: Node always sends `flags`, `{}` when none is set.
-#[derive(Serialize)]
-struct OptsOut<'a> {
-    rooms: &'a [String],
-    except: &'a [String],
-    flags: FlagsOut,
-}
-
-impl<'a> OptsOut<'a> {
-    fn of(opts: &'a Opts) -> Self {
-        Self {
-            rooms: &opts.target.rooms,
-            except: &opts.target.except,
-            flags: FlagsOut {
-                volatile: opts.flags.volatile,
-                compress: opts.flags.compress,
-                timeout: opts
-                    .flags
-                    .timeout_ms
-                    .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-            },
-        }
-    }
-}
-
-/// The flags that are set, in the order socket.io's `BroadcastOperator` chains them most
-/// often (`io.volatile.compress(false)`, `io.timeout(ms)`).
-#[derive(Serialize)]
-struct FlagsOut {
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    volatile: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    compress: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<i64>,
+fn opts_out(opts: &Opts) -> OptsOut<'_> {
+    let flags = &opts.flags;
+    let flags = FlagsOut::new(flags.volatile, flags.compress, flags.timeout_ms);
+    OptsOut::new(&opts.target, Some(flags))
 }
 
 /// One socket of a fetch answer: `{id, handshake, rooms, data}`.

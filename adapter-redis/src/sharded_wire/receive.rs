@@ -53,7 +53,7 @@ mod tests {
     use super::*;
     use crate::msgpack::Wire;
     use crate::sharded_wire::{DEFAULT_MAX_ENVELOPE_BYTES, Message, Opts};
-    use crate::wire::{Flags, Target};
+    use crate::wire::{Flags, Target, WireError};
 
     const OWN: &str = "8d5c3c2865859083";
     const PEER: &str = "74a21a952c0cefcb";
@@ -136,7 +136,10 @@ mod tests {
         let channels = ShardedChannels::new("socket.io", "/");
         let receive =
             |payload: &[u8], max| receive(&channels, OWN, "/", "socket.io#/#", payload, max);
-        assert!(matches!(receive(b"{", 1024), Err(EnvelopeError::Json(_))));
+        assert!(matches!(
+            receive(b"{", 1024),
+            Err(EnvelopeError::Wire(WireError::Json(_)))
+        ));
         assert!(matches!(
             receive(&[0u8; 10], 9),
             Err(EnvelopeError::TooLarge { len: 10, max: 9 })

@@ -160,7 +160,7 @@ pub fn route_fenced<'a>(
 mod tests {
     use super::*;
     use crate::msgpack::Wire;
-    use crate::sharded_wire::{Opts, RemoteSocket};
+    use crate::sharded_wire::Opts;
     use crate::wire::Target;
 
     fn broadcast(rooms: &[&str], except: &[&str], request_id: Option<&str>) -> Message {
@@ -296,15 +296,7 @@ mod tests {
             },
         ];
         let answers = [
-            Message::FetchSocketsResponse {
-                request_id: "r".into(),
-                sockets: vec![RemoteSocket {
-                    id: "s".into(),
-                    handshake: None,
-                    rooms: vec![],
-                    data: None,
-                }],
-            },
+            crate::test_support::one_socket_fetch_answer(None),
             Message::ServerSideEmitResponse {
                 request_id: "r".into(),
                 packet: None,

@@ -34,7 +34,7 @@ pub fn encode_broadcast(
     to_msgpack(&BroadcastOut(
         uid,
         PacketOut::event(data, nsp),
-        OptsOut::new(target, Some(flags)),
+        OptsOut::new(target, Some(flags.into())),
     ))
 }
 

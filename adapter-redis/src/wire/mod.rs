@@ -15,6 +15,7 @@
 //! answer with all their rooms; this adapter answers with the rooms of the selected sockets).
 
 mod broadcast;
+mod out;
 mod request;
 mod response;
 
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::json;
-use crate::msgpack::{DecodeError, Wire};
+use crate::msgpack::{DecodeError, MAX_DEPTH, Wire};
 
 pub use broadcast::{BroadcastMessage, decode_broadcast, encode_broadcast};
 pub use request::{AckBroadcast, Request};
@@ -30,6 +31,8 @@ pub use response::{
     FetchedSocket, Response, broadcast_ack_response, client_count_response, fetch_response,
     legacy_ack_response, rooms_response, server_side_ack_response, socket_ids_response,
 };
+
+pub(crate) use out::{DisconnectOut, FlagsOut, OptsOut, PacketOut, RoomsChangeOut};
 
 pub use crate::msgpack::{ENVELOPE_DEPTH, MAX_EVENT_DATA_DEPTH};
 
@@ -90,67 +93,6 @@ pub struct Flags {
     pub timeout_ms: Option<u64>,
 }
 
-/// `{type: 2, data, nsp}`: the socket.io packet a broadcast carries.
-#[derive(Serialize)]
-struct PacketOut<'a> {
-    #[serde(rename = "type")]
-    kind: u8,
-    data: &'a Wire,
-    nsp: &'a str,
-}
-
-impl<'a> PacketOut<'a> {
-    /// Socket.io's EVENT packet type.
-    const EVENT: u8 = 2;
-
-    fn event(data: &'a Wire, nsp: &'a str) -> Self {
-        Self {
-            kind: Self::EVENT,
-            data,
-            nsp,
-        }
-    }
-}
-
-/// `{rooms, except[, flags]}`: the selection (and flags) of a message.
-#[derive(Serialize)]
-struct OptsOut<'a> {
-    rooms: &'a [String],
-    except: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flags: Option<FlagsOut>,
-}
-
-impl<'a> OptsOut<'a> {
-    fn new(target: &'a Target, flags: Option<Flags>) -> Self {
-        Self {
-            rooms: &target.rooms,
-            except: &target.except,
-            flags: flags.map(FlagsOut::from),
-        }
-    }
-}
-
-/// The flags Node reads; absent ones are left out, as Node leaves them out.
-#[derive(Serialize)]
-struct FlagsOut {
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    volatile: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<i64>,
-}
-
-impl From<Flags> for FlagsOut {
-    fn from(flags: Flags) -> Self {
-        Self {
-            volatile: flags.volatile,
-            timeout: flags
-                .timeout_ms
-                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-        }
-    }
-}
-
 /// Serializes a JSON message. Serializing these structs cannot fail (string keys, no
 /// non-string map keys in what JSON peers sent), but an error is logged, never a panic.
 fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
@@ -200,11 +142,17 @@ fn flags_of(opts: &Wire) -> Flags {
 
 /// Decodes JSON (first byte `{`) or msgpack into a [`Wire`] value.
 pub fn decode_any(bytes: &[u8]) -> Result<Wire, WireError> {
+    decode_any_with_max_depth(bytes, MAX_DEPTH)
+}
+
+/// [`decode_any`] with another nesting limit (the top value is at depth 0), for messages
+/// that put more levels above their event data than the classic ones do.
+pub(crate) fn decode_any_with_max_depth(bytes: &[u8], max_depth: usize) -> Result<Wire, WireError> {
     if bytes.first() == Some(&b'{') {
         let text = std::str::from_utf8(bytes).map_err(|e| WireError::Json(e.to_string()))?;
-        json::from_json(text, &[]).map_err(|e| WireError::Json(e.to_string()))
+        json::from_json_with_max_depth(text, max_depth).map_err(|e| WireError::Json(e.to_string()))
     } else {
-        Ok(Wire::decode(bytes)?)
+        Ok(Wire::decode_with_max_depth(bytes, max_depth)?)
     }
 }
 

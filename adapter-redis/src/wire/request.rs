@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::request_type as rt;
 use super::{
-    Flags, OptsOut, PacketOut, Target, WireError, decode_any, flags_of, scalar_string, string_list,
-    target_of, to_json_bytes,
+    DisconnectOut, Flags, OptsOut, PacketOut, RoomsChangeOut, Target, WireError, decode_any,
+    flags_of, scalar_string, string_list, target_of, to_json_bytes,
 };
 use crate::msgpack::{Wire, to_msgpack};
 
@@ -128,14 +128,8 @@ enum JsonRequestBody<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         opts: Option<OptsOut<'a>>,
     },
-    JoinLeave {
-        opts: OptsOut<'a>,
-        rooms: &'a [String],
-    },
-    Disconnect {
-        opts: OptsOut<'a>,
-        close: bool,
-    },
+    JoinLeave(RoomsChangeOut<'a>),
+    Disconnect(DisconnectOut<'a>),
     Legacy {
         sid: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,17 +155,35 @@ struct BroadcastRequestOut<'a> {
     opts: OptsOut<'a>,
 }
 
+/// A JSON request from its parts.
+fn json(
+    uid: &Option<String>,
+    request_id: Option<&str>,
+    kind: i64,
+    body: JsonRequestBody,
+) -> Vec<u8> {
+    to_json_bytes(&JsonRequestOut {
+        uid: uid.as_deref(),
+        request_id,
+        kind,
+        body,
+    })
+}
+
+/// allRooms (selection optional) and fetchSockets: `{opts}` after the request id.
+fn selection(
+    uid: &Option<String>,
+    request_id: &str,
+    kind: i64,
+    target: Option<&Target>,
+) -> Vec<u8> {
+    let opts = target.map(|t| OptsOut::new(t, None));
+    json(uid, Some(request_id), kind, JsonRequestBody::Opts { opts })
+}
+
 impl Request {
     /// Encodes as the Node adapter does: JSON, except type 7 which is msgpack.
     pub fn encode(&self) -> Vec<u8> {
-        let json = |uid: &'_ Option<String>, request_id: Option<&'_ str>, kind, body| {
-            to_json_bytes(&JsonRequestOut {
-                uid: uid.as_deref(),
-                request_id,
-                kind,
-                body,
-            })
-        };
         match self {
             Request::Sockets {
                 uid,
@@ -187,14 +199,7 @@ impl Request {
                 uid,
                 request_id,
                 target,
-            } => json(
-                uid,
-                Some(request_id),
-                rt::ALL_ROOMS,
-                JsonRequestBody::Opts {
-                    opts: target.as_ref().map(|t| OptsOut::new(t, None)),
-                },
-            ),
+            } => selection(uid, request_id, rt::ALL_ROOMS, target.as_ref()),
             Request::JoinLeave {
                 join,
                 uid,
@@ -208,19 +213,19 @@ impl Request {
                 } else {
                     rt::REMOTE_LEAVE
                 },
-                JsonRequestBody::JoinLeave {
+                JsonRequestBody::JoinLeave(RoomsChangeOut {
                     opts: OptsOut::new(target, None),
                     rooms,
-                },
+                }),
             ),
             Request::Disconnect { uid, target, close } => json(
                 uid,
                 None,
                 rt::REMOTE_DISCONNECT,
-                JsonRequestBody::Disconnect {
+                JsonRequestBody::Disconnect(DisconnectOut {
                     opts: OptsOut::new(target, None),
                     close: *close,
-                },
+                }),
             ),
             Request::Legacy {
                 kind,
@@ -242,14 +247,7 @@ impl Request {
                 uid,
                 request_id,
                 target,
-            } => json(
-                uid,
-                Some(request_id),
-                rt::REMOTE_FETCH,
-                JsonRequestBody::Opts {
-                    opts: Some(OptsOut::new(target, None)),
-                },
-            ),
+            } => selection(uid, request_id, rt::REMOTE_FETCH, Some(target)),
             Request::ServerSideEmit {
                 uid,
                 request_id,
@@ -265,7 +263,7 @@ impl Request {
                 request_id: &request.request_id,
                 kind: rt::BROADCAST,
                 packet: PacketOut::event(&request.data, &request.nsp),
-                opts: OptsOut::new(&request.target, Some(request.flags)),
+                opts: OptsOut::new(&request.target, Some(request.flags.into())),
             }),
         }
     }

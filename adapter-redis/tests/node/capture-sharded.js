@@ -157,18 +157,38 @@ function connectClient(name, port, rooms, rec) {
   });
 }
 
-async function captureMode(seeds, mode) {
+// A running recorder of the cluster that `seeds` reach, the lines it writes, and its sections.
+async function startRecording(seeds) {
   const prims = await primaries(seeds[0]);
   const rec = new Recorder(prims);
   await rec.start();
   const out = [];
-  const section = sectionWriter(rec, out);
+  return { prims, rec, out, section: sectionWriter(rec, out) };
+}
+
+// Servers A, B and C in `mode` into `servers`, their uids replaced by placeholders.
+async function startServers(seeds, mode, rec, servers) {
+  for (const n of ["A", "B", "C"]) servers[n] = await startServer(n, seeds, mode, rec);
+  for (const s of Object.values(servers)) rec.substitutions.push([s.io.of("/").adapter.uid, `<uid:${s.name}>`]);
+}
+
+// The end of a capture's header: the placeholders and the slot of every channel seen.
+function headerTail(rec, out, prims) {
+  return [
+    "# Placeholders (random per run):",
+    ...rec.substitutions.map(([real, ph]) => `#   ${ph} = ${real}`),
+    "# Channel slots:",
+    ...channelTable(out, prims),
+  ];
+}
+
+async function captureMode(seeds, mode) {
+  const { prims, rec, out, section } = await startRecording(seeds);
 
   const servers = {};
   const clients = {};
   await section("startup", "three servers A, B, C start; each SSUBSCRIBEs the main and its own response channel", async () => {
-    for (const n of ["A", "B", "C"]) servers[n] = await startServer(n, seeds, mode, rec);
-    for (const s of Object.values(servers)) rec.substitutions.push([s.io.of("/").adapter.uid, `<uid:${s.name}>`]);
+    await startServers(seeds, mode, rec, servers);
   });
   await section("connect", "clients a1 on A (rooms room1), b1 on B (room1, room2), c1 on C (none) connect and join at connection", async () => {
     clients.a1 = await connectClient("a1", servers.A.port, ["room1"], rec);
@@ -265,10 +285,7 @@ async function captureMode(seeds, mode) {
     "#",
     "# Primaries:",
     ...prims.map((p) => `#   ${p.label} slots ${p.ranges.join(" ")}`),
-    "# Placeholders (random per run):",
-    ...rec.substitutions.map(([real, ph]) => `#   ${ph} = ${real}`),
-    "# Channel slots:",
-    ...channelTable(out, prims),
+    ...headerTail(rec, out, prims),
   ];
   return { text: [...header, ...out, ""].join("\n"), received, trials };
 }
@@ -300,16 +317,11 @@ function redisVersion(seed) {
 // What Node's sharded adapter does when the primary owning the main channel dies and its
 // replica is promoted (dynamic mode).
 async function captureFailover(seeds) {
-  const prims = await primaries(seeds[0]);
-  const rec = new Recorder(prims);
-  await rec.start();
-  const out = [];
-  const section = sectionWriter(rec, out);
+  const { prims, rec, out, section } = await startRecording(seeds);
   const servers = {};
   const clients = {};
   await section("startup", "servers A, B, C (dynamic mode) and clients a1 (room1 on A), b1 (room1, room2 on B), c1 (on C)", async () => {
-    for (const n of ["A", "B", "C"]) servers[n] = await startServer(n, seeds, "dynamic", rec);
-    for (const s of Object.values(servers)) rec.substitutions.push([s.io.of("/").adapter.uid, `<uid:${s.name}>`]);
+    await startServers(seeds, "dynamic", rec, servers);
     clients.a1 = await connectClient("a1", servers.A.port, ["room1"], rec);
     clients.b1 = await connectClient("b1", servers.B.port, ["room1", "room2"], rec);
     clients.c1 = await connectClient("c1", servers.C.port, [], rec);
@@ -362,10 +374,7 @@ async function captureFailover(seeds) {
     "#",
     "# Primaries before the failover:",
     ...prims.map((p) => `#   ${p.label} slots ${p.ranges.join(" ")}`),
-    "# Placeholders (random per run):",
-    ...rec.substitutions.map(([real, ph]) => `#   ${ph} = ${real}`),
-    "# Channel slots:",
-    ...channelTable(out, prims),
+    ...headerTail(rec, out, prims),
   ];
   return [...header, ...out, ""].join("\n");
 }

@@ -1,12 +1,13 @@
 //! History of a single node.
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{History, HistoryScope};
+use super::{History, HistoryScope, Messages};
 use crate::error::StateResult;
 use crate::expiring::Expiring;
 use crate::lock::lock;
@@ -70,11 +71,8 @@ impl History for MemoryHistory {
         Ok(())
     }
 
-    async fn recent(
-        &self,
-        scope: &HistoryScope,
-        limit: usize,
-    ) -> StateResult<Vec<serde_json::Value>> {
+    async fn newest(&self, scope: &HistoryScope, limit: NonZeroUsize) -> StateResult<Messages> {
+        let limit = limit.get();
         if let (Some(rooms), HistoryScope::Room(room_id)) = (&self.rooms, scope) {
             return Ok(rooms.recent_history(room_id, limit));
         }

@@ -5,6 +5,7 @@ mod memory;
 mod redis;
 
 use std::fmt::Debug;
+use std::num::NonZeroUsize;
 
 use async_trait::async_trait;
 
@@ -36,15 +37,27 @@ impl HistoryScope {
     }
 }
 
-/// Bounded message history per scope.
+/// Stored messages (the JSON objects as delivered), oldest first.
+pub type Messages = Vec<serde_json::Value>;
+
+/// Bounded message history per scope. Backends implement the storage steps ([`History::append`],
+/// [`History::newest`]); what is decided before storage is asked, [`History::recent`] decides
+/// once for all of them.
 #[async_trait]
 pub trait History: Send + Sync + Debug {
     /// Appends a message (the JSON object as delivered), dropping the oldest past the bound.
     async fn append(&self, scope: &HistoryScope, message: serde_json::Value) -> StateResult<()>;
-    /// Up to `limit` most recent messages, oldest first.
-    async fn recent(
-        &self,
-        scope: &HistoryScope,
-        limit: usize,
-    ) -> StateResult<Vec<serde_json::Value>>;
+
+    /// Up to `limit` most recent messages, oldest first: none for a limit of 0, without asking
+    /// the backend.
+    async fn recent(&self, scope: &HistoryScope, limit: usize) -> StateResult<Messages> {
+        match NonZeroUsize::new(limit) {
+            Some(limit) => self.newest(scope, limit).await,
+            None => Ok(Messages::new()),
+        }
+    }
+
+    /// The storage step of [`History::recent`]: up to `limit` most recent messages of
+    /// `scope`, oldest first.
+    async fn newest(&self, scope: &HistoryScope, limit: NonZeroUsize) -> StateResult<Messages>;
 }

@@ -1,11 +1,12 @@
 //! History on Redis.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::*;
 
-use super::{History, HistoryScope};
+use super::{History, HistoryScope, Messages};
 use crate::error::StateResult;
 use crate::redis::conn::{Conn, decode, encode, millis, state_error};
 use crate::redis::scripts;
@@ -45,14 +46,7 @@ impl History for RedisHistory {
         Ok(())
     }
 
-    async fn recent(
-        &self,
-        scope: &HistoryScope,
-        limit: usize,
-    ) -> StateResult<Vec<serde_json::Value>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+    async fn newest(&self, scope: &HistoryScope, limit: NonZeroUsize) -> StateResult<Messages> {
         self.conn.ensure_connected()?;
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .conn
@@ -61,7 +55,7 @@ impl History for RedisHistory {
                 self.conn.keys.history(scope),
                 "+",
                 "-",
-                Some(u64::try_from(limit).unwrap_or(u64::MAX)),
+                Some(u64::try_from(limit.get()).unwrap_or(u64::MAX)),
             )
             .await
             .map_err(|e| state_error(&e))?;

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{OnlineSocket, Presence};
+use super::{OnlineSocket, Presence, Rename};
 use crate::error::StateResult;
 use crate::lock::lock;
 
@@ -72,17 +72,12 @@ impl Presence for MemoryPresence {
         Ok(removed && !table.is_online(user_id))
     }
 
-    async fn set_username(
-        &self,
-        user_id: &str,
-        socket_id: &str,
-        username: &str,
-    ) -> StateResult<()> {
+    async fn rename(&self, rename: Rename<'_>) -> StateResult<()> {
         let mut table = lock(&self.table);
-        if let Some((_, s)) = table.by_socket.get_mut(socket_id)
-            && s.user_id == user_id
+        if let Some((_, s)) = table.by_socket.get_mut(rename.socket_id)
+            && s.user_id == rename.user_id
         {
-            username.clone_into(&mut s.username);
+            rename.username.clone_into(&mut s.username);
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use fred::prelude::*;
 
-use super::{OnlineSocket, Presence};
+use super::{OnlineSocket, Presence, Rename};
 use crate::error::StateResult;
 use crate::redis::conn::{Conn, decode, encode, state_error};
 use crate::redis::scripts;
@@ -12,6 +12,15 @@ use crate::redis::scripts;
 #[derive(Debug)]
 pub struct RedisPresence {
     pub(crate) conn: Conn,
+}
+
+/// The arguments both rename scripts (`SET_USERNAME`, `USER_SOCKET_RENAME`) take, in order.
+pub(super) fn rename_args(rename: Rename<'_>) -> Vec<String> {
+    vec![
+        rename.socket_id.to_owned(),
+        rename.user_id.to_owned(),
+        rename.username.to_owned(),
+    ]
 }
 
 #[async_trait]
@@ -56,25 +65,16 @@ impl Presence for RedisPresence {
         Ok(last == 1)
     }
 
-    async fn set_username(
-        &self,
-        user_id: &str,
-        socket_id: &str,
-        username: &str,
-    ) -> StateResult<()> {
+    async fn rename(&self, rename: Rename<'_>) -> StateResult<()> {
         if self.conn.keys.is_spread() {
-            return self.set_username_spread(user_id, socket_id, username).await;
+            return self.rename_spread(rename).await;
         }
         let _: i64 = self
             .conn
             .eval(
                 &scripts::SET_USERNAME,
                 vec![self.conn.keys.presence_sockets()],
-                vec![
-                    socket_id.to_owned(),
-                    user_id.to_owned(),
-                    username.to_owned(),
-                ],
+                rename_args(rename),
             )
             .await?;
         Ok(())

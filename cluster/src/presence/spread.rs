@@ -8,7 +8,8 @@
 //! disconnect and a purge remove them the other way round. A crash between two steps thus
 //! leaves only entries that the purge of the node (which walks its set) removes.
 
-use super::{OnlineSocket, RedisPresence};
+use super::redis::rename_args;
+use super::{OnlineSocket, RedisPresence, Rename};
 use crate::error::StateResult;
 use crate::keys::{INDEX_BUCKETS, index_bucket};
 use crate::redis::conn::{decode, each_limited, encode};
@@ -133,24 +134,16 @@ impl RedisPresence {
         Ok(removed && left == 0)
     }
 
-    pub(super) async fn set_username_spread(
-        &self,
-        user_id: &str,
-        socket_id: &str,
-        username: &str,
-    ) -> StateResult<()> {
+    pub(super) async fn rename_spread(&self, rename: Rename<'_>) -> StateResult<()> {
         let json: Option<String> = self
             .conn
             .eval(
                 &scripts::USER_SOCKET_RENAME,
-                vec![self.conn.keys.presence_user(user_id)],
-                vec![
-                    socket_id.to_owned(),
-                    user_id.to_owned(),
-                    username.to_owned(),
-                ],
+                vec![self.conn.keys.presence_user(rename.user_id)],
+                rename_args(rename),
             )
             .await?;
+        let socket_id = rename.socket_id;
         if let Some(json) = json {
             let _: i64 = self
                 .conn

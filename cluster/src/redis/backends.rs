@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::conn::Conn;
 use crate::bans::RedisBans;
+use crate::failures::RedisFailures;
 use crate::games::RedisGames;
 use crate::history::RedisHistory;
 use crate::nodes::RedisNodes;
@@ -48,9 +49,10 @@ impl RedisBackends {
                 ttl: retention.history,
             }),
             games: Arc::new(RedisGames {
-                conn,
+                conn: conn.clone(),
                 ttl: retention.game_sequence,
             }),
+            failures: Arc::new(RedisFailures { conn }),
             nodes: nodes.clone(),
         };
         Self {

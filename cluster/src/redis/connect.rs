@@ -239,6 +239,7 @@ pub async fn connect(url: &str, config: RedisStateConfig) -> Result<RedisCluster
         bus,
         reconnects: reconnects_rx,
         resync_needed,
+        purged_by_peers: Arc::default(),
         resubscribed: resubscribed_rx,
         tasks,
     })

@@ -2,6 +2,7 @@
 //! died, and the check that peers did not purge it meanwhile.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -31,6 +32,7 @@ impl RedisCluster {
             self.config.liveness_ttl,
             self.config.liveness_refresh,
             self.resync_needed.clone(),
+            self.purged_by_peers.clone(),
         ));
         Liveness {
             stop,
@@ -51,6 +53,7 @@ async fn liveness_beats(
     ttl: Duration,
     every: Duration,
     resync_needed: watch::Sender<u64>,
+    purged_by_peers: Arc<AtomicBool>,
 ) {
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
     let alive = conn.keys.alive(&node_id);
@@ -76,6 +79,8 @@ async fn liveness_beats(
                         // this node be purged again without waiting for the old claim to lapse.
                         let _: Result<i64, _> =
                             conn.client.del(conn.keys.purge_claim(&node_id)).await;
+                        // Set before the counter moves, so the resync it triggers sees it.
+                        purged_by_peers.store(true, Ordering::SeqCst);
                     }
                     resync_needed.send_modify(|n| *n += 1);
                 }

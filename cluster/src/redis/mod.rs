@@ -89,6 +89,9 @@ pub struct RedisCluster {
     bus: ControlBus,
     reconnects: watch::Receiver<u64>,
     resync_needed: watch::Sender<u64>,
+    /// Set by the liveness beat when peers purged this node; taken by the next
+    /// [`RedisCluster::resync`] (see [`ResyncReport::purged_by_peers`]).
+    purged_by_peers: Arc<AtomicBool>,
     resubscribed: watch::Receiver<u64>,
     tasks: tasks::Tasks,
 }

@@ -1,6 +1,8 @@
 //! Re-registering a node's state after Redis lost it (a restart, an outage, or peers that purged
 //! a stalled node), and clearing a previous run's leftovers at start-up.
 
+use std::sync::atomic::Ordering;
+
 use super::RedisCluster;
 use super::conn::encode;
 use super::monitor::NodeLeft;
@@ -41,6 +43,10 @@ pub struct ResyncReport {
     pub rooms_recreated: usize,
     /// Whether the node's stats record was republished.
     pub stats_republished: bool,
+    /// Whether peers had purged this node since the previous resync (it stalled or was cut
+    /// off while Redis stayed up): they told every client that its users went offline and left
+    /// their rooms, so the gateway announces the users it still holds as online again.
+    pub purged_by_peers: bool,
 }
 
 impl RedisCluster {
@@ -49,6 +55,28 @@ impl RedisCluster {
     /// (recreating rooms Redis lost, deleting rooms left empty). Call it after every reconnect
     /// and once at start-up (with an empty snapshot it clears a previous run's leftovers).
     pub async fn resync(&self, snapshot: &LocalSnapshot) -> StateResult<ResyncReport> {
+        let purged_by_peers = self.purged_by_peers.swap(false, Ordering::SeqCst);
+        let result = self.register_again(snapshot).await;
+        match result {
+            Ok(report) => {
+                let report = ResyncReport {
+                    purged_by_peers,
+                    ..report
+                };
+                tracing::info!(?report, "re-registered this node's state in Redis");
+                Ok(report)
+            }
+            Err(e) => {
+                // Not registered again yet: the next attempt must still report the purge.
+                if purged_by_peers {
+                    self.purged_by_peers.store(true, Ordering::SeqCst);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn register_again(&self, snapshot: &LocalSnapshot) -> StateResult<ResyncReport> {
         let node = &self.config.node_id;
         let mut stats_republished = false;
         if let Some(mut stats) = self.backends.nodes.last_published() {
@@ -63,8 +91,8 @@ impl RedisCluster {
                 memberships,
                 rooms_recreated,
                 stats_republished,
+                purged_by_peers: false,
             };
-            tracing::info!(?report, "re-registered this node's state in Redis");
             return Ok(report);
         }
         let k = &self.conn.keys;
@@ -110,8 +138,8 @@ impl RedisCluster {
             memberships: at(1),
             rooms_recreated: at(2),
             stats_republished,
+            purged_by_peers: false,
         };
-        tracing::info!(?report, "re-registered this node's state in Redis");
         Ok(report)
     }
 

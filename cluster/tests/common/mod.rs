@@ -2,6 +2,8 @@
 //! timings, and waiting for a condition with a deadline.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod scenarios;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -61,6 +63,15 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Publishes `node`'s own stats record, with one connection on `/`.
+pub async fn publish_own_stats(node: &RedisCluster) {
+    node.backends()
+        .nodes
+        .publish(&stats(node.node_id(), 1))
+        .await
+        .unwrap();
 }
 
 pub fn stats(id: &str, main: u64) -> NodeStats {

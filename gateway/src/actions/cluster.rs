@@ -10,8 +10,8 @@ use cluster::{Member, OnlineSocket};
 use serde_json::Value;
 
 use crate::protocol::names::{ALL, MAIN};
-use crate::protocol::outgoing::{user_left, user_presence};
-use crate::protocol::rooms::{chat_room, chat_room_id};
+use crate::protocol::outgoing::{room_member, user_presence};
+use crate::protocol::rooms::{chat_room, chat_room_id, user_room};
 use crate::sockets::{Session, Shared, emit};
 
 /// Agrees with Redis on the bans (writing back those Redis lost) and disconnects the local
@@ -60,7 +60,7 @@ pub async fn announce_departures(shared: &Shared, left: &NodeLeft) {
     }
     for p in &left.purged {
         let m = &p.member;
-        let payload = user_left(
+        let payload = room_member(
             &m.socket_id,
             &m.user_id,
             &m.username,
@@ -133,9 +133,66 @@ pub async fn resync(shared: &Shared) -> Result<(), cluster::StateError> {
         sockets = report.sockets,
         memberships = report.memberships,
         rooms_recreated = report.rooms_recreated,
+        purged_by_peers = report.purged_by_peers,
         "re-registered this node's state after a Redis reconnect"
     );
+    if report.purged_by_peers {
+        announce_returns(shared, &snapshot).await;
+    }
     sync_bans(shared).await
+}
+
+/// After peers purged this node (it stalled or was cut off while Redis stayed up) and it
+/// registered again: they told every client that its users went offline and left their
+/// rooms, so the users and memberships it still holds are announced again (`user online`,
+/// `user joined`). A user with a socket on another node now is skipped: either the purge did
+/// not announce it offline, or that node announced it online when it connected.
+async fn announce_returns(shared: &Shared, snapshot: &LocalSnapshot) {
+    let Some(main) = shared.io.of(MAIN) else {
+        return;
+    };
+    let backends = &shared.app.backends;
+    let users: HashMap<&str, &str> = snapshot
+        .sockets
+        .iter()
+        .map(|s| (s.user_id.as_str(), s.username.as_str()))
+        .collect();
+    for (user_id, username) in users {
+        match backends.presence.sockets_of(user_id).await {
+            Ok(sockets) if sockets.iter().all(|s| s.node_id == shared.app.server_id) => {
+                let payload = user_presence(user_id, username);
+                let to = main.clone().except(user_room(user_id));
+                let _ = emit::broadcast(shared, to, "user online", &payload).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, user = %user_id, "cannot announce a user back online")
+            }
+        }
+    }
+    for m in &snapshot.memberships {
+        let room_id = &m.room.id;
+        let count = match backends.rooms.member_count(room_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, room = %room_id, "cannot announce a member back");
+                continue;
+            }
+        };
+        let member = &m.member;
+        let payload = room_member(
+            &member.socket_id,
+            &member.user_id,
+            &member.username,
+            room_id,
+            count,
+        );
+        let to = main
+            .clone()
+            .to(chat_room(room_id))
+            .except(member.socket_id.clone());
+        let _ = emit::broadcast(shared, to, "user joined", &payload).await;
+    }
 }
 
 /// A ban made through node `from`: remembered (so this node can write it back should Redis lose

@@ -7,9 +7,10 @@ use serde_json::{Map, Value, json};
 use socketioxide::extract::SocketRef;
 
 use super::delivery::{sanitized, store_then_broadcast};
+use crate::password_guard::Refusal;
 use crate::protocol::names::MAIN;
 use crate::protocol::now;
-use crate::protocol::outgoing::user_left;
+use crate::protocol::outgoing::room_member;
 use crate::protocol::payloads::{CreateRoom, JoinRoom, RoomHistory, RoomMessage};
 use crate::protocol::rooms::{chat_room, chat_room_id};
 use crate::sockets::{Cx, Outcome, Reject, Session, Shared, emit, fields};
@@ -51,8 +52,9 @@ pub async fn create(cx: &Cx, r: CreateRoom) -> Outcome {
                 .shared
                 .passwords
                 .begin(cx.session.user_id(), None)
+                .await
                 .map_err(|refusal| {
-                    cx.app().metrics.state_limit_refusals.inc();
+                    count_refusal(cx, &refusal);
                     Reject(refusal.to_string())
                 })?;
             Some(passwords::hash_blocking(pw).await.map_err(|e| {
@@ -83,6 +85,14 @@ pub async fn create(cx: &Cx, r: CreateRoom) -> Outcome {
         }
     }
     Ok(fields([("roomId", Value::String(r.room_id))]))
+}
+
+/// A password attempt refused by a limit is counted; one refused because Redis is down is not a
+/// limit's doing.
+fn count_refusal(cx: &Cx, refusal: &Refusal) {
+    if *refusal != Refusal::Unavailable {
+        cx.app().metrics.state_limit_refusals.inc();
+    }
 }
 
 fn room_error(cx: &Cx, message: &str) -> Reject {
@@ -116,12 +126,13 @@ pub async fn join(cx: &Cx, j: JoinRoom) -> Outcome {
             .shared
             .passwords
             .begin(cx.session.user_id(), Some(&room.id))
+            .await
             .map_err(|refusal| {
-                cx.app().metrics.state_limit_refusals.inc();
+                count_refusal(cx, &refusal);
                 room_error(cx, &refusal.to_string())
             })?;
         if !passwords::verify_blocking(pw, hash).await {
-            attempt.failed();
+            attempt.failed().await;
             return Err(room_error(cx, "Wrong room password"));
         }
     }
@@ -172,13 +183,13 @@ pub async fn join(cx: &Cx, j: JoinRoom) -> Outcome {
         &cx.shared,
         cx.socket.to(chat_room(&j.room_id)),
         "user joined",
-        &json!({
-            "socketId": cx.socket.id.to_string(),
-            "userId": cx.session.user_id(),
-            "username": cx.session.username(),
-            "roomId": j.room_id,
-            "userCount": user_count,
-        }),
+        &room_member(
+            cx.socket.id.as_str(),
+            cx.session.user_id(),
+            &cx.session.username(),
+            &j.room_id,
+            user_count,
+        ),
     )
     .await;
     Ok(fields([("roomId", Value::String(j.room_id))]))
@@ -216,7 +227,7 @@ pub async fn leave(
             shared,
             op.to(chat_room(room_id)),
             "user left",
-            &user_left(
+            &room_member(
                 &sid,
                 session.user_id(),
                 &session.username(),

@@ -8,8 +8,8 @@ pub fn user_presence(user_id: &str, username: &str) -> Value {
     json!({ "userId": user_id, "username": username })
 }
 
-/// The `user left` payload.
-pub fn user_left(
+/// The `user joined` and `user left` payload: a member and the room's member count after it.
+pub fn room_member(
     socket_id: &str,
     user_id: &str,
     username: &str,

@@ -149,7 +149,11 @@ mod tests {
             Ok(())
         }
 
-        async fn recent(&self, _: &HistoryScope, _: usize) -> StateResult<Vec<Value>> {
+        async fn newest(
+            &self,
+            _: &HistoryScope,
+            _: std::num::NonZeroUsize,
+        ) -> StateResult<Vec<Value>> {
             Ok(Vec::new())
         }
     }

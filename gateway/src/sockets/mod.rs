@@ -62,7 +62,8 @@ impl Shared {
             joined_rooms: joined_rooms::JoinedRooms::default(),
             presence_checks: presence_checks::PresenceChecks::default(),
             history_writer,
-            passwords: app.config.args.state_limits.password_guard(),
+            passwords: (app.config.args.state_limits)
+                .password_guard(Arc::clone(&app.backends.failures)),
             tasks,
         })
     }

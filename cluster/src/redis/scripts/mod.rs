@@ -157,6 +157,7 @@ end
 }
 
 // After the macros: a module sees only the macros defined above its declaration.
+mod failures;
 mod games;
 mod history;
 mod presence;
@@ -164,6 +165,7 @@ mod resync;
 mod rooms;
 mod spread;
 
+pub(crate) use failures::{FAILURE_WINDOW, RECORD_FAILURE};
 pub(crate) use games::NEXT_GAME_SEQ;
 pub(crate) use history::APPEND_HISTORY;
 pub(crate) use presence::{
@@ -239,6 +241,8 @@ mod tests {
             ("RESYNC_NODE", &RESYNC_NODE),
             ("APPEND_HISTORY", &APPEND_HISTORY),
             ("NEXT_GAME_SEQ", &NEXT_GAME_SEQ),
+            ("FAILURE_WINDOW", &FAILURE_WINDOW),
+            ("RECORD_FAILURE", &RECORD_FAILURE),
             ("CREATE_ROOM_SPREAD", &CREATE_ROOM_SPREAD),
             ("RESERVE_UNJOINED", &RESERVE_UNJOINED),
             ("JOIN_ROOM_SPREAD", &JOIN_ROOM_SPREAD),
