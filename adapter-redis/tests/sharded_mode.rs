@@ -229,11 +229,14 @@ async fn a_node_without_members_receives_nothing(mode: SubscriptionMode) {
 }
 
 /// A server whose connect middleware joins the rooms of the auth `{"rooms": [...]}` and the
-/// socket's own id, and waits for `sync_rooms_with` before the CONNECT, as the gateway does.
+/// socket's own id, and waits for `sync_rooms_with` before the CONNECT, and whose sockets
+/// release their rooms' channels when they disconnect, as the gateway does.
 async fn pinning_node(url: &str, mode: SubscriptionMode) -> (Io, RedisAdapterCtr) {
-    let ctr = RedisAdapterCtr::connect(url, sharded_config(mode))
-        .await
-        .unwrap();
+    pinning_node_with(url, sharded_config(mode)).await
+}
+
+async fn pinning_node_with(url: &str, config: RedisAdapterConfig) -> (Io, RedisAdapterCtr) {
+    let ctr = RedisAdapterCtr::connect(url, config).await.unwrap();
     let (_svc, io) = SocketIo::builder()
         .with_adapter::<Adapter>(ctr.clone())
         .build_svc();
@@ -256,10 +259,47 @@ async fn pinning_node(url: &str, mode: SubscriptionMode) -> (Io, RedisAdapterCtr
             Ok::<(), Infallible>(())
         }
     };
-    io.ns("/", (async |_: SocketRef<Adapter>| {}).with(middleware))
-        .await
-        .unwrap();
+    let release = ctr.clone();
+    let on_connect = move |s: SocketRef<Adapter>| {
+        let ctr = release.clone();
+        async move {
+            s.on_disconnect(async move |s: SocketRef<Adapter>| {
+                let rooms = s.rooms().into_iter().map(|r| r.to_string());
+                ctr.release_rooms("/", &s.id.to_string(), rooms).await;
+            });
+        }
+    };
+    io.ns("/", on_connect.with(middleware)).await.unwrap();
     (io, ctr)
+}
+
+/// A socket's own channel and the channels of rooms only it held are unsubscribed when it
+/// disconnects (no periodic comparison runs meanwhile); a room another socket holds is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_releases_the_channels_only_its_socket_held() {
+    let cluster = RedisCluster::start().unwrap();
+    let url = cluster.url();
+    let config = RedisAdapterConfig {
+        room_sync_interval: Duration::from_secs(3600),
+        ..sharded_config(SubscriptionMode::Dynamic)
+    };
+    let (a, _ctr_a) = pinning_node_with(&url, config).await;
+    let leaving = client_with_auth(&a, json!({ "rooms": ["room:solo", "room:shared"] })).await;
+    let staying = client_with_auth(&a, json!({ "rooms": ["room:shared"] })).await;
+    for channel in ["room:solo", "room:shared", &leaving.sid, &staying.sid] {
+        assert_eq!(room_subscribers(&cluster, channel), 1, "{channel}");
+    }
+    a.get_socket(leaving.sid.parse().unwrap())
+        .unwrap()
+        .disconnect()
+        .unwrap();
+    eventually("the leaving socket's channels are released", async || {
+        room_subscribers(&cluster, "room:solo") == 0
+            && room_subscribers(&cluster, &leaving.sid) == 0
+    })
+    .await;
+    assert_eq!(room_subscribers(&cluster, "room:shared"), 1);
+    assert_eq!(room_subscribers(&cluster, &staying.sid), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
