@@ -7,16 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, emit_until_aborted, eventually, node_with};
+use common::{client, emit_until_aborted, eventually, node_with, signal};
 use testkit::RedisServer;
-
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {sig} {pid} failed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcasts_over_the_byte_bound_are_dropped_and_counted_while_redis_hangs() {

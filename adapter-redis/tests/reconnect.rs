@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, emit_until_aborted, eventually, fetch_all, node, node_with, raw_client};
+use common::{
+    client, emit_until_aborted, eventually, fetch_all, node, node_with, raw_client, signal,
+};
 use fred::prelude::{ClientLike, PubsubInterface, Value};
 use testkit::RedisServer;
 
@@ -82,14 +84,6 @@ async fn delivery_resumes_once_both_nodes_have_resubscribed_after_redis_came_bac
 
     // Requests work again too.
     assert_eq!(fetch_all(&a).await.len(), 1);
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {sig} {pid} failed");
 }
 
 /// A frozen Redis (SIGSTOP) looks like a network cut: connections stay open, nothing answers.

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { barrier, connectError, client, http, newRoomId, newUser, once, RFC3339, runGatewayToExit, test, waitFor } from '../e2e/support/gateway.mjs';
-import { call, clusterStats, userOn, record, RespClient, startCluster, waitForEntries, waitForStatsIds, watchControlBus } from './support/cluster.mjs';
+import { call, classicSubscribers, clusterStats, userOn, record, RespClient, startCluster, waitForEntries, waitForStatsIds, watchControlBus } from './support/cluster.mjs';
 
 const STATS_TTL = 3;
 // "Within one stats heartbeat" of a change: the TTL bounds the heartbeat, plus scheduling slack.
@@ -580,7 +580,7 @@ describe('three nodes on one Redis', () => {
     t.after(() => db.close());
     let subscribers;
     await waitFor(async () => {
-      subscribers = Number((await db.command('PUBSUB', 'NUMSUB', 'cluster:message'))[1]);
+      subscribers = await classicSubscribers(cluster.redis, 'cluster:message');
       return subscribers >= 3;
     }, 5000, { interval: 100, what: 'every node to subscribe to cluster:message' }).catch((e) => {
       throw new Error(`${e.message} (PUBSUB NUMSUB says ${subscribers})`);

@@ -60,9 +60,18 @@ enum Kind {
     Sharded(Arc<ShardedPubSub>),
 }
 
+/// Attempts per command on a Redis Cluster. fred 10.1 follows a `MOVED` or `ASK` redirection
+/// (a slot moved or being moved) by sending the command again with its remaining attempts; with
+/// none left it fails the command ("Too many failed write attempts.", before writing it), and an
+/// `ASK` without attempts breaks the client's router for good (found by the cluster crate, see
+/// `cluster/src/redis/connect.rs`). Elsewhere a command is tried once, so nothing is sent twice
+/// after a connection loss.
+const CLUSTER_COMMAND_ATTEMPTS: u32 = 3;
+
 /// The fred settings every connection of the adapter shares.
 fn builder(url: &str, config: &RedisAdapterConfig) -> Result<Builder, AdapterError> {
     let mut fred_config = Config::from_url(url)?;
+    let clustered = fred_config.server.is_clustered();
     // RESP3 lets the subscriber connection also answer PING and CLIENT INFO.
     fred_config.version = RespVersion::RESP3;
     fred_config.fail_fast = true;
@@ -81,7 +90,11 @@ fn builder(url: &str, config: &RedisAdapterConfig) -> Result<Builder, AdapterErr
     builder.with_connection_config(|conn| {
         conn.connection_timeout = Duration::from_secs(2);
         conn.internal_command_timeout = Duration::from_secs(2);
-        conn.max_command_attempts = 1;
+        conn.max_command_attempts = if clustered {
+            CLUSTER_COMMAND_ATTEMPTS
+        } else {
+            1
+        };
         conn.unresponsive.max_timeout = Some(unresponsive);
         conn.unresponsive.interval = (unresponsive / 4).max(Duration::from_millis(10));
     });

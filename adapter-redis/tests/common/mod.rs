@@ -267,3 +267,12 @@ pub async fn http_server(ctr: RedisAdapterCtr) -> (Io, u16) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (io, port)
 }
+
+/// Sends `sig` (`-STOP`, `-CONT`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid} failed");
+}

@@ -185,9 +185,13 @@ where
 /// many failed write attempts", raised before it is written). Neither is retried by fred.
 const TRYAGAIN_FOR: Duration = Duration::from_secs(2);
 
-/// Whether `e` says the command was not run because its slot is moving (see [`TRYAGAIN_FOR`]).
+/// Whether `e` says the command was not run because its slot is moving (see [`TRYAGAIN_FOR`]),
+/// including fred's redirection limit (`connect.rs`, `CLUSTER_REDIRECTIONS`): a redirected
+/// command was not run by the node that redirected it.
 fn not_run_during_a_move(e: &Error) -> bool {
-    e.details().starts_with("TRYAGAIN") || e.details() == "Too many failed write attempts."
+    e.details().starts_with("TRYAGAIN")
+        || e.details() == "Too many failed write attempts."
+        || e.details() == "Too many redirections."
 }
 
 /// Runs `send` until it is not refused as [`not_run_during_a_move`], for at most

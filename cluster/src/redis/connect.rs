@@ -41,6 +41,16 @@ fn scheme_is_known(url: &str) -> bool {
 /// join finds the member, a repeated leave finds none).
 const CLUSTER_COMMAND_ATTEMPTS: u32 = 3;
 
+/// Redirections (`MOVED`, `ASK`) fred follows per command on a Redis Cluster. fred 10.1 answers
+/// an `ASK` by sending `ASKING` only while the command has attempts left; when it has none, it
+/// does not fail the command but ends its router task, and every later command of the client
+/// times out for good (seen by `tests/e2e-cluster/sharded-cluster-failover.test.mjs`, a slot
+/// moving under a busy room: "Max attempts reached." then "channel closed"). Each redirection
+/// costs an attempt, so following fewer redirections than the attempts left after the first
+/// write means the redirection limit ("Too many redirections.", an ordinary error for the
+/// caller, who sends the command again: `conn.rs`) is always met before that fatal path.
+const CLUSTER_REDIRECTIONS: u32 = 1;
+
 pub(super) fn builder(
     url: &str,
     command_timeout: Duration,
@@ -75,6 +85,9 @@ pub(super) fn builder(
         } else {
             1
         };
+        if clustered {
+            c.max_redirections = CLUSTER_REDIRECTIONS;
+        }
         c.unresponsive = UnresponsiveConfig {
             max_timeout: Some(command_timeout * 2),
             interval: Duration::from_millis(500),
@@ -281,6 +294,29 @@ mod tests {
         assert_eq!(layout_for(true, "{gateway}:"), KeyLayout::Classic);
         assert_eq!(layout_for(false, "gateway:"), KeyLayout::Classic);
         assert_eq!(layout_for(false, "{gateway}:"), KeyLayout::Classic);
+    }
+
+    #[test]
+    fn a_clustered_client_meets_its_redirection_limit_before_running_out_of_attempts()
+    -> Result<(), ClusterError> {
+        let b = builder(
+            "redis-cluster://127.0.0.1:30001?node=127.0.0.1:30002",
+            Duration::from_secs(1),
+            64,
+        )?;
+        let c = b.get_connection_config();
+        // The first write takes one attempt; each redirection followed takes one more, and an
+        // ASK met with none left kills fred's router. Leave one spare for a write retried after
+        // a connection loss.
+        assert!(
+            c.max_redirections + 2 <= c.max_command_attempts,
+            "redirections {} with attempts {}",
+            c.max_redirections,
+            c.max_command_attempts
+        );
+        let single = builder("redis://127.0.0.1:6379", Duration::from_secs(1), 64)?;
+        assert_eq!(single.get_connection_config().max_command_attempts, 1);
+        Ok(())
     }
 
     #[test]

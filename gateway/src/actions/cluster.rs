@@ -128,14 +128,8 @@ pub async fn resync(shared: &Shared) -> Result<(), cluster::StateError> {
         return Ok(());
     };
     let snapshot = local_snapshot(shared);
+    // The cluster crate logs what the resync wrote.
     let report = redis.resync(&snapshot).await?;
-    tracing::info!(
-        sockets = report.sockets,
-        memberships = report.memberships,
-        rooms_recreated = report.rooms_recreated,
-        purged_by_peers = report.purged_by_peers,
-        "re-registered this node's state after a Redis reconnect"
-    );
     if report.purged_by_peers {
         announce_returns(shared, &snapshot).await;
     }

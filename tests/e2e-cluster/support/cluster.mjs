@@ -1,6 +1,14 @@
-// Cluster support for the multi-node end-to-end tests: one redis-server, several gateway processes
-// sharing it (and one JWT secret), nginx running the shipped nginx.conf, clients bound to chosen
-// loopback source addresses, and small waiting/inspection helpers. Reuses tests/e2e/support.
+// Cluster support for the multi-node end-to-end tests: one redis-server (or, with
+// E2E_REDIS=cluster, a three-primary Redis Cluster), several gateway processes sharing it (and one
+// JWT secret), nginx running the shipped nginx.conf, clients bound to chosen loopback source
+// addresses, and small waiting/inspection helpers. Reuses tests/e2e/support.
+//
+// The environment chooses what the gateways run on (tests/e2e-cluster/README.md):
+// - E2E_REDIS: `single` (default: one redis-server) or `cluster` (3 primaries from
+//   support/redis-cluster.mjs, `--redis-url redis-cluster://...`);
+// - E2E_ADAPTER_MODE: unset (the gateway's default), `classic` or `sharded`
+//   (`--adapter-mode`);
+// - E2E_ADAPTER_SUBSCRIPTIONS: sharded mode's `--adapter-subscriptions` (default `static`).
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -9,21 +17,72 @@ import { join, resolve } from 'node:path';
 import { freePort, http, REPO_ROOT, startGateway, tail, waitFor, once, client, connected } from '../../e2e/support/gateway.mjs';
 import { randomSecret, userToken } from '../../e2e/support/jwt.mjs';
 import { RespClient, startRedis } from '../../e2e/support/redis.mjs';
+import { startRedisCluster } from './redis-cluster.mjs';
 
 export { RespClient };
+
+/** What E2E_REDIS asks for: `single` or `cluster`. */
+export const REDIS_KIND = (() => {
+  const kind = process.env.E2E_REDIS || 'single';
+  if (kind !== 'single' && kind !== 'cluster') throw new Error(`E2E_REDIS must be \`single\` or \`cluster\`, not \`${kind}\``);
+  return kind;
+})();
+
+/** The gateway flags E2E_ADAPTER_MODE and E2E_ADAPTER_SUBSCRIPTIONS ask for. */
+export const ADAPTER_ARGS = (() => {
+  const mode = process.env.E2E_ADAPTER_MODE;
+  const subscriptions = process.env.E2E_ADAPTER_SUBSCRIPTIONS;
+  const args = [];
+  if (mode) {
+    if (mode !== 'classic' && mode !== 'sharded') throw new Error(`E2E_ADAPTER_MODE must be \`classic\` or \`sharded\`, not \`${mode}\``);
+    args.push('--adapter-mode', mode);
+  }
+  // Sharded runs name their subscriptions (static unless asked); others only when asked.
+  if (subscriptions || mode === 'sharded') args.push('--adapter-subscriptions', subscriptions || 'static');
+  return args;
+})();
+
+/**
+ * The Redis the environment asks for: `{ url, port, stop, ports? }`. `port` is a node that takes
+ * plain commands and classic pub/sub (on a cluster, the first node: classic PUBLISH and SUBSCRIBE
+ * reach every node). `redisReplicas` sets the replicas per primary of a cluster.
+ */
+export async function startSuiteRedis(t, { redisKind = REDIS_KIND, redisReplicas = 0 } = {}) {
+  if (redisKind === 'cluster') return startRedisCluster(t, { primaries: 3, replicas: redisReplicas });
+  return startRedis(t);
+}
+
+/**
+ * Connections subscribed to the classic channel `channel` on the whole deployment: `PUBSUB NUMSUB`
+ * answers for the node asked only, so on a cluster it is summed over every live node.
+ */
+export async function classicSubscribers(redis, channel) {
+  let total = 0;
+  for (const port of redis.livePorts ? redis.livePorts() : [redis.port]) {
+    const db = await RespClient.connect(port);
+    try {
+      total += Number((await db.command('PUBSUB', 'NUMSUB', channel))[1]);
+    } finally {
+      db.close();
+    }
+  }
+  return total;
+}
 
 let clusterCounter = 0;
 
 /**
- * Starts redis-server and `nodes` gateways on it. Every gateway shares the JWT secret and the Redis
- * URL, has its own `--server-id`, `--connection-rate-limit 100000`, `--stats-ttl-secs statsTtl` and a
- * liveness TTL no longer than that.
+ * Starts the Redis the environment asks for (`startSuiteRedis`) and `nodes` gateways on it. Every
+ * gateway shares the JWT secret, the Redis URL and the adapter flags of the environment
+ * (`ADAPTER_ARGS`), has its own `--server-id`, `--connection-rate-limit 100000`,
+ * `--stats-ttl-secs statsTtl` and a liveness TTL no longer than that. `redisKind` (`single` or
+ * `cluster`), `redisReplicas` (per primary) and `adapterArgs` override the environment's choice.
  * `fixedPorts: true` gives each node a port chosen before start (needed behind nginx and to restart
  * a node on the same port). `t` (test context) gets after-hooks; with `t = null` call `stop()`.
  */
-export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixedPorts = false, names } = {}) {
+export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixedPorts = false, names, redisKind, redisReplicas = 0, adapterArgs = ADAPTER_ARGS } = {}) {
   clusterCounter += 1;
-  const redis = await startRedis(t);
+  const redis = await startSuiteRedis(t, { redisKind, redisReplicas });
   const secret = randomSecret();
   const tag = `${process.pid}-${clusterCounter}`;
   const ids = (names ?? ['A', 'B', 'C', 'D', 'E'].slice(0, nodes)).map((n) => `node${n}-${tag}`);
@@ -31,7 +90,7 @@ export async function startCluster(t, { nodes = 3, statsTtl = 3, args = [], fixe
   // Deaths are judged by the liveness key (LIVENESS_TTL_MS): keep it no longer than the stats TTL the
   // tests time their death checks by.
   const livenessMs = String(Math.min(statsTtl * 1000, 6000));
-  const nodeArgs = ['--redis-url', redis.url, '--stats-ttl-secs', String(statsTtl), '--liveness-ttl-ms', livenessMs, '--connection-rate-limit', '100000', ...args];
+  const nodeArgs = ['--redis-url', redis.url, '--stats-ttl-secs', String(statsTtl), '--liveness-ttl-ms', livenessMs, '--connection-rate-limit', '100000', ...adapterArgs, ...args];
   const startNode = (i) => startGateway(t, { secret, serverId: ids[i], port: ports[i], args: nodeArgs });
   const gws = await Promise.all(ids.map((_, i) => startNode(i)));
   const cluster = {
