@@ -26,7 +26,11 @@ impl JoinFences {
         now: Instant,
         period: Duration,
     ) {
-        let end = now + period;
+        // A period too long for the clock fences for a year instead (never panics).
+        let end = now
+            .checked_add(period)
+            .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
+            .unwrap_or(now);
         for room in rooms {
             if self.until.len() >= MAX_FENCED_ROOMS && !self.until.contains_key(&room) {
                 self.until.retain(|_, until| *until > now);
@@ -63,6 +67,14 @@ mod tests {
         // A later join extends it.
         fences.fence(["room:a".to_owned()], t0 + Duration::from_secs(3), period);
         assert!(fences.is_fenced("room:a", t0 + Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn a_period_beyond_the_clock_fences_without_panicking() {
+        let mut fences = JoinFences::default();
+        let t0 = Instant::now();
+        fences.fence(["room:a".to_owned()], t0, Duration::MAX);
+        assert!(fences.is_fenced("room:a", t0 + Duration::from_secs(3600)));
     }
 
     #[test]

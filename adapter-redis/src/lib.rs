@@ -63,7 +63,10 @@
 //!   narrow pattern matching 16-character rooms,
 //!   which is how `io.to(<socket id>)` from other nodes reaches its sockets. A node with no
 //!   member of a room receives none of that room's traffic. A message to a room published
-//!   before this node's subscription to it is acknowledged is not received by this node.
+//!   before this node's subscription to it is acknowledged is not received by this node. For
+//!   clusters with Node peers that join then emit at once,
+//!   [`ClassicSubscriptions::Pattern`] subscribes to every room as Node does
+//!   (`docs/sharded-adapter.md`, section 3.1).
 //! * **No stalls on dead peers.** Requests wait at most [`RedisAdapterConfig::request_timeout`]
 //!   and return what they got; [`RedisAdapterCtr`] methods also return which answers are
 //!   missing ([`Gathered::missing`]). Answers are de-duplicated per responder.
@@ -206,8 +209,20 @@ fn json_to_wire(value: &serde_json::Value) -> Wire {
 
 /// Hands a sync request to the namespace task and waits for its answer.
 async fn request_sync(core: &namespace::NsCore, rooms: Option<Vec<String>>) {
+    send_sync(core, rooms, None).await;
+}
+
+async fn send_sync(
+    core: &namespace::NsCore,
+    rooms: Option<Vec<String>>,
+    release: Option<(String, Vec<String>)>,
+) {
     let (done, rx) = tokio::sync::oneshot::channel();
-    let request = namespace::SyncRequest { rooms, done };
+    let request = namespace::SyncRequest {
+        rooms,
+        release,
+        done,
+    };
     if core.sync_waiters.send(request).await.is_ok() {
         let _ = rx.await;
     }
@@ -309,6 +324,33 @@ impl RedisAdapterCtr {
         }
         locks::lock(&core.pinned_rooms).extend(rooms.iter().cloned());
         request_sync(&core, Some(rooms)).await;
+    }
+
+    /// Waits until the channels of `rooms` of namespace `nsp` that no local socket other than
+    /// `leaving` holds are unsubscribed: call it when socket `leaving` disconnects, with the
+    /// rooms it held (its own id included), so they are released at once, as Node does, rather
+    /// than at the next comparison ([`RedisAdapterConfig::room_sync_interval`]). The cost grows
+    /// with the rooms named. Returns at once for a local adapter.
+    pub async fn release_rooms(
+        &self,
+        nsp: &str,
+        leaving: &str,
+        rooms: impl IntoIterator<Item = String>,
+    ) {
+        let Ok((_shared, core)) = self.namespace(nsp) else {
+            return;
+        };
+        if !core.uses_room_channels() {
+            return;
+        }
+        let rooms: Vec<String> = rooms
+            .into_iter()
+            .filter(|r| !core.room_covered_by_pattern(r))
+            .collect();
+        if rooms.is_empty() {
+            return;
+        }
+        send_sync(&core, Some(Vec::new()), Some((leaving.to_owned(), rooms))).await;
     }
 
     /// Every room of namespace `nsp` across the cluster (Node's `allRooms()`), with the

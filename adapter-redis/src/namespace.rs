@@ -64,6 +64,9 @@ pub(crate) struct SyncRequest {
     /// with the sockets). `Some`: only make sure these rooms are subscribed (cost grows with
     /// the rooms named).
     pub rooms: Option<Vec<String>>,
+    /// Rooms a disconnecting socket (the id) leaves: their channels are unsubscribed unless
+    /// another local socket holds them.
+    pub release: Option<(String, Vec<String>)>,
     /// Answered once the subscriptions are in place.
     pub done: oneshot::Sender<()>,
 }

@@ -7,6 +7,8 @@
 mod common;
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use adapter_redis::sharded_wire::SubscriptionMode;
@@ -204,11 +206,14 @@ async fn a_node_without_members_receives_nothing(mode: SubscriptionMode) {
 }
 
 /// A server whose connect middleware joins the rooms of the auth `{"rooms": [...]}` and the
-/// socket's own id, and waits for `sync_rooms_with` before the CONNECT, as the gateway does.
+/// socket's own id, and waits for `sync_rooms_with` before the CONNECT, and whose sockets
+/// release their rooms' channels when they disconnect, as the gateway does.
 async fn pinning_node(url: &str, mode: SubscriptionMode) -> (Io, RedisAdapterCtr) {
-    let ctr = RedisAdapterCtr::connect(url, sharded_config(mode))
-        .await
-        .unwrap();
+    pinning_node_with(url, sharded_config(mode)).await
+}
+
+async fn pinning_node_with(url: &str, config: RedisAdapterConfig) -> (Io, RedisAdapterCtr) {
+    let ctr = RedisAdapterCtr::connect(url, config).await.unwrap();
     let (_svc, io) = SocketIo::builder()
         .with_adapter::<Adapter>(ctr.clone())
         .build_svc();
@@ -231,10 +236,47 @@ async fn pinning_node(url: &str, mode: SubscriptionMode) -> (Io, RedisAdapterCtr
             Ok::<(), Infallible>(())
         }
     };
-    io.ns("/", (async |_: SocketRef<Adapter>| {}).with(middleware))
-        .await
-        .unwrap();
+    let release = ctr.clone();
+    let on_connect = move |s: SocketRef<Adapter>| {
+        let ctr = release.clone();
+        async move {
+            s.on_disconnect(async move |s: SocketRef<Adapter>| {
+                let rooms = s.rooms().into_iter().map(|r| r.to_string());
+                ctr.release_rooms("/", &s.id.to_string(), rooms).await;
+            });
+        }
+    };
+    io.ns("/", on_connect.with(middleware)).await.unwrap();
     (io, ctr)
+}
+
+/// A socket's own channel and the channels of rooms only it held are unsubscribed when it
+/// disconnects (no periodic comparison runs meanwhile); a room another socket holds is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_releases_the_channels_only_its_socket_held() {
+    let cluster = RedisCluster::start().unwrap();
+    let url = cluster.url();
+    let config = RedisAdapterConfig {
+        room_sync_interval: Duration::from_secs(3600),
+        ..sharded_config(SubscriptionMode::Dynamic)
+    };
+    let (a, _ctr_a) = pinning_node_with(&url, config).await;
+    let leaving = client_with_auth(&a, json!({ "rooms": ["room:solo", "room:shared"] })).await;
+    let staying = client_with_auth(&a, json!({ "rooms": ["room:shared"] })).await;
+    for channel in ["room:solo", "room:shared", &leaving.sid, &staying.sid] {
+        assert_eq!(room_subscribers(&cluster, channel), 1, "{channel}");
+    }
+    a.get_socket(leaving.sid.parse().unwrap())
+        .unwrap()
+        .disconnect()
+        .unwrap();
+    eventually("the leaving socket's channels are released", async || {
+        room_subscribers(&cluster, "room:solo") == 0
+            && room_subscribers(&cluster, &leaving.sid) == 0
+    })
+    .await;
+    assert_eq!(room_subscribers(&cluster, "room:shared"), 1);
+    assert_eq!(room_subscribers(&cluster, &staying.sid), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -256,8 +298,27 @@ async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
     const ROUNDS: usize = 60;
     let cluster = RedisCluster::start().unwrap();
     let url = cluster.url();
-    let (a, _ctr_a) = pinning_node(&url, mode).await;
+    let (a, ctr_a) = pinning_node(&url, mode).await;
     let (b, _ctr_b) = node_with(&url, sharded_config(mode)).await;
+    // Meanwhile sockets connect to `a` and leave, and `a` compares every room it holds with its
+    // subscriptions as often as it can: a connecting socket's pinned channels must survive that.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (a, ctr_a, stop) = (a.clone(), ctr_a.clone(), stop.clone());
+        tokio::spawn(async move {
+            for k in 0u64.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let room = format!("room:churn-{}", k % 5);
+                let c = client_with_auth(&a, json!({ "rooms": [room] })).await;
+                if let Some(s) = a.get_socket(c.sid.parse().unwrap()) {
+                    let _ = s.disconnect();
+                }
+                ctr_a.sync_rooms("/").await;
+            }
+        })
+    };
     let mut lost = Vec::new();
     for i in 0..ROUNDS {
         let room = format!("room:connect-{i}");
@@ -288,6 +349,8 @@ async fn joins_are_live_at_their_return(mode: SubscriptionMode) {
             lost.push(format!("round {i}: {event}"));
         }
     }
+    stop.store(true, Ordering::SeqCst);
+    churn.await.unwrap();
     assert!(lost.is_empty(), "{} lost: {lost:?}", lost.len());
 }
 
@@ -317,4 +380,45 @@ async fn a_message_to_a_socket_arrives_before_its_disconnection() {
             victim.expect_disconnect().await;
         }
     }
+}
+
+/// A receiving node counts the remote joins whose subscription it confirmed after the join
+/// fence ended: with a fence of one nanosecond, any subscription is late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_join_subscribed_after_the_fence_is_counted_late() {
+    let cluster = RedisCluster::start().unwrap();
+    let url = cluster.url();
+    let mode = SubscriptionMode::Dynamic;
+    let (a, ctr_a) = node_with(&url, sharded_config(mode)).await;
+    let tiny_fence = RedisAdapterConfig {
+        join_fence: Duration::from_nanos(1),
+        ..sharded_config(mode)
+    };
+    let (b, ctr_b) = node_with(&url, tiny_fence).await;
+    let b1 = client(&b, &["here"]).await;
+    ctr_b.sync_rooms("/").await;
+    a.to(b1.sid.clone()).join("late-room").await.unwrap();
+    eventually("b subscribes late-room", async || {
+        room_subscribers(&cluster, "late-room") == 1
+    })
+    .await;
+    eventually("b counts the late subscription", async || {
+        ctr_b.metrics().join_fence_late == 1
+    })
+    .await;
+    // The publisher's own fence (5 s) is not the receiver's business.
+    assert_eq!(ctr_a.metrics().join_fence_late, 0);
+    // A join to a room b already has a channel for is not measured: after it, on the same
+    // channel, a join to a new room is, and only that one.
+    a.to(b1.sid.clone()).join("here").await.unwrap();
+    a.to(b1.sid.clone()).join("new-room").await.unwrap();
+    eventually("b subscribes new-room", async || {
+        room_subscribers(&cluster, "new-room") == 1
+    })
+    .await;
+    eventually("b counts the second late subscription", async || {
+        ctr_b.metrics().join_fence_late >= 2
+    })
+    .await;
+    assert_eq!(ctr_b.metrics().join_fence_late, 2);
 }

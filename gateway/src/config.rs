@@ -70,6 +70,10 @@ pub enum AdapterModeArg {
     Sharded,
 }
 
+/// The longest join fence accepted: far beyond any subscription round trip, and short enough
+/// that a fence always ends.
+const MAX_JOIN_FENCE_MS: u64 = 600_000;
+
 /// Which room channels a node subscribes to (`docs/sharded-adapter.md`, sections 3 and 4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum AdapterSubscriptionsArg {
@@ -531,6 +535,12 @@ impl Config {
                     .into(),
             ));
         }
+        if args.adapter_join_fence_ms > MAX_JOIN_FENCE_MS {
+            return Err(ConfigError::Invalid(
+                "ADAPTER_JOIN_FENCE_MS",
+                format!("must be at most {MAX_JOIN_FENCE_MS} (10 minutes)"),
+            ));
+        }
         if args.connect_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "CONNECT_TIMEOUT_MS",
@@ -738,6 +748,9 @@ mod tests {
             Config::from_args(c).is_ok(),
             "classic pattern subscriptions"
         );
+        let c = parse(&["--dev", "--adapter-join-fence-ms", "600001"]).serve;
+        let err = Config::from_args(c).unwrap_err();
+        assert!(err.to_string().contains("ADAPTER_JOIN_FENCE_MS"), "{err}");
     }
 
     #[test]

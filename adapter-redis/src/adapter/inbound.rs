@@ -55,6 +55,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                         let rooms = batch.iter().flat_map(|r| r.rooms.iter().flatten());
                         self.subscribe_rooms(remote, rooms).await;
                     }
+                    for (leaving, rooms) in batch.iter().filter_map(|r| r.release.as_ref()) {
+                        self.release_rooms(remote, leaving, rooms).await;
+                    }
                     for request in batch {
                         let _ = request.done.send(());
                     }

@@ -43,6 +43,51 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         self.measure_remote_joins(remote, &added);
     }
 
+    /// Unsubscribes the channels of `rooms` that no local socket other than `leaving` holds
+    /// (members still connecting count; a socket's own id is held while it is connected).
+    pub(super) async fn release_rooms(&self, remote: &Remote, leaving: &str, rooms: &[String]) {
+        if !remote.core.uses_room_channels() {
+            return;
+        }
+        let leaving = leaving.parse::<Sid>().ok();
+        let held_by_others = |room: &String| {
+            let mut members = BroadcastOptions::default();
+            members.rooms.push(Room::from(room.clone()));
+            let member = self
+                .local
+                .sockets(members)
+                .into_iter()
+                .any(|sid| Some(sid) != leaving);
+            let own = remote.core.wants_socket_channels()
+                && self
+                    .is_local_sid(room)
+                    .is_some_and(|sid| Some(sid) != leaving);
+            member || own
+        };
+        let released: Vec<String> = rooms
+            .iter()
+            .filter(|room| !remote.core.room_covered_by_pattern(room) && !held_by_others(room))
+            .cloned()
+            .collect();
+        let remove: Vec<String> = {
+            let mut subscribed = lock(&remote.core.subscribed_rooms);
+            released
+                .into_iter()
+                .filter(|room| subscribed.remove(room))
+                .collect()
+        };
+        if remove.is_empty() {
+            return;
+        }
+        lock(&remote.core.pinned_rooms).retain(|room| !remove.contains(room));
+        lock(&remote.core.remote_joins).retain(|room, _| !remove.contains(room));
+        let core = &remote.core;
+        remote
+            .shared
+            .unsubscribe(remove.iter().map(|r| core.room_channel(r)).collect())
+            .await;
+    }
+
     /// Which of `rooms` some local socket holds, among those with channels of their own.
     pub(super) fn held_by_local_sockets(&self, remote: &Remote, rooms: &[Room]) -> Vec<String> {
         if !remote.core.uses_room_channels() {

@@ -214,7 +214,18 @@ where
 {
     let shared = Arc::clone(shared);
     s.on_disconnect(move |s: SocketRef<Adapter>, reason: DisconnectReason| {
-        cleanup(Arc::clone(&shared), s, reason)
+        // The socket's rooms and own id, read now for the same reason: once the cleanup ran,
+        // the channels only this socket held are unsubscribed at once (cluster mode with
+        // per-room subscriptions) instead of at the adapter's next comparison.
+        let mut held: Vec<String> = s.rooms().into_iter().map(|r| r.to_string()).collect();
+        held.push(s.id.to_string());
+        let (ns, sid) = (s.ns().to_owned(), s.id.to_string());
+        let adapter = shared.app.link.adapter().clone();
+        let cleanup = cleanup(Arc::clone(&shared), s, reason);
+        async move {
+            cleanup.await;
+            adapter.release_rooms(&ns, &sid, held).await;
+        }
     });
 }
 
