@@ -165,7 +165,8 @@ if [ "$BUILD_OK" -eq 1 ] && [ "$NODE_OK" -eq 1 ]; then
     stage e2e-cluster 900 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=2 e2e-cluster/*.test.mjs'
     # The cross-node files again, on a three-primary Redis Cluster with the sharded adapter
     # (tests/e2e-cluster/README.md); redis-restart and nginx-topology stay single-Redis.
-    stage e2e-cluster-sharded 600 bash -c 'cd "$REPO/tests" && E2E_REDIS=cluster E2E_ADAPTER_MODE=sharded E2E_ADAPTER_SUBSCRIPTIONS=static node --test --test-concurrency=2 e2e-cluster/cross-node.test.mjs e2e-cluster/node-failure.test.mjs e2e-cluster/join-ack.test.mjs'
+    stage e2e-cluster-sharded 600 bash -c 'cd "$REPO/tests" && E2E_REDIS=cluster E2E_ADAPTER_MODE=sharded E2E_ADAPTER_SUBSCRIPTIONS=dynamic node --test --test-concurrency=2 e2e-cluster/cross-node.test.mjs e2e-cluster/node-failure.test.mjs e2e-cluster/join-ack.test.mjs'
+    stage e2e-cluster-sharded-static 600 bash -c 'cd "$REPO/tests" && E2E_REDIS=cluster E2E_ADAPTER_MODE=sharded E2E_ADAPTER_SUBSCRIPTIONS=static node --test --test-concurrency=2 e2e-cluster/cross-node.test.mjs e2e-cluster/node-failure.test.mjs e2e-cluster/join-ack.test.mjs'
     stage browser 300 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 browser/*.test.mjs'
     # One file at a time: several of these attacks measure the node's RSS.
     stage hostile 900 bash -c 'cd "$REPO/tests" && node --test --test-concurrency=1 hostile/*.test.mjs'
@@ -173,6 +174,7 @@ else
     skip e2e "the build or npm ci failed"
     skip e2e-cluster "the build or npm ci failed"
     skip e2e-cluster-sharded "the build or npm ci failed"
+    skip e2e-cluster-sharded-static "the build or npm ci failed"
     skip browser "the build or npm ci failed"
     skip hostile "the build or npm ci failed"
 fi
