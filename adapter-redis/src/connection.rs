@@ -25,6 +25,7 @@ use crate::ids::ForeignIds;
 use crate::locks::{lock, read};
 use crate::metrics::{Metrics, add, inc};
 use crate::namespace::NsCore;
+use crate::slot_move::resend_while_moving;
 use crate::transport::{PubSubKind, Transport};
 
 /// A message from Redis for one namespace.
@@ -389,45 +390,6 @@ impl Shared {
     }
 }
 
-/// Whether `e` says the command was not run because its slot is moving on a Redis Cluster:
-/// `TRYAGAIN`, or fred giving up on a command whose `MOVED`/`ASK` redirections used its attempts
-/// ("Too many failed write attempts.", raised before the command is written). Either way Redis
-/// did not run it, so sending it again publishes it once.
-fn not_run_during_a_move(e: &AdapterError) -> bool {
-    match e {
-        AdapterError::Redis(e) => {
-            e.details().starts_with("TRYAGAIN") || e.details() == "Too many failed write attempts."
-        }
-        _ => false,
-    }
-}
-
-/// Runs `send` until it is not refused as [`not_run_during_a_move`] or `give_up` comes,
-/// waiting 5 ms, then twice as long each time up to 100 ms, between attempts: a slot's move
-/// ends within milliseconds once its keys are across, and a publish must not be lost to it.
-async fn resend_while_moving<F, Fut>(
-    give_up: tokio::time::Instant,
-    mut send: F,
-) -> Result<(), AdapterError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), AdapterError>>,
-{
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match send().await {
-            Err(e)
-                if not_run_during_a_move(&e) && tokio::time::Instant::now() + pause < give_up =>
-            {
-                tracing::debug!(error = %e, "slot being moved: publishing again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Reads fred's pub/sub channel and does nothing but hand each message to its namespace.
 async fn dispatch(shared: Arc<Shared>, mut messages: broadcast::Receiver<fred::types::Message>) {
     let key = shared.config.key.clone();
@@ -540,66 +502,7 @@ async fn status_loop(shared: Arc<Shared>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU32;
-
     use super::*;
-
-    fn refused(details: &'static str) -> AdapterError {
-        AdapterError::Redis(fred::error::Error::new(
-            fred::error::ErrorKind::Unknown,
-            details,
-        ))
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_publish_refused_during_a_slot_move_is_sent_again_until_it_runs() {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-        let calls = AtomicU32::new(0);
-        let result = resend_while_moving(give_up, || async {
-            match calls.fetch_add(1, Ordering::Relaxed) {
-                0 => Err(refused("Too many failed write attempts.")),
-                1 => Err(refused(
-                    "TRYAGAIN Multiple keys request during rehashing of slot",
-                )),
-                _ => Ok(()),
-            }
-        })
-        .await;
-        assert!(result.is_ok(), "{result:?}");
-        assert_eq!(calls.load(Ordering::Relaxed), 3);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn resends_stop_at_the_deadline_and_other_errors_are_not_resent() {
-        let start = tokio::time::Instant::now();
-        let give_up = start + Duration::from_secs(1);
-        let result = resend_while_moving(give_up, || async {
-            Err(refused("Too many failed write attempts."))
-        })
-        .await;
-        assert!(matches!(result, Err(AdapterError::Redis(_))), "{result:?}");
-        assert!(tokio::time::Instant::now() <= give_up);
-
-        let calls = AtomicU32::new(0);
-        let result = resend_while_moving(give_up, || async {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Err(refused("ERR unknown command"))
-        })
-        .await;
-        assert!(matches!(result, Err(AdapterError::Redis(_))), "{result:?}");
-        assert_eq!(calls.load(Ordering::Relaxed), 1);
-        let calls = AtomicU32::new(0);
-        let result = resend_while_moving(give_up, || async {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Err(AdapterError::NotConnected)
-        })
-        .await;
-        assert!(
-            matches!(result, Err(AdapterError::NotConnected)),
-            "{result:?}"
-        );
-        assert_eq!(calls.load(Ordering::Relaxed), 1);
-    }
 
     #[tokio::test]
     async fn shutdown_ends_every_task_of_the_adapter() {

@@ -125,6 +125,7 @@ pub mod msgpack;
 mod namespace;
 mod namespace_wire;
 pub mod sharded_wire;
+mod slot_move;
 pub mod transport;
 pub mod wire;
 
@@ -315,10 +316,7 @@ impl RedisAdapterCtr {
         let Ok((_shared, core)) = self.namespace(nsp) else {
             return;
         };
-        let rooms: Vec<String> = rooms
-            .into_iter()
-            .filter(|r| !core.room_covered_by_pattern(r))
-            .collect();
+        let rooms = core.rooms_with_channels(rooms);
         if rooms.is_empty() {
             return;
         }
@@ -343,10 +341,7 @@ impl RedisAdapterCtr {
         if !core.uses_room_channels() {
             return;
         }
-        let rooms: Vec<String> = rooms
-            .into_iter()
-            .filter(|r| !core.room_covered_by_pattern(r))
-            .collect();
+        let rooms = core.rooms_with_channels(rooms);
         if rooms.is_empty() {
             return;
         }

@@ -84,6 +84,17 @@ impl NsCore {
                 || crate::channels::NamespaceChannels::room_covered_by_pattern(room))
     }
 
+    /// Those of `rooms` subscribed by name (not covered by the classic pattern).
+    pub(crate) fn rooms_with_channels(
+        &self,
+        rooms: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
+        rooms
+            .into_iter()
+            .filter(|r| !self.room_covered_by_pattern(r))
+            .collect()
+    }
+
     /// Whether each local socket's own id needs its channel subscribed: in the sharded dynamic
     /// modes, as the gateway's 16-character ids do not look like socket ids to Node's test, so
     /// `io.to(<id>)` goes on the id's channel (`docs/sharded-adapter.md`, sections 2.4 and 4.3).
