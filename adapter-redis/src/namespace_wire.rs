@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use crate::channels::SID_LEN;
 use crate::error::AdapterError;
 use crate::locks::lock;
 use crate::metrics::{Metrics, inc};
@@ -159,7 +158,7 @@ impl NsCore {
             // one): on the main channel, as Node sends its own socket ids in the dynamic mode,
             // so a request about that socket published next (a kick's `disconnect`) cannot
             // overtake it on another primary. Every receiver applies it from the main channel.
-            Destination::Room(room) if room.len() == SID_LEN => Destination::Main,
+            Destination::Room(room) if is_gateway_socket_id(room) => Destination::Main,
             routed => {
                 let fenced = route_fenced(&envelope.message, sharded.mode, |room| {
                     !self.join_fence.is_zero() && lock(&self.fences).is_fenced(room, now)
@@ -232,5 +231,30 @@ impl NsCore {
             .encode()
             .map_err(|e| AdapterError::Encode(e.to_string()))?;
         Ok((sharded.channels.response(requester), bytes))
+    }
+}
+
+/// Whether `room` is a socket id of this gateway (socketioxide's: 16 URL-safe base64
+/// characters). Contract rooms (`room:<id>`, `user:<id>`, ...) never are, whatever their length.
+fn is_gateway_socket_id(room: &str) -> bool {
+    room.parse::<socketioxide_core::Sid>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_gateways_own_socket_ids_count_as_its_socket_ids() {
+        assert!(is_gateway_socket_id(
+            &socketioxide_core::Sid::new().to_string()
+        ));
+        assert!(is_gateway_socket_id("abcdefghijklmnop"));
+        // Sixteen characters, but a contract room: it keeps its own channel.
+        assert!(!is_gateway_socket_id("room:abcdefghijk"));
+        assert!(!is_gateway_socket_id("user:abcdefghijk"));
+        // A Node socket id (20 characters) and the empty room.
+        assert!(!is_gateway_socket_id("t6NnwrlQGANncHSLAAAD"));
+        assert!(!is_gateway_socket_id(""));
     }
 }
