@@ -164,14 +164,22 @@ async fn announce_returns(shared: &Shared, snapshot: &LocalSnapshot) {
             }
         }
     }
+    // One count per room, however many of its members this node holds.
+    let mut counts: HashMap<&str, Option<usize>> = HashMap::new();
     for m in &snapshot.memberships {
-        let room_id = &m.room.id;
-        let count = match backends.rooms.member_count(room_id).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, room = %room_id, "cannot announce a member back");
-                continue;
+        let room_id = m.room.id.as_str();
+        let count = match counts.get(room_id) {
+            Some(known) => *known,
+            None => {
+                let count = backends.rooms.member_count(room_id).await;
+                if let Err(e) = &count {
+                    tracing::warn!(error = %e, room = %room_id, "cannot announce members back");
+                }
+                *counts.entry(room_id).or_insert(count.ok())
             }
+        };
+        let Some(count) = count else {
+            continue;
         };
         let member = &m.member;
         let payload = room_member(
